@@ -1,0 +1,127 @@
+//! The registry of worker processes this R session started itself. Holding the `Child`
+//! handles lets us reap them by PID (`waitpid(pid, WNOHANG)` through `try_wait`), so a dead
+//! worker never lingers as a zombie that reads as alive, and lets us report how it ended.
+//! No SIGCHLD handler is installed: R's own `system()` and `mclapply()` rely on theirs.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Child;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Status(i32),
+    Signal(i32),
+    /// Reaped by someone else (e.g. a `waitpid(-1)` elsewhere in the process).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Exited(Exit),
+}
+
+struct Entry {
+    child: Child,
+    exit: Option<Exit>,
+}
+
+fn registry() -> MutexGuard<'static, HashMap<u32, Entry>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<u32, Entry>>> = OnceLock::new();
+    let lock = REGISTRY.get_or_init(|| Mutex::new(HashMap::new()));
+    // A poisoned lock only means another call panicked mid-update; the map is still usable.
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn register(child: Child) {
+    let pid = child.id();
+    registry().insert(pid, Entry { child, exit: None });
+}
+
+fn refresh(entry: &mut Entry) -> State {
+    if let Some(exit) = entry.exit {
+        return State::Exited(exit);
+    }
+    match entry.child.try_wait() {
+        Ok(None) => State::Running,
+        Ok(Some(status)) => {
+            let exit = match (status.signal(), status.code()) {
+                (Some(sig), _) => Exit::Signal(sig),
+                (None, Some(code)) => Exit::Status(code),
+                (None, None) => Exit::Unknown,
+            };
+            entry.exit = Some(exit);
+            State::Exited(exit)
+        }
+        Err(_) => {
+            entry.exit = Some(Exit::Unknown);
+            State::Exited(Exit::Unknown)
+        }
+    }
+}
+
+/// The state of one of our children, reaping it if it has exited; `None` if `pid` is not
+/// (or is no longer) a child we started.
+pub fn state(pid: u32) -> Option<State> {
+    registry().get_mut(&pid).map(refresh)
+}
+
+/// Reap every exited child and return the PIDs of those still running.
+pub fn running() -> Vec<u32> {
+    let mut reg = registry();
+    reg.iter_mut()
+        .filter_map(|(pid, e)| (refresh(e) == State::Running).then_some(*pid))
+        .collect()
+}
+
+/// Drop the handle of an exited child; a running child is kept so that it can still be reaped.
+pub fn forget(pid: u32) -> bool {
+    let mut reg = registry();
+    let exited = match reg.get_mut(&pid) {
+        Some(e) => refresh(e) != State::Running,
+        None => return false,
+    };
+    if exited {
+        reg.remove(&pid);
+    }
+    exited
+}
+
+pub fn count() -> usize {
+    registry().len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn reaps_and_reports_exit_status_and_signal() {
+        let child = Command::new("sh").args(["-c", "exit 3"]).spawn().expect("sh");
+        let pid = child.id();
+        register(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while state(pid) == Some(State::Running) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(state(pid), Some(State::Exited(Exit::Status(3))));
+        assert!(forget(pid));
+        assert_eq!(state(pid), None);
+
+        let child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let pid = child.id();
+        register(child);
+        assert_eq!(state(pid), Some(State::Running));
+        assert!(!forget(pid), "a running child must be kept");
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while state(pid) == Some(State::Running) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(state(pid), Some(State::Exited(Exit::Signal(libc::SIGKILL))));
+        assert!(forget(pid));
+    }
+}

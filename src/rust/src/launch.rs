@@ -1,0 +1,84 @@
+//! Start local worker processes directly (no shell), each in its own process group so that
+//! a Ctrl-C typed at the master's terminal does not reach the workers (as with R's
+//! `system("... &")`, whose background jobs ignore SIGINT).
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use crate::children;
+use crate::error::{Error, Kind, Result};
+use crate::process;
+
+/// Where a worker's own stdout and stderr go (R-level output is redirected by the worker
+/// itself through its `OUT=` argument; this catches what comes before that or bypasses it).
+pub enum Output {
+    /// Share the master's stdout/stderr (`outfile = NULL`).
+    Inherit,
+    /// Append to this file.
+    File(String),
+}
+
+pub struct LaunchSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env_set: Vec<(String, String)>,
+    pub env_unset: Vec<String>,
+    pub output: Output,
+    /// Niceness increment, 0 for none.
+    pub nice: i32,
+}
+
+pub struct Launched {
+    pub pid: u32,
+    /// Seconds since the epoch, as `process::start_time()` reports it; 0 if unknown.
+    pub start_time: u64,
+}
+
+pub fn launch(spec: LaunchSpec) -> Result<Launched> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args).stdin(Stdio::null()).process_group(0);
+    for name in &spec.env_unset {
+        cmd.env_remove(name);
+    }
+    for (name, value) in &spec.env_set {
+        cmd.env(name, value);
+    }
+    match &spec.output {
+        Output::Inherit => {
+            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        }
+        Output::File(path) => {
+            let open = || OpenOptions::new().create(true).append(true).open(path);
+            let out = open().map_err(|e| {
+                Error::new(Kind::Launch, format!("cannot open worker log file '{}': {}", path, e))
+            })?;
+            let err = open().map_err(|e| {
+                Error::new(Kind::Launch, format!("cannot open worker log file '{}': {}", path, e))
+            })?;
+            cmd.stdout(out).stderr(err);
+        }
+    }
+    if spec.nice > 0 {
+        let nice = spec.nice;
+        // SAFETY: nice(2) is a plain system call, safe to make between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::nice(nice);
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn().map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied (is it executable?)".to_string(),
+            _ => e.to_string(),
+        };
+        Error::new(Kind::Launch, format!("cannot run '{}': {}", spec.program, why))
+    })?;
+    let pid = child.id();
+    let start_time = process::start_time(pid).unwrap_or(0);
+    children::register(child);
+    Ok(Launched { pid, start_time })
+}

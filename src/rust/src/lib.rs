@@ -1,0 +1,170 @@
+//! The R-facing module: the only file that uses `extendr_api`. Each function here converts
+//! plain arguments (R/backend.R has already checked and coerced them), calls one module, and
+//! returns either the value or a tagged error list that R/backend.R raises as a classed
+//! condition. Nothing here returns `Err` or panics into R.
+
+use extendr_api::prelude::*;
+
+mod children;
+mod error;
+mod launch;
+mod ports;
+mod process;
+
+use error::Error;
+
+/// An error as a value: `list(kind, message)` of class `parallelly_backend_error`.
+fn error_value(e: Error) -> Robj {
+    let mut value: Robj = List::from_pairs(vec![
+        ("kind", Robj::from(e.kind.as_str())),
+        ("message", Robj::from(e.message)),
+    ])
+    .into();
+    match value.set_class(["parallelly_backend_error"]) {
+        Ok(v) => v.clone(),
+        Err(_) => Robj::from(format!("parallelly backend error: {}", e.kind.as_str())),
+    }
+}
+
+fn pid_of(x: i32) -> Option<u32> {
+    u32::try_from(x).ok().filter(|&p| p > 0)
+}
+
+/// Start one worker process without a shell. `output` is a log file path, or "" to share
+/// the master's stdout/stderr. Returns `list(pid, start_time)`.
+#[extendr]
+fn rs_launch(
+    program: &str,
+    args: Vec<String>,
+    env_names: Vec<String>,
+    env_values: Vec<String>,
+    env_unset: Vec<String>,
+    output: &str,
+    nice: i32,
+) -> Robj {
+    let spec = launch::LaunchSpec {
+        program: program.to_string(),
+        args,
+        env_set: env_names.into_iter().zip(env_values).collect(),
+        env_unset,
+        output: if output.is_empty() {
+            launch::Output::Inherit
+        } else {
+            launch::Output::File(output.to_string())
+        },
+        nice,
+    };
+    match launch::launch(spec) {
+        Ok(l) => List::from_pairs(vec![
+            ("pid", Robj::from(l.pid as f64)),
+            ("start_time", Robj::from(l.start_time as f64)),
+        ])
+        .into(),
+        Err(e) => error_value(e),
+    }
+}
+
+/// For each PID: "running", "exited", "signalled", "gone" (exited, status unknown) or
+/// "unknown" (not a child of ours), with the exit status or signal number.
+#[extendr]
+fn rs_child_state(pids: Vec<i32>) -> Robj {
+    let mut state = Vec::with_capacity(pids.len());
+    let mut status = Vec::with_capacity(pids.len());
+    let mut signal = Vec::with_capacity(pids.len());
+    for pid in pids {
+        let (s, st, sig) = match pid_of(pid).and_then(children::state) {
+            None => ("unknown", None, None),
+            Some(children::State::Running) => ("running", None, None),
+            Some(children::State::Exited(children::Exit::Status(c))) => ("exited", Some(c), None),
+            Some(children::State::Exited(children::Exit::Signal(s))) => ("signalled", None, Some(s)),
+            Some(children::State::Exited(children::Exit::Unknown)) => ("gone", None, None),
+        };
+        state.push(s);
+        status.push(st);
+        signal.push(sig);
+    }
+    List::from_pairs(vec![
+        ("state", Robj::from(state)),
+        ("status", Robj::from(status)),
+        ("signal", Robj::from(signal)),
+    ])
+    .into()
+}
+
+/// TRUE/FALSE/NA per (pid, start time); a start time of 0 skips the identity check.
+#[extendr]
+fn rs_probe(pids: Vec<i32>, start_times: Vec<f64>) -> Robj {
+    let values = pids.iter().enumerate().map(|(i, &pid)| {
+        let start = start_times.get(i).copied().unwrap_or(0.0);
+        let start = if start.is_finite() && start > 0.0 { start as u64 } else { 0 };
+        match pid_of(pid).map(|p| process::probe(p, start)) {
+            Some(process::Liveness::Alive) => Rbool::true_value(),
+            Some(process::Liveness::Dead) => Rbool::false_value(),
+            Some(process::Liveness::Unknown) | None => Rbool::na_value(),
+        }
+    });
+    Logicals::from_values(values).into()
+}
+
+/// Start time (seconds since the epoch) of a PID, or NA.
+#[extendr]
+fn rs_start_time(pid: i32) -> Robj {
+    match pid_of(pid).and_then(process::start_time) {
+        Some(t) => Robj::from(t as f64),
+        None => Robj::from(Rfloat::na()),
+    }
+}
+
+/// Send a signal to (pid, start time); FALSE when no such process runs.
+#[extendr]
+fn rs_signal(pid: i32, start_time: f64, signal: i32) -> Robj {
+    let Some(pid) = pid_of(pid) else {
+        return error_value(Error::new(error::Kind::InvalidArgument, format!("invalid PID {}", pid)));
+    };
+    let start = if start_time.is_finite() && start_time > 0.0 { start_time as u64 } else { 0 };
+    match process::signal(pid, start, signal) {
+        Ok(sent) => Robj::from(sent),
+        Err(e) => error_value(e),
+    }
+}
+
+/// PIDs of the children we started that are still running (reaping the others).
+#[extendr]
+fn rs_running_children() -> Robj {
+    let pids: Vec<i32> = children::running().into_iter().filter_map(|p| i32::try_from(p).ok()).collect();
+    Robj::from(pids)
+}
+
+/// Drop the handle of an exited child; FALSE if it still runs or is unknown.
+#[extendr]
+fn rs_forget_child(pid: i32) -> bool {
+    pid_of(pid).map(children::forget).unwrap_or(false)
+}
+
+/// Number of child handles held (for leak tests).
+#[extendr]
+fn rs_child_count() -> i32 {
+    i32::try_from(children::count()).unwrap_or(i32::MAX)
+}
+
+/// Whether a TCP port can be bound and listened on right now (all interfaces, IPv4).
+#[extendr]
+fn rs_port_is_free(port: i32) -> Robj {
+    match u16::try_from(port) {
+        Ok(p) => Robj::from(ports::is_free(p)),
+        Err(_) => Robj::from(Rbool::na_value()),
+    }
+}
+
+extendr_module! {
+    mod parallelly;
+    fn rs_launch;
+    fn rs_child_state;
+    fn rs_probe;
+    fn rs_start_time;
+    fn rs_signal;
+    fn rs_running_children;
+    fn rs_forget_child;
+    fn rs_child_count;
+    fn rs_port_is_free;
+}
