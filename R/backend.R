@@ -1,0 +1,73 @@
+# The one door to the Rust library. Only this file calls .Call(); every routine returns
+# either its value or a list of class "parallelly_backend_error", which becomes a classed R
+# condition here. Arguments are coerced to the exact types the Rust side expects, so that
+# extendr never has to reject them.
+
+backend_value <- function(res, context = NULL) {
+  if (inherits(res, "parallelly_backend_error")) {
+    msg <- if (is.null(context)) res$message else paste0(context, ": ", res$message)
+    stopf(res$kind, "%s", msg)
+  }
+  res
+}
+
+as_pid <- function(pid) {
+  pid <- suppressWarnings(as.integer(pid))
+  pid[is.na(pid)] <- 0L
+  pid
+}
+
+as_start_time <- function(start_time, n) {
+  if (is.null(start_time)) return(rep(0, n))
+  start_time <- as.double(start_time)
+  start_time[is.na(start_time)] <- 0
+  rep_len(start_time, n)
+}
+
+# Start a process without a shell. `output` is a log file, or "" to share the master's
+# stdout/stderr. Returns list(pid, start_time).
+# `env` is a named character vector to set, `unset` the names of variables to remove.
+backend_launch <- function(program, args, env = character(0), unset = character(0),
+                           output = "", nice = 0L) {
+  env_names <- as.character(names(env))
+  if (length(env) == 0L) env_names <- character(0)
+  res <- .Call(wrap__rs_launch,
+    as.character(program)[1L], as.character(args),
+    env_names, as.character(unname(env)), as.character(unset),
+    as.character(output)[1L], as.integer(nice)[1L]
+  )
+  backend_value(res)
+}
+
+# State of processes we started: list(state, status, signal), one element each per PID.
+backend_child_state <- function(pids) {
+  .Call(wrap__rs_child_state, as_pid(pids))
+}
+
+# TRUE/FALSE/NA: whether (pid, start_time) is a running process on this machine.
+backend_probe <- function(pids, start_times = NULL) {
+  .Call(wrap__rs_probe, as_pid(pids), as_start_time(start_times, length(pids)))
+}
+
+backend_start_time <- function(pid) {
+  .Call(wrap__rs_start_time, as_pid(pid)[1L])
+}
+
+# Send `signal` to (pid, start_time); FALSE if no such process runs.
+backend_signal <- function(pid, signal, start_time = 0) {
+  res <- .Call(wrap__rs_signal, as_pid(pid)[1L], as_start_time(start_time, 1L), as.integer(signal)[1L])
+  backend_value(res, sprintf("Failed to send signal %s to process %s", signal, pid))
+}
+
+backend_running_children <- function() .Call(wrap__rs_running_children)
+
+backend_forget_child <- function(pid) .Call(wrap__rs_forget_child, as_pid(pid)[1L])
+
+backend_child_count <- function() .Call(wrap__rs_child_count)
+
+# TRUE if a TCP port can be bound and listened on now.
+backend_port_is_free <- function(port) {
+  port <- suppressWarnings(as.integer(port))
+  if (length(port) != 1L || is.na(port)) return(NA)
+  .Call(wrap__rs_port_is_free, port)
+}

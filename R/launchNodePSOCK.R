@@ -1,0 +1,290 @@
+# Launching local workers and accepting their connections.
+#
+# The master listens on a server socket; the Rust backend starts each worker process (no
+# shell) with a one-time token in its environment. When a worker connects, the master sends
+# it a handshake call that returns the worker's PID and token; only a connection that
+# presents the token of a worker we launched becomes a node, so a stranger that connects
+# first is never taken for a worker. While waiting, the master watches the launched
+# processes: a worker that dies before connecting fails the setup at once, with its exit
+# status and last output, instead of after `connectTimeout`.
+
+# Launch one node from its options: sequential launch (with tries), manual or dryrun.
+launchNodePSOCK <- function(options, verbose = FALSE) {
+  if (identical(options$setup_strategy, "parallel") && (options$manual || options$dryrun)) {
+    options$setup_strategy <- "sequential"
+  }
+  if (options$dryrun || options$manual) {
+    if (!options$quiet) print_manual_instructions(options)
+    if (options$dryrun) return(invisible(NULL))
+  }
+  if (!isTRUE(attr(options$worker, "localhost"))) {
+    stopf("Launch",
+      "Cannot launch a worker on remote host '%s': remote workers are not yet supported by this version of parallelly (only local workers are). Use a local worker, or 'dryrun = TRUE' to see the command.",
+      options$worker, fields = list(host = as.character(options$worker)))
+  }
+  connect_workers(list(options), manual = options$manual, verbose = verbose)[[1L]]
+}
+
+print_manual_instructions <- function(options) {
+  cat(strrep("-", 70L), "\n", sep = "")
+  if (isTRUE(attr(options$worker, "localhost"))) {
+    cat(sprintf("Manually, start worker #%d on local machine '%s' with:\n\n  %s\n\n",
+                options$rank, options$worker, options$cmd))
+  } else {
+    cat(sprintf("Manually, (i) login into external machine '%s':\n\n  %s\n\n", options$worker, options$rsh_call))
+    cat(sprintf("and (ii) start worker #%d from there:\n\n  %s\n\n", options$rank, options$cmd))
+    cat(sprintf("Alternatively, start worker #%d from the local machine by combining both steps in a single call:\n\n  %s\n\n",
+                options$rank, options$local_cmd))
+  }
+}
+
+# The handshake a connecting worker runs as its first task. Its environment is the base
+# namespace, so the worker needs no package of ours to run it.
+worker_handshake <- function() {
+  token <- Sys.getenv("R_PARALLELLY_WORKER_TOKEN")
+  Sys.unsetenv("R_PARALLELLY_WORKER_TOKEN")
+  list(pid = Sys.getpid(), token = token)
+}
+environment(worker_handshake) <- baseenv()
+
+new_token <- function() {
+  # Not the user's RNG stream: .Random.seed must stay untouched.
+  paste(format(as.hexmode(sample_stealth(256L, 16L) - 1L), width = 2L), collapse = "")
+}
+
+sample_stealth <- function(n, size) {
+  seed <- if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
+    get(".Random.seed", envir = globalenv(), inherits = FALSE)
+  }
+  on.exit({
+    if (is.null(seed)) {
+      if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv())
+    } else {
+      assign(".Random.seed", seed, envir = globalenv())
+    }
+  })
+  set.seed(NULL)
+  sample.int(n, size, replace = TRUE)
+}
+
+open_server_socket <- function(port) {
+  tryCatch(serverSocket(port), error = function(e) {
+    stopf("Port",
+      "Cannot listen on port %d (argument 'port'): %s. The port is probably used by another process; choose another port, or use port = \"random\".",
+      port, conditionMessage(e), fields = list(port = port))
+  })
+}
+
+# Start the workers of `options_list` (all local, all with the same port) and return their
+# nodes, in order. On any failure or interrupt, every launched process is stopped.
+connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
+  n <- length(options_list)
+  port <- options_list[[1L]]$port
+  if (port == 0L) stop_arg("port", "must be a port number in 1..65535 that the workers can be told: 0")
+  server <- open_server_socket(port)
+  launched <- data.frame(pid = rep(NA_integer_, n), start_time = NA_real_, token = NA_character_,
+                         log = NA_character_, stringsAsFactors = FALSE)
+  nodes <- vector("list", n)
+  pending <- list()
+  done <- FALSE
+  on.exit({
+    close(server)
+    for (p in pending) try(close(p$con), silent = TRUE)
+    if (!done) {
+      for (node in nodes) if (!is.null(node)) try(close(node$con), silent = TRUE)
+      terminate_processes(launched$pid[!is.na(launched$pid)])
+      remove_logs(launched$log)
+    }
+  })
+
+  for (i in seq_len(n)) {
+    opts <- options_list[[i]]
+    launched$token[i] <- new_token()
+    if (manual) next
+    spec <- worker_launch_spec(opts, port)
+    log <- if (is.null(opts$outfile)) "" else tempfile("parallelly-worker-", fileext = ".log")
+    if (nzchar(log)) launched$log[i] <- log
+    nice <- if (!is.na(opts$renice) && opts$renice > 0L) opts$renice else 0L
+    res <- tryCatch(
+      backend_launch(spec$program, spec$args,
+                     env = c(spec$env, R_PARALLELLY_WORKER_TOKEN = launched$token[i]),
+                     unset = spec$unset, output = log, nice = nice),
+      parallellyError = function(e) e
+    )
+    if (inherits(res, "error")) {
+      stopf("Launch",
+        "Failed to launch R worker #%d on local machine '%s': %s. Check argument 'rscript' (%s).",
+        opts$rank, opts$worker, conditionMessage(res), opts$rscript,
+        extra_class = "PSOCKConnectionError", fields = list(host = "localhost", rank = opts$rank))
+    }
+    launched$pid[i] <- as.integer(res$pid)
+    launched$start_time[i] <- res$start_time
+    mdebugf("Launched worker #%d (PID %d)", opts$rank, launched$pid[i])
+  }
+
+  connect_timeout <- options_list[[1L]]$connectTimeout
+  deadline <- Sys.time() + connect_timeout
+  repeat {
+    if (all(!vapply(nodes, is.null, logical(1)))) break
+    remaining <- as.numeric(difftime(deadline, Sys.time(), units = "secs"))
+    if (remaining <= 0) fail_connect_timeout(options_list, nodes, launched, connect_timeout)
+
+    socks <- c(list(server), lapply(pending, `[[`, "con"))
+    ready <- socketSelect(socks, write = FALSE, timeout = min(0.1, remaining))
+    if (ready[1L]) {
+      con <- tryCatch(
+        socketAccept(server, blocking = TRUE, open = "a+b", timeout = max(1, min(30, connect_timeout))),
+        error = function(e) NULL
+      )
+      if (!is.null(con)) {
+        ok <- tryCatch({
+          serialize(list(type = "EXEC", data = list(fun = worker_handshake, args = list(), return = TRUE, tag = NULL), tag = NULL), con, xdr = FALSE)
+          TRUE
+        }, error = function(e) FALSE)
+        if (ok) pending[[length(pending) + 1L]] <- list(con = con, since = Sys.time()) else close(con)
+      }
+    }
+    for (k in rev(which(ready[-1L]))) {
+      con <- pending[[k]]$con
+      pending[[k]] <- NULL
+      msg <- tryCatch(unserialize(con), error = function(e) NULL)
+      value <- if (is.list(msg) && identical(msg$type, "VALUE")) msg$value
+      i <- if (is.list(value) && is.character(value$token)) match(value$token, launched$token) else NA_integer_
+      # A worker started by hand cannot know a token: take it for the next free slot.
+      if (manual && is.list(value) && is.numeric(value$pid)) i <- which(vapply(nodes, is.null, logical(1)))[1L]
+      if (is.na(i) || !is.null(nodes[[i]])) {
+        mdebug("Closed a connection that did not present a worker token")
+        close(con)
+        next
+      }
+      nodes[[i]] <- new_node(con, options_list[[i]], pid = as.integer(value$pid),
+                             launched = launched[i, ], port = port)
+    }
+    # Strangers that connect but never answer must not hold the loop forever.
+    stale <- vapply(pending, function(p) difftime(Sys.time(), p$since, units = "secs") > 30, logical(1))
+    for (k in rev(which(stale))) { close(pending[[k]]$con); pending[[k]] <- NULL }
+
+    if (!manual) check_workers_running(options_list, nodes, launched, port)
+  }
+  for (node in nodes) socketTimeout(node$con, timeout = attr(node, "options")$timeout)
+  done <- TRUE
+  nodes
+}
+
+new_node <- function(con, options, pid, launched, port) {
+  options$port <- port
+  options$cmd <- worker_command_line(options, port)
+  options$pidfile <- NULL
+  launcher_pid <- launched$pid
+  start_time <- if (!is.na(launcher_pid) && identical(pid, launcher_pid)) launched$start_time else backend_start_time(pid)
+  process <- list(pid = pid, start_time = start_time, launcher_pid = launcher_pid,
+                  log = launched$log)
+  node <- list(con = con, host = options$worker, rank = options$rank)
+  structure(node,
+    options = options,
+    process = process,
+    state = new_node_state(),
+    class = c("RichSOCKnode", if (isTRUE(options$useXDR)) "SOCKnode" else "SOCK0node")
+  )
+}
+
+# Fail at once when a launched worker exits before connecting.
+check_workers_running <- function(options_list, nodes, launched, port) {
+  waiting <- which(vapply(nodes, is.null, logical(1)) & !is.na(launched$pid))
+  if (length(waiting) == 0L) return(invisible())
+  st <- backend_child_state(launched$pid[waiting])
+  dead <- which(st$state != "running" & st$state != "unknown")
+  if (length(dead) == 0L) return(invisible())
+  k <- dead[1L]
+  i <- waiting[k]
+  opts <- options_list[[i]]
+  how <- describe_exit(st$state[k], st$status[k], st$signal[k])
+  output <- log_tail(launched$log[i])
+  stopf("Launch",
+    "Failed to launch R worker #%d on local machine '%s': the worker process (PID %d) %s before it connected to the master on port %d.%s\n * Worker launch command: %s",
+    opts$rank, opts$worker, launched$pid[i], how, port, format_output(output, opts), opts$cmd,
+    extra_class = "PSOCKConnectionError",
+    fields = list(host = "localhost", pid = launched$pid[i], rank = opts$rank, exit = how, output = output))
+}
+
+fail_connect_timeout <- function(options_list, nodes, launched, connect_timeout) {
+  n <- length(nodes)
+  waiting <- which(vapply(nodes, is.null, logical(1)))
+  failed <- length(waiting)
+  head <- if (n == 1L) {
+    sprintf("Failed to connect to R worker #%d on local machine '%s' within %.1f seconds (argument 'connectTimeout').",
+            options_list[[1L]]$rank, options_list[[1L]]$worker, connect_timeout)
+  } else if (failed == 1L) {
+    sprintf("Cluster setup failed (connectTimeout=%.1f seconds). %d worker of %d failed to connect.", connect_timeout, failed, n)
+  } else {
+    sprintf("Cluster setup failed (connectTimeout=%.1f seconds). %d of %d workers failed to connect.", connect_timeout, failed, n)
+  }
+  details <- vapply(waiting, function(i) {
+    output <- log_tail(launched$log[i])
+    sprintf("\n * Worker #%d (PID %s) was still running but had not connected.%s",
+            options_list[[i]]$rank, launched$pid[i], format_output(output, options_list[[i]]))
+  }, character(1))
+  stopf("Timeout", "%s%s\n * The workers were stopped. Increase 'connectTimeout' if the workers need longer to start.",
+        head, paste(details, collapse = ""),
+        extra_class = "PSOCKConnectionError",
+        fields = list(host = "localhost", pid = launched$pid[waiting]))
+}
+
+describe_exit <- function(state, status, signal) {
+  switch(state,
+    exited = sprintf("exited with status %d", status),
+    signalled = sprintf("was killed by signal %d (%s)", signal, signal_name(signal)),
+    gone = "exited",
+    "is no longer running"
+  )
+}
+
+signal_name <- function(signal) {
+  names <- c(`1` = "SIGHUP", `2` = "SIGINT", `3` = "SIGQUIT", `4` = "SIGILL", `6` = "SIGABRT",
+             `7` = "SIGBUS", `8` = "SIGFPE", `9` = "SIGKILL", `11` = "SIGSEGV", `13` = "SIGPIPE",
+             `14` = "SIGALRM", `15` = "SIGTERM", `10` = "SIGUSR1", `12` = "SIGUSR2")
+  name <- names[as.character(signal)]
+  if (is.na(name)) sprintf("signal %d", signal) else unname(name)
+}
+
+log_tail <- function(log, n = 10L) {
+  if (is.na(log) || !nzchar(log) || !file.exists(log)) return(character(0))
+  lines <- tryCatch(readLines(log, warn = FALSE), error = function(e) character(0))
+  utils::tail(lines, n)
+}
+
+format_output <- function(output, opts) {
+  if (length(output) == 0L) {
+    if (is.null(opts$outfile)) return("")
+    return(" It wrote no output before that; set 'outfile = NULL' to see everything it writes.")
+  }
+  sprintf(" Its last output was:\n   %s", paste(output, collapse = "\n   "))
+}
+
+remove_logs <- function(logs) {
+  logs <- logs[!is.na(logs) & nzchar(logs)]
+  if (length(logs) > 0L) unlink(logs)
+}
+
+# Stop processes we started: SIGTERM, then SIGKILL after `grace` seconds; reap them all.
+terminate_processes <- function(pids, grace = 1) {
+  pids <- unique(pids[!is.na(pids)])
+  if (length(pids) == 0L) return(invisible(TRUE))
+  running <- function() pids[backend_child_state(pids)$state == "running"]
+  for (pid in running()) try(backend_signal(pid, tools::SIGTERM), silent = TRUE)
+  wait_until(function() length(running()) == 0L, timeout = grace)
+  for (pid in running()) try(backend_signal(pid, tools::SIGKILL), silent = TRUE)
+  gone <- wait_until(function() length(running()) == 0L, timeout = 2)
+  for (pid in pids) backend_forget_child(pid)
+  invisible(gone)
+}
+
+# Poll `condition` in short slices until it is TRUE or `timeout` seconds have passed.
+wait_until <- function(condition, timeout, interval = 0.02) {
+  deadline <- Sys.time() + timeout
+  repeat {
+    if (condition()) return(TRUE)
+    if (Sys.time() >= deadline) return(FALSE)
+    Sys.sleep(interval)
+  }
+}

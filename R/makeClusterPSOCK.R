@@ -1,0 +1,170 @@
+#' Create a PSOCK cluster of R workers
+#'
+#' A drop-in for [parallel::makePSOCKcluster()] that returns a `RichSOCKcluster`: every
+#' function of `parallel` accepts it, and its nodes can be checked with [isNodeAlive()],
+#' signalled with [killNode()] and relaunched with [cloneNode()].
+#'
+#' @param workers The number of local workers, or a character vector of hostnames.
+#' `I(n)` skips the check against overusing the local CPU cores.
+#' @param makeNode The function that creates a node.
+#' @param port The port the master listens on: a number, a vector to choose from,
+#' `"auto"` (`R_PARALLEL_PORT`, else random) or `"random"` (`R_PARALLELLY_RANDOM_PORTS`,
+#' default 11000:11999).
+#' @param user The user name for remote workers, one for all or one per worker.
+#' @param \dots Arguments passed to `makeNode`, see [makeNodePSOCK()].
+#' @param autoStop If TRUE, the cluster is stopped when it is garbage collected.
+#' @param tries,delay How many times, and how many seconds apart, a node that failed to
+#' connect is launched again (sequential setup).
+#' @param validate If TRUE, each worker's session information (including its PID) is
+#' collected after setup.
+#' @param verbose Print debug output.
+#' @return A cluster of class `c("RichSOCKcluster", "SOCKcluster", "cluster")`.
+#' @examples
+#' cl <- makeClusterPSOCK(2)
+#' print(cl)
+#' parallel::parLapply(cl, 1:4, sqrt)
+#' parallel::stopCluster(cl)
+#' @export
+makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto", "random"),
+                             user = NULL, ..., autoStop = FALSE,
+                             tries = getOption2("parallelly.makeNodePSOCK.tries", 3L),
+                             delay = getOption2("parallelly.makeNodePSOCK.tries.delay", 15.0),
+                             validate = getOption2("parallelly.makeNodePSOCK.validate", TRUE),
+                             verbose = isTRUE(getOption("parallelly.debug"))) {
+  if (is.numeric(workers)) {
+    if (length(workers) != 1L) {
+      stop_arg("workers", "must be a single number when numeric: %s", deparse1(unclass(workers)))
+    }
+    if (is.na(workers) || workers < 1) {
+      stop_arg("workers", "must be one or greater: %s", deparse1(unclass(workers)))
+    }
+    if (!is.finite(workers) || workers != round(workers)) {
+      stop_arg("workers", "must be a whole number: %s", deparse1(unclass(workers)))
+    }
+    check_local_worker_count(workers)
+    workers <- rep(getOption2("parallelly.localhost.hostname", "localhost"), times = workers)
+  }
+  if (!is.character(workers) || length(workers) == 0L || anyNA(workers) || any(!nzchar(workers))) {
+    stop_arg("workers", "must be a number of workers or a character vector of hostnames: %s",
+             deparse1(workers))
+  }
+  n <- length(workers)
+  user <- check_user(user, n)
+  tries <- check_count(tries, "tries", min = 1L)
+  delay <- check_seconds(delay, "delay")
+  validate <- check_flag(validate, "validate")
+  autoStop <- check_flag(autoStop, "autoStop")
+
+  if (identical(makeNode, makeNodePSOCK)) check_connection_budget(n, validate)
+  port <- resolve_port(port)
+
+  options <- lapply(seq_len(n), function(i) {
+    makeNode(workers[[i]], port = port, user = user[[i]], ..., rank = i,
+             action = "options", verbose = verbose)
+  })
+  for (o in options) {
+    if (!inherits(o, "makeNodePSOCKOptions")) {
+      stop_arg("makeNode", "must return 'makeNodePSOCKOptions' objects when called with action = \"options\"")
+    }
+  }
+  strategies <- vapply(options, `[[`, character(1), "setup_strategy")
+  if (any(strategies == "parallel") && !all(strategies == "parallel")) {
+    options <- lapply(options, function(o) { o$setup_strategy <- "sequential"; o })
+    strategies[] <- "sequential"
+  }
+
+  cl <- structure(vector("list", n), class = c("RichSOCKcluster", "SOCKcluster", "cluster"))
+  done <- FALSE
+  on.exit(if (!done) stop_nodes(cl))
+  if (all(strategies == "parallel")) {
+    cl[] <- connect_workers(options, verbose = verbose)
+  } else {
+    for (i in seq_len(n)) {
+      node <- launch_with_tries(options[[i]], tries = tries, delay = delay, verbose = verbose)
+      if (!is.null(node)) cl[[i]] <- node
+    }
+  }
+  if (validate) {
+    nonnull <- !vapply(cl, is.null, logical(1))
+    if (any(nonnull)) cl[nonnull] <- add_cluster_session_info(cl[nonnull])
+  }
+  if (autoStop) cl <- autoStopCluster(cl)
+  done <- TRUE
+  cl
+}
+
+# Launch one node; connection failures are tried again `tries` times, `delay` apart.
+launch_with_tries <- function(options, tries, delay, verbose) {
+  for (attempt in seq_len(tries)) {
+    node <- tryCatch(launchNodePSOCK(options, verbose = verbose), PSOCKConnectionError = function(e) e)
+    if (!inherits(node, "PSOCKConnectionError")) return(node)
+    if (attempt < tries && delay > 0) Sys.sleep(delay)
+  }
+  node$message <- sprintf("%s\n * Number of attempts: %d (%gs delay)", conditionMessage(node), tries, delay)
+  stop(node)
+}
+
+check_count <- function(x, name, min = 0L) {
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < min || x != round(x)) {
+    stop_arg(name, "must be a single whole number >= %d: %s", min, deparse1(x))
+  }
+  as.integer(x)
+}
+
+check_user <- function(user, n) {
+  if (is.null(user)) return(vector("list", n))
+  if (!is.character(user) || !(length(user) %in% c(1L, n)) || anyNA(user)) {
+    stop_arg("user", "must be a character vector of length 1 or %d (one per worker): %s", n, deparse1(user))
+  }
+  user <- rep_len(user, n)
+  lapply(user, function(u) if (identical(u, "*")) NULL else u)
+}
+
+resolve_port <- function(port) {
+  if (length(port) == 0L) stop_arg("port", "must be of length one or more: 0")
+  if (is.numeric(port) && (anyNA(port) || any(port < 0 | port > 65535 | port != round(port)))) {
+    stop_arg("port", "must hold port numbers in 0..65535, or be \"auto\" or \"random\": %s",
+             paste(port, collapse = ", "))
+  }
+  chosen <- freePort(port)
+  if (is.na(chosen)) {
+    stop_arg("port", "specifies non-available port(s): %s", paste(port, collapse = ", "))
+  }
+  chosen
+}
+
+# Each node needs one R connection; fail early rather than midway.
+check_connection_budget <- function(n, validate) {
+  free <- freeConnections() - as.integer(validate)
+  if (n > free) {
+    stopf("Argument",
+      "Cannot create %d parallel PSOCK nodes. Each node needs one connection, but there are only %d connections left out of the maximum %d available on this R installation",
+      n, free, availableConnections(), fields = list(argument = "workers"))
+  }
+}
+
+# Guard against overloading the local machine: warn above the soft limit, fail above the
+# hard one (defaults 100% and 300% of availableCores()); I(n) bypasses the guard.
+check_local_worker_count <- function(workers) {
+  if (inherits(workers, "AsIs")) return(invisible())
+  limits <- getOption2("parallelly.maxWorkers.localhost", c(1.0, 3.0))
+  if (!is.numeric(limits) || length(limits) < 1L) return(invisible())
+  limits <- rep_len(limits, 2L)
+  ignore <- getOption2("parallelly.maxWorkers.localhost.ignore", "_R_CHECK_LIMIT_CORES_")
+  methods <- setdiff(eval(formals(availableCores)$methods), ignore)
+  ncores <- availableCores(methods = methods)
+  rho <- as.numeric(workers) / ncores
+  where <- sprintf("per '%s'", names(ncores)[1L])
+  if (is.finite(limits[2L]) && rho > limits[2L]) {
+    stopf("Argument",
+      "Attempting to set up %d localhost parallel workers with only %d CPU cores available for this R process (%s), which could result in a %.0f%% load. The hard limit is set to %.0f%%. Overusing the CPUs has negative impact on the current R process, but also on all other processes of yours and others running on the same machine. See help(\"parallelly.maxWorkers.localhost\", package = \"parallelly\") for further explanations and how to override the hard limit that triggered this error (or use workers = I(%d))",
+      as.integer(workers), as.integer(ncores), where, 100 * rho, 100 * limits[2L], as.integer(workers),
+      fields = list(argument = "workers"))
+  }
+  if (is.finite(limits[1L]) && rho > limits[1L]) {
+    warning(sprintf(
+      "Careful, you are setting up %d localhost parallel workers with only %d CPU cores available for this R process (%s), which could result in a %.0f%% load. The soft limit is set to %.0f%%. Overusing the CPUs has negative impact on the current R process, but also on all other processes of yours and others running on the same machine. See help(\"parallelly.maxWorkers.localhost\", package = \"parallelly\") for further explanations and how to override the soft limit that triggered this warning",
+      as.integer(workers), as.integer(ncores), where, 100 * rho, 100 * limits[1L]), call. = FALSE)
+  }
+  invisible()
+}

@@ -1,0 +1,323 @@
+#' Create a PSOCK cluster node
+#'
+#' `makeNodePSOCK()` resolves the arguments of one worker into a launch specification (an
+#' object of class `makeNodePSOCKOptions`) and, unless `action = "options"`, launches the
+#' worker and connects to it. Local workers are started directly by the Rust backend, without
+#' a shell; the resolved specification is kept in `attr(node, "options")` so that
+#' [cloneNode()] can start the same worker again.
+#'
+#' @param worker Hostname or IP address of the worker. A logical attribute `localhost` forces
+#' the local/remote decision. A `makeNodePSOCKOptions` object is launched as is.
+#' @param master Hostname the worker connects back to (default: "localhost" for local
+#' workers).
+#' @param port The port the master listens on.
+#' @param connectTimeout Seconds to wait for the worker to connect.
+#' @param timeout Socket inactivity timeout (seconds) on both sides.
+#' @param rscript,homogeneous,rscript_args,rscript_envs,rscript_libs,rscript_startup,rscript_sh,default_packages,methods
+#' How the worker's R is started; see the reference documentation of `parallelly`.
+#' @param socketOptions,useXDR,outfile,renice Worker socket options, serialization format,
+#' where the worker's output goes, and its niceness.
+#' @param rshcmd,user,revtunnel,rshlogfile,rshopts Remote (SSH) settings.
+#' @param rank The index of the node.
+#' @param manual,dryrun,quiet Print the launch command instead of (or before) launching.
+#' @param setup_strategy "parallel" or "sequential".
+#' @param calls Add the call stack to the worker's command line.
+#' @param action "launch" or "options".
+#' @param verbose Print debug output.
+#' @return A `RichSOCKnode`, a `makeNodePSOCKOptions` object, or NULL for a dry run.
+#' @export
+makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "localhost"),
+                          master = NULL, port,
+                          connectTimeout = getOption2("parallelly.makeNodePSOCK.connectTimeout", 2 * 60),
+                          timeout = getOption2("parallelly.makeNodePSOCK.timeout", 30 * 24 * 60 * 60),
+                          rscript = NULL, homogeneous = NULL, rscript_args = NULL,
+                          rscript_envs = NULL, rscript_libs = NULL, rscript_startup = NULL,
+                          rscript_sh = c("auto", "cmd", "sh", "none"),
+                          default_packages = c("datasets", "utils", "grDevices", "graphics", "stats", if (methods) "methods"),
+                          methods = TRUE,
+                          socketOptions = getOption2("parallelly.makeNodePSOCK.socketOptions", "no-delay"),
+                          useXDR = getOption2("parallelly.makeNodePSOCK.useXDR", FALSE),
+                          outfile = "/dev/null", renice = NA_integer_,
+                          rshcmd = getOption2("parallelly.makeNodePSOCK.rshcmd", NULL),
+                          user = NULL, revtunnel = NA, rshlogfile = NULL,
+                          rshopts = getOption2("parallelly.makeNodePSOCK.rshopts", NULL),
+                          rank = 1L, manual = FALSE, dryrun = FALSE, quiet = FALSE,
+                          setup_strategy = getOption2("parallelly.makeNodePSOCK.setup_strategy", "parallel"),
+                          calls = getOption2("parallelly.makeNodePSOCK.calls", FALSE),
+                          action = c("launch", "options"), verbose = FALSE) {
+  if (inherits(worker, "makeNodePSOCKOptions")) {
+    return(launchNodePSOCK(worker, verbose = verbose))
+  }
+  action <- match.arg(action)
+  if (missing(port)) stop_arg("port", "is missing; give the port the master listens on")
+  # The original arguments, before resolution (cloneNode(method = "vanilla") replays them).
+  arguments <- mget(setdiff(names(formals()), "action"), envir = environment())
+
+  options <- resolve_node_options(arguments)
+  options$arguments <- arguments
+  options$make_fcn <- makeNodePSOCK
+  if (action == "options") return(options)
+  launchNodePSOCK(options, verbose = verbose)
+}
+
+# Turn the arguments of makeNodePSOCK() into a complete, checked launch specification.
+resolve_node_options <- function(a) {
+  opts <- list()
+  worker <- a$worker
+  if (!is.character(worker) || length(worker) != 1L || is.na(worker) || !nzchar(worker)) {
+    stop_arg("worker", "must be a single, non-empty hostname: %s", deparse1(worker))
+  }
+  if (grepl("[[:space:]]", worker)) {
+    stop_arg("worker", "must be a hostname without spaces: '%s'", worker)
+  }
+  localhost <- attr(worker, "localhost", exact = TRUE)
+  if (!is.logical(localhost) || length(localhost) != 1L || is.na(localhost)) {
+    localhost_names <- c(getOption2("parallelly.localhost.hostname", "localhost"), "localhost", "127.0.0.1")
+    localhost <- worker %in% localhost_names
+    if (!localhost && isTRUE(is_localhost(worker))) {
+      localhost <- TRUE
+      worker <- "localhost"
+    }
+  }
+  attr(worker, "localhost") <- localhost
+  opts$worker <- worker
+
+  port <- suppressWarnings(as.integer(a$port))
+  if (length(port) != 1L || is.na(port) || port < 0L || port > 65535L) {
+    stop_arg("port", "must be a single port number in 0..65535: %s", deparse1(a$port))
+  }
+  opts$port <- port
+  opts$connectTimeout <- check_seconds(a$connectTimeout, "connectTimeout")
+  opts$timeout <- check_seconds(a$timeout, "timeout")
+
+  revtunnel <- a$revtunnel
+  if (!is.logical(revtunnel) || length(revtunnel) != 1L) {
+    stop_arg("revtunnel", "must be TRUE, FALSE or NA: %s", deparse1(revtunnel))
+  }
+  if (is.na(revtunnel)) revtunnel <- !localhost
+  opts$revtunnel <- revtunnel
+
+  master <- a$master
+  if (is.null(master)) {
+    master <- if (localhost || revtunnel) "localhost" else Sys.info()[["nodename"]]
+  }
+  if (!is.character(master) || length(master) != 1L || is.na(master) || grepl("[[:space:]]", master)) {
+    stop_arg("master", "must be a single hostname: %s", deparse1(master))
+  }
+  opts$master <- master
+
+  homogeneous <- a$homogeneous
+  if (is.null(homogeneous)) {
+    homogeneous <- localhost || (!revtunnel && master %in% c("localhost", "127.0.0.1")) ||
+      !(is_ip_number(worker) || is_fqdn(worker))
+  }
+  if (!is.logical(homogeneous) || length(homogeneous) != 1L || is.na(homogeneous)) {
+    stop_arg("homogeneous", "must be TRUE or FALSE: %s", deparse1(homogeneous))
+  }
+  opts$homogeneous <- homogeneous
+
+  opts$rscript_sh <- resolve_rscript_sh(a$rscript_sh, localhost)
+  launcher <- resolve_rscript(a$rscript, homogeneous)
+  opts$rscript <- launcher$display
+  opts$launcher <- launcher
+
+  opts$default_packages <- resolve_default_packages(a$default_packages)
+  opts$methods <- a$methods
+  opts$socketOptions <- a$socketOptions
+  opts$useXDR <- check_flag(a$useXDR, "useXDR")
+  outfile <- a$outfile
+  if (!is.null(outfile) && (!is.character(outfile) || length(outfile) != 1L || is.na(outfile))) {
+    stop_arg("outfile", "must be NULL or a single file path: %s", deparse1(outfile))
+  }
+  opts$outfile <- outfile
+  renice <- a$renice
+  if (isTRUE(renice)) renice <- 1L
+  renice <- suppressWarnings(as.integer(renice))
+  if (length(renice) != 1L) stop_arg("renice", "must be a single integer: %s", deparse1(a$renice))
+  opts$renice <- renice
+
+  opts$rscript_envs <- resolve_rscript_envs(a$rscript_envs)
+  opts$rscript_libs <- a$rscript_libs
+  opts$rscript_startup <- resolve_rscript_startup(a$rscript_startup)
+  opts$rscript_args <- resolve_rscript_args(a$rscript_args)
+
+  opts$rshcmd <- a$rshcmd
+  opts$user <- a$user
+  opts$rshlogfile <- a$rshlogfile
+  opts$rshopts <- a$rshopts
+  rank <- suppressWarnings(as.integer(a$rank))
+  if (length(rank) != 1L || is.na(rank) || rank < 1L) {
+    stop_arg("rank", "must be a single positive integer: %s", deparse1(a$rank))
+  }
+  opts$rank <- rank
+  opts$manual <- check_flag(a$manual, "manual")
+  opts$dryrun <- check_flag(a$dryrun, "dryrun")
+  opts$quiet <- check_flag(a$quiet, "quiet")
+  opts$calls <- isTRUE(a$calls)
+
+  setup_strategy <- a$setup_strategy
+  if (!is.character(setup_strategy) || length(setup_strategy) < 1L) {
+    stop_arg("setup_strategy", "must be \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
+  }
+  setup_strategy <- setup_strategy[1L]
+  if (!setup_strategy %in% c("parallel", "sequential")) {
+    stop_arg("setup_strategy", "must be \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
+  }
+  if (setup_strategy == "parallel" && !(localhost && homogeneous && !opts$manual && !opts$dryrun)) {
+    setup_strategy <- "sequential"
+  }
+  opts$setup_strategy <- setup_strategy
+  opts$localMachine <- localhost
+  opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
+
+  opts$worker_args <- worker_r_args(opts)
+  opts$cmd <- worker_command_line(opts, port = opts$port)
+  opts$local_cmd <- opts$cmd
+  if (!localhost) {
+    opts$rsh_call <- rsh_call_line(opts)
+    opts$local_cmd <- paste(opts$rsh_call, shQuote(opts$cmd, type = opts$rscript_sh[2]))
+  }
+  class(opts) <- c("makeNodePSOCKOptions", "makeNodeOptions")
+  opts
+}
+
+check_seconds <- function(x, name) {
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x < 0) {
+    stop_arg(name, "must be a single, finite, non-negative number of seconds: %s", deparse1(x))
+  }
+  as.numeric(x)
+}
+
+check_flag <- function(x, name) {
+  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+    stop_arg(name, "must be TRUE or FALSE: %s", deparse1(x))
+  }
+  x
+}
+
+resolve_rscript_sh <- function(rscript_sh, localhost) {
+  choices <- c("auto", "cmd", "sh", "none")
+  if (!is.character(rscript_sh) || length(rscript_sh) < 1L || !all(rscript_sh %in% choices)) {
+    stop_arg("rscript_sh", "must be one or two of %s: %s",
+             paste(sQuote(choices, FALSE), collapse = ", "), deparse1(rscript_sh))
+  }
+  if (length(rscript_sh) > 2L) rscript_sh <- rscript_sh[1L]
+  rscript_sh <- rep_len(rscript_sh, 2L)
+  auto <- if (localhost && .Platform$OS.type == "windows") "cmd" else "sh"
+  rscript_sh[rscript_sh == "auto"] <- auto
+  rscript_sh
+}
+
+# The launcher: leading NAME=value elements become environment variables of the worker
+# process, the next element is the program, the rest its first arguments.
+resolve_rscript <- function(rscript, homogeneous) {
+  default <- if (homogeneous) file.path(R.home("bin"), "Rscript") else "Rscript"
+  if (is.null(rscript)) rscript <- default
+  if (!is.character(rscript) || length(rscript) < 1L || anyNA(rscript)) {
+    stop_arg("rscript", "must be a character vector naming the R launcher: %s", deparse1(rscript))
+  }
+  as_is <- inherits(rscript, "AsIs")
+  rscript <- unclass(rscript)
+  rscript[rscript == "*"] <- default
+  is_env <- grepl("^[[:alpha:]_][[:alnum:]_]*=", rscript)
+  first <- which(!is_env)[1L]
+  if (is.na(first)) {
+    stop_arg("rscript", "names no program, only environment assignments: %s", deparse1(rscript))
+  }
+  is_env[seq_along(is_env) >= first] <- FALSE
+  env_parts <- rscript[is_env]
+  env <- sub("^[^=]*=", "", env_parts)
+  names(env) <- sub("=.*$", "", env_parts)
+  program <- rscript[first]
+  if (homogeneous && !as_is) {
+    found <- Sys.which(program)
+    if (nzchar(found)) program <- normalizePath(found, mustWork = FALSE)
+  }
+  rest <- rscript[seq_along(rscript) > first]
+  display <- c(env_parts, shQuote(program), shQuote(rest))
+  list(program = program, args = rest, env = env, display = paste(display, collapse = " "),
+       is_r = grepl("^R(term)?(\\.exe)?$", basename(program), ignore.case = TRUE))
+}
+
+resolve_default_packages <- function(pkgs) {
+  if (is.null(pkgs)) return(NULL)
+  if (!is.character(pkgs) || anyNA(pkgs)) {
+    stop_arg("default_packages", "must be a character vector of package names: %s", deparse1(pkgs))
+  }
+  if (any(pkgs == "*")) {
+    pkgs <- unique(unlist(lapply(pkgs, function(p) if (p == "*") getOption("defaultPackages") else p)))
+  }
+  pattern <- sprintf("^%s$", .standard_regexps()$valid_package_name)
+  bad <- pkgs[!grepl(pattern, pkgs)]
+  if (length(bad) > 0L) {
+    stop_arg("default_packages", "specifies invalid package names: %s",
+             paste(sQuote(bad, FALSE), collapse = ", "))
+  }
+  pkgs
+}
+
+# rscript_envs: named values are set, NA values unset, unnamed names copy the local value.
+resolve_rscript_envs <- function(envs) {
+  if (is.null(envs) || length(envs) == 0L) return(list(set = character(0), unset = character(0)))
+  if (!is.character(envs)) {
+    stop_arg("rscript_envs", "must be a character vector: %s", deparse1(envs))
+  }
+  names <- names(envs)
+  if (is.null(names)) names <- rep("", length(envs))
+  copy <- !nzchar(names)
+  names[copy] <- envs[copy]
+  values <- unname(envs)
+  if (any(copy)) {
+    local <- Sys.getenv(names[copy], unset = NA_character_, names = FALSE)
+    missing <- is.na(local)
+    if (any(missing)) {
+      warning(sprintf("Did not pass down missing environment variables to cluster node: %s",
+                      paste(sQuote(names[copy][missing], FALSE), collapse = ", ")), call. = FALSE)
+    }
+    values[copy] <- local
+    keep <- !(copy & is.na(values))
+    names <- names[keep]
+    values <- values[keep]
+    copy <- copy[keep]
+  }
+  bad <- !grepl("^[[:alpha:]_][[:alnum:]_]*$", names)
+  if (any(bad)) {
+    stop_arg("rscript_envs", "has invalid environment variable names: %s",
+             paste(sQuote(names[bad], FALSE), collapse = ", "))
+  }
+  unset <- names[is.na(values)]
+  set <- values[!is.na(values)]
+  names(set) <- names[!is.na(values)]
+  list(set = set, unset = unset)
+}
+
+# rscript_startup: expressions or code strings, each becomes one -e 'invisible({...})'.
+resolve_rscript_startup <- function(startup) {
+  if (is.null(startup)) return(character(0))
+  if (!is.list(startup)) startup <- list(startup)
+  code <- vapply(startup, function(s) {
+    if (is.character(s)) {
+      paste(s, collapse = "\n")
+    } else if (is.language(s)) {
+      paste(deparse(s, width.cutoff = 500L), collapse = "\n")
+    } else {
+      stop_arg("rscript_startup", "must hold R expressions or code strings, not %s", class(s)[1L])
+    }
+  }, character(1))
+  for (c in code) {
+    ok <- tryCatch({ parse(text = c); TRUE }, error = function(e) conditionMessage(e))
+    if (!isTRUE(ok)) stop_arg("rscript_startup", "has code that does not parse: %s", ok)
+  }
+  sprintf("invisible({%s})", gsub("\n", ";", code))
+}
+
+resolve_rscript_args <- function(args) {
+  if (is.null(args)) return(character(0))
+  if (!is.character(args) || anyNA(args)) {
+    stop_arg("rscript_args", "must be a character vector: %s", deparse1(args))
+  }
+  if (sum(args == "*") > 1L) {
+    stop_arg("rscript_args", "may contain at most one \"*\" placeholder: %s", deparse1(args))
+  }
+  args
+}

@@ -1,0 +1,32 @@
+# Who a node's worker is: (host, pid, start time). The PID comes from the launch (the Rust
+# backend's child handle and the worker's own handshake), falling back to the session
+# information that validate = TRUE collects; the start time makes a reused PID read as dead.
+
+node_identity <- function(node) {
+  process <- attr(node, "process", exact = TRUE)
+  pid <- process$pid
+  if (!is.numeric(pid) || length(pid) != 1L || is.na(pid)) pid <- node$session_info$process$pid
+  if (!is.numeric(pid) || length(pid) != 1L || is.na(pid)) pid <- NA_integer_
+  start_time <- process$start_time
+  if (!is.numeric(start_time) || length(start_time) != 1L) start_time <- NA_real_
+  local <- attr(node$host, "localhost", exact = TRUE)
+  if (!is.logical(local) || length(local) != 1L || is.na(local)) {
+    nodename <- node$session_info$system$nodename
+    local <- is.character(nodename) && identical(nodename, Sys.info()[["nodename"]])
+  }
+  list(pid = as.integer(pid), start_time = start_time, local = local,
+       host = as.character(node$host), launcher_pid = process$launcher_pid, log = process$log)
+}
+
+#' Check whether a process with a given PID exists (internal)
+#'
+#' @param pid A positive process ID.
+#' @param debug Unused; kept for compatibility.
+#' @return TRUE, FALSE, or NA if that cannot be determined. A zombie process is not alive.
+#' @keywords internal
+pid_exists <- function(pid, debug = FALSE) {
+  if (!is.numeric(pid) || length(pid) != 1L || is.na(pid) || !is.finite(pid) || pid <= 0) {
+    stop_arg("pid", "must be a single positive process ID: %s", deparse1(pid))
+  }
+  backend_probe(as.integer(pid))
+}

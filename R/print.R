@@ -1,0 +1,99 @@
+# summary() and print() of nodes and clusters, in the reference package's formats. A node
+# whose connection was closed reports "ERROR: invalid connection", also when R has since
+# reused the connection's index for another connection (checked with isConnectionValid()).
+
+#' Summaries of cluster nodes
+#'
+#' @param object,x A `RichSOCKnode` or `RichSOCKcluster`.
+#' @param \dots Not used.
+#' @return `summary()` returns a data frame with one row per node and columns `host`,
+#' `r_version`, `platform`, `pwd`, `pid`, `connection_index` and `connection`.
+#' @export
+summary.RichSOCKnode <- function(object, ...) {
+  node <- object
+  if (is.null(node)) return(na_node_summary())
+  info <- node$session_info
+  id <- node_identity(node)
+  value_or_na <- function(x, na = NA_character_) if (is.null(x) || length(x) != 1L) na else x
+  con <- node$con
+  data.frame(
+    host = if (is.null(node$host)) NA_character_ else node$host,
+    r_version = value_or_na(info$r$version.string),
+    platform = value_or_na(info$r$platform),
+    pwd = value_or_na(info$pwd),
+    pid = id$pid,
+    connection_index = if (inherits(con, "connection")) as.integer(con) else NA_integer_,
+    connection = connection_description(con),
+    stringsAsFactors = FALSE
+  )
+}
+
+#' @rdname summary.RichSOCKnode
+#' @export
+summary.RichSOCKcluster <- function(object, ...) {
+  rows <- lapply(seq_along(object), function(i) {
+    node <- object[[i]]
+    if (is.null(node)) na_node_summary() else summary(node)
+  })
+  res <- do.call(rbind, rows)
+  rownames(res) <- NULL
+  res
+}
+
+na_node_summary <- function() {
+  data.frame(host = NA_character_, r_version = NA_character_, platform = NA_character_,
+             pwd = NA_character_, pid = NA_integer_, connection_index = NA_integer_,
+             connection = NA_character_, stringsAsFactors = FALSE)
+}
+
+connection_description <- function(con) {
+  if (!inherits(con, "connection")) return(NA_character_)
+  tryCatch({
+    if (!isTRUE(isConnectionValid(con))) stop("invalid connection", call. = FALSE)
+    summary(con)$description
+  }, error = function(e) paste("ERROR:", conditionMessage(e)))
+}
+
+#' @rdname summary.RichSOCKnode
+#' @export
+print.RichSOCKnode <- function(x, ...) {
+  s <- summary(x)
+  where <- if (isTRUE(attr(x$host, "localhost"))) "local" else "remote"
+  cat(sprintf("%s of a socket cluster on %s host '%s' with pid %s (%s, %s) using socket connection #%s ('%s')\n",
+              class(x)[1L], where, s$host, s$pid, s$r_version, s$platform, s$connection_index, s$connection))
+  invisible(x)
+}
+
+#' @rdname summary.RichSOCKnode
+#' @export
+print.RichSOCKcluster <- function(x, ...) {
+  s <- summary(x)
+  n <- length(x)
+  spec <- ifelse(is.na(s$r_version), "(R version and platform not queried)",
+                 sprintf("(%s, platform %s)", s$r_version, s$platform))
+  txt <- sprintf("host %s %s", sQuote(s$host), spec)
+  counts <- sort(table(txt), decreasing = TRUE)
+  nodes_word <- function(k) if (k == 1L) "1 node" else sprintf("%d nodes", k)
+  msg <- if (length(counts) == 1L) {
+    sprintf("Socket cluster with %s on %s", nodes_word(n), names(counts))
+  } else {
+    parts <- sprintf("%s %s on %s", vapply(counts, nodes_word, ""),
+                     ifelse(counts == 1L, "is", "are"), names(counts))
+    sprintf("Socket cluster with %s where %s", nodes_word(n), paste(parts, collapse = ", "))
+  }
+  broken <- which(grepl("ERROR:", s$connection, fixed = TRUE))
+  if (length(broken) > 0L) {
+    reasons <- paste(unique(s$connection[broken]), collapse = "; ")
+    ids <- paste0("#", broken, collapse = ", ")
+    msg <- if (length(broken) == 1L) {
+      sprintf("%s. 1 node (%s) has a broken connection (%s)", msg, ids, reasons)
+    } else {
+      sprintf("%s. %d nodes (%s) have broken connections (%s)", msg, length(broken), ids, reasons)
+    }
+  }
+  if (!is.null(attr(x, "gcMe"))) {
+    msg <- paste0(msg, ". This cluster is registered to be automatically stopped by the garbage collector")
+  }
+  cat(msg, "\n", sep = "")
+  invisible(x)
+}

@@ -1,0 +1,25 @@
+# Package load and unload. At unload and at R exit, every worker process this session
+# started and that still runs is stopped, so none is left behind.
+
+.package <- new.env(parent = emptyenv())
+
+.onLoad <- function(libname, pkgname) {
+  register_parallel_methods()
+  apply_r_cmd_check_settings()  # R CMD check: sets R_PARALLELLY_* variables first
+  update_package_options()      # R_PARALLELLY_* variables -> parallelly.* options
+  parallelly_debug_setup()      # R_PARALLELLY_DEBUG -> option parallelly.debug
+  # An environment whose finalizer runs when R exits.
+  .package$exit_hook <- new.env(parent = emptyenv())
+  reg.finalizer(.package$exit_hook, function(e) stop_all_children(), onexit = TRUE)
+}
+
+.onUnload <- function(libpath) {
+  stop_all_children()
+  library.dynam.unload("parallelly", libpath)
+}
+
+stop_all_children <- function() {
+  pids <- tryCatch(backend_running_children(), error = function(e) integer(0))
+  if (length(pids) > 0L) try(terminate_processes(pids, grace = 0.5), silent = TRUE)
+  invisible(NULL)
+}
