@@ -1,0 +1,320 @@
+## availableCores(): the number of cores this R process may use.
+##
+## Each method gives a count or NA; the counts are then combined.  Method
+## readers are one small function each so that availableWorkers() can use
+## them too.
+
+availableCores <- function(constraints = NULL,
+                           methods = getOption2("parallelly.availableCores.methods", c("system", "/proc/self/status", "cgroups.cpuset", "cgroups.cpuquota", "cgroups2.cpu.max", "nproc", "mc.cores", "BiocParallel", "_R_CHECK_LIMIT_CORES_", "Bioconductor", "LSF", "PJM", "PBS", "SGE", "Slurm", "fallback", "custom")),
+                           na.rm = TRUE,
+                           logical = getOption2("parallelly.availableCores.logical", TRUE),
+                           default = c(current = 1L),
+                           which = c("min", "max", "all"),
+                           omit = getOption2("parallelly.availableCores.omit", 0L),
+                           max = getOption2("parallelly.availableCores.max", Inf)) {
+  which <- match.arg(which)
+  check_cores_args(constraints, methods, omit, max)
+  methods <- c(methods, grep("^connections(-[0-9]+)?$", constraints, value = TRUE))
+  methods <- unique(methods)
+
+  ncores <- vapply(methods, FUN = availableCoresMethod, logical = logical,
+                   FUN.VALUE = NA_integer_)
+  names(ncores) <- methods
+  check_core_counts(ncores)
+  ncores <- apply_cores_fallback(ncores)
+  if (na.rm) ncores <- ncores[!is.na(ncores)]
+  if (length(ncores) == 0L) ncores <- default
+
+  if ("multicore" %in% constraints && !supportsMulticore()) ncores[] <- 1L
+  ncores <- switch(which,
+    min = ncores[which.min(ncores)],
+    max = ncores[which.max(ncores)],
+    all = ncores
+  )
+  if (length(ncores) == 0L) ncores <- default  # all NA with na.rm = FALSE
+  ncores <- apply_cores_min(ncores)
+  ncores <- apply_cores_omit_max(ncores, omit = omit, max = max)
+  ncores
+}
+
+check_cores_args <- function(constraints, methods, omit, max) {
+  if (!is.null(constraints) && !is.character(constraints)) {
+    stop_classed("Argument", "Argument 'constraints' must be NULL or a character vector")
+  }
+  if (!is.character(methods)) {
+    stop_classed("Argument", "Argument 'methods' must be a character vector")
+  }
+  if (length(omit) != 1L || !is.numeric(omit) || is.na(omit) || omit < 0) {
+    stop_classed("Argument", "Argument 'omit' must be a single non-negative integer: ",
+         hpaste(omit))
+  }
+  if (length(max) != 1L || !is.numeric(max) || is.na(max) || max < 1) {
+    stop_classed("Argument", "Argument 'max' must be a single number >= 1: ", hpaste(max))
+  }
+}
+
+## Zero or negative settings are user errors (e.g. NSLOTS=0); say which
+check_core_counts <- function(ncores) {
+  bad <- !is.na(ncores) & ncores <= 0L
+  if (any(bad)) {
+    stop_classed("Input", "Detected invalid (zero or less) core settings: ",
+         hpaste(sprintf("%s = %d", sQuote(names(ncores)[bad], q = FALSE),
+                        ncores[bad]), maxHead = Inf))
+  }
+}
+
+## Methods that only describe the hardware or OS limits; the fallback is
+## meant for when nothing but these speaks
+special_core_methods <- function(names) {
+  names %in% c("system", "/proc/self/status", "cgroups.cpuset",
+               "cgroups.cpuquota", "cgroups2.cpu.max", "nproc") |
+    grepl("^connections(-[0-9]+)?$", names)
+}
+
+## Keep 'fallback' only if all other known counts are special and none
+## limits us below the system count; otherwise drop it
+apply_cores_fallback <- function(ncores) {
+  if (!"fallback" %in% names(ncores) || is.na(ncores[["fallback"]])) {
+    return(ncores)
+  }
+  others <- ncores[names(ncores) != "fallback" & !is.na(ncores)]
+  use <- all(special_core_methods(names(others)))
+  if (use && "system" %in% names(others)) {
+    use <- !any(others < others[["system"]])
+  }
+  if (!use) ncores <- ncores[names(ncores) != "fallback"]
+  ncores
+}
+
+## Option parallelly.availableCores.min raises low counts; a '*' on the
+## name shows that this happened
+apply_cores_min <- function(ncores) {
+  min <- getOption2("parallelly.availableCores.min", 1L)
+  if (length(min) != 1L || !is.numeric(min) || is.na(min) || min < 1) {
+    stop_classed("Option", "Option 'parallelly.availableCores.min' must be a single number >= 1: ",
+         hpaste(min))
+  }
+  low <- !is.na(ncores) & ncores < min
+  if (any(low)) {
+    ncores[low] <- as.integer(min)
+    names(ncores)[low] <- paste0(names(ncores)[low], "*")
+  }
+  ncores
+}
+
+apply_cores_omit_max <- function(ncores, omit, max) {
+  nms <- names(ncores)
+  ncores <- pmax(1, ncores - omit)
+  ncores <- as.integer(pmin(ncores, max))
+  names(ncores) <- nms
+  ncores
+}
+
+
+## One method's count, or NA if it does not apply
+availableCoresMethod <- function(method, logical = TRUE) {
+  n <- switch(method,
+    "system" = detectCores(logical = logical),
+    "/proc/self/status" = getCpusAllowedListCount(),
+    "cgroups.cpuset" = {
+      cpus <- getCGroups1CpuSet()
+      if (length(cpus) == 0L) NA_integer_ else length(cpus)
+    },
+    "cgroups.cpuquota" = round_cpu_quota(getCGroups1CpuQuota()),
+    "cgroups2.cpu.max" = round_cpu_quota(getCGroups2CpuMax()),
+    "nproc" = getNproc(),
+    "mc.cores" = availableCoresMcCores(),
+    "BiocParallel" = envvar_integer("BIOCPARALLEL_WORKER_NUMBER"),
+    "_R_CHECK_LIMIT_CORES_" = availableCoresCheckLimit(),
+    "Bioconductor" = availableCoresBioconductor(),
+    "LSF" = availableCoresLSF(),
+    "PJM" = availableCoresPJM(),
+    "PBS" = availableCoresPBS(),
+    "SGE" = envvar_integer("NSLOTS"),
+    "Slurm" = availableCoresSlurm(),
+    "fallback" = option_integer(getOption2("parallelly.availableCores.fallback"),
+                                "parallelly.availableCores.fallback"),
+    "custom" = availableCoresCustom(),
+    availableCoresOther(method)
+  )
+  if (length(n) != 1L) n <- NA_integer_
+  as.integer(n)
+}
+
+## Integer value of an env var, NA if unset; an error if not an integer
+envvar_integer <- function(name) {
+  value <- envvar_or_na(name)
+  if (is.na(value)) return(NA_integer_)
+  n <- suppressWarnings(as.integer(value))
+  if (is.na(n)) {
+    stop_classed("Option", sprintf("Environment variable %s must be an integer: %s",
+                 name, sQuote(value, q = FALSE)))
+  }
+  n
+}
+
+option_integer <- function(value, name) {
+  if (is.null(value)) return(NA_integer_)
+  n <- suppressWarnings(as.integer(value))
+  if (length(n) != 1L || (is.na(n) && !isNA(value))) {
+    stop_classed("Option", sprintf("Option %s must be a single integer: %s",
+                 sQuote(name, q = FALSE), hpaste(value)))
+  }
+  n
+}
+
+## cgroups quotas are fractions of CPUs; round, but never below one
+round_cpu_quota <- function(quota) {
+  if (is.na(quota)) return(NA_integer_)
+  max(1L, as.integer(floor(quota + 0.5)))
+}
+
+## Option 'mc.cores' (set from MC_CORES by 'parallel'); 0 means one
+availableCoresMcCores <- function() {
+  n <- option_integer(getOption("mc.cores"), "mc.cores")
+  if (!is.na(n) && n == 0L) n <- 1L
+  n
+}
+
+## R CMD check --as-cran limits packages to two cores
+availableCoresCheckLimit <- function() {
+  value <- tolower(Sys.getenv("_R_CHECK_LIMIT_CORES_", ""))
+  if (nzchar(value) && value != "false") 2L else NA_integer_
+}
+
+## The Bioconductor build machines allow four cores
+availableCoresBioconductor <- function() {
+  bioc <- tolower(Sys.getenv("IS_BIOC_BUILD_MACHINE", ""))
+  if (bioc == "true" || nzchar(Sys.getenv("BBS_HOME", ""))) 4L else NA_integer_
+}
+
+## LSF: cores of this job; cached, reset with environment(f)$n <- NULL
+availableCoresLSF <- local({
+  n <- NULL
+  function() {
+    if (!is.null(n)) return(n)
+    n <<- envvar_integer("LSB_DJOB_NUMPROC")
+    n
+  }
+})
+
+## Fujitsu PJM: cores per virtual node, else processes per node.  The env
+## vars are read on every call; 'n' holds the last answer.
+availableCoresPJM <- local({
+  n <- NULL
+  function() {
+    n <<- envvar_integer("PJM_VNODE_CORE")
+    if (is.na(n)) n <<- envvar_integer("PJM_PROC_BY_NODE")
+    n
+  }
+})
+
+## PBS/Torque set PBS_NUM_PPN; PBS Pro sets NCPUS
+availableCoresPBS <- function() {
+  n <- envvar_integer("PBS_NUM_PPN")
+  if (is.na(n)) n <- envvar_integer("NCPUS")
+  n
+}
+
+## Slurm: CPUs per task if requested; else the CPUs on this node for
+## single-node jobs; else the tasks on the first node
+availableCoresSlurm <- function() {
+  n <- envvar_integer("SLURM_CPUS_PER_TASK")
+  if (!is.na(n)) return(n)
+  nnodes <- envvar_integer("SLURM_JOB_NUM_NODES")
+  if (is.na(nnodes)) nnodes <- envvar_integer("SLURM_NNODES")
+  if (is.na(nnodes) || nnodes == 1L) {
+    n <- envvar_integer("SLURM_CPUS_ON_NODE")
+    if (!is.na(n)) return(n)
+  }
+  tasks <- envvar_or_na("SLURM_TASKS_PER_NODE")
+  if (is.na(tasks)) return(NA_integer_)
+  slurm_expand_tasks_per_node(tasks)[1]
+}
+
+## User-supplied function in option parallelly.availableCores.custom
+availableCoresCustom <- function() {
+  fcn <- getOption2("parallelly.availableCores.custom", NULL)
+  if (is.null(fcn)) return(NA_integer_)
+  if (!is.function(fcn)) {
+    stop_classed("Option", "Option 'parallelly.availableCores.custom' must be a function")
+  }
+  n <- fcn()
+  if (length(n) != 1L || !is.numeric(n)) {
+    stop_classed("Option", "The function in option 'parallelly.availableCores.custom' must ",
+         "return a single integer: ", hpaste(n))
+  }
+  as.integer(n)
+}
+
+## 'connections' and 'connections-N': connections left for workers
+availableCoresConnections <- function(method) {
+  reserve <- as.integer(sub("^connections-?", "", method))
+  if (is.na(reserve)) reserve <- 0L
+  free <- freeConnections()
+  if (is.infinite(free)) return(NA_integer_)
+  max(1L, as.integer(free) - reserve)
+}
+
+## Any other method is the name of an option, else of an env var
+availableCoresOther <- function(method) {
+  if (grepl("^connections(-[0-9]+)?$", method)) {
+    return(availableCoresConnections(method))
+  }
+  value <- getOption(method, NULL)
+  if (!is.null(value)) return(option_integer(value, method))
+  envvar_integer(method)
+}
+
+
+## /proc/self/status 'Cpus_allowed_list', e.g. "0-3,8" -> 5
+getCpusAllowedListCount <- function(pathname = "/proc/self/status") {
+  lines <- read_lines_or_empty(pathname)
+  line <- grep("^Cpus_allowed_list:", lines, value = TRUE)
+  if (length(line) == 0L) return(NA_integer_)
+  cpus <- parse_cpu_list(trimws(sub("^Cpus_allowed_list:", "", line[1])))
+  if (length(cpus) == 0L) NA_integer_ else length(cpus)
+}
+
+## 'nproc' honours CPU affinity; OMP_* would make it report the OpenMP
+## thread limit instead, so they are unset while it runs.  Cached.
+getNproc <- local({
+  cache <- NULL
+  function(ignore = c("OMP_NUM_THREADS", "OMP_THREAD_LIMIT")) {
+    if (!is.null(cache)) return(cache)
+    bin <- Sys.which("nproc")
+    if (!nzchar(bin)) {
+      cache <<- NA_integer_
+      return(cache)
+    }
+    old <- Sys.getenv(ignore, unset = NA, names = TRUE)
+    old <- old[!is.na(old)]
+    Sys.unsetenv(ignore)
+    on.exit(if (length(old) > 0L) do.call(Sys.setenv, as.list(old)))
+    out <- tryCatch(suppressWarnings(system2(bin, stdout = TRUE, stderr = FALSE)),
+                    error = function(ex) NA_character_)
+    n <- suppressWarnings(as.integer(out[1]))
+    cache <<- if (length(n) == 1L && !is.na(n) && n > 0L) n else NA_integer_
+    cache
+  }
+})
+
+## The number of cores on the machine; option
+## parallelly.availableCores.system overrides it (for tests and for
+## machines where parallel::detectCores() is wrong)
+detectCores <- local({
+  cache <- list()
+  function(logical = TRUE) {
+    value <- getOption2("parallelly.availableCores.system", NULL)
+    if (!is.null(value) && !isNA(value)) {
+      return(option_integer(value, "parallelly.availableCores.system"))
+    }
+    key <- if (isTRUE(logical)) "logical" else "physical"
+    if (is.null(cache[[key]])) {
+      n <- parallel::detectCores(logical = logical)
+      if (length(n) != 1L || is.na(n) || n < 1L) n <- 1L
+      cache[[key]] <<- as.integer(n)
+    }
+    cache[[key]]
+  }
+})

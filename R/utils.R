@@ -1,0 +1,87 @@
+## Small internal helpers shared by the package.
+
+## Paste with abbreviation: "1, 2, 3, ..., 10".  Long vectors end up in
+## error and debug messages, so we show the head and tail only.
+hpaste <- function(..., sep = "", collapse = ", ", lastCollapse = NULL,
+                   maxHead = if (missing(lastCollapse)) 3 else Inf,
+                   maxTail = if (is.finite(maxHead)) 1 else Inf,
+                   abbreviate = "...") {
+  force(maxHead)  # its default looks at missing(lastCollapse)
+  force(maxTail)
+  if (is.null(lastCollapse)) lastCollapse <- collapse
+  x <- paste(..., sep = sep)
+  if (is.null(collapse)) return(x)
+  n <- length(x)
+  if (n == 0L) return(paste(x, collapse = collapse))
+  if (is.finite(maxHead) && n > maxHead + maxTail + 1) {
+    x <- c(utils::head(x, n = maxHead), abbreviate, utils::tail(x, n = maxTail))
+    n <- length(x)
+  }
+  if (n == 1L) return(x)
+  paste(paste(x[-n], collapse = collapse), x[n], sep = lastCollapse)
+}
+
+## Comma-separated listing, optionally quoted
+comma <- function(x, sep = ", ") paste(x, collapse = sep)
+commaq <- function(x, sep = ", ") paste(sprintf("'%s'", x), collapse = sep)
+
+## Debug output goes through message() so that it can be captured or
+## muffled; the timestamp helps to see where time is spent.
+mdebug <- function(..., debug = isTRUE(getOption("parallelly.debug", FALSE))) {
+  if (!debug) return(invisible(FALSE))
+  stamp <- format(Sys.time(), "[%H:%M:%OS3] ")
+  message(stamp, ...)
+  invisible(TRUE)
+}
+
+mdebugf <- function(fmtstr, ..., appendLF = TRUE,
+                    debug = isTRUE(getOption("parallelly.debug", FALSE))) {
+  if (!debug) return(invisible(FALSE))
+  stamp <- format(Sys.time(), "[%H:%M:%OS3] ")
+  message(stamp, sprintf(fmtstr, ...), appendLF = appendLF)
+  invisible(TRUE)
+}
+
+## Like base::isFALSE() but also accepts length-one values that coerce to
+## FALSE, e.g. "FALSE" from an environment variable.
+isFALSE <- function(x) {
+  if (length(x) != 1L) return(FALSE)
+  x <- suppressWarnings(as.logical(unclass(x)))
+  identical(x, FALSE)
+}
+
+## TRUE only for a single missing value
+isNA <- function(x) {
+  length(x) == 1L && is.na(x)
+}
+
+## stopifnot() whose error names the failing expression without the call
+stop_if_not <- function(...) {
+  res <- list(...)
+  for (kk in seq_along(res)) {
+    ok <- res[[kk]]
+    if (!is.logical(ok) || anyNA(ok) || !all(ok)) {
+      expr <- deparse(match.call()[[kk + 1L]], width.cutoff = 60L)[1]
+      stop(sprintf("%s is not TRUE", expr), call. = FALSE)
+    }
+  }
+  invisible(TRUE)
+}
+
+## shQuote() that also supports type = "none" (no quoting), which is needed
+## when the command is passed on without a shell.  NULL means the
+## platform's default shell.
+shQuote <- function(s, type = NULL) {
+  if (length(s) == 0L) return(s)
+  if (is.null(type)) {
+    type <- if (.Platform$OS.type == "windows") "cmd" else "sh"
+  }
+  if (identical(type, "none")) return(s)
+  base::shQuote(s, type = type)
+}
+
+## Read a single environment variable, NA when unset or empty
+envvar_or_na <- function(name) {
+  value <- Sys.getenv(name, "")
+  if (!nzchar(value)) NA_character_ else value
+}
