@@ -1,0 +1,3 @@
+library(testthat)
+library(parallelly)
+test_check("parallelly")

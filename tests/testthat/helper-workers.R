@@ -1,0 +1,41 @@
+# Helpers for tests that start real local workers.
+
+# Poll `condition` every `interval` seconds until it is TRUE or `timeout` seconds passed.
+wait_for <- function(condition, timeout = 10, interval = 0.05) {
+  deadline <- Sys.time() + timeout
+  repeat {
+    if (isTRUE(condition())) return(TRUE)
+    if (Sys.time() >= deadline) return(FALSE)
+    Sys.sleep(interval)
+  }
+}
+
+# Whether a process runs, judged independently of the package: /proc and its state field
+# (a zombie does not count).
+process_running <- function(pid) {
+  stat <- file.path("/proc", pid, "stat")
+  if (!file.exists(stat)) return(FALSE)
+  line <- tryCatch(readLines(stat, warn = FALSE), error = function(e) "")
+  if (length(line) == 0L || !nzchar(line[1L])) return(FALSE)
+  state <- strsplit(sub("^.*\\) ", "", line[1L]), " ")[[1L]][1L]
+  !state %in% c("Z", "X")
+}
+
+node_pid <- function(node) node$session_info$process$pid
+
+cluster_pids <- function(cl) vapply(cl, node_pid, integer(1))
+
+# A cluster whose workers (and any clones of them) are stopped when the calling test ends.
+local_cluster <- function(..., env = parent.frame()) {
+  cl <- makeClusterPSOCK(...)
+  withr::defer({
+    try(parallel::stopCluster(cl), silent = TRUE)
+    parallelly:::stop_all_children()
+  }, envir = env)
+  cl
+}
+
+# Busy a worker with a long task without waiting for it.
+send_sleep <- function(node, seconds) {
+  parallel:::sendCall(node, fun = Sys.sleep, args = list(seconds))
+}

@@ -1,0 +1,51 @@
+# Cluster objects: c(), as.cluster(), [, stopCluster().
+
+test_that("c(), as.cluster() and [ keep the classes", {
+  cl <- local_cluster(2)
+  expect_s3_class(cl[1], c("RichSOCKcluster", "SOCKcluster", "cluster"), exact = TRUE)
+  expect_s3_class(as.cluster(cl[[1]]), c("RichSOCKcluster", "SOCKcluster", "cluster"), exact = TRUE)
+  expect_identical(as.cluster(cl), cl)
+  both <- c(cl[1], cl[2])
+  expect_s3_class(both, c("RichSOCKcluster", "SOCKcluster", "cluster"), exact = TRUE)
+  expect_identical(both[1], cl[1])
+  expect_identical(unclass(both), unclass(cl))
+  from_list <- as.cluster(list(cl[[1]], cl[2]))
+  expect_s3_class(from_list, "RichSOCKcluster")
+  expect_length(from_list, 2L)
+  expect_warning(dup <- c(cl, cl[1]), "The combined cluster contains 1 duplicated nodes")
+  expect_length(dup, 3L)
+  expect_equal(unlist(parallel::parLapply(both, 1:4, sqrt)), sqrt(1:4))
+})
+
+test_that("c() with a plain SOCKcluster keeps only the shared classes", {
+  cl <- local_cluster(1)
+  base <- parallel::makePSOCKcluster(1)
+  on.exit(parallel::stopCluster(base))
+  mixed <- c(cl, base)
+  expect_identical(class(mixed), c("SOCKcluster", "cluster"))
+  expect_identical(isNodeAlive(mixed), c(TRUE, NA))
+  expect_equal(unlist(parallel::parLapply(mixed, 1:4, sqrt)), sqrt(1:4))
+})
+
+test_that("as.cluster() refuses what is not a node", {
+  expect_error(as.cluster(42), "Cannot coerce", class = "parallellyArgumentError")
+})
+
+test_that("stopCluster() of part of a cluster stops only that part", {
+  cl <- local_cluster(2)
+  pids <- cluster_pids(cl)
+  parallel::stopCluster(cl[1])
+  expect_true(wait_for(function() !process_running(pids[1])))
+  expect_true(process_running(pids[2]))
+  expect_identical(isNodeAlive(cl), c(FALSE, TRUE))
+})
+
+test_that("stopCluster() also ends a worker busy in a long task", {
+  cl <- local_cluster(1)
+  pid <- node_pid(cl[[1]])
+  send_sleep(cl[[1]], 120)
+  t0 <- Sys.time()
+  parallel::stopCluster(cl)
+  expect_false(process_running(pid))
+  expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 15)
+})
