@@ -87,6 +87,7 @@ stop_nodes <- function(cl) {
       try(serialize(list(type = "DONE", data = NULL, tag = NULL), con, xdr = node_xdr(node)), silent = TRUE)
       try(close(con), silent = TRUE)
     }
+    forget_node_state(node)
     id <- node_identity(node)
     if (isTRUE(id$local) && is.numeric(id$launcher_pid)) pids <- c(pids, id$launcher_pid)
     if (is.character(id$log)) logs <- c(logs, id$log)

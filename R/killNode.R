@@ -48,6 +48,7 @@ killNode.RichSOCKnode <- function(x, signal = tools::SIGTERM, timeout = 0, ...) 
   sent <- backend_signal(id$pid, as.integer(signal), start_time = id$start_time)
   if (sent && signal %in% c(tools::SIGTERM, tools::SIGKILL)) {
     try(close(x$con), silent = TRUE)
+    forget_node_state(x)
     tmp <- x$session_info$tempdir
     if (is.character(tmp) && length(tmp) == 1L && dir.exists(tmp)) {
       unlink(tmp, recursive = TRUE, force = TRUE)

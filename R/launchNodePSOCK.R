@@ -183,7 +183,6 @@ new_node <- function(con, options, pid, launched, port) {
   structure(node,
     options = options,
     process = process,
-    state = new_node_state(),
     class = c("RichSOCKnode", if (isTRUE(options$useXDR)) "SOCKnode" else "SOCK0node")
   )
 }

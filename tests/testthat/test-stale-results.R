@@ -31,7 +31,43 @@ test_that("load-balanced calls after a crash get their own results too", {
 
 test_that("an interrupted call does not leak results into the next one", {
   cl <- local_cluster(2)
-  # Results owed by an abandoned call: send, never receive.
-  for (node in cl) parallel:::sendCall(node, fun = function() "old", args = list())
+  # A forked helper sends us SIGINT (a Ctrl-C) while both workers are busy with the call.
+  master <- Sys.getpid()
+  helper <- parallel::mcparallel({ Sys.sleep(0.5); tools::pskill(master, tools::SIGINT) })
+  res <- tryCatch(parallel::clusterEvalQ(cl, { Sys.sleep(1.5); "old" }),
+                  interrupt = function(e) "interrupted")
+  parallel::mccollect(helper)
+  expect_identical(res, "interrupted")
   expect_equal(unlist(parallel::clusterEvalQ(cl, "new")), c("new", "new"))
+  expect_equal(unlist(parallel::parLapply(cl, 1:4, function(x) x + 1)), 2:5)
+})
+
+test_that("tasks sent outside parallel's calls (as future does) may be pipelined", {
+  cl <- local_cluster(1)
+  node <- cl[[1]]
+  parallel:::sendCall(node, fun = function() "first", args = list())
+  parallel:::sendCall(node, fun = function() "second", args = list(), tag = "t2")
+  expect_identical(parallel:::recvResult(node), "first")
+  msg <- parallel:::recvData(node)
+  expect_identical(msg$value, "second")
+  expect_identical(msg$tag, "t2")
+  # Tags of load-balanced calls come back as given.
+  expect_equal(unlist(parallel::clusterApplyLB(cl, 3:1, function(x) x)), 3:1)
+})
+
+test_that("load-balanced calls on a mixed cluster still work", {
+  cl <- local_cluster(1)
+  base <- parallel::makePSOCKcluster(1)
+  on.exit(parallel::stopCluster(base))
+  mixed <- c(cl, base)
+  expect_equal(unlist(parallel::parLapplyLB(mixed, 1:6, function(x) x * 3)), (1:6) * 3)
+})
+
+test_that("using a node does not change the node object (future hashes clusters)", {
+  cl <- local_cluster(2)
+  before <- serialize(cl, NULL)
+  parallel::clusterEvalQ(cl, 1)
+  parallel::parLapply(cl, 1:4, sqrt)
+  parallel::parLapplyLB(cl, 1:4, sqrt)
+  expect_identical(serialize(cl, NULL), before)
 })

@@ -1,0 +1,24 @@
+# future runs on our clusters unchanged.
+
+skip_if_not_installed("future")
+skip_if_not_installed("future.apply")
+
+test_that("plan(multisession) runs more futures than workers, in order", {
+  oplan <- future::plan(future::multisession, workers = 2)
+  on.exit(future::plan(oplan), add = TRUE)
+  withr::defer(parallelly:::stop_all_children())
+  pids <- future::value(lapply(1:2, function(i) future::future(Sys.getpid())))
+  expect_false(Sys.getpid() %in% unlist(pids))
+  fs <- lapply(1:6, function(i) future::future(i^2))
+  expect_identical(unlist(future::value(fs)), (1:6)^2)
+  expect_identical(future.apply::future_sapply(1:10, function(x) x * 2), (1:10) * 2)
+})
+
+test_that("plan(cluster, workers = cl) uses our cluster and survives a killed worker", {
+  cl <- local_cluster(2)
+  oplan <- future::plan(future::cluster, workers = cl)
+  on.exit(future::plan(oplan), add = TRUE)
+  pids <- cluster_pids(cl)
+  expect_true(future::value(future::future(Sys.getpid())) %in% pids)
+  expect_identical(future.apply::future_lapply(1:4, sqrt), lapply(1:4, sqrt))
+})
