@@ -71,3 +71,77 @@ backend_port_is_free <- function(port) {
   if (length(port) != 1L || is.na(port)) return(NA)
   .Call(wrap__rs_port_is_free, port)
 }
+
+# --- The built-in SSH client ------------------------------------------------------------
+
+# Open (or reuse) the held connection to a host: list(key, host, hostname, user, port).
+backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, known_hosts = NULL,
+                                accept_new = FALSE, timeout = 120) {
+  res <- .Call(wrap__rs_ssh_connect,
+    as.character(host)[1L],
+    if (is.null(user)) "" else as.character(user)[1L],
+    if (is.null(port)) 0L else as.integer(port)[1L],
+    if (is.null(config)) "" else path.expand(as.character(config)[1L]),
+    if (is.null(known_hosts)) "" else path.expand(as.character(known_hosts)[1L]),
+    isTRUE(accept_new), as.double(timeout)[1L]
+  )
+  backend_value(res)
+}
+
+# Wait for the answer to an SSH request, in short slices so that R stays interruptible.
+# On timeout the request is abandoned and a parallellyTimeoutError names the host.
+backend_ssh_wait <- function(ticket, timeout, host, what) {
+  ticket <- backend_value(ticket)
+  deadline <- Sys.time() + timeout
+  done <- FALSE
+  on.exit(if (!done) .Call(wrap__rs_ssh_cancel, ticket))
+  repeat {
+    res <- .Call(wrap__rs_ssh_poll, ticket, 25)
+    if (!is.null(res)) {
+      done <- TRUE
+      return(backend_value(res))
+    }
+    if (Sys.time() >= deadline) {
+      stopf("Timeout", "Host '%s' did not answer within %g seconds (%s)", host, timeout, what,
+            fields = list(host = host))
+    }
+    Sys.sleep(0)  # lets R notice an interrupt
+  }
+}
+
+backend_ssh_submit_probe <- function(key, pids, start_times) {
+  .Call(wrap__rs_ssh_submit_probe, key, as_pid(pids), as_start_time(start_times, length(pids)))
+}
+
+backend_ssh_submit_signal <- function(key, pids, start_times, signal) {
+  .Call(wrap__rs_ssh_submit_signal, key, as_pid(pids), as_start_time(start_times, length(pids)),
+        as.integer(signal)[1L])
+}
+
+backend_ssh_submit_launch <- function(key, program, commands, logs) {
+  .Call(wrap__rs_ssh_submit_launch, key, as.character(program)[1L], as.character(commands),
+        as.character(logs))
+}
+
+backend_ssh_submit_script <- function(key, script) {
+  .Call(wrap__rs_ssh_submit_script, key, paste(script, collapse = "\n"))
+}
+
+backend_ssh_submit_forward <- function(key, target_port) {
+  .Call(wrap__rs_ssh_submit_forward, key, as.integer(target_port)[1L])
+}
+
+# A submitted request's answer right now, or NULL if still pending.
+backend_ssh_poll <- function(ticket) backend_value(.Call(wrap__rs_ssh_poll, ticket, 0))
+
+backend_ssh_cancel <- function(ticket) invisible(.Call(wrap__rs_ssh_cancel, ticket))
+
+backend_ssh_close <- function(key) .Call(wrap__rs_ssh_close, as.character(key)[1L])
+
+backend_ssh_close_all <- function() invisible(.Call(wrap__rs_ssh_close_all))
+
+backend_ssh_connections <- function() {
+  res <- .Call(wrap__rs_ssh_connections)
+  data.frame(key = res$key, alive = res$alive, remote_port = as.integer(res$remote_port),
+             tunnels = res$tunnels, stringsAsFactors = FALSE)
+}

@@ -26,19 +26,18 @@ cloneNode.default <- function(x, ...) {
 cloneNode.cluster <- function(x, ..., method = c("as-is", "vanilla")) {
   method <- match.arg(method)
   res <- vector("list", length(x))
-  # Local RichSOCKnodes are relaunched together, like a parallel setup.
+  # RichSOCKnodes are relaunched together per host, like a parallel setup.
   rich <- which(vapply(x, function(node) inherits(node, "RichSOCKnode") && !is.null(attr(node, "options")), logical(1)))
-  local <- rich[vapply(rich, function(i) isTRUE(attr(attr(x[[i]], "options")$worker, "localhost")), logical(1))]
-  if (length(local) > 1L) {
-    options <- lapply(x[local], clone_options, overrides = list(...), method = method)
-    port <- clone_port(options[[1L]]$port)
-    options <- lapply(options, function(o) { o$port <- port; o })
-    nodes <- connect_workers(options)
-    wanted <- vapply(x[local], function(node) !is.null(node$session_info), logical(1))
+  options <- lapply(x[rich], clone_options, overrides = list(...), method = method)
+  for (batch in setup_batches(options)) {
+    if (length(batch) == 1L) next
+    port <- clone_port(options[[batch[1L]]]$port)
+    nodes <- connect_workers(lapply(options[batch], function(o) { o$port <- port; o }))
+    wanted <- vapply(x[rich[batch]], function(node) !is.null(node$session_info), logical(1))
     if (any(wanted)) nodes[wanted] <- add_cluster_session_info(as_rich_cluster(nodes[wanted]))
-    res[local] <- nodes
+    res[rich[batch]] <- nodes
   }
-  for (i in setdiff(seq_along(x), if (length(local) > 1L) local)) {
+  for (i in which(vapply(res, is.null, logical(1)))) {
     res[i] <- list(cloneNode(x[[i]], ..., method = method))
   }
   class(res) <- class(x)

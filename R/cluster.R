@@ -80,17 +80,24 @@ stopCluster.RichSOCKcluster <- function(cl = NULL) {
 stop_nodes <- function(cl) {
   pids <- integer(0)
   logs <- character(0)
+  remote <- list()
   for (node in cl) {
-    if (is.null(node)) next
+    if (is.null(node) || node_ended(node, "stopped")) next
     con <- node$con
-    if (inherits(con, "connection") && isTRUE(isConnectionValid(con))) {
+    killed <- node_ended(node, "killed")
+    if (!killed && inherits(con, "connection") && isTRUE(isConnectionValid(con))) {
       try(serialize(list(type = "DONE", data = NULL, tag = NULL), con, xdr = node_xdr(node)), silent = TRUE)
       try(close(con), silent = TRUE)
     }
+    mark_node_ended(node)
     forget_node_state(node)
     id <- node_identity(node)
-    if (isTRUE(id$local) && is.numeric(id$launcher_pid)) pids <- c(pids, id$launcher_pid)
-    if (is.character(id$log)) logs <- c(logs, id$log)
+    if (isTRUE(id$local)) {
+      if (is.numeric(id$launcher_pid)) pids <- c(pids, id$launcher_pid)
+      if (is.character(id$log)) logs <- c(logs, id$log)
+    } else if (is.character(id$ssh) && !is.na(id$pid) && !killed) {
+      remote[[length(remote) + 1L]] <- list(node = node, id = id)
+    }
   }
   pids <- pids[!is.na(pids)]
   if (length(pids) > 0L) {
@@ -99,5 +106,33 @@ stop_nodes <- function(cl) {
     terminate_processes(ours)
   }
   remove_logs(logs)
+  for (group in split(remote, vapply(remote, function(r) r$id$ssh, character(1)))) {
+    stop_remote_nodes(group)
+  }
   invisible(NULL)
+}
+
+# The remote workers of one host: wait up to 5 s for them to exit after DONE, terminate the
+# rest, remove their logs, and close the host's connection if no other node uses it.
+stop_remote_nodes <- function(group) {
+  key <- group[[1L]]$id$ssh
+  host <- group[[1L]]$id$host
+  pids <- vapply(group, function(r) r$id$pid, integer(1))
+  starts <- vapply(group, function(r) as.numeric(r$id$start_time), numeric(1))
+  conn <- tryCatch(ssh_key_of(group[[1L]]$node), error = function(e) NULL)
+  if (!is.null(conn)) {
+    alive <- function() tryCatch(
+      backend_ssh_wait(backend_ssh_submit_probe(conn, pids, starts), 10, host, "waiting for workers to exit"),
+      error = function(e) NA)
+    if (!wait_until(function() !any(alive() %in% TRUE), timeout = 5, interval = 0.05)) {
+      remote_terminate(conn, host, pids, starts)
+    }
+    logs <- unlist(lapply(group, function(r) r$id$log))
+    logs <- logs[!is.na(logs) & nzchar(logs)]
+    if (length(logs) > 0L) {
+      try(backend_ssh_wait(backend_ssh_submit_script(conn, paste("rm -f", paste(shQuote(logs, type = "sh"), collapse = " "))),
+                           5, host, "removing worker logs"), silent = TRUE)
+    }
+  }
+  for (r in group) ssh_release_node(key, node_key(r$node))
 }

@@ -19,19 +19,61 @@ isNodeAlive <- function(x, ...) UseMethod("isNodeAlive")
 isNodeAlive.default <- function(x, ...) NA
 
 #' @export
-isNodeAlive.cluster <- function(x, ...) {
-  vapply(x, FUN = isNodeAlive, FUN.VALUE = NA, ...)
+isNodeAlive.cluster <- function(x, timeout = 0, ...) {
+  res <- rep(NA, length(x))
+  rich <- vapply(x, inherits, logical(1), "RichSOCKnode")
+  for (i in which(!rich)) res[i] <- isNodeAlive(x[[i]], ...)
+  if (any(rich)) res[rich] <- probe_nodes(x[rich], timeout = timeout)
+  res
 }
 
 #' @export
 isNodeAlive.RichSOCKnode <- function(x, timeout = 0, ...) {
+  probe_nodes(list(x), timeout = timeout)
+}
+
+# Probe nodes: local ones in one call to the backend, remote ones with one command per host
+# (all hosts at once), each host given `timeout` seconds (0: option parallelly.ssh.timeout).
+probe_nodes <- function(nodes, timeout = 0) {
   check_seconds(timeout, "timeout")
-  id <- node_identity(x)
-  if (is.na(id$pid)) return(NA)
-  if (!id$local) {
-    warning(sprintf("Could not infer whether %s node on remote host '%s' is alive. Reason reported: remote nodes are not yet supported by this version of parallelly",
-                    sQuote(class(x)[1L], FALSE), id$host), call. = FALSE)
-    return(NA)
+  ids <- lapply(nodes, node_identity)
+  res <- rep(NA, length(nodes))
+  known <- vapply(ids, function(id) !is.na(id$pid), logical(1))
+  local <- known & vapply(ids, function(id) isTRUE(id$local), logical(1))
+  if (any(local)) {
+    res[local] <- backend_probe(vapply(ids[local], `[[`, integer(1), "pid"),
+                                vapply(ids[local], function(id) as.numeric(id$start_time), numeric(1)))
   }
-  backend_probe(id$pid, id$start_time)
+  remote <- which(known & !local)
+  asked <- lapply(split(remote, vapply(ids[remote], remote_group, character(1))), function(idx) {
+    ticket <- tryCatch(
+      backend_ssh_submit_probe(ssh_key_of(nodes[[idx[1L]]]), vapply(ids[idx], `[[`, integer(1), "pid"),
+                               vapply(ids[idx], function(id) as.numeric(id$start_time), numeric(1))),
+      error = function(e) e
+    )
+    list(idx = idx, ticket = ticket)
+  })
+  for (a in asked) {
+    host <- ids[[a$idx[1L]]]$host
+    value <- if (inherits(a$ticket, "error")) a$ticket else tryCatch(
+      backend_ssh_wait(a$ticket, ssh_probe_timeout(timeout), host, "checking whether workers are alive"),
+      error = function(e) e
+    )
+    if (inherits(value, "error")) {
+      warning(sprintf("Could not infer whether %d RichSOCKnode node(s) on remote host '%s' are alive. Reason reported: %s",
+                      length(a$idx), host, conditionMessage(value)), call. = FALSE)
+    } else {
+      res[a$idx] <- value
+    }
+  }
+  res
+}
+
+remote_group <- function(id) if (is.character(id$ssh)) id$ssh else id$host
+
+# The held connection of a remote node, reopened if it was lost.
+ssh_key_of <- function(node) {
+  options <- attr(node, "options", exact = TRUE)
+  if (!is.null(options$ssh)) return(ssh_connection(options, timeout = 30)$key)
+  stopf("Ssh", "No SSH connection is known for the node on host '%s'", as.character(node$host))
 }

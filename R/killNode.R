@@ -31,28 +31,77 @@ killNode.default <- function(x, signal = tools::SIGTERM, ...) {
 }
 
 #' @export
-killNode.cluster <- function(x, signal = tools::SIGTERM, ...) {
-  vapply(x, FUN = killNode, signal = signal, FUN.VALUE = NA, ...)
+killNode.cluster <- function(x, signal = tools::SIGTERM, timeout = 0, ...) {
+  res <- rep(NA, length(x))
+  rich <- vapply(x, inherits, logical(1), "RichSOCKnode")
+  for (i in which(!rich)) res[i] <- killNode(x[[i]], signal = signal, ...)
+  if (any(rich)) res[rich] <- signal_nodes(x[rich], signal = signal, timeout = timeout)
+  res
 }
 
 #' @export
 killNode.RichSOCKnode <- function(x, signal = tools::SIGTERM, timeout = 0, ...) {
+  signal_nodes(list(x), signal = signal, timeout = timeout)
+}
+
+# Signal nodes: local ones through the backend, remote ones with one command per host.
+# After a successful SIGTERM or SIGKILL a node's connection is closed and its worker's
+# temporary directory removed.
+signal_nodes <- function(nodes, signal, timeout = 0) {
   check_seconds(timeout, "timeout")
-  id <- node_identity(x)
-  if (is.na(id$pid)) return(NextMethod())
-  if (!id$local) {
-    warning(sprintf("Could not kill %s node on remote host '%s'. Reason reported: remote nodes are not yet supported by this version of parallelly",
-                    sQuote(class(x)[1L], FALSE), id$host), call. = FALSE)
-    return(FALSE)
-  }
-  sent <- backend_signal(id$pid, as.integer(signal), start_time = id$start_time)
-  if (sent && signal %in% c(tools::SIGTERM, tools::SIGKILL)) {
-    try(close(x$con), silent = TRUE)
-    forget_node_state(x)
-    tmp <- x$session_info$tempdir
-    if (is.character(tmp) && length(tmp) == 1L && dir.exists(tmp)) {
-      unlink(tmp, recursive = TRUE, force = TRUE)
+  signal <- as.integer(signal)
+  ids <- lapply(nodes, node_identity)
+  res <- rep(NA, length(nodes))
+  for (i in seq_along(nodes)) {
+    if (is.na(ids[[i]]$pid)) {
+      warning(sprintf("killNode() is not supported for this 'RichSOCKnode' (its process ID is unknown). Signal %d was not sent", signal), call. = FALSE)
+    } else if (isTRUE(ids[[i]]$local)) {
+      res[i] <- backend_signal(ids[[i]]$pid, signal, start_time = ids[[i]]$start_time)
     }
   }
-  sent
+  remote <- which(vapply(ids, function(id) !is.na(id$pid) && !isTRUE(id$local), logical(1)))
+  asked <- lapply(split(remote, vapply(ids[remote], remote_group, character(1))), function(idx) {
+    ticket <- tryCatch(
+      backend_ssh_submit_signal(ssh_key_of(nodes[[idx[1L]]]), vapply(ids[idx], `[[`, integer(1), "pid"),
+                                vapply(ids[idx], function(id) as.numeric(id$start_time), numeric(1)), signal),
+      error = function(e) e
+    )
+    list(idx = idx, ticket = ticket)
+  })
+  for (a in asked) {
+    host <- ids[[a$idx[1L]]]$host
+    value <- if (inherits(a$ticket, "error")) a$ticket else tryCatch(
+      backend_ssh_wait(a$ticket, ssh_probe_timeout(timeout), host, "signalling workers"),
+      error = function(e) e
+    )
+    if (inherits(value, "error")) {
+      warning(sprintf("Could not kill %d RichSOCKnode node(s) on remote host '%s'. Reason reported: %s",
+                      length(a$idx), host, conditionMessage(value)), call. = FALSE)
+      res[a$idx] <- FALSE
+    } else {
+      res[a$idx] <- value %in% TRUE
+    }
+  }
+  if (signal %in% c(tools::SIGTERM, tools::SIGKILL)) {
+    for (i in which(res %in% TRUE)) after_kill(nodes[[i]], ids[[i]])
+  }
+  res
+}
+
+after_kill <- function(node, id) {
+  if (node_ended(node)) return(invisible())
+  mark_node_ended(node, "killed")
+  try(close(node$con), silent = TRUE)
+  forget_node_state(node)
+  if (is.character(id$ssh)) on.exit(ssh_release_node(id$ssh, node_key(node)))
+  tmp <- node$session_info$tempdir
+  if (!is.character(tmp) || length(tmp) != 1L || !nzchar(tmp)) return(invisible())
+  if (isTRUE(id$local)) {
+    if (dir.exists(tmp)) unlink(tmp, recursive = TRUE, force = TRUE)
+  } else if (grepl("/Rtmp[[:alnum:]]+$", tmp)) {
+    # Only ever an R session's own temporary directory.
+    try(backend_ssh_wait(backend_ssh_submit_script(ssh_key_of(node), paste("rm -rf", shQuote(tmp, type = "sh"))),
+                         5, id$host, "removing the worker's temporary directory"), silent = TRUE)
+  }
+  invisible()
 }

@@ -17,10 +17,10 @@ launchNodePSOCK <- function(options, verbose = FALSE) {
     if (!options$quiet) print_manual_instructions(options)
     if (options$dryrun) return(invisible(NULL))
   }
-  if (!isTRUE(attr(options$worker, "localhost"))) {
+  if (!isTRUE(attr(options$worker, "localhost")) && is.null(options$ssh)) {
     stopf("Launch",
-      "Cannot launch a worker on remote host '%s': remote workers are not yet supported by this version of parallelly (only local workers are). Use a local worker, or 'dryrun = TRUE' to see the command.",
-      options$worker, fields = list(host = as.character(options$worker)))
+      "Cannot launch a worker on remote host '%s' with an external SSH client (rshcmd = %s): this version of parallelly supports only its built-in SSH client for remote workers. Leave 'rshcmd' unset, or use 'dryrun = TRUE' to see the command.",
+      options$worker, deparse1(options$rshcmd), fields = list(host = as.character(options$worker)))
   }
   connect_workers(list(options), manual = options$manual, verbose = verbose)[[1L]]
 }
@@ -75,12 +75,13 @@ open_server_socket <- function(port) {
   })
 }
 
-# Start the workers of `options_list` (all local, all with the same port) and return their
-# nodes, in order. On any failure or interrupt, every launched process is stopped.
+# Start the workers of `options_list` (all on one host, all with the same port) and return
+# their nodes, in order. On any failure or interrupt, every launched process is stopped.
 connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
   n <- length(options_list)
   port <- options_list[[1L]]$port
   if (port == 0L) stop_arg("port", "must be a port number in 1..65535 that the workers can be told: 0")
+  launcher <- if (isTRUE(attr(options_list[[1L]]$worker, "localhost"))) local_launcher() else remote_launcher(options_list[[1L]])
   server <- open_server_socket(port)
   launched <- data.frame(pid = rep(NA_integer_, n), start_time = NA_real_, token = NA_character_,
                          log = NA_character_, stringsAsFactors = FALSE)
@@ -92,42 +93,19 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
     for (p in pending) try(close(p$con), silent = TRUE)
     if (!done) {
       for (node in nodes) if (!is.null(node)) try(close(node$con), silent = TRUE)
-      terminate_processes(launched$pid[!is.na(launched$pid)])
-      remove_logs(launched$log)
+      try(launcher$stop(launched), silent = TRUE)
     }
   })
 
-  for (i in seq_len(n)) {
-    opts <- options_list[[i]]
-    launched$token[i] <- new_token()
-    if (manual) next
-    spec <- worker_launch_spec(opts, port)
-    log <- if (is.null(opts$outfile)) "" else tempfile("parallelly-worker-", fileext = ".log")
-    if (nzchar(log)) launched$log[i] <- log
-    nice <- if (!is.na(opts$renice) && opts$renice > 0L) opts$renice else 0L
-    res <- tryCatch(
-      backend_launch(spec$program, spec$args,
-                     env = c(spec$env, R_PARALLELLY_WORKER_TOKEN = launched$token[i]),
-                     unset = spec$unset, output = log, nice = nice),
-      parallellyError = function(e) e
-    )
-    if (inherits(res, "error")) {
-      stopf("Launch",
-        "Failed to launch R worker #%d on local machine '%s': %s. Check argument 'rscript' (%s).",
-        opts$rank, opts$worker, conditionMessage(res), opts$rscript,
-        extra_class = "PSOCKConnectionError", fields = list(host = "localhost", rank = opts$rank))
-    }
-    launched$pid[i] <- as.integer(res$pid)
-    launched$start_time[i] <- res$start_time
-    mdebugf("Launched worker #%d (PID %d)", opts$rank, launched$pid[i])
-  }
+  for (i in seq_len(n)) launched$token[i] <- new_token()
+  if (!manual) launched <- launcher$launch(options_list, port, launched)
 
   connect_timeout <- options_list[[1L]]$connectTimeout
   deadline <- Sys.time() + connect_timeout
   repeat {
     if (all(!vapply(nodes, is.null, logical(1)))) break
     remaining <- as.numeric(difftime(deadline, Sys.time(), units = "secs"))
-    if (remaining <= 0) fail_connect_timeout(options_list, nodes, launched, connect_timeout)
+    if (remaining <= 0) fail_connect_timeout(options_list, nodes, launched, connect_timeout, launcher)
 
     socks <- c(list(server), lapply(pending, `[[`, "con"))
     ready <- socketSelect(socks, write = FALSE, timeout = min(0.1, remaining))
@@ -158,27 +136,32 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
         next
       }
       nodes[[i]] <- new_node(con, options_list[[i]], pid = as.integer(value$pid),
-                             launched = launched[i, ], port = port)
+                             launched = launched[i, ], port = port, launcher = launcher)
     }
     # Strangers that connect but never answer must not hold the loop forever.
     stale <- vapply(pending, function(p) difftime(Sys.time(), p$since, units = "secs") > 30, logical(1))
     for (k in rev(which(stale))) { close(pending[[k]]$con); pending[[k]] <- NULL }
 
-    if (!manual) check_workers_running(options_list, nodes, launched, port)
+    if (!manual) {
+      waiting <- which(vapply(nodes, is.null, logical(1)) & !is.na(launched$pid))
+      dead <- launcher$check(launched, waiting)
+      if (!is.null(dead)) fail_worker_exited(options_list[[dead$index]], launched[dead$index, ], dead$how, port, launcher)
+    }
   }
   for (node in nodes) socketTimeout(node$con, timeout = attr(node, "options")$timeout)
+  launcher$connected(nodes)
   done <- TRUE
   nodes
 }
 
-new_node <- function(con, options, pid, launched, port) {
+new_node <- function(con, options, pid, launched, port, launcher) {
   options$port <- port
   options$cmd <- worker_command_line(options, port)
   options$pidfile <- NULL
   launcher_pid <- launched$pid
-  start_time <- if (!is.na(launcher_pid) && identical(pid, launcher_pid)) launched$start_time else backend_start_time(pid)
+  start_time <- if (!is.na(launcher_pid) && identical(pid, launcher_pid)) launched$start_time else launcher$start_time(pid)
   process <- list(pid = pid, start_time = start_time, launcher_pid = launcher_pid,
-                  log = launched$log)
+                  log = launched$log, ssh = launcher$ssh_key)
   node <- list(con = con, host = options$worker, rank = options$rank)
   structure(node,
     options = options,
@@ -187,46 +170,39 @@ new_node <- function(con, options, pid, launched, port) {
   )
 }
 
-# Fail at once when a launched worker exits before connecting.
-check_workers_running <- function(options_list, nodes, launched, port) {
-  waiting <- which(vapply(nodes, is.null, logical(1)) & !is.na(launched$pid))
-  if (length(waiting) == 0L) return(invisible())
-  st <- backend_child_state(launched$pid[waiting])
-  dead <- which(st$state != "running" & st$state != "unknown")
-  if (length(dead) == 0L) return(invisible())
-  k <- dead[1L]
-  i <- waiting[k]
-  opts <- options_list[[i]]
-  how <- describe_exit(st$state[k], st$status[k], st$signal[k])
-  output <- log_tail(launched$log[i])
+# A launched worker exited before connecting: fail at once, with how it ended and its output.
+fail_worker_exited <- function(opts, launched, how, port, launcher) {
+  output <- launcher$log_tail(launched$log)
+  where <- if (launcher$remote) sprintf("remote machine '%s'", opts$worker) else sprintf("local machine '%s'", opts$worker)
   stopf("Launch",
-    "Failed to launch R worker #%d on local machine '%s': the worker process (PID %d) %s before it connected to the master on port %d.%s\n * Worker launch command: %s",
-    opts$rank, opts$worker, launched$pid[i], how, port, format_output(output, opts), opts$cmd,
+    "Failed to launch R worker #%d on %s: the worker process (PID %d) %s before it connected to the master on port %d.%s\n * Worker launch command: %s",
+    opts$rank, where, launched$pid, how, port, format_output(output, opts), opts$cmd,
     extra_class = "PSOCKConnectionError",
-    fields = list(host = "localhost", pid = launched$pid[i], rank = opts$rank, exit = how, output = output))
+    fields = list(host = as.character(opts$worker), pid = launched$pid, rank = opts$rank, exit = how, output = output))
 }
 
-fail_connect_timeout <- function(options_list, nodes, launched, connect_timeout) {
+fail_connect_timeout <- function(options_list, nodes, launched, connect_timeout, launcher) {
   n <- length(nodes)
   waiting <- which(vapply(nodes, is.null, logical(1)))
   failed <- length(waiting)
+  where <- if (launcher$remote) "remote" else "local"
   head <- if (n == 1L) {
-    sprintf("Failed to connect to R worker #%d on local machine '%s' within %.1f seconds (argument 'connectTimeout').",
-            options_list[[1L]]$rank, options_list[[1L]]$worker, connect_timeout)
+    sprintf("Failed to connect to R worker #%d on %s machine '%s' within %.1f seconds (argument 'connectTimeout').",
+            options_list[[1L]]$rank, where, options_list[[1L]]$worker, connect_timeout)
   } else if (failed == 1L) {
     sprintf("Cluster setup failed (connectTimeout=%.1f seconds). %d worker of %d failed to connect.", connect_timeout, failed, n)
   } else {
     sprintf("Cluster setup failed (connectTimeout=%.1f seconds). %d of %d workers failed to connect.", connect_timeout, failed, n)
   }
   details <- vapply(waiting, function(i) {
-    output <- log_tail(launched$log[i])
+    output <- launcher$log_tail(launched$log[i])
     sprintf("\n * Worker #%d (PID %s) was still running but had not connected.%s",
             options_list[[i]]$rank, launched$pid[i], format_output(output, options_list[[i]]))
   }, character(1))
   stopf("Timeout", "%s%s\n * The workers were stopped. Increase 'connectTimeout' if the workers need longer to start.",
         head, paste(details, collapse = ""),
         extra_class = "PSOCKConnectionError",
-        fields = list(host = "localhost", pid = launched$pid[waiting]))
+        fields = list(host = as.character(options_list[[1L]]$worker), pid = launched$pid[waiting]))
 }
 
 describe_exit <- function(state, status, signal) {

@@ -67,21 +67,15 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
       stop_arg("makeNode", "must return 'makeNodePSOCKOptions' objects when called with action = \"options\"")
     }
   }
-  strategies <- vapply(options, `[[`, character(1), "setup_strategy")
-  if (any(strategies == "parallel") && !all(strategies == "parallel")) {
-    options <- lapply(options, function(o) { o$setup_strategy <- "sequential"; o })
-    strategies[] <- "sequential"
-  }
-
   cl <- structure(vector("list", n), class = c("RichSOCKcluster", "SOCKcluster", "cluster"))
   done <- FALSE
   on.exit(if (!done) stop_nodes(cl))
-  if (all(strategies == "parallel")) {
-    cl[] <- connect_workers(options, verbose = verbose)
-  } else {
-    for (i in seq_len(n)) {
-      node <- launch_with_tries(options[[i]], tries = tries, delay = delay, verbose = verbose)
-      if (!is.null(node)) cl[[i]] <- node
+  for (batch in setup_batches(options)) {
+    if (length(batch) == 1L && options[[batch]]$setup_strategy == "sequential") {
+      node <- launch_with_tries(options[[batch]], tries = tries, delay = delay, verbose = verbose)
+      if (!is.null(node)) cl[[batch]] <- node
+    } else {
+      cl[batch] <- connect_workers(options[batch], verbose = verbose)
     }
   }
   if (validate) {
@@ -91,6 +85,17 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
   if (autoStop) cl <- autoStopCluster(cl)
   done <- TRUE
   cl
+}
+
+# Which nodes start together: the parallel ones grouped by host (all local workers at once,
+# all workers of a remote host at once over its SSH connection); sequential ones one by one.
+setup_batches <- function(options) {
+  parallel <- vapply(options, function(o) identical(o$setup_strategy, "parallel"), logical(1))
+  host <- vapply(options, function(o) {
+    if (isTRUE(attr(o$worker, "localhost"))) "" else paste(o$ssh$user, as.character(o$worker), o$ssh$port)
+  }, character(1))
+  batches <- c(split(which(parallel), host[parallel]), as.list(which(!parallel)))
+  batches[order(vapply(batches, min, integer(1)))]
 }
 
 # Launch one node; connection failures are tried again `tries` times, `delay` apart.

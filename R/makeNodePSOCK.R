@@ -99,7 +99,9 @@ resolve_node_options <- function(a) {
 
   master <- a$master
   if (is.null(master)) {
-    master <- if (localhost || revtunnel) "localhost" else Sys.info()[["nodename"]]
+    # A tunnelled remote worker connects to the server's end of the tunnel, which listens
+    # on the remote host's IPv4 loopback address.
+    master <- if (localhost) "localhost" else if (revtunnel) "127.0.0.1" else Sys.info()[["nodename"]]
   }
   if (!is.character(master) || length(master) != 1L || is.na(master) || grepl("[[:space:]]", master)) {
     stop_arg("master", "must be a single hostname: %s", deparse1(master))
@@ -143,6 +145,8 @@ resolve_node_options <- function(a) {
 
   opts$rshcmd <- a$rshcmd
   opts$user <- a$user
+  builtin_ssh <- is.null(a$rshcmd) || identical(a$rshcmd, "")
+  if (!localhost && builtin_ssh) opts$ssh <- resolve_ssh_settings(a$user, a$rshopts)
   opts$rshlogfile <- a$rshlogfile
   opts$rshopts <- a$rshopts
   rank <- suppressWarnings(as.integer(a$rank))
@@ -163,9 +167,10 @@ resolve_node_options <- function(a) {
   if (!setup_strategy %in% c("parallel", "sequential")) {
     stop_arg("setup_strategy", "must be \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
   }
-  if (setup_strategy == "parallel" && !(localhost && homogeneous && !opts$manual && !opts$dryrun)) {
-    setup_strategy <- "sequential"
-  }
+  # Parallel setup: all local workers at once, and all workers of a remote host at once
+  # over its held SSH connection; never for manual or dry runs or an external SSH client.
+  parallel_ok <- !opts$manual && !opts$dryrun && ((localhost && homogeneous) || (!localhost && builtin_ssh))
+  if (setup_strategy == "parallel" && !parallel_ok) setup_strategy <- "sequential"
   opts$setup_strategy <- setup_strategy
   opts$localMachine <- localhost
   opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)

@@ -15,7 +15,8 @@ node_identity <- function(node) {
     local <- is.character(nodename) && identical(nodename, Sys.info()[["nodename"]])
   }
   list(pid = as.integer(pid), start_time = start_time, local = local,
-       host = as.character(node$host), launcher_pid = process$launcher_pid, log = process$log)
+       host = as.character(node$host), launcher_pid = process$launcher_pid, log = process$log,
+       ssh = process$ssh)
 }
 
 #' Check whether a process with a given PID exists (internal)

@@ -19,7 +19,8 @@
 node_key <- function(node) {
   process <- attr(node, "process", exact = TRUE)
   if (!is.numeric(process$pid) || is.na(process$pid)) return(NULL)
-  sprintf("%d@%.0f", as.integer(process$pid), as.numeric(process$start_time))
+  host <- if (is.character(process$ssh)) process$ssh else "localhost"
+  sprintf("%s/%d@%.0f", host, as.integer(process$pid), as.numeric(process$start_time))
 }
 
 node_state <- function(node) {
@@ -34,6 +35,21 @@ node_state <- function(node) {
     assign(key, state, envir = states)
   }
   state
+}
+
+# Nodes that were stopped or killed. R reuses connection indices, and a new connection can
+# even get the freed memory of the old one, so a closed node's `con` may look valid again:
+# a second stopCluster() (e.g. by autoStopCluster()'s finalizer) must not send DONE to
+# whatever connection now has that index.
+# `how` is "killed" (the worker was signalled) or "stopped" (stopCluster() cleaned up).
+mark_node_ended <- function(node, how = "stopped") {
+  key <- node_key(node)
+  if (!is.null(key)) assign(key, how, envir = .package$ended_nodes)
+}
+
+node_ended <- function(node, how = c("killed", "stopped")) {
+  key <- node_key(node)
+  !is.null(key) && isTRUE(get0(key, envir = .package$ended_nodes, inherits = FALSE) %in% how)
 }
 
 forget_node_state <- function(node) {
@@ -121,6 +137,7 @@ recvOneData.RichSOCKcluster <- function(cl) {
 register_parallel_methods <- function() {
   ns <- asNamespace("parallel")
   .package$node_states <- new.env(parent = emptyenv())
+  .package$ended_nodes <- new.env(parent = emptyenv())
   .package$bulk_functions <- list(
     clusterCall = get("clusterCall", envir = ns),
     staticClusterApply = get("staticClusterApply", envir = ns),

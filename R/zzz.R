@@ -5,6 +5,7 @@
 
 .onLoad <- function(libname, pkgname) {
   register_parallel_methods()
+  .package$ssh_users <- new.env(parent = emptyenv())
   apply_r_cmd_check_settings()  # R CMD check: sets R_PARALLELLY_* variables first
   update_package_options()      # R_PARALLELLY_* variables -> parallelly.* options
   parallelly_debug_setup()      # R_PARALLELLY_DEBUG -> option parallelly.debug
@@ -21,5 +22,6 @@
 stop_all_children <- function() {
   pids <- tryCatch(backend_running_children(), error = function(e) integer(0))
   if (length(pids) > 0L) try(terminate_processes(pids, grace = 0.5), silent = TRUE)
+  try(backend_ssh_close_all(), silent = TRUE)
   invisible(NULL)
 }

@@ -140,9 +140,17 @@ test_that("makeNodePSOCK(action = 'options') describes a remote worker's launch"
   expect_s3_class(opts, "makeNodePSOCKOptions")
   expect_false(attr(opts$worker, "localhost"))
   expect_true(opts$revtunnel)
-  expect_identical(opts$setup_strategy, "sequential")
-  expect_match(opts$rsh_call, "-R 11562:localhost:11562 -l alice n1.remote.org", fixed = TRUE)
+  # The built-in SSH client starts a host's workers together, through a reverse tunnel
+  # whose server end listens on the remote host's IPv4 loopback address.
+  expect_identical(opts$setup_strategy, "parallel")
+  expect_identical(opts$master, "127.0.0.1")
+  expect_identical(opts$ssh$user, "alice")
+  expect_match(opts$rsh_call, "-R 11562:127.0.0.1:11562 -l alice n1.remote.org", fixed = TRUE)
   expect_match(opts$cmd, "^'Rscript' ")
+  # An external client keeps the reference's sequential setup.
+  ext <- makeNodePSOCK("n1.remote.org", port = 11562L, rshcmd = "ssh", action = "options")
+  expect_identical(ext$setup_strategy, "sequential")
+  expect_null(ext$ssh)
 })
 
 test_that("autoStop registers the cluster with the garbage collector", {

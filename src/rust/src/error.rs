@@ -11,6 +11,18 @@ pub enum Kind {
     InvalidArgument,
     /// Any other operating-system failure.
     System,
+    /// A host name that does not resolve.
+    Dns,
+    /// A host that refuses or cannot be reached.
+    Connect,
+    /// A wait that ran out of time.
+    Timeout,
+    /// A host key that is unknown, changed, or cannot be checked.
+    HostKey,
+    /// Authentication was refused.
+    Auth,
+    /// The SSH connection failed or was lost.
+    Ssh,
 }
 
 impl Kind {
@@ -20,6 +32,12 @@ impl Kind {
             Kind::Launch => "Launch",
             Kind::InvalidArgument => "InvalidArgument",
             Kind::System => "System",
+            Kind::Dns => "Dns",
+            Kind::Connect => "Connect",
+            Kind::Timeout => "Timeout",
+            Kind::HostKey => "HostKey",
+            Kind::Auth => "Auth",
+            Kind::Ssh => "Ssh",
         }
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod launch;
 mod ports;
 mod process;
+mod ssh;
 
 use error::Error;
 
@@ -156,6 +157,150 @@ fn rs_port_is_free(port: i32) -> Robj {
     }
 }
 
+fn ticket_value(r: error::Result<u64>) -> Robj {
+    match r {
+        Ok(t) => Robj::from(t as f64),
+        Err(e) => error_value(e),
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    if s.is_empty() { None } else { Some(s) }
+}
+
+/// Open (or reuse) the held SSH connection to `host`. Empty strings and 0 mean "from the
+/// ssh config / default". Returns `list(key, host, hostname, user, port)`.
+#[extendr]
+fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_hosts: &str, accept_new: bool, timeout: f64) -> Robj {
+    let timeout = if timeout.is_finite() && timeout > 0.0 { timeout } else { 120.0 };
+    let opts = ssh::session::Options {
+        user: non_empty(user),
+        port: u16::try_from(port).ok().filter(|&p| p > 0),
+        config_file: non_empty(config_file).map(std::path::Path::new),
+        known_hosts_file: non_empty(known_hosts).map(std::path::Path::new),
+        accept_new,
+        timeout: std::time::Duration::from_secs_f64(timeout.min(86_400.0)),
+    };
+    let target = match ssh::session::resolve(host, &opts) {
+        Ok(t) => t,
+        Err(e) => return error_value(e),
+    };
+    match ssh::connect(&target) {
+        Ok(key) => List::from_pairs(vec![
+            ("key", Robj::from(key)),
+            ("host", Robj::from(target.alias.clone())),
+            ("hostname", Robj::from(target.hostname.clone())),
+            ("user", Robj::from(target.user.clone())),
+            ("port", Robj::from(i32::from(target.port))),
+        ])
+        .into(),
+        Err(e) => error_value(e),
+    }
+}
+
+#[extendr]
+fn rs_ssh_submit_script(key: &str, script: &str) -> Robj {
+    ticket_value(ssh::submit_script(key, script.to_string()))
+}
+
+#[extendr]
+fn rs_ssh_submit_forward(key: &str, target_port: i32) -> Robj {
+    match u16::try_from(target_port) {
+        Ok(p) => ticket_value(ssh::submit_forward(key, p)),
+        Err(_) => error_value(Error::new(error::Kind::InvalidArgument, format!("invalid port {}", target_port))),
+    }
+}
+
+#[extendr]
+fn rs_ssh_submit_probe(key: &str, pids: Vec<i32>, starts: Vec<f64>) -> Robj {
+    ticket_value(ssh::submit_probe(key, pids, starts))
+}
+
+#[extendr]
+fn rs_ssh_submit_signal(key: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32) -> Robj {
+    ticket_value(ssh::submit_signal(key, pids, starts, signal))
+}
+
+#[extendr]
+fn rs_ssh_submit_launch(key: &str, program: &str, commands: Vec<String>, logs: Vec<String>) -> Robj {
+    ticket_value(ssh::submit_launch(key, program, &commands, &logs))
+}
+
+/// NULL while pending; otherwise the answer (string, port, logicals, or launch list).
+#[extendr]
+fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
+    let wait = std::time::Duration::from_secs_f64((wait_ms.max(0.0).min(10_000.0)) / 1000.0);
+    let tri = |v: Option<bool>| match v {
+        Some(true) => Rbool::true_value(),
+        Some(false) => Rbool::false_value(),
+        None => Rbool::na_value(),
+    };
+    match ssh::poll(ticket as u64, wait) {
+        Ok(None) => Robj::from(()),
+        Ok(Some(ssh::Answer::Text(t))) => Robj::from(t),
+        Ok(Some(ssh::Answer::Port(p))) => Robj::from(i32::from(p)),
+        Ok(Some(ssh::Answer::Probe(v))) => Logicals::from_values(v.into_iter().map(|p| match p {
+            ssh::remote::Probe::Alive => Rbool::true_value(),
+            ssh::remote::Probe::Dead => Rbool::false_value(),
+            ssh::remote::Probe::Unknown => Rbool::na_value(),
+        }))
+        .into(),
+        Ok(Some(ssh::Answer::Signal(v))) => Logicals::from_values(v.into_iter().map(tri)).into(),
+        Ok(Some(ssh::Answer::Launch(v))) => {
+            let mut pid = Vec::new();
+            let mut start = Vec::new();
+            let mut log = Vec::new();
+            let mut missing = Vec::new();
+            for l in v {
+                match l {
+                    ssh::remote::Launched::Worker { pid: p, start: s, log: g } => {
+                        pid.push(p);
+                        start.push(s);
+                        log.push(g);
+                    }
+                    ssh::remote::Launched::Missing(m) => missing.push(m),
+                }
+            }
+            List::from_pairs(vec![
+                ("pid", Robj::from(pid)),
+                ("start_time", Robj::from(start)),
+                ("log", Robj::from(log)),
+                ("missing", Robj::from(missing)),
+            ])
+            .into()
+        }
+        Err(e) => error_value(e),
+    }
+}
+
+#[extendr]
+fn rs_ssh_cancel(ticket: f64) {
+    ssh::cancel(ticket as u64);
+}
+
+#[extendr]
+fn rs_ssh_close(key: &str) -> bool {
+    ssh::close(key)
+}
+
+#[extendr]
+fn rs_ssh_close_all() {
+    ssh::close_all();
+}
+
+/// The held connections: list(key, alive, remote_port, tunnels).
+#[extendr]
+fn rs_ssh_connections() -> Robj {
+    let l = ssh::list();
+    List::from_pairs(vec![
+        ("key", Robj::from(l.iter().map(|c| c.0.clone()).collect::<Vec<_>>())),
+        ("alive", Robj::from(l.iter().map(|c| c.1).collect::<Vec<_>>())),
+        ("remote_port", Robj::from(l.iter().map(|c| c.2.map(i32::from)).collect::<Vec<_>>())),
+        ("tunnels", Robj::from(l.iter().map(|c| i32::try_from(c.3).unwrap_or(i32::MAX)).collect::<Vec<_>>())),
+    ])
+    .into()
+}
+
 extendr_module! {
     mod parallelly;
     fn rs_launch;
@@ -167,4 +312,15 @@ extendr_module! {
     fn rs_forget_child;
     fn rs_child_count;
     fn rs_port_is_free;
+    fn rs_ssh_connect;
+    fn rs_ssh_submit_script;
+    fn rs_ssh_submit_forward;
+    fn rs_ssh_submit_probe;
+    fn rs_ssh_submit_signal;
+    fn rs_ssh_submit_launch;
+    fn rs_ssh_poll;
+    fn rs_ssh_cancel;
+    fn rs_ssh_close;
+    fn rs_ssh_close_all;
+    fn rs_ssh_connections;
 }

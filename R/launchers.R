@@ -1,0 +1,168 @@
+# How workers are started and watched while they connect: on this machine by the Rust
+# backend (child processes), or on a remote host through the held SSH connection (one
+# control-shell command launches all of a host's workers). connect_workers() drives either
+# through the same small interface:
+#   launch(options_list, port, launched)  start the workers, fill in pid/start_time/log
+#   check(launched, waiting)              NULL, or list(index, how) of a worker that died
+#   stop(launched)                        stop the launched workers (setup failed)
+#   log_tail(log)                         the last lines a worker wrote
+#   start_time(pid)                       start time of a PID the handshake reported
+#   connected(nodes)                      bookkeeping once all nodes are up
+
+local_launcher <- function() {
+  list(
+    remote = FALSE,
+    ssh_key = NULL,
+    launch = function(options_list, port, launched) {
+      for (i in seq_along(options_list)) {
+        opts <- options_list[[i]]
+        spec <- worker_launch_spec(opts, port)
+        log <- if (is.null(opts$outfile)) "" else tempfile("parallelly-worker-", fileext = ".log")
+        if (nzchar(log)) launched$log[i] <- log
+        nice <- if (!is.na(opts$renice) && opts$renice > 0L) opts$renice else 0L
+        res <- tryCatch(
+          backend_launch(spec$program, spec$args,
+                         env = c(spec$env, R_PARALLELLY_WORKER_TOKEN = launched$token[i]),
+                         unset = spec$unset, output = log, nice = nice),
+          parallellyError = function(e) e
+        )
+        if (inherits(res, "error")) {
+          stopf("Launch",
+            "Failed to launch R worker #%d on local machine '%s': %s. Check argument 'rscript' (%s).",
+            opts$rank, opts$worker, conditionMessage(res), opts$rscript,
+            extra_class = "PSOCKConnectionError", fields = list(host = "localhost", rank = opts$rank))
+        }
+        launched$pid[i] <- as.integer(res$pid)
+        launched$start_time[i] <- res$start_time
+        mdebugf("Launched worker #%d (PID %d)", opts$rank, launched$pid[i])
+      }
+      launched
+    },
+    check = function(launched, waiting) {
+      if (length(waiting) == 0L) return(NULL)
+      st <- backend_child_state(launched$pid[waiting])
+      dead <- which(st$state != "running" & st$state != "unknown")
+      if (length(dead) == 0L) return(NULL)
+      k <- dead[1L]
+      list(index = waiting[k], how = describe_exit(st$state[k], st$status[k], st$signal[k]))
+    },
+    stop = function(launched) {
+      terminate_processes(launched$pid[!is.na(launched$pid)])
+      remove_logs(launched$log)
+    },
+    log_tail = log_tail,
+    start_time = backend_start_time,
+    connected = function(nodes) invisible()
+  )
+}
+
+remote_launcher <- function(opts) {
+  host <- as.character(opts$worker)
+  key <- ssh_connection(opts)$key
+  timeout <- max(opts$connectTimeout, 1)
+  probing <- new.env(parent = emptyenv())
+  probing$ticket <- NULL
+  probing$last <- Sys.time() - 10
+  run <- function(script, what, wait = timeout) {
+    backend_ssh_wait(backend_ssh_submit_script(key, script), wait, host, what)
+  }
+  list(
+    remote = TRUE,
+    ssh_key = key,
+    launch = function(options_list, port, launched) {
+      worker_port <- port
+      if (isTRUE(opts$revtunnel)) {
+        worker_port <- backend_ssh_wait(backend_ssh_submit_forward(key, port), timeout, host,
+                                        "setting up the reverse tunnel")
+      }
+      commands <- vapply(seq_along(options_list), function(i) {
+        remote_worker_command(options_list[[i]], worker_port, launched$token[i])
+      }, character(1))
+      logs <- sprintf("/tmp/parallelly-worker-%s.log", substr(launched$token, 1L, 16L))
+      res <- backend_ssh_wait(backend_ssh_submit_launch(key, opts$launcher$program, commands, logs),
+                              timeout, host, "launching workers")
+      if (length(res$missing) > 0L) {
+        stopf("Launch",
+          "Cannot launch R workers on host '%s': the R launcher '%s' was not found there. Set argument 'rscript' to the path of Rscript on that host, e.g. rscript = \"/usr/bin/Rscript\".",
+          host, opts$launcher$program, extra_class = "PSOCKConnectionError", fields = list(host = host))
+      }
+      if (length(res$pid) != nrow(launched)) {
+        stopf("Launch", "Launching %d R workers on host '%s' started %d of them.", nrow(launched), host,
+              length(res$pid), extra_class = "PSOCKConnectionError", fields = list(host = host))
+      }
+      launched$pid <- res$pid
+      launched$start_time <- res$start_time
+      launched$log <- res$log
+      launched
+    },
+    check = function(launched, waiting) {
+      # One probe at a time, at most twice a second, never blocking the accept loop.
+      if (!is.null(probing$ticket)) {
+        alive <- tryCatch(backend_ssh_poll(probing$ticket), parallellyError = function(e) NULL)
+        if (is.null(alive)) return(NULL)
+        probing$ticket <- NULL
+        gone <- which(probing$pids %in% launched$pid[waiting] & alive %in% FALSE)
+        if (length(gone) > 0L) {
+          return(list(index = match(probing$pids[gone[1L]], launched$pid), how = "exited"))
+        }
+        return(NULL)
+      }
+      if (length(waiting) == 0L || difftime(Sys.time(), probing$last, units = "secs") < 0.5) return(NULL)
+      probing$last <- Sys.time()
+      probing$pids <- launched$pid[waiting]
+      probing$ticket <- backend_ssh_submit_probe(key, launched$pid[waiting], launched$start_time[waiting])
+      NULL
+    },
+    stop = function(launched) {
+      if (!is.null(probing$ticket)) backend_ssh_cancel(probing$ticket)
+      ok <- !is.na(launched$pid)
+      if (any(ok)) remote_terminate(key, host, launched$pid[ok], launched$start_time[ok])
+      logs <- launched$log[!is.na(launched$log)]
+      if (length(logs) > 0L) try(run(paste("rm -f", paste(shQuote(logs, type = "sh"), collapse = " ")), "removing logs", 5), silent = TRUE)
+    },
+    log_tail = function(log) {
+      if (is.na(log) || !nzchar(log)) return(character(0))
+      out <- tryCatch(run(sprintf("tail -n 10 %s 2>/dev/null", shQuote(log, type = "sh")), "reading a worker log", 10),
+                      error = function(e) "")
+      lines <- strsplit(out, "\n", fixed = TRUE)[[1L]]
+      lines[nzchar(lines)]
+    },
+    start_time = function(pid) NA_real_,
+    connected = function(nodes) {
+      for (node in nodes) ssh_register_node(key, node_key(node))
+    }
+  )
+}
+
+# The body of the remote subshell that becomes the worker: settings are exported (a
+# builtin: the token never shows in any process's arguments), then the launcher is exec'd.
+remote_worker_command <- function(opts, port, token) {
+  spec <- worker_launch_spec(opts, port)
+  q <- function(x) shQuote(x, type = "sh")
+  env <- c(spec$env, R_PARALLELLY_WORKER_TOKEN = token)
+  parts <- c(
+    paste0("export ", paste(sprintf("%s=%s", names(env), q(env)), collapse = " ")),
+    if (length(spec$unset) > 0L) paste("unset", paste(spec$unset, collapse = " ")),
+    paste("exec", paste(q(c(spec$program, spec$args)), collapse = " "))
+  )
+  paste(parts, collapse = "; ")
+}
+
+# Stop remote processes: SIGTERM, then SIGKILL for those still there after `grace` seconds.
+remote_terminate <- function(key, host, pids, start_times, grace = 1, timeout = 10) {
+  sent <- tryCatch(
+    backend_ssh_wait(backend_ssh_submit_signal(key, pids, start_times, tools::SIGTERM), timeout, host, "stopping workers"),
+    error = function(e) NULL
+  )
+  if (is.null(sent)) return(invisible(FALSE))
+  alive <- function() {
+    tryCatch(backend_ssh_wait(backend_ssh_submit_probe(key, pids, start_times), timeout, host, "probing workers"),
+             error = function(e) rep(NA, length(pids)))
+  }
+  gone <- wait_until(function() !any(alive() %in% TRUE), timeout = grace, interval = 0.05)
+  if (!gone) {
+    try(backend_ssh_wait(backend_ssh_submit_signal(key, pids, start_times, tools::SIGKILL), timeout, host, "killing workers"),
+        silent = TRUE)
+  }
+  invisible(TRUE)
+}

@@ -1,0 +1,98 @@
+# Remote hosts through the built-in SSH client (Rust, ssh2): which connection a node uses,
+# the SSH settings users give through `user`, `rshopts` and options, and the bookkeeping
+# that closes a host's connection when its last node is stopped.
+#
+# Options (and environment variables read at load):
+#   parallelly.ssh.config             ssh client config file   (R_PARALLELLY_SSH_CONFIG;
+#                                     default ~/.ssh/config)
+#   parallelly.ssh.knownHosts         known_hosts file         (R_PARALLELLY_SSH_KNOWN_HOSTS;
+#                                     default from the config, else ~/.ssh/known_hosts)
+#   parallelly.ssh.acceptNewHostKeys  accept and record unknown host keys (default FALSE)
+#   parallelly.ssh.timeout            seconds a probe or kill waits for a host (default 30)
+
+ssh_setting <- function(option, envvar, default = NULL) {
+  value <- getOption(option, NULL)
+  if (is.null(value)) {
+    env <- Sys.getenv(envvar, "")
+    if (nzchar(env)) value <- env
+  }
+  if (is.null(value)) default else value
+}
+
+# SSH settings for one worker: list(user, port, config, known_hosts, accept_new).
+resolve_ssh_settings <- function(user, rshopts) {
+  settings <- list(
+    user = user,
+    port = NULL,
+    config = ssh_setting("parallelly.ssh.config", "R_PARALLELLY_SSH_CONFIG"),
+    known_hosts = ssh_setting("parallelly.ssh.knownHosts", "R_PARALLELLY_SSH_KNOWN_HOSTS"),
+    accept_new = isTRUE(as.logical(ssh_setting("parallelly.ssh.acceptNewHostKeys",
+                                               "R_PARALLELLY_SSH_ACCEPTNEWHOSTKEYS", FALSE)))
+  )
+  opts <- unlist(strsplit(paste(rshopts, collapse = " "), "[[:space:]]+"))
+  opts <- opts[nzchar(opts)]
+  i <- 1L
+  value_of <- function(flag) {
+    if (i + 1L > length(opts)) stop_arg("rshopts", "has '%s' without a value", flag)
+    opts[i + 1L]
+  }
+  while (i <= length(opts)) {
+    flag <- opts[i]
+    if (flag == "-p") {
+      settings$port <- as.integer(value_of(flag))
+    } else if (flag == "-l") {
+      settings$user <- value_of(flag)
+    } else if (flag == "-F") {
+      settings$config <- value_of(flag)
+    } else if (flag == "-o") {
+      kv <- strsplit(value_of(flag), "=", fixed = TRUE)[[1L]]
+      key <- tolower(kv[1L])
+      val <- paste(kv[-1L], collapse = "=")
+      if (key == "port") settings$port <- as.integer(val)
+      else if (key == "user") settings$user <- val
+      else if (key == "userknownhostsfile") settings$known_hosts <- val
+      else if (key == "stricthostkeychecking") settings$accept_new <- tolower(val) %in% c("accept-new", "no", "off")
+      else stop_arg("rshopts", "has '-o %s', which the built-in SSH client does not support; use ~/.ssh/config, or rshcmd = \"ssh\" for the external client", kv[1L])
+    } else {
+      stop_arg("rshopts", "has '%s', which the built-in SSH client does not support (it knows -p, -l, -F and -o Port/User/UserKnownHostsFile/StrictHostKeyChecking); use ~/.ssh/config, or rshcmd = \"ssh\" for the external client", flag)
+    }
+    i <- i + 2L
+  }
+  if (!is.null(settings$port) && (is.na(settings$port) || settings$port < 1L || settings$port > 65535L)) {
+    stop_arg("rshopts", "has an invalid port: %s", paste(rshopts, collapse = " "))
+  }
+  settings
+}
+
+# The held connection for a node's options, opened on first use and reopened if lost.
+ssh_connection <- function(options, timeout = options$connectTimeout) {
+  s <- options$ssh
+  tryCatch(
+    backend_ssh_connect(as.character(options$worker), user = s$user, port = s$port, config = s$config,
+                        known_hosts = s$known_hosts, accept_new = s$accept_new, timeout = timeout),
+    parallellyError = function(e) {
+      e$host <- as.character(options$worker)
+      stop(e)
+    }
+  )
+}
+
+# Connections in use: key -> node keys; the connection is closed with its last node.
+ssh_register_node <- function(ssh_key, node_key) {
+  users <- get0(ssh_key, envir = .package$ssh_users, inherits = FALSE)
+  assign(ssh_key, unique(c(users, node_key)), envir = .package$ssh_users)
+}
+
+ssh_release_node <- function(ssh_key, node_key) {
+  users <- setdiff(get0(ssh_key, envir = .package$ssh_users, inherits = FALSE), node_key)
+  if (length(users) > 0L) {
+    assign(ssh_key, users, envir = .package$ssh_users)
+  } else {
+    if (exists(ssh_key, envir = .package$ssh_users, inherits = FALSE)) rm(list = ssh_key, envir = .package$ssh_users)
+    backend_ssh_close(ssh_key)
+  }
+}
+
+ssh_probe_timeout <- function(timeout) {
+  if (timeout > 0) timeout else as.numeric(getOption("parallelly.ssh.timeout", 30))
+}

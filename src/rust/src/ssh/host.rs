@@ -1,0 +1,555 @@
+//! One held SSH connection to a host, driven by one I/O thread in non-blocking mode.
+//!
+//! The thread owns the session and everything on it:
+//! - a long-lived control shell (`exec /bin/sh`), which runs our launch, probe and kill
+//!   scripts one at a time, each followed by an end marker: a probe costs a round trip, not
+//!   a login or the remote user's shell start-up files;
+//! - the reverse port forward: the server listens on a port it picks, and each connection a
+//!   worker makes to it arrives here as a channel that is pumped to the master's loopback
+//!   port.
+//! Other threads talk to it through a channel of requests plus a waker in its poll set.
+//! See shared/reference/ssh2-findings.md for the measurements behind this design.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ssh2::{BlockDirections, Channel, ExtendedData, Listener, Session};
+
+use crate::error::{Error, Kind, Result};
+
+pub type Reply<T> = Sender<Result<T>>;
+
+pub enum Request {
+    /// Run a script in the control shell; reply with its output.
+    Run { script: String, reply: Reply<String> },
+    /// Make sure the server forwards a port of its own to `target_port` on the master's
+    /// loopback interface; reply with the server's port.
+    Forward { target_port: u16, reply: Reply<u16> },
+    Shutdown,
+}
+
+/// What other threads may read about a connection.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    pub alive: bool,
+    pub error: Option<String>,
+    pub remote_port: Option<u16>,
+    pub tunnels: usize,
+}
+
+pub struct HostConnection {
+    pub name: String,
+    tx: Sender<Request>,
+    waker: UnixStream,
+    status: Arc<Mutex<Status>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+const MARKER: &str = "__PARALLELLY_END_";
+const BUFFER_CAP: usize = 256 * 1024;
+
+fn eagain(e: &ssh2::Error) -> bool {
+    matches!(e.code(), ssh2::ErrorCode::Session(-37))
+}
+
+impl HostConnection {
+    /// Take over an authenticated blocking session: open the control shell, switch to
+    /// non-blocking mode and start the I/O thread.
+    pub fn start(name: String, session: Session, fd: RawFd) -> Result<HostConnection> {
+        let mut control = session
+            .channel_session()
+            .map_err(|e| Error::new(Kind::Ssh, format!("cannot open a control channel on host '{}': {}", name, e)))?;
+        control
+            .handle_extended_data(ExtendedData::Merge)
+            .and_then(|_| control.exec("exec /bin/sh 2>&1"))
+            .map_err(|e| Error::new(Kind::Ssh, format!("cannot start a control shell on host '{}': {}", name, e)))?;
+        session.set_blocking(false);
+        let (tx, rx) = mpsc::channel();
+        let (waker_rx, waker) =
+            UnixStream::pair().map_err(|e| Error::new(Kind::System, format!("cannot create a waker: {}", e)))?;
+        let _ = waker_rx.set_nonblocking(true);
+        let _ = waker.set_nonblocking(true);
+        let status = Arc::new(Mutex::new(Status { alive: true, ..Status::default() }));
+        let io = Io {
+            name: name.clone(),
+            session,
+            fd,
+            rx,
+            waker: waker_rx,
+            status: Arc::clone(&status),
+            control: Control { channel: control, queue: VecDeque::new(), current: None, out: Vec::new(), pending_write: Vec::new(), next_id: 1 },
+            forward: Forward { listener: None, port: None, target_port: None, waiting: Vec::new(), failed: None },
+            pumps: Vec::new(),
+            closing: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("parallelly-ssh-{}", name))
+            .spawn(move || io.run())
+            .map_err(|e| Error::new(Kind::System, format!("cannot start the SSH I/O thread: {}", e)))?;
+        Ok(HostConnection { name, tx, waker, status, thread: Mutex::new(Some(thread)) })
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.status().alive
+    }
+
+    fn send(&self, req: Request) -> Result<()> {
+        if !self.is_alive() {
+            let why = self.status().error.unwrap_or_else(|| "closed".to_string());
+            return Err(Error::new(Kind::Ssh, format!("the SSH connection to host '{}' is lost: {}", self.name, why)));
+        }
+        self.tx
+            .send(req)
+            .map_err(|_| Error::new(Kind::Ssh, format!("the SSH connection to host '{}' is closed", self.name)))?;
+        let _ = (&self.waker).write(&[1u8]);
+        Ok(())
+    }
+
+    /// Queue a control-shell script; the answer arrives on the returned receiver.
+    pub fn submit(&self, script: String) -> Result<Receiver<Result<String>>> {
+        let (reply, rx) = mpsc::channel();
+        self.send(Request::Run { script, reply })?;
+        Ok(rx)
+    }
+
+    pub fn forward(&self, target_port: u16) -> Result<Receiver<Result<u16>>> {
+        let (reply, rx) = mpsc::channel();
+        self.send(Request::Forward { target_port, reply })?;
+        Ok(rx)
+    }
+
+    /// Stop the I/O thread and close the connection, waiting at most `timeout`.
+    pub fn shutdown(&self, timeout: Duration) {
+        let _ = self.tx.send(Request::Shutdown);
+        let _ = (&self.waker).write(&[1u8]);
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let deadline = std::time::Instant::now() + timeout;
+            while !handle.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl Drop for HostConnection {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(2));
+    }
+}
+
+struct Job {
+    id: u64,
+    reply: Reply<String>,
+}
+
+struct Control {
+    channel: Channel,
+    queue: VecDeque<(String, Reply<String>)>,
+    current: Option<Job>,
+    out: Vec<u8>,
+    pending_write: Vec<u8>,
+    next_id: u64,
+}
+
+struct Forward {
+    listener: Option<Listener>,
+    port: Option<u16>,
+    target_port: Option<u16>,
+    waiting: Vec<Reply<u16>>,
+    failed: Option<String>,
+}
+
+/// One worker's tunnel: a forwarded channel pumped to a loopback TCP connection.
+struct Pump {
+    channel: Channel,
+    tcp: TcpStream,
+    to_tcp: Vec<u8>,
+    to_channel: Vec<u8>,
+    channel_eof: bool,
+    tcp_eof: bool,
+    eof_sent: bool,
+    failed: bool,
+}
+
+struct Io {
+    name: String,
+    session: Session,
+    fd: RawFd,
+    rx: Receiver<Request>,
+    waker: UnixStream,
+    status: Arc<Mutex<Status>>,
+    control: Control,
+    forward: Forward,
+    pumps: Vec<Pump>,
+    /// Channels being closed (non-blocking close must complete before they are dropped).
+    closing: Vec<Channel>,
+}
+
+enum Fatal {
+    Shutdown,
+    Lost(String),
+}
+
+impl Io {
+    fn run(mut self) {
+        let outcome = loop {
+            match self.pass() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(f) => break f,
+            }
+            if let Err(f) = self.wait() {
+                break f;
+            }
+        };
+        let why = match outcome {
+            Fatal::Shutdown => "closed".to_string(),
+            Fatal::Lost(why) => why,
+        };
+        self.fail_all(&why);
+        self.session.set_blocking(true);
+        self.session.set_timeout(1000);
+        let _ = self.session.disconnect(None, "parallelly: connection closed", None);
+        if let Ok(mut s) = self.status.lock() {
+            s.alive = false;
+            s.error = Some(why);
+            s.tunnels = 0;
+        }
+    }
+
+    /// One pass over all work; Ok(true) when anything moved.
+    fn pass(&mut self) -> std::result::Result<bool, Fatal> {
+        let mut progress = self.drain_requests()?;
+        progress |= self.control_step()?;
+        progress |= self.forward_step()?;
+        progress |= self.pump_step();
+        progress |= self.close_step();
+        if let Ok(mut s) = self.status.lock() {
+            s.tunnels = self.pumps.len();
+            s.remote_port = self.forward.port;
+        }
+        Ok(progress)
+    }
+
+    fn drain_requests(&mut self) -> std::result::Result<bool, Fatal> {
+        let mut progress = false;
+        loop {
+            match self.rx.try_recv() {
+                Ok(Request::Run { script, reply }) => {
+                    self.control.queue.push_back((script, reply));
+                    progress = true;
+                }
+                Ok(Request::Forward { target_port, reply }) => {
+                    self.forward.target_port = Some(target_port);
+                    match (&self.forward.failed, self.forward.port) {
+                        (Some(why), _) => {
+                            let _ = reply.send(Err(Error::new(Kind::Ssh, why.clone())));
+                        }
+                        (None, Some(port)) => {
+                            let _ = reply.send(Ok(port));
+                        }
+                        (None, None) => self.forward.waiting.push(reply),
+                    }
+                    progress = true;
+                }
+                Ok(Request::Shutdown) | Err(TryRecvError::Disconnected) => return Err(Fatal::Shutdown),
+                Err(TryRecvError::Empty) => return Ok(progress),
+            }
+        }
+    }
+
+    fn control_step(&mut self) -> std::result::Result<bool, Fatal> {
+        let c = &mut self.control;
+        let mut progress = false;
+        if c.current.is_none() && c.pending_write.is_empty() {
+            if let Some((script, reply)) = c.queue.pop_front() {
+                let id = c.next_id;
+                c.next_id += 1;
+                c.pending_write = format!("{}\necho; echo {}{}__\n", script, MARKER, id).into_bytes();
+                c.current = Some(Job { id, reply });
+                c.out.clear();
+                progress = true;
+            }
+        }
+        while !c.pending_write.is_empty() {
+            match c.channel.write(&c.pending_write) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.pending_write.drain(..n);
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(Fatal::Lost(format!("writing to the control shell failed: {}", e))),
+            }
+        }
+        let mut buf = [0u8; 16384];
+        loop {
+            match c.channel.read(&mut buf) {
+                Ok(0) => {
+                    if c.channel.eof() {
+                        return Err(Fatal::Lost("the control shell on the host exited".to_string()));
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    c.out.extend_from_slice(&buf[..n]);
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(Fatal::Lost(format!("reading from the control shell failed: {}", e))),
+            }
+        }
+        if let Some(job) = &c.current {
+            let marker = format!("\n{}{}__\n", MARKER, job.id);
+            if let Some(pos) = find(&c.out, marker.as_bytes()) {
+                let text = String::from_utf8_lossy(&c.out[..pos]).into_owned();
+                if let Some(job) = c.current.take() {
+                    let _ = job.reply.send(Ok(text));
+                }
+                c.out.drain(..pos + marker.len());
+                progress = true;
+            }
+        }
+        Ok(progress)
+    }
+
+    fn forward_step(&mut self) -> std::result::Result<bool, Fatal> {
+        let f = &mut self.forward;
+        let mut progress = false;
+        if f.listener.is_none() && f.failed.is_none() && f.target_port.is_some() {
+            match self.session.channel_forward_listen(0, Some("127.0.0.1"), None) {
+                Ok((listener, port)) => {
+                    f.listener = Some(listener);
+                    f.port = Some(port);
+                    for reply in f.waiting.drain(..) {
+                        let _ = reply.send(Ok(port));
+                    }
+                    progress = true;
+                }
+                Err(e) if eagain(&e) => {}
+                Err(e) => {
+                    let why = format!("host '{}' refused the reverse tunnel (remote port forwarding): {}. Allow it in the server's sshd_config (AllowTcpForwarding yes), or use revtunnel = FALSE", self.name, e);
+                    for reply in f.waiting.drain(..) {
+                        let _ = reply.send(Err(Error::new(Kind::Ssh, why.clone())));
+                    }
+                    f.failed = Some(why);
+                    progress = true;
+                }
+            }
+        }
+        let Some(listener) = f.listener.as_mut() else { return Ok(progress) };
+        loop {
+            match listener.accept() {
+                Ok(mut channel) => {
+                    progress = true;
+                    let target = f.target_port.unwrap_or(0);
+                    let addr = SocketAddr::from(([127, 0, 0, 1], target));
+                    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                        Ok(tcp) => {
+                            let _ = tcp.set_nonblocking(true);
+                            let _ = tcp.set_nodelay(true);
+                            self.pumps.push(Pump {
+                                channel,
+                                tcp,
+                                to_tcp: Vec::new(),
+                                to_channel: Vec::new(),
+                                channel_eof: false,
+                                tcp_eof: false,
+                                eof_sent: false,
+                                failed: false,
+                            });
+                        }
+                        Err(_) => {
+                            // Nobody listens on the master's port (setup over): refuse the worker.
+                            let _ = channel.close();
+                            self.closing.push(channel);
+                        }
+                    }
+                }
+                Err(e) if eagain(&e) => break,
+                Err(e) => return Err(Fatal::Lost(format!("accepting a tunnelled connection failed: {}", e))),
+            }
+        }
+        Ok(progress)
+    }
+
+    fn pump_step(&mut self) -> bool {
+        let mut progress = false;
+        let mut buf = [0u8; 32768];
+        for p in self.pumps.iter_mut() {
+            // channel -> tcp
+            if !p.channel_eof && p.to_tcp.len() < BUFFER_CAP {
+                match p.channel.read(&mut buf) {
+                    Ok(0) => {
+                        if p.channel.eof() {
+                            p.channel_eof = true;
+                            progress = true;
+                        }
+                    }
+                    Ok(n) => {
+                        p.to_tcp.extend_from_slice(&buf[..n]);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(_) => p.failed = true,
+                }
+            }
+            while !p.to_tcp.is_empty() && !p.failed {
+                match p.tcp.write(&p.to_tcp) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        p.to_tcp.drain(..n);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => p.failed = true,
+                }
+            }
+            if p.channel_eof && p.to_tcp.is_empty() && !p.tcp_eof {
+                let _ = p.tcp.shutdown(Shutdown::Write);
+            }
+            // tcp -> channel
+            if !p.tcp_eof && p.to_channel.len() < BUFFER_CAP {
+                match p.tcp.read(&mut buf) {
+                    Ok(0) => {
+                        p.tcp_eof = true;
+                        progress = true;
+                    }
+                    Ok(n) => {
+                        p.to_channel.extend_from_slice(&buf[..n]);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(_) => p.failed = true,
+                }
+            }
+            // After EAGAIN the same bytes must be offered again: they stay at the head.
+            while !p.to_channel.is_empty() && !p.failed {
+                match p.channel.write(&p.to_channel) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        p.to_channel.drain(..n);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => p.failed = true,
+                }
+            }
+            if p.tcp_eof && p.to_channel.is_empty() && !p.eof_sent {
+                match p.channel.send_eof() {
+                    Ok(()) => {
+                        p.eof_sent = true;
+                        progress = true;
+                    }
+                    Err(e) if eagain(&e) => {}
+                    Err(_) => p.failed = true,
+                }
+            }
+        }
+        // Retire finished or failed tunnels; their channels are closed before being dropped.
+        let mut i = 0;
+        while i < self.pumps.len() {
+            let p = &self.pumps[i];
+            let done = p.failed || (p.channel_eof && p.tcp_eof && p.to_tcp.is_empty() && p.to_channel.is_empty());
+            if done {
+                let p = self.pumps.swap_remove(i);
+                let _ = p.tcp.shutdown(Shutdown::Both);
+                self.closing.push(p.channel);
+                progress = true;
+            } else {
+                i += 1;
+            }
+        }
+        progress
+    }
+
+    fn close_step(&mut self) -> bool {
+        let before = self.closing.len();
+        self.closing.retain_mut(|ch| match ch.close().and_then(|_| ch.wait_close()) {
+            Err(e) if eagain(&e) => true,
+            _ => false,
+        });
+        before != self.closing.len()
+    }
+
+    /// Sleep in poll(2) until the server, a tunnel, or another thread has something for us.
+    fn wait(&mut self) -> std::result::Result<(), Fatal> {
+        let mut fds = vec![
+            libc::pollfd { fd: self.waker.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 },
+        ];
+        if matches!(self.session.block_directions(), BlockDirections::Outbound | BlockDirections::Both)
+            || !self.control.pending_write.is_empty()
+        {
+            fds[1].events |= libc::POLLOUT;
+        }
+        for p in &self.pumps {
+            let mut events = 0;
+            if !p.tcp_eof && p.to_channel.len() < BUFFER_CAP {
+                events |= libc::POLLIN;
+            }
+            if !p.to_tcp.is_empty() {
+                events |= libc::POLLOUT;
+            }
+            fds.push(libc::pollfd { fd: p.tcp.as_raw_fd(), events, revents: 0 });
+        }
+        // A short cap bounds the cost of a wake-up that libssh2's buffering could hide.
+        let timeout_ms = if self.closing.is_empty() { 200 } else { 10 };
+        // SAFETY: fds is a valid, initialised array of pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != ErrorKind::Interrupted {
+                return Err(Fatal::Lost(format!("poll failed: {}", e)));
+            }
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            let mut sink = [0u8; 64];
+            while matches!((&self.waker).read(&mut sink), Ok(n) if n > 0) {}
+        }
+        if fds[1].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0 {
+            // Let one more pass read what arrived before the hang-up, then give up.
+            let _ = self.pass();
+            return Err(Fatal::Lost("the server closed the connection".to_string()));
+        }
+        Ok(())
+    }
+
+    fn fail_all(&mut self, why: &str) {
+        let err = || Error::new(Kind::Ssh, format!("the SSH connection to host '{}' is lost: {}", self.name, why));
+        if let Some(job) = self.control.current.take() {
+            let _ = job.reply.send(Err(err()));
+        }
+        for (_, reply) in self.control.queue.drain(..) {
+            let _ = reply.send(Err(err()));
+        }
+        for reply in self.forward.waiting.drain(..) {
+            let _ = reply.send(Err(err()));
+        }
+        for p in self.pumps.drain(..) {
+            let _ = p.tcp.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

@@ -1,0 +1,192 @@
+//! The built-in SSH client: one held connection per (user, host, port), shared by every
+//! worker on that host and by every probe, kill and launch; no `ssh` program is needed.
+//!
+//! Requests to a connection's I/O thread are asynchronous: `submit_*` returns a ticket,
+//! `poll` collects the answer. R waits in short slices between polls, so a wait on a frozen
+//! host stays interruptible and bounded by the caller's timeout.
+
+pub mod config;
+pub mod host;
+pub mod remote;
+pub mod session;
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use crate::error::{Error, Kind, Result};
+use host::HostConnection;
+
+/// What a pending request will produce once answered.
+pub enum Pending {
+    Text(Receiver<Result<String>>),
+    Port(Receiver<Result<u16>>),
+    Probe { rx: Receiver<Result<String>>, pids: Vec<i32>, starts: Vec<f64> },
+    Signal { rx: Receiver<Result<String>>, pids: Vec<i32> },
+    Launch(Receiver<Result<String>>),
+}
+
+pub enum Answer {
+    Text(String),
+    Port(u16),
+    Probe(Vec<remote::Probe>),
+    Signal(Vec<Option<bool>>),
+    Launch(Vec<remote::Launched>),
+}
+
+struct Registry {
+    connections: HashMap<String, Arc<HostConnection>>,
+    pending: HashMap<u64, Pending>,
+    next_ticket: u64,
+}
+
+fn registry() -> MutexGuard<'static, Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(|| Mutex::new(Registry { connections: HashMap::new(), pending: HashMap::new(), next_ticket: 1 }))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The key of a connection: user@hostname:port after applying the ssh config.
+pub fn key_of(target: &session::Target) -> String {
+    format!("{}@{}:{}", target.user, target.hostname, target.port)
+}
+
+/// Reuse the live connection to `target`, or open a new one.
+pub fn connect(target: &session::Target) -> Result<String> {
+    let key = key_of(target);
+    {
+        let mut reg = registry();
+        match reg.connections.get(&key) {
+            Some(c) if c.is_alive() => return Ok(key),
+            Some(_) => {
+                // The old connection was lost: the next operation reconnects.
+                if let Some(old) = reg.connections.remove(&key) {
+                    drop(reg);
+                    old.shutdown(Duration::from_millis(100));
+                }
+            }
+            None => {}
+        }
+    }
+    // Connecting blocks (bounded by the target's timeout) without holding the registry.
+    let (session, fd) = session::open(target)?;
+    let conn = HostConnection::start(target.alias.clone(), session, fd)?;
+    registry().connections.insert(key.clone(), Arc::new(conn));
+    Ok(key)
+}
+
+fn connection(key: &str) -> Result<Arc<HostConnection>> {
+    registry()
+        .connections
+        .get(key)
+        .cloned()
+        .ok_or_else(|| Error::new(Kind::Ssh, format!("no SSH connection '{}' is open", key)))
+}
+
+fn file(pending: Pending) -> u64 {
+    let mut reg = registry();
+    let ticket = reg.next_ticket;
+    reg.next_ticket += 1;
+    reg.pending.insert(ticket, pending);
+    ticket
+}
+
+pub fn submit_script(key: &str, script: String) -> Result<u64> {
+    let rx = connection(key)?.submit(script)?;
+    Ok(file(Pending::Text(rx)))
+}
+
+pub fn submit_forward(key: &str, target_port: u16) -> Result<u64> {
+    let rx = connection(key)?.forward(target_port)?;
+    Ok(file(Pending::Port(rx)))
+}
+
+pub fn submit_probe(key: &str, pids: Vec<i32>, starts: Vec<f64>) -> Result<u64> {
+    let rx = connection(key)?.submit(remote::probe_script(&pids))?;
+    Ok(file(Pending::Probe { rx, pids, starts }))
+}
+
+pub fn submit_signal(key: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32) -> Result<u64> {
+    if !(1..=64).contains(&signal) {
+        return Err(Error::new(Kind::InvalidArgument, format!("signal {} is out of range 1..64", signal)));
+    }
+    let rx = connection(key)?.submit(remote::signal_script(&pids, &starts, signal))?;
+    Ok(file(Pending::Signal { rx, pids }))
+}
+
+pub fn submit_launch(key: &str, program: &str, commands: &[String], logs: &[String]) -> Result<u64> {
+    let rx = connection(key)?.submit(remote::launch_script(program, commands, logs))?;
+    Ok(file(Pending::Launch(rx)))
+}
+
+/// Wait up to `wait` for the answer to `ticket`; `Ok(None)` while it is still pending.
+pub fn poll(ticket: u64, wait: Duration) -> Result<Option<Answer>> {
+    let pending = registry()
+        .pending
+        .remove(&ticket)
+        .ok_or_else(|| Error::new(Kind::InvalidArgument, format!("unknown SSH request {}", ticket)))?;
+    fn take<T>(rx: &Receiver<Result<T>>, wait: Duration) -> Option<Result<T>> {
+        match rx.recv_timeout(wait) {
+            Ok(r) => Some(r),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                Some(Err(Error::new(Kind::Ssh, "the SSH connection closed before answering".to_string())))
+            }
+        }
+    }
+    let answer = match &pending {
+        Pending::Text(rx) => take(rx, wait).map(|r| r.map(Answer::Text)),
+        Pending::Port(rx) => take(rx, wait).map(|r| r.map(Answer::Port)),
+        Pending::Probe { rx, pids, starts } => {
+            take(rx, wait).map(|r| r.map(|out| Answer::Probe(remote::parse_probe(&out, pids, starts))))
+        }
+        Pending::Signal { rx, pids } => take(rx, wait).map(|r| r.map(|out| Answer::Signal(remote::parse_signal(&out, pids)))),
+        Pending::Launch(rx) => take(rx, wait).map(|r| r.map(|out| Answer::Launch(remote::parse_launch(&out)))),
+    };
+    match answer {
+        None => {
+            registry().pending.insert(ticket, pending);
+            Ok(None)
+        }
+        Some(r) => r.map(Some),
+    }
+}
+
+/// Forget a request whose answer is no longer wanted (e.g. after a timeout).
+pub fn cancel(ticket: u64) {
+    registry().pending.remove(&ticket);
+}
+
+pub fn close(key: &str) -> bool {
+    let conn = registry().connections.remove(key);
+    match conn {
+        Some(c) => {
+            c.shutdown(Duration::from_secs(2));
+            true
+        }
+        None => false,
+    }
+}
+
+pub fn close_all() {
+    let conns: Vec<_> = registry().connections.drain().map(|(_, c)| c).collect();
+    for c in conns {
+        c.shutdown(Duration::from_secs(2));
+    }
+    registry().pending.clear();
+}
+
+/// (key, alive, remote port, tunnels) of every held connection.
+pub fn list() -> Vec<(String, bool, Option<u16>, usize)> {
+    registry()
+        .connections
+        .iter()
+        .map(|(k, c)| {
+            let s = c.status();
+            (k.clone(), s.alive, s.remote_port, s.tunnels)
+        })
+        .collect()
+}

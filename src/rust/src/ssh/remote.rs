@@ -1,0 +1,203 @@
+//! The shell scripts our control shell runs on a remote host, and the parsers of their
+//! output. They use POSIX sh builtins and /proc only, so the host needs no R package of ours
+//! (and R only to run the workers). A worker is identified by (PID, start time), the start
+//! time being field 22 of /proc/PID/stat (clock ticks since the host booted).
+
+/// Quote a string for POSIX sh.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./=:,+@%".contains(&b)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// A shell function that prints "PID STATE STARTTIME" for a PID, or "PID - -" if there is
+/// no such process. The comm field may hold spaces and parentheses: cut at the last ") ".
+const STAT_FN: &str = r#"pstat() { if [ -r /proc/$1/stat ] && read -r l < /proc/$1/stat 2>/dev/null; then l=${l##*) }; set -- $1 $l; echo "$1 $2 ${21}"; else echo "$1 - -"; fi; }"#;
+
+/// Start workers in the background, each in a subshell with stdin from /dev/null and its
+/// output appended to its log file. Each command must end by `exec`ing the worker, so that
+/// `$!` is the worker's own PID (settings go in with `export`, a builtin, so that secrets
+/// never appear in any process's arguments). `program` is checked first so that a missing
+/// Rscript is reported at once. Prints "pid PID START LOG" per worker, or "missing PROGRAM".
+pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> String {
+    let mut s = String::new();
+    s.push_str(STAT_FN);
+    s.push('\n');
+    s.push_str(&format!(
+        "if ! command -v {p} >/dev/null 2>&1; then echo \"missing {p}\"; else\n",
+        p = sh_quote(program)
+    ));
+    for (cmd, log) in commands.iter().zip(logs) {
+        s.push_str(&format!(
+            "( {cmd} ) </dev/null >>{log} 2>&1 &\np=$!; set -- $(pstat $p); echo \"pid $p $3 {log}\"\n",
+            cmd = cmd,
+            log = sh_quote(log)
+        ));
+    }
+    s.push_str("fi");
+    s
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Launched {
+    Worker { pid: i32, start: f64, log: String },
+    Missing(String),
+}
+
+pub fn parse_launch(output: &str) -> Vec<Launched> {
+    let mut res = Vec::new();
+    for line in output.lines() {
+        let mut it = line.split_whitespace();
+        match it.next() {
+            Some("pid") => {
+                let pid = it.next().and_then(|p| p.parse().ok());
+                let start = it.next().and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+                let log = it.next().unwrap_or("").to_string();
+                if let Some(pid) = pid {
+                    res.push(Launched::Worker { pid, start, log });
+                }
+            }
+            Some("missing") => res.push(Launched::Missing(line["missing".len()..].trim().to_string())),
+            _ => {}
+        }
+    }
+    res
+}
+
+/// Print "PID STATE START" for each PID.
+pub fn probe_script(pids: &[i32]) -> String {
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    format!("{}\nfor p in {}; do pstat $p; done", STAT_FN, list.join(" "))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    Alive,
+    Dead,
+    Unknown,
+}
+
+/// Alive when the process exists, is not a zombie, and (if `expected` is non-zero) started
+/// at the expected time.
+pub fn parse_probe(output: &str, pids: &[i32], expected: &[f64]) -> Vec<Probe> {
+    let mut seen = std::collections::HashMap::new();
+    for line in output.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 3 {
+            continue;
+        }
+        if let Ok(pid) = f[0].parse::<i32>() {
+            seen.insert(pid, (f[1].to_string(), f[2].to_string()));
+        }
+    }
+    pids.iter()
+        .enumerate()
+        .map(|(i, pid)| match seen.get(pid) {
+            None => Probe::Unknown,
+            Some((state, _)) if state == "-" => Probe::Dead,
+            Some((state, _)) if state == "Z" || state == "X" => Probe::Dead,
+            Some((_, start)) => {
+                let want = expected.get(i).copied().unwrap_or(0.0);
+                match start.parse::<f64>() {
+                    Ok(s) if want > 0.0 && (s - want).abs() > 0.5 => Probe::Dead,
+                    Ok(_) => Probe::Alive,
+                    Err(_) => Probe::Unknown,
+                }
+            }
+        })
+        .collect()
+}
+
+/// Signal each (PID, start) that is still that process; print "PID 1" when sent, "PID 0"
+/// when not.
+pub fn signal_script(pids: &[i32], expected: &[f64], signal: i32) -> String {
+    let mut s = String::from(STAT_FN);
+    s.push('\n');
+    for (i, pid) in pids.iter().enumerate() {
+        let want = expected.get(i).copied().unwrap_or(0.0);
+        let want = if want > 0.0 { format!("{:.0}", want) } else { "-".to_string() };
+        s.push_str(&format!(
+            "set -- $(pstat {pid}); if [ \"$2\" != - ] && [ \"$2\" != Z ] && {{ [ {want} = - ] || [ \"$3\" = {want} ]; }} && kill -{signal} {pid} 2>/dev/null; then echo \"{pid} 1\"; else echo \"{pid} 0\"; fi\n",
+        ));
+    }
+    s
+}
+
+pub fn parse_signal(output: &str, pids: &[i32]) -> Vec<Option<bool>> {
+    let mut seen = std::collections::HashMap::new();
+    for line in output.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 2 {
+            if let Ok(pid) = f[0].parse::<i32>() {
+                seen.insert(pid, f[1] == "1");
+            }
+        }
+    }
+    pids.iter().map(|p| seen.get(p).copied()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn sh(script: &str) -> String {
+        let out = Command::new("/bin/sh").arg("-c").arg(script).output().expect("sh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn quoting_survives_the_shell() {
+        for s in ["plain", "with space", "it's", "$HOME", "a\"b", "", "x;rm -rf /", "`id`"] {
+            assert_eq!(sh(&format!("printf %s {}", sh_quote(s))), s);
+        }
+    }
+
+    #[test]
+    fn probe_and_signal_a_real_process() {
+        let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let pid = child.id() as i32;
+        let out = sh(&probe_script(&[pid, 999_999_999]));
+        let start: f64 = out.lines().next().and_then(|l| l.split_whitespace().nth(2)).and_then(|s| s.parse().ok()).expect("start");
+        assert_eq!(parse_probe(&out, &[pid, 999_999_999], &[start, 0.0]), vec![Probe::Alive, Probe::Dead]);
+        assert_eq!(parse_probe(&out, &[pid], &[start + 100.0]), vec![Probe::Dead], "a wrong start time is another process");
+        // A wrong start time must not be signalled.
+        assert_eq!(parse_signal(&sh(&signal_script(&[pid], &[start + 100.0], 9)), &[pid]), vec![Some(false)]);
+        assert!(child.try_wait().expect("wait").is_none());
+        assert_eq!(parse_signal(&sh(&signal_script(&[pid], &[start], 9)), &[pid]), vec![Some(true)]);
+        let status = child.wait().expect("wait");
+        assert!(!status.success());
+    }
+
+    #[test]
+    fn launch_reports_pids_and_missing_programs() {
+        let dir = std::env::temp_dir().join(format!("parallelly-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let log = dir.join("w.log").display().to_string();
+        let out = sh(&launch_script("sleep", &["export T=1; exec sleep 5".to_string()], &[log.clone()]));
+        let launched = parse_launch(&out);
+        assert_eq!(launched.len(), 1);
+        match &launched[0] {
+            Launched::Worker { pid, start, log: l } => {
+                assert!(*pid > 0);
+                assert!(*start > 0.0);
+                assert_eq!(l, &log);
+                assert_eq!(parse_signal(&sh(&signal_script(&[*pid], &[*start], 15)), &[*pid]), vec![Some(true)]);
+            }
+            other => panic!("unexpected {:?}", other),
+        }
+        let out = sh(&launch_script("/no/such/Rscript", &["x".to_string()], &[log]));
+        assert_eq!(parse_launch(&out), vec![Launched::Missing("/no/such/Rscript".to_string())]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn parsers_never_panic_on_garbage() {
+        for out in ["", "\n\n", "pid", "pid x y", "1 2", "1 2 3 4", "a b c", "missing", "\u{0}\u{1}"] {
+            let _ = parse_launch(out);
+            let _ = parse_probe(out, &[1, 2], &[0.0]);
+            let _ = parse_signal(out, &[1]);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Opening one SSH connection: resolve the target from the user's ssh config, connect with
+//! a deadline, check the server's host key against known_hosts, and authenticate with the
+//! agent or identity files, as OpenSSH users expect. Everything here runs in blocking mode
+//! with the session timeout set; the I/O thread takes over afterwards.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ssh2::{CheckResult, KnownHostFileKind, Session};
+
+use super::config;
+use crate::error::{Error, Kind, Result};
+
+/// Who and where to connect, after applying the ssh config.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The name the user gave (a config alias or a host name).
+    pub alias: String,
+    pub hostname: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    pub identities_only: bool,
+    pub known_hosts: Vec<PathBuf>,
+    pub host_keys: HostKeyPolicy,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Known hosts only (OpenSSH's StrictHostKeyChecking=yes, our default).
+    Strict,
+    /// Unknown hosts are added to known_hosts; changed keys are still refused.
+    AcceptNew,
+    /// No check at all (StrictHostKeyChecking=no in the user's config).
+    Off,
+}
+
+pub struct Options<'a> {
+    pub user: Option<&'a str>,
+    pub port: Option<u16>,
+    pub config_file: Option<&'a Path>,
+    pub known_hosts_file: Option<&'a Path>,
+    pub accept_new: bool,
+    pub timeout: Duration,
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "root".to_string())
+}
+
+/// Resolve `alias` into a connection target using the ssh config.
+pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
+    let home = home_dir();
+    let config_path = opts.config_file.map(Path::to_path_buf).unwrap_or_else(|| home.join(".ssh").join("config"));
+    let cfg = config::load(&config_path, alias).map_err(|e| {
+        Error::new(Kind::Ssh, format!("cannot read ssh config file '{}': {}", config_path.display(), e))
+    })?;
+    let local = local_user();
+    let user = opts.user.map(str::to_string).or(cfg.user.clone()).unwrap_or_else(|| local.clone());
+    let hostname_raw = cfg.hostname.clone().unwrap_or_else(|| alias.to_string());
+    let hostname = hostname_raw.replace("%h", alias);
+    let port = opts.port.or(cfg.port).unwrap_or(22);
+    let expand = |p: &str| config::expand_path(p, &home, &hostname, &user, &local);
+    let mut identity_files: Vec<PathBuf> = cfg.identity_files.iter().map(|p| expand(p)).collect();
+    if identity_files.is_empty() {
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            identity_files.push(home.join(".ssh").join(name));
+        }
+    }
+    let known_hosts: Vec<PathBuf> = match opts.known_hosts_file {
+        Some(p) => vec![p.to_path_buf()],
+        None if !cfg.known_hosts_files.is_empty() => cfg.known_hosts_files.iter().map(|p| expand(p)).collect(),
+        None => vec![home.join(".ssh").join("known_hosts")],
+    };
+    let host_keys = if opts.accept_new {
+        HostKeyPolicy::AcceptNew
+    } else {
+        match cfg.strict_host_key_checking.as_deref() {
+            Some("accept-new") => HostKeyPolicy::AcceptNew,
+            Some("no") | Some("off") => HostKeyPolicy::Off,
+            _ => HostKeyPolicy::Strict,
+        }
+    };
+    let timeout = match cfg.connect_timeout {
+        Some(s) if s > 0 => opts.timeout.min(Duration::from_secs(u64::from(s))),
+        _ => opts.timeout,
+    };
+    Ok(Target {
+        alias: alias.to_string(),
+        hostname,
+        port,
+        user,
+        identity_files,
+        identities_only: cfg.identities_only.unwrap_or(false),
+        known_hosts,
+        host_keys,
+        timeout,
+    })
+}
+
+/// Connect, verify the host key and authenticate. Returns the blocking session and the
+/// TCP stream's raw fd owner (kept by the session).
+pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
+    let name = format!("{}:{}", target.hostname, target.port);
+    let addrs: Vec<_> = (target.hostname.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::new(Kind::Dns, format!("cannot resolve host name '{}' (host '{}'): {}", target.hostname, target.alias, e))
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::new(Kind::Dns, format!("host name '{}' (host '{}') resolves to no address", target.hostname, target.alias)));
+    }
+    let mut last_err = None;
+    let mut stream = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, target.timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let stream = match stream {
+        Some(s) => s,
+        None => {
+            let e = last_err.map(|e| e.to_string()).unwrap_or_default();
+            let kind = if e.contains("timed out") { Kind::Timeout } else { Kind::Connect };
+            return Err(Error::new(kind, format!("cannot connect to host '{}' ({}): {}", target.alias, name, e)));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let mut session = Session::new().map_err(|e| Error::new(Kind::Ssh, format!("cannot create an SSH session: {}", e)))?;
+    session.set_timeout(u32::try_from(target.timeout.as_millis()).unwrap_or(u32::MAX));
+    session.set_tcp_stream(stream);
+    session.handshake().map_err(|e| {
+        Error::new(Kind::Ssh, format!("SSH handshake with host '{}' ({}) failed: {}", target.alias, name, e))
+    })?;
+    check_host_key(&session, target)?;
+    authenticate(&session, target)?;
+    Ok((session, fd))
+}
+
+fn check_host_key(session: &Session, target: &Target) -> Result<()> {
+    if target.host_keys == HostKeyPolicy::Off {
+        return Ok(());
+    }
+    let (key, key_type) = session
+        .host_key()
+        .ok_or_else(|| Error::new(Kind::HostKey, format!("host '{}' sent no host key", target.alias)))?;
+    let mut known = session
+        .known_hosts()
+        .map_err(|e| Error::new(Kind::HostKey, format!("cannot check host keys: {}", e)))?;
+    for file in &target.known_hosts {
+        if file.exists() {
+            known.read_file(file, KnownHostFileKind::OpenSSH).map_err(|e| {
+                Error::new(Kind::HostKey, format!("cannot read known_hosts file '{}': {}", file.display(), e))
+            })?;
+        }
+    }
+    let file_list = target.known_hosts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    match known.check_port(&target.hostname, target.port, key) {
+        CheckResult::Match => Ok(()),
+        CheckResult::Mismatch => Err(Error::new(
+            Kind::HostKey,
+            format!(
+                "the host key of host '{}' ({}:{}) has CHANGED since it was recorded in {}: this may be an attack, or the host was reinstalled. If you trust the new key, remove the old entry (ssh-keygen -R '{}') and connect again",
+                target.alias, target.hostname, target.port, file_list, known_hosts_name(target)
+            ),
+        )),
+        CheckResult::NotFound if target.host_keys == HostKeyPolicy::AcceptNew => {
+            let file = target.known_hosts.first().cloned().unwrap_or_else(|| home_dir().join(".ssh").join("known_hosts"));
+            let fmt = match key_type {
+                ssh2::HostKeyType::Rsa => ssh2::KnownHostKeyFormat::SshRsa,
+                ssh2::HostKeyType::Dss => ssh2::KnownHostKeyFormat::SshDss,
+                ssh2::HostKeyType::Ecdsa256 => ssh2::KnownHostKeyFormat::Ecdsa256,
+                ssh2::HostKeyType::Ecdsa384 => ssh2::KnownHostKeyFormat::Ecdsa384,
+                ssh2::HostKeyType::Ecdsa521 => ssh2::KnownHostKeyFormat::Ecdsa521,
+                ssh2::HostKeyType::Ed25519 => ssh2::KnownHostKeyFormat::Ed25519,
+                _ => {
+                    return Err(Error::new(Kind::HostKey, format!("host '{}' uses a host key type that cannot be recorded", target.alias)))
+                }
+            };
+            known
+                .add(&known_hosts_name(target), key, &target.alias, fmt)
+                .and_then(|_| {
+                    if let Some(dir) = file.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    known.write_file(&file, KnownHostFileKind::OpenSSH)
+                })
+                .map_err(|e| Error::new(Kind::HostKey, format!("cannot add the host key of '{}' to '{}': {}", target.alias, file.display(), e)))
+        }
+        CheckResult::NotFound => Err(Error::new(
+            Kind::HostKey,
+            format!(
+                "the host key of host '{}' ({}:{}) is unknown: it is not in {}. Add it to known_hosts (e.g. with 'ssh-keyscan -p {} {} >> ~/.ssh/known_hosts' after checking its fingerprint), or accept new host keys with options(parallelly.ssh.acceptNewHostKeys = TRUE)",
+                target.alias, target.hostname, target.port, file_list, target.port, target.hostname
+            ),
+        )),
+        CheckResult::Failure => Err(Error::new(Kind::HostKey, format!("cannot check the host key of host '{}'", target.alias))),
+    }
+}
+
+/// The name a known_hosts line uses for the target: `host`, or `[host]:port` off port 22.
+fn known_hosts_name(target: &Target) -> String {
+    if target.port == 22 {
+        target.hostname.clone()
+    } else {
+        format!("[{}]:{}", target.hostname, target.port)
+    }
+}
+
+fn authenticate(session: &Session, target: &Target) -> Result<()> {
+    let mut tried = Vec::new();
+    if !target.identities_only && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        tried.push("ssh-agent".to_string());
+        if session.userauth_agent(&target.user).is_ok() && session.authenticated() {
+            return Ok(());
+        }
+    }
+    let mut problems = Vec::new();
+    for key in &target.identity_files {
+        if !key.exists() {
+            continue;
+        }
+        tried.push(key.display().to_string());
+        match session.userauth_pubkey_file(&target.user, None, key, None) {
+            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) => {}
+            Err(e) => {
+                let msg = e.message().to_string();
+                if msg.contains("decrypt") || msg.contains("passphrase") || msg.contains("Unable to extract public key") {
+                    problems.push(format!("{} may need a passphrase (add it to ssh-agent)", key.display()));
+                }
+            }
+        }
+    }
+    let tried = if tried.is_empty() { "no keys (no ssh-agent, no identity file found)".to_string() } else { tried.join(", ") };
+    let extra = if problems.is_empty() { String::new() } else { format!("; {}", problems.join("; ")) };
+    Err(Error::new(
+        Kind::Auth,
+        format!(
+            "authentication as user '{}' on host '{}' ({}:{}) failed; tried {}{}. Check the user, the key in the server's authorized_keys, and IdentityFile in ~/.ssh/config",
+            target.user, target.alias, target.hostname, target.port, tried, extra
+        ),
+    ))
+}

@@ -1,0 +1,204 @@
+# Remote workers through the built-in SSH client, against real sshd test hosts on loopback
+# (each in its own PID namespace, so a remote PID means nothing locally).
+
+remote_pids <- function(host) {
+  # PIDs of R processes on a test host, seen from inside the host.
+  out <- remote_exec(host, "for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null); case $c in R|Rscript) echo ${p#/proc/};; esac; done")
+  as.integer(out)
+}
+
+test_that("the seed scenario works with a local and a remote worker", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  withr::local_options(useFancyQuotes = FALSE)
+  cl <- local_cluster(c("localhost", "testhost1"))
+  expect_s3_class(cl, c("RichSOCKcluster", "SOCKcluster", "cluster"), exact = TRUE)
+  expect_false(attr(cl[[2]]$host, "localhost"))
+  expect_identical(unlist(parallel::clusterEvalQ(cl, Sys.info()[["nodename"]]))[2], "testhost1")
+  out <- capture.output(print(cl))
+  expect_match(out, "^Socket cluster with 2 nodes where 1 node is on host 'localhost' \\(R version")
+  expect_match(out, "1 node is on host 'testhost1' (R version", fixed = TRUE)
+  expect_match(capture.output(print(cl[[2]])), "^RichSOCKnode of a socket cluster on remote host 'testhost1' with pid [0-9]+ ")
+  expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
+  pid <- node_pid(cl[[2]])
+  expect_true(pid %in% remote_pids("testhost1"))
+
+  # Kill the remote worker while it is busy.
+  send_sleep(cl[[2]], 60)
+  expect_true(isNodeAlive(cl[[2]]))
+  expect_true(killNode(cl[[2]]))
+  expect_true(wait_for(function() identical(isNodeAlive(cl[[2]]), FALSE), timeout = 10))
+  expect_false(pid %in% remote_pids("testhost1"))
+  expect_error(parallel::parLapply(cl, 1:8, sqrt))
+  expect_output(print(cl), "1 node (#2) has a broken connection", fixed = TRUE)
+
+  # Relaunch it on the same host.
+  cl[[2]] <- cloneNode(cl[[2]])
+  expect_identical(cl[[2]]$session_info$system$nodename, "testhost1")
+  expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
+  expect_equal(unlist(parallel::parLapply(cl, 1:8, sqrt)), sqrt(1:8))
+
+  # Grow it with clones of both.
+  cl <- c(cl, cloneNode(cl[c(1, 1, 2)]))
+  out <- capture.output(print(cl))
+  expect_match(out, "Socket cluster with 5 nodes where 3 nodes are on host 'localhost'", fixed = TRUE)
+  expect_match(out, "2 nodes are on host 'testhost1'", fixed = TRUE)
+  expect_identical(isNodeAlive(cl), rep(TRUE, 5L))
+  expect_identical(killNode(cl), rep(TRUE, 5L))
+  expect_true(wait_for(function() identical(isNodeAlive(cl), rep(FALSE, 5L)), timeout = 10))
+  cl <- cloneNode(cl)
+  expect_identical(isNodeAlive(cl), rep(TRUE, 5L))
+  expect_equal(unlist(parallel::parLapply(cl, 1:10, sqrt)), sqrt(1:10))
+  remote <- cluster_pids(cl)[c(2, 5)]
+  expect_true(all(remote %in% remote_pids("testhost1")))
+
+  # No worker is left on the remote host, and the connection is closed with the last node.
+  parallel::stopCluster(cl)
+  expect_true(wait_for(function() !any(remote %in% remote_pids("testhost1")), timeout = 10))
+  expect_identical(nrow(parallelly:::backend_ssh_connections()), 0L)
+})
+
+test_that("sixteen workers start at once over one held connection", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  cl <- local_cluster(rep("testhost2", 16))
+  expect_length(cl, 16L)
+  expect_identical(isNodeAlive(cl), rep(TRUE, 16L))
+  conns <- parallelly:::backend_ssh_connections()
+  expect_identical(nrow(conns), 1L)
+  expect_identical(conns$tunnels, 16L)
+  expect_length(unique(unlist(parallel::clusterEvalQ(cl, Sys.getpid()))), 16L)
+  expect_equal(unlist(parallel::parLapply(cl, 1:64, sqrt)), sqrt(1:64))
+  pids <- cluster_pids(cl)
+  parallel::stopCluster(cl)
+  expect_true(wait_for(function() !any(pids %in% remote_pids("testhost2")), timeout = 10))
+})
+
+test_that("a local process with the PID of a remote worker is never touched", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_shared_pidns(hosts)
+  local_ssh_env(hosts)
+  victim <- local_cluster(1)
+  local_pid <- node_pid(victim[[1]])
+  remote <- local_cluster("testhost1")
+  # Make the next process in testhost1's PID namespace get the local worker's PID: the
+  # clone's launch forks exactly one process there (the worker's subshell).
+  remote_exec("testhost1", sprintf("echo %d > /proc/sys/kernel/ns_last_pid", local_pid - 1L))
+  withr::defer(remote_exec("testhost1", "echo 1000 > /proc/sys/kernel/ns_last_pid"))
+  remote[[1]] <- cloneNode(remote[[1]])
+  if (node_pid(remote[[1]]) != local_pid) skip("could not give a remote worker the PID of a local one")
+  expect_true(isNodeAlive(remote[[1]]))
+  expect_true(killNode(remote[[1]], signal = tools::SIGKILL))
+  expect_true(wait_for(function() identical(isNodeAlive(remote[[1]]), FALSE), timeout = 10))
+  # The local process with that PID is untouched and still reads as alive.
+  expect_true(process_running(local_pid))
+  expect_true(isNodeAlive(victim[[1]]))
+  expect_identical(parallel::clusterEvalQ(victim, Sys.getpid())[[1]], local_pid)
+})
+
+test_that("no ssh program is ever run", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  bin <- withr::local_tempdir()
+  record <- file.path(bin, "calls")
+  for (name in c("ssh", "plink")) {
+    writeLines(c("#!/bin/sh", sprintf("echo \"$0 $@\" >> %s", record), "exit 255"), file.path(bin, name))
+    Sys.chmod(file.path(bin, name), "755")
+  }
+  withr::local_envvar(PATH = paste(bin, Sys.getenv("PATH"), sep = ":"))
+  cl <- local_cluster(c("testhost1", "testhost2"))
+  expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
+  expect_identical(killNode(cl[1]), TRUE)
+  cl[1] <- cloneNode(cl[1])
+  expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
+  parallel::stopCluster(cl)
+  expect_false(file.exists(record))
+})
+
+test_that("revtunnel = FALSE makes the worker connect to the master directly", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  cl <- local_cluster("testhost1", revtunnel = FALSE, master = "127.0.0.1")
+  expect_true(isNodeAlive(cl[[1]]))
+  expect_equal(parallel::clusterEvalQ(cl, 1 + 1)[[1]], 2)
+  expect_identical(parallelly:::backend_ssh_connections()$tunnels, 0L)
+})
+
+test_that("errors name the host and the cause, quickly, and leave nothing running", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  quick <- function(expr) {
+    t0 <- Sys.time()
+    err <- tryCatch(expr, error = function(e) e)
+    expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 15)
+    err
+  }
+  # Nothing listens there: refused.
+  err <- quick(makeClusterPSOCK("127.0.0.9", rshopts = c("-p", "2222"), connectTimeout = 10))
+  expect_s3_class(err, "parallellyConnectError")
+  expect_match(conditionMessage(err), "127.0.0.9", fixed = TRUE)
+  # A name that does not resolve.
+  err <- quick(makeClusterPSOCK("no-such-host.invalid", connectTimeout = 10))
+  expect_s3_class(err, "parallellyDnsError")
+  expect_match(conditionMessage(err), "no-such-host.invalid", fixed = TRUE)
+
+  # A key the server does not accept.
+  config <- withr::local_tempfile()
+  writeLines(c("Host wrongkey", "  HostName 127.0.0.2", "  Port 2222", "  User root",
+               paste("  IdentityFile", hosts$identity_other), "  IdentitiesOnly yes",
+               paste("  UserKnownHostsFile", hosts$known_hosts)), config)
+  withr::local_options(parallelly.ssh.config = config)
+  err <- quick(makeClusterPSOCK("wrongkey", connectTimeout = 10))
+  expect_s3_class(err, "parallellyAuthError")
+  expect_match(conditionMessage(err), "wrongkey", fixed = TRUE)
+  expect_false(grepl("BEGIN OPENSSH PRIVATE KEY", conditionMessage(err)))
+})
+
+test_that("host keys are checked: a changed key is refused, an unknown one needs consent", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  lines <- readLines(hosts$known_hosts)
+  key_of <- function(address) sub("^\\S+ ", "", grep(sprintf("^\\[%s\\]:2222 ", address), lines, value = TRUE)[1])
+  # testhost1 recorded with testhost2's key: a changed host key.
+  changed <- withr::local_tempfile()
+  writeLines(sprintf("[127.0.0.2]:2222 %s", key_of("127.0.0.3")), changed)
+  withr::local_options(parallelly.ssh.knownHosts = changed)
+  err <- tryCatch(makeClusterPSOCK("testhost1", connectTimeout = 10), error = function(e) e)
+  expect_s3_class(err, "parallellyHostKeyError")
+  expect_match(conditionMessage(err), "host key", fixed = TRUE)
+  expect_match(conditionMessage(err), "testhost1", fixed = TRUE)
+
+  # Unknown host: refused, with a hint; accepted (and recorded) when asked for.
+  empty <- withr::local_tempfile()
+  file.create(empty)
+  withr::local_options(parallelly.ssh.knownHosts = empty)
+  err <- tryCatch(makeClusterPSOCK("testhost1", connectTimeout = 10), error = function(e) e)
+  expect_s3_class(err, "parallellyHostKeyError")
+  expect_match(conditionMessage(err), "parallelly.ssh.acceptNewHostKeys", fixed = TRUE)
+  withr::local_options(parallelly.ssh.acceptNewHostKeys = TRUE)
+  cl <- local_cluster("testhost1")
+  expect_true(isNodeAlive(cl[[1]]))
+  expect_true(any(grepl("[127.0.0.2]:2222", readLines(empty), fixed = TRUE)))
+})
+
+test_that("a missing remote Rscript is reported at once, naming the host", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  t0 <- Sys.time()
+  err <- tryCatch(makeClusterPSOCK("testhost1", rscript = "/no/such/Rscript"), error = function(e) e)
+  expect_s3_class(err, "parallellyLaunchError")
+  expect_match(conditionMessage(err), "testhost1", fixed = TRUE)
+  expect_match(conditionMessage(err), "/no/such/Rscript", fixed = TRUE)
+  expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 15)
+})
+
+test_that("a remote worker that dies during setup fails it at once, with its output", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  err <- tryCatch(makeClusterPSOCK("testhost1", rscript_startup = "cat('remote boom\\n'); quit(status = 4)",
+                                   outfile = NULL, connectTimeout = 60),
+                  error = function(e) e)
+  expect_s3_class(err, "parallellyLaunchError")
+  expect_match(conditionMessage(err), "remote machine 'testhost1'", fixed = TRUE)
+  expect_match(conditionMessage(err), "remote boom", fixed = TRUE)
+})

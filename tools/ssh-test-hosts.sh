@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# SSH test hosts for the test suite: real sshd processes on loopback addresses of this machine,
+# each in its own PID and UTS namespace, so that a remote PID means nothing locally.
+#
+#   tools/ssh-test-hosts.sh start DIR N   start N hosts (testhost1 on 127.0.0.2, ...), files in DIR
+#   tools/ssh-test-hosts.sh stop DIR      stop every host recorded in DIR, then remove DIR
+#   tools/ssh-test-hosts.sh status DIR    print DIR/hosts.tsv and whether each host runs
+#
+# Environment:
+#   SSH_TEST_HOSTS_PORT       port of every host (default 2222; 22 may belong to a system sshd)
+#   SSH_TEST_HOSTS_OWNER_PID  if set, a watchdog stops the hosts once this process is gone, so a
+#                             killed test run does not leave sshd holding the ports
+#   SSH_TEST_HOSTS_SHARED=1   do not use namespaces (to test the fallback)
+#
+# Needs root. Only 127.0.0.0/8 addresses are used. Only processes recorded in DIR are killed.
+set -euo pipefail
+
+SSHD=/usr/sbin/sshd
+PORT="${SSH_TEST_HOSTS_PORT:-2222}"
+
+die() { echo "ssh-test-hosts: $*" >&2; exit 1; }
+
+host_addr() { echo "127.0.0.$(($1 + 1))"; }
+
+# Absolute path: sshd_config and ssh_config need absolute file names.
+abs_dir() { mkdir -p "$1" && (cd "$1" && pwd -P); }
+
+# True if something accepts TCP connections on ADDR:PORT (bash's /dev/tcp; no extra tools).
+port_open() {
+  timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null
+}
+
+# True if PID runs and its command line mentions DIR (guards against PID reuse).
+pid_is_ours() {
+  local pid=$1 dir=$2 cmd
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ "$cmd" == *"$dir"* ]]
+}
+
+# Children of PID (from /proc/PID/task/*/children, else by scanning the ppid field).
+children_of() {
+  local pid=$1 f
+  if compgen -G "/proc/$pid/task/*/children" >/dev/null; then
+    for f in /proc/"$pid"/task/*/children; do
+      cat "$f" 2>/dev/null || true
+    done | tr ' ' '\n' | grep -E '^[0-9]+$' || true
+  else
+    for f in /proc/[0-9]*/stat; do
+      awk -v p="$pid" '{ sub(/^.*\) /, ""); if ($2 == p) { split(FILENAME, a, "/"); print a[3] } }' \
+        "$f" 2>/dev/null || true
+    done
+  fi
+}
+
+# PID and all its descendants, parents first.
+descendants() {
+  local pid=$1 c
+  echo "$pid"
+  for c in $(children_of "$pid"); do descendants "$c"; done
+}
+
+# Every process in the PID namespace with inode INO (a host's sessions, its orphans, ...).
+pidns_members() {
+  local ino=$1 p
+  [ -n "$ino" ] || return 0
+  for p in /proc/[0-9]*; do
+    [ "$(stat -L -c %i "$p/ns/pid" 2>/dev/null || true)" = "$ino" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+# PIDs of everything that belongs to the hosts recorded in DIR.
+host_processes() {
+  local dir=$1 f pid ino
+  for f in "$dir"/testhost*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    pid_is_ours "$pid" "$dir" || continue
+    descendants "$pid"
+    # A namespace dies with its init, so it is only searched while the host's unshare runs
+    # (its inode number could be reused later).
+    ino=$(cat "${f%.pid}.pidns" 2>/dev/null || true)
+    pidns_members "$ino"
+  done
+  # sshd's listener and its re-executed connection handlers carry DIR in their command line.
+  pgrep -f -- "$dir/sshd_config_testhost" || true
+}
+
+cmd_stop() {
+  local dir=$1 pids i
+  [ -d "$dir" ] || { echo "ssh-test-hosts: $dir does not exist; nothing to stop"; return 0; }
+  dir=$(cd "$dir" && pwd -P)
+  # The watchdog is stopped first so that it does not race with us; never ourselves.
+  if [ -f "$dir/watchdog.pid" ]; then
+    local w; w=$(cat "$dir/watchdog.pid")
+    if [ "$w" != "$$" ] && [ "$w" != "${SSH_TEST_HOSTS_WATCHDOG:-}" ] && pid_is_ours "$w" "$dir"; then
+      kill -TERM "$w" 2>/dev/null || true
+    fi
+  fi
+  # SIGTERM first (sshd exits cleanly; a namespace's init exiting takes the namespace with it;
+  # unshare itself ignores SIGTERM while it waits, but goes when its child does).
+  pids=$(host_processes "$dir" | sort -un)
+  [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
+  for i in $(seq 30); do
+    pids=$(host_processes "$dir" | sort -un)
+    [ -z "$pids" ] && break
+    sleep 0.1
+  done
+  if [ -n "$pids" ]; then
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.2
+    pids=$(host_processes "$dir" | sort -un)
+    if [ -n "$pids" ]; then
+      ps -o pid,ppid,stat,cmd -p "$(echo $pids | tr ' ' ',')" >&2 || true
+      die "processes of $dir survived SIGKILL: $pids"
+    fi
+  fi
+  rm -rf "$dir"
+  echo "ssh-test-hosts: stopped hosts of $dir"
+}
+
+cmd_status() {
+  local dir=$1 name addr port pid state
+  [ -f "$dir/hosts.tsv" ] || die "no hosts recorded in $dir"
+  dir=$(cd "$dir" && pwd -P)
+  cat "$dir/hosts.tsv"
+  echo "pidns: $(cat "$dir/pidns" 2>/dev/null || echo unknown)"
+  while IFS=$'\t' read -r name addr port pid; do
+    [ "$name" = name ] && continue
+    if pid_is_ours "$pid" "$dir"; then state=running; else state="not running"; fi
+    if port_open "$addr" "$port"; then state="$state, port open"; else state="$state, port closed"; fi
+    echo "$name ($pid): $state"
+  done <"$dir/hosts.tsv"
+}
+
+# Stop the hosts of DIR once OWNER is gone (runs detached; see SSH_TEST_HOSTS_OWNER_PID).
+cmd_watch() {
+  local dir=$1 owner=$2
+  while kill -0 "$owner" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
+  [ -d "$dir" ] && SSH_TEST_HOSTS_WATCHDOG=$$ cmd_stop "$dir" >/dev/null 2>&1
+  return 0
+}
+
+cmd_start() {
+  local dir=$1 n=$2 i addr mode pid init ino t0 t1
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 250 ] || die "N must be 1..250, got '$n'"
+  [ "$(id -u)" = 0 ] || die "must run as root (sshd needs it to log in as root)"
+  [ -x "$SSHD" ] || die "$SSHD not found (install openssh-server)"
+  command -v ssh-keygen >/dev/null || die "ssh-keygen not found"
+  t0=$(date +%s.%N)
+  # Idempotent: hosts left by an earlier start in the same DIR are stopped first.
+  if compgen -G "$dir/testhost*.pid" >/dev/null; then
+    cmd_stop "$dir" >/dev/null
+  fi
+  # Refuse to start next to something else on our ports (e.g. hosts of another run).
+  for i in $(seq "$n"); do
+    addr=$(host_addr "$i")
+    ! port_open "$addr" "$PORT" || die "$addr:$PORT is already in use (hosts of another run?)"
+  done
+  dir=$(abs_dir "$dir")
+  mkdir -p /run/sshd  # sshd's privilege-separation directory
+  chmod 700 "$dir"
+
+  # Separate PID namespaces where the kernel lets us, else a plain sshd.
+  if [ "${SSH_TEST_HOSTS_SHARED:-0}" != 1 ] && command -v unshare >/dev/null &&
+     unshare --uts --pid --fork --mount-proc true 2>/dev/null; then
+    mode=separate
+  else
+    mode=shared
+  fi
+  echo "$mode" >"$dir/pidns"
+
+  # Fresh keys each run: one authorized client key, one that is not authorized.
+  ssh-keygen -q -t ed25519 -N '' -C parallelly-test -f "$dir/id_ed25519"
+  ssh-keygen -q -t ed25519 -N '' -C parallelly-test-other -f "$dir/id_ed25519_other"
+  cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
+  : >"$dir/known_hosts"
+  : >"$dir/ssh_config"
+  printf 'name\taddress\tport\tpid\n' >"$dir/hosts.tsv"
+
+  for i in $(seq "$n"); do
+    addr=$(host_addr "$i")
+    ssh-keygen -q -t ed25519 -N '' -C "testhost$i" -f "$dir/ssh_host_ed25519_key_testhost$i"
+    cat >"$dir/sshd_config_testhost$i" <<EOF
+# sshd for testhost$i of the parallelly test suite (tools/ssh-test-hosts.sh)
+ListenAddress $addr:$PORT
+HostKey $dir/ssh_host_ed25519_key_testhost$i
+PidFile $dir/sshd_testhost$i.pidfile
+AuthorizedKeysFile $dir/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+GatewayPorts no
+PermitTTY yes
+X11Forwarding no
+LogLevel VERBOSE
+# OpenSSH's default, stated because a multiplexing client meets it: 10 channels per connection.
+MaxSessions 10
+MaxStartups 100:30:200
+EOF
+    local key; key=$(cut -d' ' -f1,2 "$dir/ssh_host_ed25519_key_testhost$i.pub")
+    printf '[%s]:%s %s\n[testhost%s]:%s %s\n' "$addr" "$PORT" "$key" "$i" "$PORT" "$key" \
+      >>"$dir/known_hosts"
+    cat >>"$dir/ssh_config" <<EOF
+Host testhost$i
+  HostName $addr
+  Port $PORT
+  User root
+  IdentityFile $dir/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $dir/known_hosts
+  StrictHostKeyChecking yes
+
+EOF
+    "$SSHD" -t -f "$dir/sshd_config_testhost$i" || die "invalid $dir/sshd_config_testhost$i"
+
+    # setsid + nohup: the host outlives this script and the caller's terminal/process group.
+    # Neither forks here (a background job is no group leader), so $! is the unshare/sshd PID.
+    if [ "$mode" = separate ]; then
+      setsid nohup unshare --uts --pid --fork --mount-proc --kill-child \
+        sh -c "hostname testhost$i; exec $SSHD -D -f '$dir/sshd_config_testhost$i' -E '$dir/sshd_testhost$i.log'" \
+        </dev/null >>"$dir/sshd_testhost$i.out" 2>&1 &
+    else
+      setsid nohup "$SSHD" -D -f "$dir/sshd_config_testhost$i" -E "$dir/sshd_testhost$i.log" \
+        </dev/null >>"$dir/sshd_testhost$i.out" 2>&1 &
+    fi
+    pid=$!
+    echo "$pid" >"$dir/testhost$i.pid"
+    printf 'testhost%s\t%s\t%s\t%s\n' "$i" "$addr" "$PORT" "$pid" >>"$dir/hosts.tsv"
+  done
+
+  # Optional watchdog: stop the hosts when the owning process (the test run) dies.
+  if [ -n "${SSH_TEST_HOSTS_OWNER_PID:-}" ]; then
+    setsid nohup bash "$(cd "$(dirname "$0")" && pwd -P)/$(basename "$0")" watch "$dir" \
+      "$SSH_TEST_HOSTS_OWNER_PID" </dev/null >/dev/null 2>&1 &
+    echo "$!" >"$dir/watchdog.pid"
+  fi
+
+  # Wait until every host accepts connections; record each namespace for `stop`.
+  for i in $(seq "$n"); do
+    addr=$(host_addr "$i")
+    pid=$(cat "$dir/testhost$i.pid")
+    local ok=0
+    for _ in $(seq 100); do
+      if ! kill -0 "$pid" 2>/dev/null; then break; fi
+      if port_open "$addr" "$PORT"; then ok=1; break; fi
+      sleep 0.1
+    done
+    if [ "$ok" != 1 ]; then
+      echo "ssh-test-hosts: testhost$i ($addr:$PORT) did not start; its log:" >&2
+      cat "$dir/sshd_testhost$i.log" "$dir/sshd_testhost$i.out" >&2 2>/dev/null || true
+      cmd_stop "$dir" >&2 || true
+      exit 1
+    fi
+    if [ "$mode" = separate ]; then
+      init=$(children_of "$pid" | head -n 1)
+      [ -n "$init" ] || die "testhost$i: no namespace init under unshare $pid"
+      ino=$(stat -L -c %i "/proc/$init/ns/pid")
+      echo "$ino" >"$dir/testhost$i.pidns"
+    fi
+  done
+
+  # Check with the system client when there is one (the suite must not depend on it).
+  if [ -x /usr/bin/ssh ]; then
+    local out
+    out=$(/usr/bin/ssh -F "$dir/ssh_config" -o BatchMode=yes -o ConnectTimeout=10 testhost1 \
+      'hostname; echo $$' 2>&1) || { echo "$out" >&2; cmd_stop "$dir" >&2 || true; die "ssh to testhost1 failed"; }
+    if [ "$mode" = separate ]; then
+      [ "$(echo "$out" | sed -n 1p)" = testhost1 ] ||
+        { echo "$out" >&2; cmd_stop "$dir" >&2 || true; die "testhost1 reports the wrong hostname"; }
+    fi
+  fi
+
+  t1=$(date +%s.%N)
+  echo "ssh-test-hosts: $n host(s) up in $dir (pidns: $mode, $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s)"
+}
+
+case "${1:-}" in
+  start)  [ $# -eq 3 ] || die "usage: $0 start DIR N"; cmd_start "$2" "$3" ;;
+  stop)   [ $# -eq 2 ] || die "usage: $0 stop DIR"; cmd_stop "$2" ;;
+  status) [ $# -eq 2 ] || die "usage: $0 status DIR"; cmd_status "$2" ;;
+  watch)  [ $# -eq 3 ] || die "usage: $0 watch DIR OWNER_PID"; cmd_watch "$2" "$3" ;;
+  *) die "usage: $0 start DIR N | stop DIR | status DIR" ;;
+esac
