@@ -4,6 +4,85 @@
 ## readers are one small function each so that availableWorkers() can use
 ## them too.
 
+#' Get the number of CPU cores this R process may use
+#'
+#' `availableCores()` asks several sources how many CPU cores the current R process is
+#' allowed to use and, by default, returns the smallest answer. The sources include the
+#' hardware, the CPU affinity and control-group (cgroups v1 and v2) limits of the process,
+#' R options and environment variables, and the settings of common job schedulers. Use it
+#' instead of [parallel::detectCores()] when deciding how many workers to start: on a
+#' shared machine, in a container, or in a scheduled job, the number of cores in the machine
+#' is rarely the number you may use.
+#'
+#' @section Methods:
+#' Each method gives a count, or `NA` when it does not apply:
+#' * `"system"`: the number of cores of the machine, from [parallel::detectCores()]
+#'   (option `parallelly.availableCores.system` overrides it).
+#' * `"/proc/self/status"`: the CPUs listed in `Cpus_allowed_list` (the CPU affinity of
+#'   this process; Linux).
+#' * `"cgroups.cpuset"`, `"cgroups.cpuquota"`, `"cgroups2.cpu.max"`: limits set by Linux
+#'   control groups, as used by containers (Docker, Kubernetes) and by some schedulers.
+#'   Fractional quotas are rounded to the nearest whole number, with a minimum of one.
+#' * `"nproc"`: the output of the `nproc` program, run without `OMP_NUM_THREADS` and
+#'   `OMP_THREAD_LIMIT`.
+#' * `"mc.cores"`: R option `mc.cores` (which the \pkg{parallel} package sets from
+#'   environment variable `MC_CORES`); zero counts as one.
+#' * `"BiocParallel"`: environment variable `BIOCPARALLEL_WORKER_NUMBER`.
+#' * `"_R_CHECK_LIMIT_CORES_"`: two cores when this environment variable is set to
+#'   anything but `"false"`, as `R CMD check --as-cran` does.
+#' * `"Bioconductor"`: four cores on the Bioconductor build machines
+#'   (`IS_BIOC_BUILD_MACHINE=true`).
+#' * `"LSF"`, `"PJM"`, `"PBS"`, `"SGE"`, `"Slurm"`: the cores allocated to the current job
+#'   by these schedulers (`LSB_DJOB_NUMPROC`; `PJM_VNODE_CORE` or `PJM_PROC_BY_NODE`;
+#'   `PBS_NUM_PPN` or `NCPUS`; `NSLOTS`; `SLURM_CPUS_PER_TASK`, else `SLURM_CPUS_ON_NODE`
+#'   for single-node jobs, else the first entry of `SLURM_TASKS_PER_NODE`).
+#' * `"fallback"`: option `parallelly.availableCores.fallback`. It is used only when all
+#'   other answers come from the hardware and OS methods above and none of them is below
+#'   `"system"`, that is, when nothing more specific limits the process.
+#' * `"custom"`: the value of the function in option `parallelly.availableCores.custom`,
+#'   called without arguments.
+#' * Any other name is looked up first as an R option and then as an environment variable
+#'   holding an integer.
+#'
+#' A count of zero or less is a configuration error and gives a
+#' `parallellyInputError`; a setting that is not an integer gives a
+#' `parallellyOptionError`.
+#'
+#' @param constraints `NULL`, or a character vector of extra constraints. `"multicore"`
+#' gives one core when forked processing is not supported (see [supportsMulticore()]).
+#' `"connections"` limits the count to the number of free R connections
+#' ([freeConnections()]), since each PSOCK worker needs one; `"connections-N"` also keeps
+#' `N` connections free.
+#' @param methods A character vector of the methods to ask (see section 'Methods').
+#' @param na.rm If `TRUE`, methods that do not apply are dropped before the answers are
+#' combined.
+#' @param logical Passed to [parallel::detectCores()] by method `"system"`: count logical
+#' CPUs (`TRUE`) or physical cores (`FALSE`).
+#' @param default The value returned when no method gives an answer.
+#' @param which `"min"` returns the smallest answer, `"max"` the largest, and `"all"` all of
+#' them.
+#' @param omit The number of cores to leave unused. It is subtracted from the result, which
+#' never drops below one.
+#' @param max An upper bound on the result.
+#'
+#' @return A named integer vector, of length one unless `which = "all"`. The names say which
+#' method gave each value. A name ending in `*` marks a value that was raised to the
+#' minimum set by option `parallelly.availableCores.min`. The result is always at least
+#' one.
+#'
+#' @examples
+#' ## The number of cores to use, and which method decided it
+#' availableCores()
+#'
+#' ## What every method says
+#' availableCores(which = "all")
+#'
+#' ## Leave one core for the main R process
+#' availableCores(omit = 1)
+#'
+#' @seealso [availableWorkers()] for hostnames instead of counts;
+#' [parallelly.options] for the options and environment variables involved.
+#' @export
 availableCores <- function(constraints = NULL,
                            methods = getOption2("parallelly.availableCores.methods", c("system", "/proc/self/status", "cgroups.cpuset", "cgroups.cpuquota", "cgroups2.cpu.max", "nproc", "mc.cores", "BiocParallel", "_R_CHECK_LIMIT_CORES_", "Bioconductor", "LSF", "PJM", "PBS", "SGE", "Slurm", "fallback", "custom")),
                            na.rm = TRUE,

@@ -3,6 +3,60 @@
 ## Core-count methods give rep(localhost, n); HPC schedulers give their
 ## host lists.  The host-file parsers are separate so they can be tested.
 
+#' Get the hostnames of the workers this R process may use
+#'
+#' `availableWorkers()` returns one hostname per worker that the current R process may
+#' start, for example to pass to [makeClusterPSOCK()]. In a job of a scheduler (LSF, PJM,
+#' PBS/Torque, SGE, Slurm) these are the hosts and slots allocated to the job. Otherwise it is
+#' `"localhost"` repeated as many times as [availableCores()] allows.
+#'
+#' @section Methods:
+#' * `"LSF"`: the hostnames in `LSB_HOSTS`, one per slot.
+#' * `"PJM"`: the nodes listed in the file `PJM_O_NODEINF`, each repeated by the number of
+#'   cores per node.
+#' * `"PBS"`: the lines of the file `PBS_NODEFILE`, one per slot.
+#' * `"SGE"`: the hosts and slot counts in the file `PE_HOSTFILE`.
+#' * `"Slurm"`: the nodes in `SLURM_JOB_NODELIST` (or `SLURM_NODELIST`), expanded from
+#'   Slurm's compact notation such as `n[01-03]`, each repeated by its count in
+#'   `SLURM_TASKS_PER_NODE`.
+#' * `"custom"`: the character vector returned by the function in option
+#'   `parallelly.availableWorkers.custom`.
+#' * Every other method is a method of [availableCores()] and gives `"localhost"` (option
+#'   `parallelly.localhost.hostname`) repeated by its count.
+#'
+#' A host file that is named by one of these environment variables but does not exist gives
+#' a warning, and the method is skipped.
+#'
+#' @param constraints `NULL`, or a character vector of constraints. `"connections"` (or
+#' `"connections-N"`, which keeps `N` connections free) drops workers beyond the number of
+#' free R connections.
+#' @param methods A character vector of the methods to ask (see section 'Methods').
+#' @param na.rm If `TRUE`, methods that give no hostnames are dropped. Only used with
+#' `which = "all"`.
+#' @param logical Passed on to [availableCores()] for the methods that count local cores.
+#' @param default The hostnames returned when no method gives an answer.
+#' @param which `"auto"` returns the answer of the first method (in the order of `methods`)
+#' that gives one, where all methods that count local cores are first reduced to the
+#' smallest of their counts. `"min"` and `"max"` return the shortest and the longest answer,
+#' and `"all"` a named list with every method's answer.
+#'
+#' @return A character vector of hostnames, with one element per worker; hosts that offer
+#' several slots appear several times. With `which = "all"`, a named list of such vectors.
+#'
+#' @examples
+#' ## On a plain machine: "localhost", once per available core
+#' availableWorkers()
+#'
+#' ## A custom host list
+#' oopts <- options(parallelly.availableWorkers.custom = function() {
+#'   c("n1", "n1", "n2")
+#' })
+#' availableWorkers()
+#' options(oopts)
+#'
+#' @seealso [availableCores()] for the number of local cores;
+#' [parallelly.options] for the options and environment variables involved.
+#' @export
 availableWorkers <- function(constraints = NULL,
                              methods = getOption2("parallelly.availableWorkers.methods", c("mc.cores", "BiocParallel", "_R_CHECK_LIMIT_CORES_", "Bioconductor", "LSF", "PJM", "PBS", "SGE", "Slurm", "custom", "/proc/self/status", "cgroups.cpuset", "cgroups.cpuquota", "cgroups2.cpu.max", "nproc", "system", "fallback")),
                              na.rm = TRUE,

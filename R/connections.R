@@ -5,6 +5,28 @@
 connections_state <- new.env(parent = emptyenv())
 
 ## Maximum number of connections R allows (128 in a default build)
+#' Get the number of R connections that may be open, and how many are free
+#'
+#' R can hold only a limited number of connections open at once (128 in a default build,
+#' three of which are the standard streams). Each PSOCK worker uses one connection in the
+#' main R process, so this limit also limits the number of workers.
+#' `availableConnections()` finds the limit by opening connections until R refuses (the
+#' answer is remembered for the rest of the session); `freeConnections()` subtracts the
+#' connections that are open now.
+#'
+#' @return `availableConnections()` returns a single number: the maximum number of open
+#' connections, or `+Inf` if no limit was reached (option
+#' `parallelly.availableConnections.tries` says how many are tried, 16384 by default).
+#' Option `parallelly.availableConnections` overrides the probe. `freeConnections()` returns
+#' the number of connections that can still be opened.
+#'
+#' @examples
+#' availableConnections()
+#' freeConnections()
+#'
+#' @seealso [showConnections()]; [availableCores()] with
+#' `constraints = "connections"`.
+#' @export
 availableConnections <- function() {
   value <- getOption2("parallelly.availableConnections", NULL)
   if (!is.null(value)) {
@@ -35,6 +57,8 @@ probe_max_connections <- function() {
   Inf
 }
 
+#' @rdname availableConnections
+#' @export
 freeConnections <- function() {
   availableConnections() - length(getAllConnections())
 }
@@ -42,6 +66,8 @@ freeConnections <- function() {
 ## An id that tells connections with the same index apart: the address
 ## of the connection's internal object.  0-2 for the standard streams,
 ## NA if unknown, -1 if the object went through serialize().
+#' @rdname isConnectionValid
+#' @export
 connectionId <- function(con) {
   index <- as.integer(con)
   if (index %in% 0:2) return(index)
@@ -64,6 +90,48 @@ hex_to_double <- function(hex) {
   sum(digits * 16^rev(seq_along(digits) - 1))
 }
 
+#' Check whether a connection object still refers to its connection
+#'
+#' An R connection object holds only the index of the connection. Once the connection is
+#' closed, R may give the same index to a new connection, and the old object then silently
+#' refers to the new one. This happens, for instance, to a cluster node whose connection was
+#' closed, or to a connection that went through [serialize()].
+#' `isConnectionValid()` detects both cases; `connectionId()` returns the identifier that
+#' tells two connections with the same index apart.
+#'
+#' @param con A connection.
+#' @param target,current Two connections, compared by `all.equal()`.
+#' @param \dots Not used.
+#'
+#' @return `isConnectionValid()` returns `TRUE`, or `FALSE` with an attribute `reason` that
+#' explains why. The standard streams (indices 0 to 2) are always valid.
+#'
+#' `connectionId()` returns a number that identifies the connection (the address of its
+#' internal object), with the text it was read from in attribute `raw_id`. It is the index
+#' itself for the standard streams, `-1` for a connection that was serialized, and `NA` when
+#' nothing identifies the connection.
+#'
+#' `all.equal()` for connections returns `TRUE` only if both objects are the same
+#' connection, otherwise `"Connections differ"`.
+#'
+#' @examples
+#' f <- tempfile()
+#' con <- file(f, open = "w")
+#' connectionId(con)
+#' isConnectionValid(con)
+#'
+#' close(con)
+#' ## Once closed, the object no longer refers to a registered connection
+#' isConnectionValid(con)
+#'
+#' ## A new connection may get the same index, but it is a different connection
+#' con2 <- file(f, open = "w")
+#' as.integer(con2) == as.integer(con)
+#' isConnectionValid(con)
+#' close(con2)
+#' unlink(f)
+#'
+#' @export
 isConnectionValid <- function(con) {
   if (!inherits(con, "connection")) {
     stop_classed("Argument", "Argument 'con' must be a connection: ", class(con)[1])
@@ -109,6 +177,8 @@ connectionInfo <- function(con) {
 }
 
 ## Two connection objects are equal only if they are the same connection
+#' @rdname isConnectionValid
+#' @export
 all.equal.connection <- function(target, current, ...) {
   if (identical(target, current)) TRUE else "Connections differ"
 }

@@ -1,5 +1,37 @@
 ## freePort(): find a TCP port that can be bound on this machine.
 
+#' Find a TCP port that can be listened on
+#'
+#' `freePort()` tries the candidate ports, in random order by default, and returns the first
+#' one on which a server socket can be opened on this machine right now. The main R process
+#' of a PSOCK cluster listens on such a port for its workers to connect.
+#'
+#' The random order is drawn without changing the random-number state of the R session:
+#' `.Random.seed` is the same before and after the call.
+#'
+#' @param ports The candidate ports: integers in 0..65535, or `"random"` (the ports in
+#' environment variable `R_PARALLELLY_RANDOM_PORTS`, by default 11000 to 11999), or `"auto"`
+#' (environment variable `R_PARALLEL_PORT`, as used by the \pkg{parallel} package, and
+#' `"random"` if it is unset; an invalid value gives a warning and random ports).
+#' `R_PARALLELLY_RANDOM_PORTS` is a comma-separated list of ports and ranges, for example
+#' `"20000:20999,30000"`.
+#' @param default The value returned when no candidate port can be used: `"random"` (a
+#' random candidate), `"first"` (the first candidate), a port number, or `NA`.
+#' @param randomize If `TRUE`, the candidates are tried in random order, otherwise in the
+#' given order.
+#'
+#' @return A single integer port number; `NA` if `ports` is empty (or if `default = NA` and
+#' no port is free).
+#'
+#' @examples
+#' freePort()
+#' freePort(11000:11999)
+#'
+#' ## The first free port of two, in the order given
+#' freePort(c(12345L, 12346L), randomize = FALSE)
+#'
+#' @seealso [makeClusterPSOCK()], whose argument `port` is resolved by `freePort()`.
+#' @export
 freePort <- function(ports = 1024:65535, default = "random", randomize = TRUE) {
   ports <- resolve_port_spec(ports)
   if (length(ports) == 0L) return(NA_integer_)

@@ -77,7 +77,7 @@ signal_nodes <- function(nodes, signal, timeout = 0) {
     if (inherits(value, "error")) {
       warning(sprintf("Could not kill %d RichSOCKnode node(s) on remote host '%s'. Reason reported: %s",
                       length(a$idx), host, conditionMessage(value)), call. = FALSE)
-      res[a$idx] <- FALSE
+      res[a$idx] <- NA
     } else {
       res[a$idx] <- value %in% TRUE
     }

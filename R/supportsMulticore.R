@@ -3,6 +3,36 @@
 ## Remembers that the one-time RStudio warning has been given
 multicore_state <- new.env(parent = emptyenv())
 
+#' Check whether forked processing may be used
+#'
+#' Forked processing ("multicore", as in [parallel::mclapply()]) creates workers by copying
+#' the current R process. It is not available on MS Windows, and it is considered unstable
+#' inside the RStudio Console. `supportsMulticore()` says whether it is both possible and
+#' allowed in the current R session.
+#'
+#' The answer is `FALSE` when forking is not possible. Otherwise option
+#' `parallelly.fork.enable`, when set to `TRUE` or `FALSE`, decides. Otherwise the answer is
+#' `FALSE` in the RStudio Console (if `"rstudio_console"` is among
+#' `parallelly.supportsMulticore.disableOn`, as by default) and `TRUE` elsewhere.
+#'
+#' @param warn If `TRUE` and forking is disabled because R runs in the RStudio Console, give
+#' a warning once per R session that says so. Option
+#' `parallelly.supportsMulticore.unstable` set to anything but `"warn"` (for example
+#' `"quiet"`) silences it.
+#' @param \dots Not used.
+#'
+#' @return A single `TRUE` or `FALSE`.
+#'
+#' @examples
+#' supportsMulticore()
+#'
+#' ## Disable forked processing for the rest of the session
+#' oopts <- options(parallelly.fork.enable = FALSE)
+#' supportsMulticore()
+#' options(oopts)
+#'
+#' @seealso [parallelly.options]
+#' @export
 supportsMulticore <- function(warn = FALSE, ...) {
   ## Forking needs parallel::mcparallel(), which Windows lacks
   if (!fork_is_possible()) return(FALSE)
@@ -54,6 +84,20 @@ warn_multicore_unstable <- function() {
 }
 
 ## TRUE in a process forked by the 'parallel' package
+#' Check whether the current R process is a forked child
+#'
+#' @return `TRUE` if this R process was created by forking, as the workers of
+#' [parallel::mclapply()] are, otherwise `FALSE` (always `FALSE` when forked processing is
+#' not supported, see [supportsMulticore()]).
+#'
+#' @examples
+#' isForkedChild()
+#'
+#' if (supportsMulticore()) {
+#'   parallel::mclapply(1:2, function(i) isForkedChild(), mc.cores = 2L)
+#' }
+#'
+#' @export
 isForkedChild <- function() {
   if (!supportsMulticore()) return(FALSE)
   isChild <- get("isChild", envir = asNamespace("parallel"), mode = "function")

@@ -202,3 +202,30 @@ test_that("a remote worker that dies during setup fails it at once, with its out
   expect_match(conditionMessage(err), "remote machine 'testhost1'", fixed = TRUE)
   expect_match(conditionMessage(err), "remote boom", fixed = TRUE)
 })
+
+test_that("a frozen host gives NA with a warning within the timeout, and works again later", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_shared_pidns(hosts)
+  local_ssh_env(hosts)
+  cl <- local_cluster(c("testhost2", "localhost"))
+  # Every sshd process of testhost2 (its listener and our session), seen from here.
+  init <- ssh_host_init_pid("testhost2", hosts)
+  ns <- Sys.readlink(sprintf("/proc/%d/ns/pid", init))
+  pids <- as.integer(basename(Sys.glob("/proc/[0-9]*")))
+  sshd <- pids[vapply(pids, function(p) {
+    identical(Sys.readlink(sprintf("/proc/%d/ns/pid", p)), ns) &&
+      identical(tryCatch(readLines(sprintf("/proc/%d/comm", p), warn = FALSE), error = function(e) ""), "sshd")
+  }, logical(1))]
+  expect_gte(length(sshd), 2L)
+  tools::pskill(sshd, tools::SIGSTOP)
+  withr::defer(tools::pskill(sshd, tools::SIGCONT))
+  t0 <- Sys.time()
+  expect_warning(alive <- isNodeAlive(cl, timeout = 2), "testhost2")
+  expect_identical(alive, c(NA, TRUE))
+  expect_warning(killed <- killNode(cl[1], timeout = 2), "testhost2")
+  expect_identical(killed, NA)
+  expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 10)
+  tools::pskill(sshd, tools::SIGCONT)
+  expect_true(wait_for(function() identical(suppressWarnings(isNodeAlive(cl, timeout = 2)), c(TRUE, TRUE)), timeout = 15))
+  expect_equal(unlist(parallel::clusterEvalQ(cl, 1L)), c(1L, 1L))
+})

@@ -16,6 +16,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,8 +28,10 @@ use crate::error::{Error, Kind, Result};
 pub type Reply<T> = Sender<Result<T>>;
 
 pub enum Request {
-    /// Run a script in the control shell; reply with its output.
-    Run { script: String, reply: Reply<String> },
+    /// Run a script in the control shell; reply with its output. A script whose requester
+    /// gave up (`cancelled`) before it was sent is never run: a kill that timed out must not
+    /// happen later.
+    Run { script: String, reply: Reply<String>, cancelled: Arc<AtomicBool> },
     /// Make sure the server forwards a port of its own to `target_port` on the master's
     /// loopback interface; reply with the server's port.
     Forward { target_port: u16, reply: Reply<u16> },
@@ -116,11 +119,13 @@ impl HostConnection {
         Ok(())
     }
 
-    /// Queue a control-shell script; the answer arrives on the returned receiver.
-    pub fn submit(&self, script: String) -> Result<Receiver<Result<String>>> {
+    /// Queue a control-shell script; the answer arrives on the returned receiver. Setting
+    /// the returned flag withdraws the script if it has not been sent to the host yet.
+    pub fn submit(&self, script: String) -> Result<(Receiver<Result<String>>, Arc<AtomicBool>)> {
         let (reply, rx) = mpsc::channel();
-        self.send(Request::Run { script, reply })?;
-        Ok(rx)
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.send(Request::Run { script, reply, cancelled: Arc::clone(&cancelled) })?;
+        Ok((rx, cancelled))
     }
 
     pub fn forward(&self, target_port: u16) -> Result<Receiver<Result<u16>>> {
@@ -159,7 +164,7 @@ struct Job {
 
 struct Control {
     channel: Channel,
-    queue: VecDeque<(String, Reply<String>)>,
+    queue: VecDeque<(String, Reply<String>, Arc<AtomicBool>)>,
     current: Option<Job>,
     out: Vec<u8>,
     pending_write: Vec<u8>,
@@ -250,8 +255,8 @@ impl Io {
         let mut progress = false;
         loop {
             match self.rx.try_recv() {
-                Ok(Request::Run { script, reply }) => {
-                    self.control.queue.push_back((script, reply));
+                Ok(Request::Run { script, reply, cancelled }) => {
+                    self.control.queue.push_back((script, reply, cancelled));
                     progress = true;
                 }
                 Ok(Request::Forward { target_port, reply }) => {
@@ -277,7 +282,11 @@ impl Io {
         let c = &mut self.control;
         let mut progress = false;
         if c.current.is_none() && c.pending_write.is_empty() {
-            if let Some((script, reply)) = c.queue.pop_front() {
+            while c.queue.front().is_some_and(|(_, _, cancelled)| cancelled.load(Ordering::SeqCst)) {
+                c.queue.pop_front();
+                progress = true;
+            }
+            if let Some((script, reply, _)) = c.queue.pop_front() {
                 let id = c.next_id;
                 c.next_id += 1;
                 c.pending_write = format!("{}\necho; echo {}{}__\n", script, MARKER, id).into_bytes();
@@ -535,7 +544,7 @@ impl Io {
         if let Some(job) = self.control.current.take() {
             let _ = job.reply.send(Err(err()));
         }
-        for (_, reply) in self.control.queue.drain(..) {
+        for (_, reply, _) in self.control.queue.drain(..) {
             let _ = reply.send(Err(err()));
         }
         for reply in self.forward.waiting.drain(..) {

@@ -11,6 +11,7 @@ pub mod remote;
 pub mod session;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -37,7 +38,7 @@ pub enum Answer {
 
 struct Registry {
     connections: HashMap<String, Arc<HostConnection>>,
-    pending: HashMap<u64, Pending>,
+    pending: HashMap<u64, (Pending, Option<Arc<AtomicBool>>)>,
     next_ticket: u64,
 }
 
@@ -86,45 +87,45 @@ fn connection(key: &str) -> Result<Arc<HostConnection>> {
         .ok_or_else(|| Error::new(Kind::Ssh, format!("no SSH connection '{}' is open", key)))
 }
 
-fn file(pending: Pending) -> u64 {
+fn file(pending: Pending, cancel: Option<Arc<AtomicBool>>) -> u64 {
     let mut reg = registry();
     let ticket = reg.next_ticket;
     reg.next_ticket += 1;
-    reg.pending.insert(ticket, pending);
+    reg.pending.insert(ticket, (pending, cancel));
     ticket
 }
 
 pub fn submit_script(key: &str, script: String) -> Result<u64> {
-    let rx = connection(key)?.submit(script)?;
-    Ok(file(Pending::Text(rx)))
+    let (rx, cancel) = connection(key)?.submit(script)?;
+    Ok(file(Pending::Text(rx), Some(cancel)))
 }
 
 pub fn submit_forward(key: &str, target_port: u16) -> Result<u64> {
     let rx = connection(key)?.forward(target_port)?;
-    Ok(file(Pending::Port(rx)))
+    Ok(file(Pending::Port(rx), None))
 }
 
 pub fn submit_probe(key: &str, pids: Vec<i32>, starts: Vec<f64>) -> Result<u64> {
-    let rx = connection(key)?.submit(remote::probe_script(&pids))?;
-    Ok(file(Pending::Probe { rx, pids, starts }))
+    let (rx, cancel) = connection(key)?.submit(remote::probe_script(&pids))?;
+    Ok(file(Pending::Probe { rx, pids, starts }, Some(cancel)))
 }
 
 pub fn submit_signal(key: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32) -> Result<u64> {
     if !(1..=64).contains(&signal) {
         return Err(Error::new(Kind::InvalidArgument, format!("signal {} is out of range 1..64", signal)));
     }
-    let rx = connection(key)?.submit(remote::signal_script(&pids, &starts, signal))?;
-    Ok(file(Pending::Signal { rx, pids }))
+    let (rx, cancel) = connection(key)?.submit(remote::signal_script(&pids, &starts, signal))?;
+    Ok(file(Pending::Signal { rx, pids }, Some(cancel)))
 }
 
 pub fn submit_launch(key: &str, program: &str, commands: &[String], logs: &[String]) -> Result<u64> {
-    let rx = connection(key)?.submit(remote::launch_script(program, commands, logs))?;
-    Ok(file(Pending::Launch(rx)))
+    let (rx, cancel) = connection(key)?.submit(remote::launch_script(program, commands, logs))?;
+    Ok(file(Pending::Launch(rx), Some(cancel)))
 }
 
 /// Wait up to `wait` for the answer to `ticket`; `Ok(None)` while it is still pending.
 pub fn poll(ticket: u64, wait: Duration) -> Result<Option<Answer>> {
-    let pending = registry()
+    let (pending, cancel) = registry()
         .pending
         .remove(&ticket)
         .ok_or_else(|| Error::new(Kind::InvalidArgument, format!("unknown SSH request {}", ticket)))?;
@@ -148,16 +149,19 @@ pub fn poll(ticket: u64, wait: Duration) -> Result<Option<Answer>> {
     };
     match answer {
         None => {
-            registry().pending.insert(ticket, pending);
+            registry().pending.insert(ticket, (pending, cancel));
             Ok(None)
         }
         Some(r) => r.map(Some),
     }
 }
 
-/// Forget a request whose answer is no longer wanted (e.g. after a timeout).
+/// Forget a request whose answer is no longer wanted (e.g. after a timeout); a script not
+/// yet sent to the host is withdrawn.
 pub fn cancel(ticket: u64) {
-    registry().pending.remove(&ticket);
+    if let Some((_, Some(flag))) = registry().pending.remove(&ticket) {
+        flag.store(true, Ordering::SeqCst);
+    }
 }
 
 pub fn close(key: &str) -> bool {
