@@ -145,3 +145,14 @@ backend_ssh_connections <- function() {
   data.frame(key = res$key, alive = res$alive, remote_port = as.integer(res$remote_port),
              tunnels = res$tunnels, stringsAsFactors = FALSE)
 }
+
+# Probe/signal scripts and their parsers, for running through an external SSH client.
+backend_remote_script <- function(kind, pids, start_times = NULL, signal = 0L) {
+  backend_value(.Call(wrap__rs_remote_script, kind, as_pid(pids), as_start_time(start_times, length(pids)),
+                      as.integer(signal)[1L]))
+}
+
+backend_remote_parse <- function(kind, output, pids, start_times = NULL) {
+  backend_value(.Call(wrap__rs_remote_parse, kind, paste(output, collapse = "\n"), as_pid(pids),
+                      as_start_time(start_times, length(pids))))
+}

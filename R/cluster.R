@@ -92,7 +92,9 @@ stop_nodes <- function(cl) {
     mark_node_ended(node)
     forget_node_state(node)
     id <- node_identity(node)
-    if (isTRUE(id$local)) {
+    client <- attr(node, "process", exact = TRUE)$client_pid
+    if (isTRUE(id$local) || is.numeric(client)) {
+      # Our own child processes: local workers, or the external SSH clients of remote ones.
       if (is.numeric(id$launcher_pid)) pids <- c(pids, id$launcher_pid)
       if (is.character(id$log)) logs <- c(logs, id$log)
     } else if (is.character(id$ssh) && !is.na(id$pid) && !killed) {

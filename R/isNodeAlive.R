@@ -46,16 +46,22 @@ probe_nodes <- function(nodes, timeout = 0) {
   }
   remote <- which(known & !local)
   asked <- lapply(split(remote, vapply(ids[remote], remote_group, character(1))), function(idx) {
+    pids <- vapply(ids[idx], `[[`, integer(1), "pid")
+    starts <- vapply(ids[idx], function(id) as.numeric(id$start_time), numeric(1))
+    options <- attr(nodes[[idx[1L]]], "options", exact = TRUE)
     ticket <- tryCatch(
-      backend_ssh_submit_probe(ssh_key_of(nodes[[idx[1L]]]), vapply(ids[idx], `[[`, integer(1), "pid"),
-                               vapply(ids[idx], function(id) as.numeric(id$start_time), numeric(1))),
+      if (is.null(options$ssh)) {
+        external_request(options, "probe", pids, starts, timeout = ssh_probe_timeout(timeout))
+      } else {
+        backend_ssh_submit_probe(ssh_key_of(nodes[[idx[1L]]]), pids, starts)
+      },
       error = function(e) e
     )
     list(idx = idx, ticket = ticket)
   })
   for (a in asked) {
     host <- ids[[a$idx[1L]]]$host
-    value <- if (inherits(a$ticket, "error")) a$ticket else tryCatch(
+    value <- if (inherits(a$ticket, "error") || is.logical(a$ticket)) a$ticket else tryCatch(
       backend_ssh_wait(a$ticket, ssh_probe_timeout(timeout), host, "checking whether workers are alive"),
       error = function(e) e
     )
@@ -69,7 +75,7 @@ probe_nodes <- function(nodes, timeout = 0) {
   res
 }
 
-remote_group <- function(id) if (is.character(id$ssh)) id$ssh else id$host
+remote_group <- function(id) if (is.character(id$ssh)) id$ssh else paste0("external:", id$host)
 
 # The held connection of a remote node, reopened if it was lost.
 ssh_key_of <- function(node) {

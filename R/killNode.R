@@ -61,16 +61,22 @@ signal_nodes <- function(nodes, signal, timeout = 0) {
   }
   remote <- which(vapply(ids, function(id) !is.na(id$pid) && !isTRUE(id$local), logical(1)))
   asked <- lapply(split(remote, vapply(ids[remote], remote_group, character(1))), function(idx) {
+    pids <- vapply(ids[idx], `[[`, integer(1), "pid")
+    starts <- vapply(ids[idx], function(id) as.numeric(id$start_time), numeric(1))
+    options <- attr(nodes[[idx[1L]]], "options", exact = TRUE)
     ticket <- tryCatch(
-      backend_ssh_submit_signal(ssh_key_of(nodes[[idx[1L]]]), vapply(ids[idx], `[[`, integer(1), "pid"),
-                                vapply(ids[idx], function(id) as.numeric(id$start_time), numeric(1)), signal),
+      if (is.null(options$ssh)) {
+        external_request(options, "signal", pids, starts, signal = signal, timeout = ssh_probe_timeout(timeout))
+      } else {
+        backend_ssh_submit_signal(ssh_key_of(nodes[[idx[1L]]]), pids, starts, signal)
+      },
       error = function(e) e
     )
     list(idx = idx, ticket = ticket)
   })
   for (a in asked) {
     host <- ids[[a$idx[1L]]]$host
-    value <- if (inherits(a$ticket, "error")) a$ticket else tryCatch(
+    value <- if (inherits(a$ticket, "error") || is.logical(a$ticket)) a$ticket else tryCatch(
       backend_ssh_wait(a$ticket, ssh_probe_timeout(timeout), host, "signalling workers"),
       error = function(e) e
     )

@@ -17,11 +17,6 @@ launchNodePSOCK <- function(options, verbose = FALSE) {
     if (!options$quiet) print_manual_instructions(options)
     if (options$dryrun) return(invisible(NULL))
   }
-  if (!isTRUE(attr(options$worker, "localhost")) && is.null(options$ssh)) {
-    stopf("Launch",
-      "Cannot launch a worker on remote host '%s' with an external SSH client (rshcmd = %s): this version of parallelly supports only its built-in SSH client for remote workers. Leave 'rshcmd' unset, or use 'dryrun = TRUE' to see the command.",
-      options$worker, deparse1(options$rshcmd), fields = list(host = as.character(options$worker)))
-  }
   connect_workers(list(options), manual = options$manual, verbose = verbose)[[1L]]
 }
 
@@ -81,7 +76,14 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
   n <- length(options_list)
   port <- options_list[[1L]]$port
   if (port == 0L) stop_arg("port", "must be a port number in 1..65535 that the workers can be told: 0")
-  launcher <- if (isTRUE(attr(options_list[[1L]]$worker, "localhost"))) local_launcher() else remote_launcher(options_list[[1L]])
+  first <- options_list[[1L]]
+  launcher <- if (isTRUE(attr(first$worker, "localhost"))) {
+    local_launcher()
+  } else if (!is.null(first$ssh)) {
+    remote_launcher(first)
+  } else {
+    external_launcher(first)
+  }
   server <- open_server_socket(port)
   launched <- data.frame(pid = rep(NA_integer_, n), start_time = NA_real_, token = NA_character_,
                          log = NA_character_, stringsAsFactors = FALSE)
@@ -162,6 +164,7 @@ new_node <- function(con, options, pid, launched, port, launcher) {
   start_time <- if (!is.na(launcher_pid) && identical(pid, launcher_pid)) launched$start_time else launcher$start_time(pid)
   process <- list(pid = pid, start_time = start_time, launcher_pid = launcher_pid,
                   log = launched$log, ssh = launcher$ssh_key)
+  if (is.null(launcher$ssh_key) && launcher$remote) process$client_pid <- launcher_pid
   node <- list(con = con, host = options$worker, rank = options$rank)
   structure(node,
     options = options,

@@ -166,3 +166,71 @@ remote_terminate <- function(key, host, pids, start_times, grace = 1, timeout = 
   }
   invisible(TRUE)
 }
+
+# An external SSH client (rshcmd = "ssh", or a function as in the reference package), for
+# setups libssh2 lacks (ProxyJump, ...). Each worker gets its own client process, started
+# by the Rust backend without a shell; a client that exits before its worker connects (a
+# refused login, say) fails the setup at once, with what it printed.
+external_launcher <- function(opts) {
+  list(
+    remote = TRUE,
+    ssh_key = NULL,
+    launch = function(options_list, port, launched) {
+      for (i in seq_along(options_list)) {
+        o <- options_list[[i]]
+        worker_port <- if (isTRUE(o$revtunnel)) port + o$rank - 1L else port
+        command <- remote_worker_command(o, worker_port, launched$token[i])
+        argv <- external_ssh_command(o, command, tunnel = if (isTRUE(o$revtunnel)) c(worker_port, port))
+        log <- tempfile("parallelly-ssh-", fileext = ".log")
+        launched$log[i] <- log
+        res <- tryCatch(backend_launch(argv[1L], argv[-1L], output = log), parallellyError = function(e) e)
+        if (inherits(res, "error")) {
+          stopf("Launch", "Failed to start the SSH client for worker #%d on host '%s': %s. Check argument 'rshcmd'.",
+                o$rank, o$worker, conditionMessage(res), extra_class = "PSOCKConnectionError",
+                fields = list(host = as.character(o$worker)))
+        }
+        launched$pid[i] <- as.integer(res$pid)
+      }
+      launched
+    },
+    check = local_launcher()$check,
+    stop = local_launcher()$stop,
+    log_tail = log_tail,
+    start_time = function(pid) NA_real_,
+    connected = function(nodes) invisible()
+  )
+}
+
+# The argument vector that runs `command` on the worker's host through the external client
+# (a function-valued rshcmd returns a shell command line, which is then run by sh).
+external_ssh_command <- function(opts, command, tunnel = NULL) {
+  rshopts <- c(
+    if (length(tunnel) == 2L) c("-R", sprintf("%d:127.0.0.1:%d", tunnel[1L], tunnel[2L])),
+    if (!is.null(opts$user) && !identical(opts$user, "*")) c("-l", opts$user),
+    unlist(strsplit(paste(opts$rshopts, collapse = " "), "[[:space:]]+"))
+  )
+  rshopts <- rshopts[nzchar(rshopts)]
+  rshcmd <- opts$rshcmd
+  if (is.function(rshcmd)) {
+    call <- rshcmd(rshopts = paste(rshopts, collapse = " "), worker = as.character(opts$worker))
+    return(c("/bin/sh", "-c", paste(call, shQuote(command, type = "sh"))))
+  }
+  rshcmd <- as.character(rshcmd)
+  rshcmd <- rshcmd[!grepl("^<.*>$", rshcmd)]
+  if (length(rshcmd) == 0L) rshcmd <- "ssh"
+  c(rshcmd, rshopts, as.character(opts$worker), command)
+}
+
+# Run a probe or signal script on a host through the external client; logical per PID.
+external_request <- function(opts, kind, pids, start_times, signal = 0L, timeout = 30) {
+  script <- backend_remote_script(kind, pids, start_times, signal)
+  argv <- external_ssh_command(opts, script)
+  out <- suppressWarnings(system2(argv[1L], shQuote(argv[-1L], type = "sh"), stdout = TRUE,
+                                  stderr = FALSE, timeout = timeout))
+  status <- attr(out, "status")
+  if (!is.null(status) && status != 0L) {
+    stopf("Ssh", "The SSH client (%s) failed on host '%s' with exit status %d", argv[1L], opts$worker, status,
+          fields = list(host = as.character(opts$worker)))
+  }
+  backend_remote_parse(kind, out, pids, start_times)
+}

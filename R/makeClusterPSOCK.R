@@ -98,11 +98,14 @@ setup_batches <- function(options) {
   batches[order(vapply(batches, min, integer(1)))]
 }
 
-# Launch one node; connection failures are tried again `tries` times, `delay` apart.
+# Launch one node; connection failures are tried again `tries` times, `delay` apart. A
+# worker that could not be started or that exited (a missing Rscript, a refused login, an
+# error in rscript_startup) fails at once: trying again would fail the same way.
 launch_with_tries <- function(options, tries, delay, verbose) {
   for (attempt in seq_len(tries)) {
     node <- tryCatch(launchNodePSOCK(options, verbose = verbose), PSOCKConnectionError = function(e) e)
     if (!inherits(node, "PSOCKConnectionError")) return(node)
+    if (inherits(node, "parallellyLaunchError")) stop(node)
     if (attempt < tries && delay > 0) Sys.sleep(delay)
   }
   node$message <- sprintf("%s\n * Number of attempts: %d (%gs delay)", conditionMessage(node), tries, delay)

@@ -229,3 +229,34 @@ test_that("a frozen host gives NA with a warning within the timeout, and works a
   expect_true(wait_for(function() identical(suppressWarnings(isNodeAlive(cl, timeout = 2)), c(TRUE, TRUE)), timeout = 15))
   expect_equal(unlist(parallel::clusterEvalQ(cl, 1L)), c(1L, 1L))
 })
+
+test_that("an explicit rshcmd uses that external SSH client, the reference's way", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if(!nzchar(Sys.which("ssh")), "no ssh client installed")
+  local_ssh_env(hosts)
+  cl <- local_cluster(c("testhost1", "testhost1"), rshcmd = "ssh",
+                      rshopts = c("-F", hosts$config, "-o", "BatchMode=yes"))
+  expect_identical(unlist(parallel::clusterEvalQ(cl, Sys.info()[["nodename"]])), rep("testhost1", 2L))
+  expect_identical(nrow(parallelly:::backend_ssh_connections()), 0L)
+  expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
+  pid <- node_pid(cl[[1]])
+  expect_true(killNode(cl[[1]]))
+  expect_true(wait_for(function() identical(isNodeAlive(cl), c(FALSE, TRUE)), timeout = 10))
+  cl[[1]] <- cloneNode(cl[[1]])
+  expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
+  pids <- cluster_pids(cl)
+  parallel::stopCluster(cl)
+  expect_true(wait_for(function() !any(pids %in% remote_pids("testhost1")), timeout = 10))
+  # A refused login fails at once (not after connectTimeout), with what the client said.
+  config <- withr::local_tempfile()
+  writeLines(c("Host wrongkey", "  HostName 127.0.0.2", "  Port 2222", "  User root",
+               paste("  IdentityFile", hosts$identity_other), "  IdentitiesOnly yes",
+               paste("  UserKnownHostsFile", hosts$known_hosts)), config)
+  t0 <- Sys.time()
+  err <- tryCatch(makeClusterPSOCK("wrongkey", rshcmd = "ssh", connectTimeout = 60,
+                                   rshopts = c("-F", config, "-o", "BatchMode=yes")),
+                  error = function(e) e)
+  expect_s3_class(err, "parallellyLaunchError")
+  expect_match(conditionMessage(err), "Permission denied", fixed = TRUE)
+  expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 30)
+})

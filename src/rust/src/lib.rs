@@ -301,6 +301,37 @@ fn rs_ssh_connections() -> Robj {
     .into()
 }
 
+/// The probe or signal script for `pids` (kind "probe" or "signal"), for running through
+/// an external SSH client.
+#[extendr]
+fn rs_remote_script(kind: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32) -> Robj {
+    match kind {
+        "probe" => Robj::from(ssh::remote::probe_script(&pids)),
+        "signal" if (1..=64).contains(&signal) => Robj::from(ssh::remote::signal_script(&pids, &starts, signal)),
+        _ => error_value(Error::new(error::Kind::InvalidArgument, format!("no remote script '{}' (signal {})", kind, signal))),
+    }
+}
+
+/// Parse the output of a probe or signal script: TRUE/FALSE/NA per PID.
+#[extendr]
+fn rs_remote_parse(kind: &str, output: &str, pids: Vec<i32>, starts: Vec<f64>) -> Robj {
+    let tri = |v: Option<bool>| match v {
+        Some(true) => Rbool::true_value(),
+        Some(false) => Rbool::false_value(),
+        None => Rbool::na_value(),
+    };
+    match kind {
+        "probe" => Logicals::from_values(ssh::remote::parse_probe(output, &pids, &starts).into_iter().map(|p| match p {
+            ssh::remote::Probe::Alive => Rbool::true_value(),
+            ssh::remote::Probe::Dead => Rbool::false_value(),
+            ssh::remote::Probe::Unknown => Rbool::na_value(),
+        }))
+        .into(),
+        "signal" => Logicals::from_values(ssh::remote::parse_signal(output, &pids).into_iter().map(tri)).into(),
+        _ => error_value(Error::new(error::Kind::InvalidArgument, format!("no remote script '{}'", kind))),
+    }
+}
+
 extendr_module! {
     mod parallelly;
     fn rs_launch;
@@ -323,4 +354,6 @@ extendr_module! {
     fn rs_ssh_close;
     fn rs_ssh_close_all;
     fn rs_ssh_connections;
+    fn rs_remote_script;
+    fn rs_remote_parse;
 }
