@@ -100,6 +100,7 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
   })
 
   for (i in seq_len(n)) launched$token[i] <- new_token()
+  handshake <- without_bytecode(worker_handshake, baseenv())
   if (!manual) launched <- launcher$launch(options_list, port, launched)
 
   connect_timeout <- options_list[[1L]]$connectTimeout
@@ -118,7 +119,7 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
       )
       if (!is.null(con)) {
         ok <- tryCatch({
-          serialize(list(type = "EXEC", data = list(fun = worker_handshake, args = list(), return = TRUE, tag = NULL), tag = NULL), con, xdr = FALSE)
+          serialize(list(type = "EXEC", data = list(fun = handshake, args = list(), return = TRUE, tag = NULL), tag = NULL), con, xdr = FALSE)
           TRUE
         }, error = function(e) FALSE)
         if (ok) pending[[length(pending) + 1L]] <- list(con = con, since = Sys.time()) else close(con)
@@ -165,6 +166,8 @@ new_node <- function(con, options, pid, launched, port, launcher) {
   process <- list(pid = pid, start_time = start_time, launcher_pid = launcher_pid,
                   log = launched$log, ssh = launcher$ssh_key)
   if (is.null(launcher$ssh_key) && launcher$remote) process$client_pid <- launcher_pid
+  process$key <- sprintf("%s/%d@%.0f", if (is.null(launcher$ssh_key)) "localhost" else launcher$ssh_key,
+                         as.integer(pid), as.numeric(start_time))
   node <- list(con = con, host = options$worker, rank = options$rank)
   structure(node,
     options = options,

@@ -5,19 +5,20 @@
 # died or the user interrupted it, the other workers still deliver their results for that
 # call, and base parallel hands them to the *next* call as if they were its own.
 #
-# So a task sent from inside one of parallel's bulk calls (clusterCall(),
-# staticClusterApply(), dynamicClusterApply(), which every higher-level function uses) is
-# numbered: its tag travels as list(parallelly_seq = <n>, tag = <original tag>), and the
-# worker echoes it back. The node remembers which call frame sent task n. When the result
-# comes back and that frame is no longer running, the call was abandoned: the result is
-# dropped and the next message is read. Tasks sent outside bulk calls (future sends its own
-# and may pipeline them) are left untouched.
+# Every higher-level function of parallel sends through one of three bulk calls
+# (clusterCall(), staticClusterApply(), dynamicClusterApply()), and each node answers its
+# tasks in order. So each node counts the results it owes to the bulk call that last sent
+# it a task. When a *different* bulk call sends to the node while results are still owed,
+# the earlier call has ended without reading them: that many results are dropped before
+# the node's next result is delivered. Tasks sent outside bulk calls (future sends its
+# own, and may pipeline them) are not counted. This costs a few microseconds a task.
 
 # The bookkeeping lives in a registry of this package, keyed by the node's process
 # identity, not in the node: a node object must not change as it is used, because future
 # identifies a cluster by a hash of its serialized nodes.
 node_key <- function(node) {
   process <- attr(node, "process", exact = TRUE)
+  if (is.character(process$key)) return(process$key)
   if (!is.numeric(process$pid) || is.na(process$pid)) return(NULL)
   host <- if (is.character(process$ssh)) process$ssh else "localhost"
   sprintf("%s/%d@%.0f", host, as.integer(process$pid), as.numeric(process$start_time))
@@ -30,8 +31,9 @@ node_state <- function(node) {
   state <- get0(key, envir = states, inherits = FALSE)
   if (is.null(state)) {
     state <- new.env(parent = emptyenv())
-    state$seq <- 0L
-    state$senders <- new.env(parent = emptyenv())  # task number -> frame of the sending call
+    state$call <- NULL    # frame of the bulk call that last sent this node a task
+    state$owed <- 0L      # results that call has not read yet
+    state$discard <- 0L   # results owed to calls that have ended
     assign(key, state, envir = states)
   }
   state
@@ -61,64 +63,63 @@ forget_node_state <- function(node) {
 
 node_xdr <- function(node) !inherits(node, "SOCK0node")
 
-# The frame of the innermost bulk call of parallel on the stack, or NULL. Results of a
-# load-balanced call are read by recvOneData() of the *cluster*, which is ours only for a
-# RichSOCKcluster (base parallel's would not unwrap our tags): those calls are left alone.
+# The frame of the bulk call that is sending, or NULL. Below this function the stack is
+# sendData.RichSOCKnode() <- sendData() <- postNode() <- sendCall() <- the bulk call, or
+# <- submit() <- dynamicClusterApply() for a load-balanced call (tests pin this down). Results
+# of a load-balanced call are read by recvOneData() of the *cluster*, which counts only for
+# a RichSOCKcluster, so other clusters' load-balanced calls are not counted.
 bulk_call_frame <- function() {
   bulk <- .package$bulk_functions
-  for (i in rev(seq_len(sys.nframe()))) {
+  top <- sys.nframe()
+  for (i in (top - 5L):(top - 6L)) {
+    if (i < 1L) next
     fun <- sys.function(i)
-    for (name in names(bulk)) {
-      if (!identical(fun, bulk[[name]])) next
+    if (identical(fun, bulk$clusterCall) || identical(fun, bulk$staticClusterApply)) return(sys.frame(i))
+    if (identical(fun, bulk$dynamicClusterApply)) {
       frame <- sys.frame(i)
-      if (name == "dynamicClusterApply" && !inherits(get0("cl", envir = frame, inherits = FALSE), "RichSOCKcluster")) {
-        return(NULL)
-      }
-      return(frame)
+      if (inherits(get0("cl", envir = frame, inherits = FALSE), "RichSOCKcluster")) return(frame)
+      return(NULL)
     }
   }
   NULL
 }
 
-which_frame <- function(frame) {
-  frames <- sys.frames()
-  for (i in rev(seq_along(frames))) if (identical(frames[[i]], frame)) return(i)
-  0L
-}
-
-frame_is_running <- function(frame) which_frame(frame) > 0L
-
 sendData.RichSOCKnode <- function(node, data) {
-  state <- node_state(node)
-  if (!is.null(state) && identical(data$type, "EXEC")) {
+  if (identical(data$type, "EXEC")) {
     frame <- bulk_call_frame()
     if (!is.null(frame)) {
-      state$seq <- state$seq + 1L
-      assign(as.character(state$seq), frame, envir = state$senders)
-      data$data$tag <- list(parallelly_seq = state$seq, tag = data$data$tag)
+      state <- node_state(node)
+      if (!is.null(state)) {
+        if (!identical(state$call, frame)) {
+          # A new call: whatever the previous one did not read is stale.
+          state$discard <- state$discard + state$owed
+          state$owed <- 0L
+          state$call <- frame
+        }
+        state$owed <- state$owed + 1L
+      }
     }
   }
   serialize(data, node$con, xdr = node_xdr(node))
   invisible(NULL)
 }
 
-# Unwrap our tag; NULL when the message answers a call that was abandoned.
-unwrap_message <- function(state, msg) {
-  tag <- msg$tag
-  if (is.null(state) || !is.list(tag) || is.null(names(tag)) || !"parallelly_seq" %in% names(tag)) return(msg)
-  key <- as.character(tag$parallelly_seq)
-  frame <- get0(key, envir = state$senders, inherits = FALSE)
-  if (!is.null(frame)) rm(list = key, envir = state$senders)
-  if (is.null(frame) || !frame_is_running(frame)) return(NULL)
-  msg["tag"] <- list(tag$tag)
-  msg
+# Whether a message just read from a node is stale (and must be dropped).
+drop_stale <- function(state) {
+  if (is.null(state)) return(FALSE)
+  if (state$discard > 0L) {
+    state$discard <- state$discard - 1L
+    return(TRUE)
+  }
+  if (state$owed > 0L) state$owed <- state$owed - 1L
+  FALSE
 }
 
 recvData.RichSOCKnode <- function(node) {
   state <- node_state(node)
   repeat {
-    msg <- unwrap_message(state, unserialize(node$con))
-    if (!is.null(msg)) return(msg)
+    msg <- unserialize(node$con)
+    if (!drop_stale(state)) return(msg)
   }
 }
 
@@ -128,8 +129,8 @@ recvOneData.RichSOCKcluster <- function(cl) {
     ready <- socketSelect(cons)
     if (!any(ready)) next
     n <- which.max(ready)
-    msg <- unwrap_message(node_state(cl[[n]]), unserialize(cons[[n]]))
-    if (!is.null(msg)) return(list(node = n, value = msg))
+    msg <- unserialize(cons[[n]])
+    if (!drop_stale(node_state(cl[[n]]))) return(list(node = n, value = msg))
   }
 }
 

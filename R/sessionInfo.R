@@ -28,11 +28,18 @@ add_cluster_session_info <- function(cl) {
   todo <- which(vapply(cl, function(node) !is.null(node) && is.null(node$session_info), logical(1)))
   if (length(todo) == 0L) return(cl)
   pkgs <- isTRUE(getOption2("parallelly.makeNodePSOCK.sessionInfo.pkgs", FALSE))
-  infos <- parallel::clusterCall(cl[todo], worker_session_info, pkgs = pkgs)
+  infos <- parallel::clusterCall(cl[todo], without_bytecode(worker_session_info, asNamespace("utils")), pkgs = pkgs)
   for (k in seq_along(todo)) {
     node <- cl[[todo[k]]]
     node$session_info <- infos[[k]]
     cl[[todo[k]]] <- node
   }
   cl
+}
+
+# A copy of `fun` with environment `env` and without its byte code: a byte-compiled closure
+# makes the worker load the compiler package to unserialize it, which costs ~50 ms a call.
+without_bytecode <- function(fun, env) {
+  environment(fun) <- env
+  fun
 }

@@ -1,0 +1,124 @@
+# One measurement in a fresh R process, so that our package and the reference package
+# (same name, another library) never meet in one session. Prints one number (seconds, or
+# bytes for "memory"), or NA when the implementation cannot do it.
+#   Rscript bench/measure.R <ours|base|reference> <measure> <n>
+args <- commandArgs(TRUE)
+impl <- args[1]
+what <- args[2]
+n <- as.integer(args[3])
+if (impl == "reference") .libPaths(c(Sys.getenv("BENCH_REFERENCE_LIB"), .libPaths()))
+if (impl != "base") suppressPackageStartupMessages(library(parallelly))
+if (impl != "base" && impl == "reference" && packageVersion("parallelly") >= "2.0.0") stop("reference library holds our package")
+if (impl == "ours" && packageVersion("parallelly") < "2.0.0") stop("our package is not first on the library path")
+
+config <- Sys.getenv("BENCH_SSH_CONFIG")
+host <- Sys.getenv("BENCH_SSH_HOST", "testhost1")
+elapsed <- function(expr) { t0 <- proc.time()[["elapsed"]]; force(expr); proc.time()[["elapsed"]] - t0 }
+
+local_cluster <- function(n) {
+  switch(impl,
+    base = parallel::makePSOCKcluster(n),
+    makeClusterPSOCK(I(n))
+  )
+}
+remote_cluster <- function(n) {
+  workers <- rep(host, n)
+  switch(impl,
+    ours = makeClusterPSOCK(workers),
+    reference = makeClusterPSOCK(workers, rshopts = c("-F", config), homogeneous = TRUE),
+    NULL
+  )
+}
+rss <- function() {
+  line <- grep("^VmRSS:", readLines("/proc/self/status"), value = TRUE)
+  as.numeric(gsub("[^0-9]", "", line)) * 1024
+}
+
+value <- switch(what,
+  setup_local = {
+    t <- elapsed(cl <- local_cluster(n))
+    parallel::stopCluster(cl)
+    t
+  },
+  setup_remote = {
+    if (impl == "base") NA else {
+      t <- elapsed(cl <- remote_cluster(n))
+      parallel::stopCluster(cl)
+      t
+    }
+  },
+  alive_local = {
+    if (impl == "base") NA else {
+      cl <- local_cluster(n)
+      reps <- 20L
+      t <- elapsed(for (i in seq_len(reps)) isNodeAlive(cl)) / reps
+      parallel::stopCluster(cl)
+      t
+    }
+  },
+  alive_remote = {
+    if (impl == "base") NA else {
+      cl <- remote_cluster(n)
+      reps <- if (impl == "ours") 50L else 3L
+      t <- elapsed(for (i in seq_len(reps)) stopifnot(all(isNodeAlive(cl)))) / reps
+      parallel::stopCluster(cl)
+      t
+    }
+  },
+  ssh_rscript = {
+    # The reference's probe mechanism by hand: a fresh ssh login plus Rscript per probe.
+    if (impl != "base") NA else elapsed(system2("ssh", c("-F", config, host, "Rscript -e 'cat(1)'"), stdout = TRUE))
+  },
+  kill_local = {
+    if (impl == "base") NA else {
+      cl <- local_cluster(1)
+      t <- elapsed(killNode(cl[[1]]))
+      parallel::stopCluster(cl)
+      t
+    }
+  },
+  clone_local = {
+    if (impl == "base") NA else {
+      cl <- local_cluster(1)
+      t <- elapsed(cl2 <- cloneNode(cl[[1]]))
+      parallel::stopCluster(cl)
+      parallel::stopCluster(as.cluster(cl2))
+      t
+    }
+  },
+  clone_remote = {
+    if (impl == "base") NA else {
+      cl <- remote_cluster(1)
+      t <- elapsed(cl2 <- cloneNode(cl[[1]]))
+      parallel::stopCluster(c(cl, as.cluster(cl2)))
+      t
+    }
+  },
+  roundtrip = {
+    cl <- local_cluster(2)
+    parallel::clusterEvalQ(cl, NULL)
+    reps <- 500L
+    t <- elapsed(for (i in seq_len(reps)) parallel::clusterEvalQ(cl[1], NULL)) / reps
+    parallel::stopCluster(cl)
+    t
+  },
+  parlapply = {
+    cl <- local_cluster(2)
+    parallel::parLapply(cl, 1:10, sqrt)
+    t <- elapsed(for (i in 1:20) parallel::parLapply(cl, 1:1000, sqrt)) / 20
+    parallel::stopCluster(cl)
+    t
+  },
+  memory = {
+    gc()
+    before <- rss()
+    cl <- local_cluster(8)
+    parallel::clusterEvalQ(cl, NULL)
+    gc()
+    after <- rss()
+    parallel::stopCluster(cl)
+    after - before
+  },
+  stop("unknown measure: ", what)
+)
+cat(format(value, digits = 6), "\n")

@@ -1,0 +1,105 @@
+# Benchmarks, run on demand: our package against base R's parallel and, when it is
+# installed in another library, the reference parallelly package. Each measurement runs in
+# a fresh R process (bench/measure.R); implementations are interleaved and repeated, and
+# the table gives medians with min-max and the ratios ours/peer.
+#
+#   Rscript bench/run.R            full run (several minutes; starts SSH test hosts as root)
+#   Rscript bench/run.R --quick    smoke run: one repetition of small cases (CI)
+#
+# The reference package: Debian's r-cran-parallelly, which lives in /usr/lib/R/site-library
+# (our package is installed in front of it, in /usr/local/lib/R/site-library); set
+# BENCH_REFERENCE_LIB to use another library.
+args <- commandArgs(TRUE)
+quick <- "--quick" %in% args
+reps <- if (quick) 1L else 5L
+root <- normalizePath(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])), ".."))
+measure_script <- file.path(root, "bench", "measure.R")
+
+reference_lib <- Sys.getenv("BENCH_REFERENCE_LIB", "/usr/lib/R/site-library")
+has_reference <- file.exists(file.path(reference_lib, "parallelly", "DESCRIPTION")) &&
+  !grepl("^2\\.", read.dcf(file.path(reference_lib, "parallelly", "DESCRIPTION"), "Version"))
+Sys.setenv(BENCH_REFERENCE_LIB = reference_lib)
+impls <- c("ours", "base", if (has_reference) "reference")
+
+# SSH test hosts for the remote cases (root with sshd only).
+remote <- !quick && identical(Sys.info()[["effective_user"]], "root") && file.exists("/usr/sbin/sshd")
+if (remote) {
+  dir <- file.path(tempdir(), "bench-ssh")
+  Sys.setenv(SSH_TEST_HOSTS_OWNER_PID = Sys.getpid())
+  status <- system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "start", dir, "1"))
+  remote <- status == 0L
+  if (remote) {
+    on.exit(system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "stop", dir)), add = TRUE)
+    Sys.setenv(BENCH_SSH_CONFIG = file.path(dir, "ssh_config"), BENCH_SSH_HOST = "testhost1",
+               R_PARALLELLY_SSH_CONFIG = file.path(dir, "ssh_config"),
+               R_PARALLELLY_SSH_KNOWN_HOSTS = file.path(dir, "known_hosts"))
+  }
+}
+
+cases <- rbind(
+  data.frame(measure = "setup_local", n = if (quick) c(1L, 2L) else c(1L, 2L, 8L, 32L)),
+  data.frame(measure = "alive_local", n = if (quick) 1L else c(1L, 32L)),
+  data.frame(measure = c("kill_local", "clone_local", "roundtrip", "parlapply", "memory"), n = 1L),
+  if (remote) data.frame(measure = "setup_remote", n = c(1L, 4L, 16L)),
+  if (remote) data.frame(measure = c("alive_remote", "clone_remote", "ssh_rscript"), n = 1L)
+)
+
+run_one <- function(impl, measure, n) {
+  out <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), c(measure_script, impl, measure, n),
+                                  stdout = TRUE, stderr = FALSE))
+  value <- suppressWarnings(as.numeric(utils::tail(out, 1L)))
+  if (length(value) == 0L) NA_real_ else value
+}
+
+results <- list()
+for (i in seq_len(nrow(cases))) {
+  for (rep in seq_len(reps)) {
+    for (impl in impls) {
+      value <- run_one(impl, cases$measure[i], cases$n[i])
+      results[[length(results) + 1L]] <- data.frame(measure = cases$measure[i], n = cases$n[i], impl = impl,
+                                                    rep = rep, value = value)
+    }
+  }
+  cat(".")
+}
+cat("\n")
+results <- do.call(rbind, results)
+
+fmt <- function(x, measure) {
+  x <- x[!is.na(x)]
+  if (length(x) == 0L) return("-")
+  if (measure == "memory") return(sprintf("%.1f MiB (%.1f-%.1f)", median(x) / 2^20, min(x) / 2^20, max(x) / 2^20))
+  sprintf("%.4g s (%.4g-%.4g)", median(x), min(x), max(x))
+}
+table <- do.call(rbind, lapply(split(results, list(results$measure, results$n), drop = TRUE), function(d) {
+  med <- function(impl) median(d$value[d$impl == impl], na.rm = TRUE)
+  row <- data.frame(measure = d$measure[1], n = d$n[1])
+  for (impl in impls) row[[impl]] <- fmt(d$value[d$impl == impl], d$measure[1])
+  row[["ours/base"]] <- sprintf("%.2f", med("ours") / med("base"))
+  if (has_reference) row[["ours/reference"]] <- sprintf("%.3f", med("ours") / med("reference"))
+  row
+}))
+table <- table[order(table$measure, table$n), ]
+rownames(table) <- NULL
+# The reference mechanism for a remote probe is timed under "base" (plain ssh + Rscript).
+print(table, right = FALSE)
+if (!has_reference) cat("(reference parallelly not found in", reference_lib, ")\n")
+
+out_dir <- file.path(root, "bench", "results")
+dir.create(out_dir, showWarnings = FALSE)
+utils::write.csv(results, file.path(out_dir, "results.csv"), row.names = FALSE)
+setup <- results[results$measure == "setup_local" & !is.na(results$value), ]
+if (nrow(setup) > 0L && !quick) {
+  grDevices::png(file.path(out_dir, "setup-local.png"), width = 800, height = 500)
+  meds <- aggregate(value ~ impl + n, data = setup, FUN = median)
+  plot(NA, xlim = range(meds$n), ylim = c(0, max(meds$value)), log = "", xlab = "local workers (n)",
+       ylab = "setup time (s, median)", main = "makeClusterPSOCK() setup time")
+  cols <- c(ours = "firebrick", base = "grey30", reference = "steelblue")
+  for (impl in unique(meds$impl)) {
+    d <- meds[meds$impl == impl, ]
+    lines(d$n, d$value, type = "b", col = cols[[impl]], pch = 19, lwd = 2)
+  }
+  legend("topleft", legend = unique(meds$impl), col = cols[unique(meds$impl)], lwd = 2, pch = 19)
+  grDevices::dev.off()
+  cat("Plot:", file.path(out_dir, "setup-local.png"), "\n")
+}
