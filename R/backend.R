@@ -6,7 +6,8 @@
 backend_value <- function(res, context = NULL) {
   if (inherits(res, "parallelly_backend_error")) {
     msg <- if (is.null(context)) res$message else paste0(context, ": ", res$message)
-    stopf(res$kind, "%s", msg)
+    kind <- if (identical(res$kind, "InvalidArgument")) "Argument" else res$kind
+    stopf(kind, "%s", msg)
   }
   res
 }

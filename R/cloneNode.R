@@ -11,7 +11,9 @@
 #' @return A node of the same class, or a cluster.
 #' @examples
 #' cl <- makeClusterPSOCK(1)
-#' cl[[1]] <- cloneNode(cl[[1]])
+#' killNode(cl[[1]])               # the worker dies ...
+#' cl[[1]] <- cloneNode(cl[[1]])   # ... and a fresh one takes its place
+#' isNodeAlive(cl)
 #' parallel::stopCluster(cl)
 #' @export
 cloneNode <- function(x, ...) UseMethod("cloneNode")
@@ -22,6 +24,7 @@ cloneNode.default <- function(x, ...) {
         fields = list(argument = "x"))
 }
 
+#' @rdname cloneNode
 #' @export
 cloneNode.cluster <- function(x, ..., method = c("as-is", "vanilla")) {
   method <- match.arg(method)
@@ -44,6 +47,7 @@ cloneNode.cluster <- function(x, ..., method = c("as-is", "vanilla")) {
   res
 }
 
+#' @rdname cloneNode
 #' @export
 cloneNode.RichSOCKnode <- function(x, ..., method = c("as-is", "vanilla")) {
   method <- match.arg(method)

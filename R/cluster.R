@@ -56,6 +56,11 @@ c.cluster <- function(..., recursive = FALSE) {
 #' @param cl A cluster.
 #' @param debug If TRUE, print a message when the finalizer runs.
 #' @return The cluster, with attribute `gcMe`.
+#' @examples
+#' cl <- autoStopCluster(makeClusterPSOCK(1))
+#' print(cl)
+#' rm(cl)
+#' invisible(gc())  # the cluster's workers are stopped here
 #' @export
 autoStopCluster <- function(cl, debug = FALSE) {
   if (is.environment(attr(cl, "gcMe"))) return(cl)

@@ -2,11 +2,16 @@
 # specific class beneath it, so that callers can catch what they expect:
 #
 #   parallellyArgumentError   bad input to an exported function (names the argument)
-#   parallellyLaunchError     a worker process could not be started
-#   parallellyConnectError    a worker started but never connected (also "PSOCKConnectionError",
-#                             the class the reference package uses for the same failure)
-#   parallellyTimeoutError    a wait ran out of time
+#   parallellyLaunchError     a worker could not be started, or exited before connecting
+#   parallellyTimeoutError    a wait ran out of time (a worker that never connected, a host
+#                             that did not answer)
+#   parallellyConnectError    a TCP connection to a host was refused or failed
+#   parallellyDnsError        a host name does not resolve
+#   parallellyHostKeyError    a host key is unknown or has changed
+#   parallellyAuthError       SSH authentication was refused
+#   parallellySshError        the SSH connection failed or was lost
 #   parallellySystemError     the operating system refused an operation
+# Setup failures also carry "PSOCKConnectionError", the class the reference package uses.
 #   parallellyPortError       the master cannot listen on the requested port
 #   parallellyOptionError     an option or environment variable has an invalid value
 #   parallellyInputError      a file or specification read from outside is malformed

@@ -3,6 +3,11 @@
 #' @param node A cluster node or a cluster.
 #' @param \dots Not used.
 #' @return TRUE, FALSE or NA; a logical vector for a cluster.
+#' @examples
+#' cl <- makeClusterPSOCK(1)
+#' isLocalhostNode(cl)
+#' isForkedNode(cl)
+#' parallel::stopCluster(cl)
 #' @export
 isLocalhostNode <- function(node, ...) UseMethod("isLocalhostNode")
 

@@ -18,6 +18,7 @@ isNodeAlive <- function(x, ...) UseMethod("isNodeAlive")
 #' @export
 isNodeAlive.default <- function(x, ...) NA
 
+#' @rdname isNodeAlive
 #' @export
 isNodeAlive.cluster <- function(x, timeout = 0, ...) {
   res <- rep(NA, length(x))
@@ -27,6 +28,7 @@ isNodeAlive.cluster <- function(x, timeout = 0, ...) {
   res
 }
 
+#' @rdname isNodeAlive
 #' @export
 isNodeAlive.RichSOCKnode <- function(x, timeout = 0, ...) {
   probe_nodes(list(x), timeout = timeout)

@@ -30,6 +30,7 @@ killNode.default <- function(x, signal = tools::SIGTERM, ...) {
   NA
 }
 
+#' @rdname killNode
 #' @export
 killNode.cluster <- function(x, signal = tools::SIGTERM, timeout = 0, ...) {
   res <- rep(NA, length(x))
@@ -39,6 +40,7 @@ killNode.cluster <- function(x, signal = tools::SIGTERM, timeout = 0, ...) {
   res
 }
 
+#' @rdname killNode
 #' @export
 killNode.RichSOCKnode <- function(x, signal = tools::SIGTERM, timeout = 0, ...) {
   signal_nodes(list(x), signal = signal, timeout = timeout)

@@ -42,24 +42,12 @@ worker_handshake <- function() {
 }
 environment(worker_handshake) <- baseenv()
 
+# 128 bits from the operating system's random source (not R's RNG: guessable from the
+# time and PID, and .Random.seed must stay untouched anyway).
 new_token <- function() {
-  # Not the user's RNG stream: .Random.seed must stay untouched.
-  paste(format(as.hexmode(sample_stealth(256L, 16L) - 1L), width = 2L), collapse = "")
-}
-
-sample_stealth <- function(n, size) {
-  seed <- if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-    get(".Random.seed", envir = globalenv(), inherits = FALSE)
-  }
-  on.exit({
-    if (is.null(seed)) {
-      if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv())
-    } else {
-      assign(".Random.seed", seed, envir = globalenv())
-    }
-  })
-  set.seed(NULL)
-  sample.int(n, size, replace = TRUE)
+  con <- file("/dev/urandom", open = "rb", raw = TRUE)
+  on.exit(close(con))
+  paste(as.character(readBin(con, what = "raw", n = 16L)), collapse = "")
 }
 
 open_server_socket <- function(port) {

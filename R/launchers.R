@@ -205,6 +205,7 @@ external_launcher <- function(opts) {
 # (a function-valued rshcmd returns a shell command line, which is then run by sh).
 external_ssh_command <- function(opts, command, tunnel = NULL) {
   rshopts <- c(
+    if (is.character(opts$rshlogfile)) c("-E", opts$rshlogfile),
     if (length(tunnel) == 2L) c("-R", sprintf("%d:127.0.0.1:%d", tunnel[1L], tunnel[2L])),
     if (!is.null(opts$user) && !identical(opts$user, "*")) c("-l", opts$user),
     unlist(strsplit(paste(opts$rshopts, collapse = " "), "[[:space:]]+"))

@@ -7,6 +7,11 @@
 #' @param autoStop If TRUE, the cluster is stopped when it is garbage collected.
 #' @param verbose Print debug output.
 #' @return A `RichMPIcluster`.
+#' @examples
+#' \dontrun{
+#' cl <- makeClusterMPI(2)  # needs the Rmpi package and an MPI installation
+#' parallel::stopCluster(cl)
+#' }
 #' @export
 makeClusterMPI <- function(workers, ..., autoStop = FALSE, verbose = isTRUE(getOption("parallelly.debug"))) {
   if (!is.numeric(workers) || length(workers) != 1L || is.na(workers) || workers < 1) {

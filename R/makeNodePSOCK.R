@@ -13,11 +13,43 @@
 #' @param port The port the master listens on.
 #' @param connectTimeout Seconds to wait for the worker to connect.
 #' @param timeout Socket inactivity timeout (seconds) on both sides.
-#' @param rscript,homogeneous,rscript_args,rscript_envs,rscript_libs,rscript_startup,rscript_sh,default_packages,methods
-#' How the worker's R is started; see the reference documentation of `parallelly`.
-#' @param socketOptions,useXDR,outfile,renice Worker socket options, serialization format,
-#' where the worker's output goes, and its niceness.
-#' @param rshcmd,user,revtunnel,rshlogfile,rshopts Remote (SSH) settings.
+#' @param rscript The command that starts R on the worker: a character vector whose first
+#' element (after any leading `NAME=value` environment assignments) is the program and the
+#' rest its first arguments. `NULL` means `Rscript` (the full path of this R installation's
+#' Rscript when `homogeneous`); a `"*"` element stands for that default. Wrap it in `I()` to
+#' use it exactly as given.
+#' @param homogeneous Whether the worker's host has R installed where this machine has it.
+#' `NULL` means TRUE for local workers and for remote host names without a domain.
+#' @param rscript_args Extra arguments to the R program, placed before ours; a `"*"` element
+#' marks where ours go.
+#' @param rscript_envs Environment variables for the worker: named elements are set, unnamed
+#' ones copy this session's value, `NA` values unset the variable. They are set in the
+#' worker's process environment, so R's start-up sees them.
+#' @param rscript_libs Library paths put first on the worker's `.libPaths()`; `"*"` stands
+#' for the worker's own paths.
+#' @param rscript_startup R expressions or code strings evaluated on the worker before it
+#' starts serving tasks.
+#' @param rscript_sh The shell quoting for command lines shown (and run on remote hosts):
+#' `"auto"`, `"sh"`, `"cmd"` or `"none"`; two values give the inner and outer quoting.
+#' @param default_packages The packages the worker attaches at start-up (`"*"` stands for
+#' `getOption("defaultPackages")`); `NULL` leaves R's default.
+#' @param methods Whether the default `default_packages` include methods.
+#' @param socketOptions Socket options set on the worker (default `"no-delay"`); `NULL` or
+#' `"NULL"` for none.
+#' @param useXDR Whether tasks are serialized in big-endian XDR format (node class
+#' `SOCKnode`) rather than the native format (`SOCK0node`, the default).
+#' @param outfile Where the worker's output goes; `NULL` shares this session's output.
+#' @param renice A positive niceness increment for the worker process (local workers).
+#' @param rshcmd `NULL` (the default) uses the built-in SSH client for remote workers; a
+#' command such as `"ssh"`, or a `function(rshopts, worker)` returning a command line, uses
+#' that external client instead.
+#' @param user The user name on a remote host.
+#' @param revtunnel Whether a remote worker reaches the master through a reverse tunnel over
+#' the SSH connection (`NA`: yes for remote workers).
+#' @param rshlogfile A log file for an external SSH client.
+#' @param rshopts SSH options: for the built-in client `-p`, `-l`, `-F` and `-o`
+#' Port/User/UserKnownHostsFile/StrictHostKeyChecking; passed as they are to an external
+#' client.
 #' @param rank The index of the node.
 #' @param manual,dryrun,quiet Print the launch command instead of (or before) launching.
 #' @param setup_strategy "parallel" or "sequential".
@@ -25,6 +57,12 @@
 #' @param action "launch" or "options".
 #' @param verbose Print debug output.
 #' @return A `RichSOCKnode`, a `makeNodePSOCKOptions` object, or NULL for a dry run.
+#' @examples
+#' # The launch specification of a worker, without starting it
+#' opts <- makeNodePSOCK(port = 11562L, action = "options")
+#' cat(opts$cmd, "\n")
+#' # What a remote worker would run (dry run: nothing is started)
+#' makeNodePSOCK("n1.remote.org", port = 11562L, user = "alice", dryrun = TRUE)
 #' @export
 makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "localhost"),
                           master = NULL, port,
@@ -147,7 +185,10 @@ resolve_node_options <- function(a) {
   opts$user <- a$user
   builtin_ssh <- is.null(a$rshcmd) || identical(a$rshcmd, "")
   if (!localhost && builtin_ssh) opts$ssh <- resolve_ssh_settings(a$user, a$rshopts)
-  opts$rshlogfile <- a$rshlogfile
+  rshlogfile <- a$rshlogfile
+  if (isTRUE(rshlogfile)) rshlogfile <- tempfile("parallelly_makeClusterPSOCK_", fileext = ".log")
+  if (isFALSE(rshlogfile)) rshlogfile <- NULL
+  opts$rshlogfile <- rshlogfile
   opts$rshopts <- a$rshopts
   rank <- suppressWarnings(as.integer(a$rank))
   if (length(rank) != 1L || is.na(rank) || rank < 1L) {

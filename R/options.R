@@ -50,7 +50,7 @@ package_option_specs <- function() {
     spec("availableCores.max", "double"),
     spec("availableWorkers.methods", "character", split = TRUE),
     spec("maxWorkers.localhost", "double", split = TRUE),
-    spec("maxWorkers.localhost.ignore", "logical"),
+    spec("maxWorkers.localhost.ignore", "character", split = TRUE),
     spec("fork.enable", "logical", na = TRUE),
     spec("supportsMulticore.disableOn", "character", split = TRUE),
     spec("supportsMulticore.unstable", "character"),
