@@ -37,6 +37,10 @@ availableConnections <- function() {
     }
     return(value)
   }
+  # Before R 4.4.0 the limit is fixed at build time (128): no need to probe.
+  if (is.null(connections_state$max) && getRversion() < "4.4.0" && is.null(getOption("parallelly.availableConnections.tries"))) {
+    connections_state$max <- 128
+  }
   if (is.null(connections_state$max)) {
     connections_state$max <- probe_max_connections()
   }

@@ -5,6 +5,7 @@
 
 .onLoad <- function(libname, pkgname) {
   register_parallel_methods()
+  register_cluster_types()
   .package$ssh_users <- new.env(parent = emptyenv())
   apply_r_cmd_check_settings()  # R CMD check: sets R_PARALLELLY_* variables first
   update_package_options()      # R_PARALLELLY_* variables -> parallelly.* options

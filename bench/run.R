@@ -24,12 +24,11 @@ impls <- c("ours", "base", if (has_reference) "reference")
 # SSH test hosts for the remote cases (root with sshd only).
 remote <- !quick && identical(Sys.info()[["effective_user"]], "root") && file.exists("/usr/sbin/sshd")
 if (remote) {
-  dir <- file.path(tempdir(), "bench-ssh")
+  dir <- tempfile("parallelly-bench-ssh-", tmpdir = "/tmp")
   Sys.setenv(SSH_TEST_HOSTS_OWNER_PID = Sys.getpid())
   status <- system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "start", dir, "1"))
   remote <- status == 0L
   if (remote) {
-    on.exit(system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "stop", dir)), add = TRUE)
     Sys.setenv(BENCH_SSH_CONFIG = file.path(dir, "ssh_config"), BENCH_SSH_HOST = "testhost1",
                R_PARALLELLY_SSH_CONFIG = file.path(dir, "ssh_config"),
                R_PARALLELLY_SSH_KNOWN_HOSTS = file.path(dir, "known_hosts"))
@@ -63,6 +62,7 @@ for (i in seq_len(nrow(cases))) {
   cat(".")
 }
 cat("\n")
+if (remote) system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "stop", dir))
 results <- do.call(rbind, results)
 
 fmt <- function(x, measure) {

@@ -137,9 +137,20 @@ cmd_status() {
 
 # Stop the hosts of DIR once OWNER is gone (runs detached; see SSH_TEST_HOSTS_OWNER_PID).
 cmd_watch() {
-  local dir=$1 owner=$2
+  local dir=$1 owner=$2 pids="" f p
+  # Remember the hosts' PIDs now: the owner may delete DIR on its way out (R removes its
+  # tempdir at exit), and the hosts must be stopped all the same.
+  sleep 2
+  for f in "$dir"/testhost*.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
   while kill -0 "$owner" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
-  [ -d "$dir" ] && SSH_TEST_HOSTS_WATCHDOG=$$ cmd_stop "$dir" >/dev/null 2>&1
+  if [ -d "$dir" ]; then
+    SSH_TEST_HOSTS_WATCHDOG=$$ cmd_stop "$dir" >/dev/null 2>&1
+  else
+    # unshare runs with --kill-child: ending it ends the host's whole PID namespace.
+    for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+    sleep 2
+    for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
+  fi
   return 0
 }
 

@@ -22,3 +22,20 @@ test_that("plan(cluster, workers = cl) uses our cluster and survives a killed wo
   expect_true(future::value(future::future(Sys.getpid())) %in% pids)
   expect_identical(future.apply::future_lapply(1:4, sqrt), lapply(1:4, sqrt))
 })
+
+test_that("a worker killed under a future gets future's 'no longer alive' post-mortem", {
+  oplan <- future::plan(future::multisession, workers = 2)
+  on.exit(future::plan(oplan), add = TRUE)
+  withr::defer(parallelly:::stop_all_children())
+  pid <- future::value(future::future(Sys.getpid()))
+  f <- future::future({ Sys.sleep(30); 1 })
+  g <- future::future({ Sys.sleep(30); 2 })
+  Sys.sleep(0.5)
+  # Kill the worker that runs f, from outside (as the OOM killer would).
+  busy <- setdiff(parallelly:::backend_running_children(), Sys.getpid())
+  tools::pskill(busy, tools::SIGKILL)
+  err <- tryCatch(future::value(f), error = function(e) e)
+  expect_s3_class(err, "error")
+  expect_match(conditionMessage(err), "No process exists with this PID, i.e. the localhost worker is no longer alive",
+               fixed = TRUE)
+})
