@@ -14,19 +14,30 @@ local_launcher <- function() {
     remote = FALSE,
     ssh_key = NULL,
     launch = function(options_list, port, launched) {
-      for (i in seq_along(options_list)) {
-        opts <- options_list[[i]]
-        spec <- worker_launch_spec(opts, port)
-        log <- if (is.null(opts$outfile)) "" else tempfile("parallelly-worker-", fileext = ".log")
-        if (nzchar(log)) launched$log[i] <- log
-        nice <- if (!is.na(opts$renice) && opts$renice > 0L) opts$renice else 0L
-        res <- tryCatch(
+      # Everything is prepared first, so that the spawns follow each other closely: each
+      # worker that starts competes for the CPU with the master that launches the next.
+      specs <- lapply(options_list, worker_launch_spec, port = port)
+      logs <- vapply(options_list, function(o) {
+        if (is.null(o$outfile)) "" else tempfile("parallelly-worker-", fileext = ".log")
+      }, character(1))
+      nice <- vapply(options_list, function(o) if (!is.na(o$renice) && o$renice > 0L) o$renice else 0L, integer(1))
+      results <- vector("list", length(specs))
+      for (i in seq_along(specs)) {
+        spec <- specs[[i]]
+        results[[i]] <- tryCatch(
           backend_launch(spec$program, spec$args,
                          env = c(spec$env, R_PARALLELLY_WORKER_TOKEN = launched$token[i]),
-                         unset = spec$unset, output = log, nice = nice),
+                         unset = spec$unset, output = logs[i], nice = nice[i]),
           parallellyError = function(e) e
         )
+        if (inherits(results[[i]], "error")) break
+      }
+      for (i in seq_along(results)) {
+        res <- results[[i]]
+        if (is.null(res)) next
+        if (nzchar(logs[i])) launched$log[i] <- logs[i]
         if (inherits(res, "error")) {
+          opts <- options_list[[i]]
           stopf("Launch",
             "Failed to launch R worker #%d on local machine '%s': %s. Check argument 'rscript' (%s).",
             opts$rank, opts$worker, conditionMessage(res), opts$rscript,
@@ -34,7 +45,6 @@ local_launcher <- function() {
         }
         launched$pid[i] <- as.integer(res$pid)
         launched$start_time[i] <- res$start_time
-        mdebugf("Launched worker #%d (PID %d)", opts$rank, launched$pid[i])
       }
       launched
     },

@@ -275,14 +275,27 @@ resolve_rscript <- function(rscript, homogeneous) {
   env <- sub("^[^=]*=", "", env_parts)
   names(env) <- sub("=.*$", "", env_parts)
   program <- rscript[first]
-  if (homogeneous && !as_is) {
-    found <- Sys.which(program)
-    if (nzchar(found)) program <- normalizePath(found, mustWork = FALSE)
-  }
+  if (homogeneous && !as_is) program <- find_program(program)
   rest <- rscript[seq_along(rscript) > first]
   display <- c(env_parts, shQuote(program), shQuote(rest))
   list(program = program, args = rest, env = env, display = paste(display, collapse = " "),
        is_r = grepl("^R(term)?(\\.exe)?$", basename(program), ignore.case = TRUE))
+}
+
+# The full path of a program. Sys.which() runs a shell, so names are looked up once per
+# session and PATH; absolute paths need no look-up.
+find_program <- function(program) {
+  if (startsWith(program, "/")) return(normalizePath(program, mustWork = FALSE))
+  key <- paste(program, Sys.getenv("PATH"), sep = "\r")
+  cache <- .package$programs
+  if (is.null(cache)) cache <- .package$programs <- new.env(parent = emptyenv())
+  found <- get0(key, envir = cache, inherits = FALSE)
+  if (is.null(found)) {
+    found <- Sys.which(program)
+    found <- if (nzchar(found)) normalizePath(found, mustWork = FALSE) else program
+    assign(key, found, envir = cache)
+  }
+  found
 }
 
 resolve_default_packages <- function(pkgs) {
