@@ -67,6 +67,9 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
       stop_arg("makeNode", "must return 'makeNodePSOCKOptions' objects when called with action = \"options\"")
     }
   }
+  if (affected_by_bug18119()) {
+    options <- lapply(options, function(o) { o$setup_strategy <- "sequential"; o })
+  }
   cl <- structure(vector("list", n), class = c("RichSOCKcluster", "SOCKcluster", "cluster"))
   done <- FALSE
   on.exit(if (!done) stop_nodes(cl))

@@ -260,3 +260,14 @@ test_that("an explicit rshcmd uses that external SSH client, the reference's way
   expect_match(conditionMessage(err), "Permission denied", fixed = TRUE)
   expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 30)
 })
+
+test_that("future runs on a cluster with a remote worker", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_not_installed("future")
+  local_ssh_env(hosts)
+  cl <- local_cluster(c("testhost1", "localhost"))
+  oplan <- future::plan(future::cluster, workers = cl)
+  on.exit(future::plan(oplan), add = TRUE)
+  fs <- lapply(1:4, function(i) future::future(Sys.info()[["nodename"]]))
+  expect_true("testhost1" %in% unlist(future::value(fs)))
+})
