@@ -157,3 +157,9 @@ backend_remote_parse <- function(kind, output, pids, start_times = NULL) {
   backend_value(.Call(wrap__rs_remote_parse, kind, paste(output, collapse = "\n"), as_pid(pids),
                       as_start_time(start_times, length(pids))))
 }
+
+# The last output a local worker wrote (captured in memory by the backend), or NA.
+backend_child_output <- function(pid) .Call(wrap__rs_child_output, as_pid(pid)[1L])
+
+# Resource use per PID: list(rss = bytes, cpu = seconds, uptime = seconds); NA if not running.
+backend_usage <- function(pids) .Call(wrap__rs_usage, as_pid(pids))

@@ -61,6 +61,7 @@ cloneNode.RichSOCKnode <- function(x, ..., method = c("as-is", "vanilla")) {
 # The launch options of a new copy of `node`.
 clone_options <- function(node, overrides = list(), method = "as-is") {
   options <- attr(node, "options", exact = TRUE)
+  restarts <- if (is.numeric(options$restarts)) options$restarts else 0L
   if (!inherits(options, "makeNodePSOCKOptions")) {
     stopf("Argument", "Cannot clone this %s: it carries no launch options", class(node)[1L],
           fields = list(argument = "x"))
@@ -79,6 +80,7 @@ clone_options <- function(node, overrides = list(), method = "as-is") {
     options <- resolved
   }
   # Our handshake works with both worker setup modes; a clone is never a dry run.
+  options$restarts <- restarts + 1L
   options$dryrun <- FALSE
   options$manual <- FALSE
   options

@@ -166,7 +166,7 @@ new_node <- function(con, options, pid, launched, port, launcher) {
 
 # A launched worker exited before connecting: fail at once, with how it ended and its output.
 fail_worker_exited <- function(opts, launched, how, port, launcher) {
-  output <- launcher$log_tail(launched$log)
+  output <- worker_output(launcher, launched$log, launched$pid)
   where <- if (launcher$remote) sprintf("remote machine '%s'", opts$worker) else sprintf("local machine '%s'", opts$worker)
   stopf("Launch",
     "Failed to launch R worker #%d on %s: the worker process (PID %d) %s before it connected to the master on port %d.%s\n * Worker launch command: %s",
@@ -189,7 +189,7 @@ fail_connect_timeout <- function(options_list, nodes, launched, connect_timeout,
     sprintf("Cluster setup failed (connectTimeout=%.1f seconds). %d of %d workers failed to connect.", connect_timeout, failed, n)
   }
   details <- vapply(waiting, function(i) {
-    output <- launcher$log_tail(launched$log[i])
+    output <- worker_output(launcher, launched$log[i], launched$pid[i])
     sprintf("\n * Worker #%d (PID %s) was still running but had not connected.%s",
             options_list[[i]]$rank, launched$pid[i], format_output(output, options_list[[i]]))
   }, character(1))
@@ -214,6 +214,17 @@ signal_name <- function(signal) {
              `14` = "SIGALRM", `15` = "SIGTERM", `10` = "SIGUSR1", `12` = "SIGUSR2")
   name <- names[as.character(signal)]
   if (is.na(name)) sprintf("signal %d", signal) else unname(name)
+}
+
+# The last lines a worker wrote: from its log file, or from what the backend captured.
+worker_output <- function(launcher, log, pid, n = 10L) {
+  if (!launcher$remote && (is.na(log) || !nzchar(log)) && !is.na(pid)) {
+    text <- backend_child_output(pid)
+    if (is.na(text)) return(character(0))
+    lines <- strsplit(text, "\n", fixed = TRUE)[[1L]]
+    return(utils::tail(lines[nzchar(lines)], n))
+  }
+  launcher$log_tail(log)
 }
 
 log_tail <- function(log, n = 10L) {

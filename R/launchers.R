@@ -17,8 +17,13 @@ local_launcher <- function() {
       # Everything is prepared first, so that the spawns follow each other closely: each
       # worker that starts competes for the CPU with the master that launches the next.
       specs <- lapply(options_list, worker_launch_spec, port = port)
-      logs <- vapply(options_list, function(o) {
-        if (is.null(o$outfile)) "" else tempfile("parallelly-worker-", fileext = ".log")
+      # Output that would go to /dev/null is kept in memory instead (the last 16 KiB), so
+      # that a worker's death can be explained with what it said last.
+      capture <- vapply(options_list, function(o) identical(o$outfile, "/dev/null"), logical(1))
+      for (i in which(capture)) specs[[i]]$args[specs[[i]]$args == "OUT=/dev/null"] <- "OUT="
+      logs <- vapply(seq_along(options_list), function(i) {
+        o <- options_list[[i]]
+        if (capture[i]) "|capture" else if (is.null(o$outfile)) "" else tempfile("parallelly-worker-", fileext = ".log")
       }, character(1))
       nice <- vapply(options_list, function(o) if (!is.na(o$renice) && o$renice > 0L) o$renice else 0L, integer(1))
       results <- vector("list", length(specs))
@@ -35,7 +40,7 @@ local_launcher <- function() {
       for (i in seq_along(results)) {
         res <- results[[i]]
         if (is.null(res)) next
-        if (nzchar(logs[i])) launched$log[i] <- logs[i]
+        if (nzchar(logs[i]) && logs[i] != "|capture") launched$log[i] <- logs[i]
         if (inherits(res, "error")) {
           opts <- options_list[[i]]
           stopf("Launch",

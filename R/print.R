@@ -6,12 +6,31 @@
 #'
 #' @param object,x A `RichSOCKnode` or `RichSOCKcluster`.
 #' @param \dots Not used.
-#' @return `summary()` returns a data frame with one row per node and columns `host`,
-#' `r_version`, `platform`, `pwd`, `pid`, `connection_index` and `connection`.
+#' @return `summary()` returns a data frame with one row per node and the reference
+#' package's columns `host`, `r_version`, `platform`, `pwd`, `pid`, `connection_index` and
+#' `connection`, followed by `alive` (TRUE/FALSE/NA), `exit` (why the worker died: NA
+#' while it is alive), `rss` (bytes), `cpu` (seconds), `uptime` (seconds) and `restarts`
+#' (how many times the node was relaunched). Resource use is reported for local workers.
+#' `print()` of a dead node ends with its cause of death.
 #' @export
 summary.RichSOCKnode <- function(object, ...) {
-  node <- object
-  if (is.null(node)) return(na_node_summary())
+  summary(as_rich_cluster(list(object)))
+}
+
+#' @rdname summary.RichSOCKnode
+#' @export
+summary.RichSOCKcluster <- function(object, ...) {
+  rows <- lapply(seq_along(object), function(i) {
+    node <- object[[i]]
+    if (is.null(node)) na_node_summary() else node_summary(node)
+  })
+  res <- do.call(rbind, rows)
+  rownames(res) <- NULL
+  if (length(object) == 1L && !is.null(object[[1L]])) attr(res$host, "localhost") <- attr(object[[1L]]$host, "localhost")
+  cbind(res, node_health(unclass(object)))
+}
+
+node_summary <- function(node) {
   info <- node$session_info
   id <- node_identity(node)
   value_or_na <- function(x, na = NA_character_) if (is.null(x) || length(x) != 1L) na else x
@@ -26,18 +45,6 @@ summary.RichSOCKnode <- function(object, ...) {
     connection = connection_description(con),
     stringsAsFactors = FALSE
   )
-}
-
-#' @rdname summary.RichSOCKnode
-#' @export
-summary.RichSOCKcluster <- function(object, ...) {
-  rows <- lapply(seq_along(object), function(i) {
-    node <- object[[i]]
-    if (is.null(node)) na_node_summary() else summary(node)
-  })
-  res <- do.call(rbind, rows)
-  rownames(res) <- NULL
-  res
 }
 
 na_node_summary <- function() {
@@ -59,8 +66,9 @@ connection_description <- function(con) {
 print.RichSOCKnode <- function(x, ...) {
   s <- summary(x)
   where <- if (isTRUE(attr(x$host, "localhost"))) "local" else "remote"
-  cat(sprintf("%s of a socket cluster on %s host '%s' with pid %s (%s, %s) using socket connection #%s ('%s')\n",
-              class(x)[1L], where, s$host, s$pid, s$r_version, s$platform, s$connection_index, s$connection))
+  death <- if (isFALSE(s$alive)) sprintf(". The worker is no longer running: %s", s$exit) else ""
+  cat(sprintf("%s of a socket cluster on %s host '%s' with pid %s (%s, %s) using socket connection #%s ('%s')%s\n",
+              class(x)[1L], where, s$host, s$pid, s$r_version, s$platform, s$connection_index, s$connection, death))
   invisible(x)
 }
 

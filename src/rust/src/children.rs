@@ -3,10 +3,11 @@
 //! worker never lingers as a zombie that reads as alive, and lets us report how it ended.
 //! No SIGCHLD handler is installed: R's own `system()` and `mclapply()` rely on theirs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -25,6 +26,34 @@ pub enum State {
 struct Entry {
     child: Child,
     exit: Option<Exit>,
+    output: Option<Output>,
+}
+
+/// The last bytes a child wrote to its stdout and stderr (both into one buffer).
+pub type Output = Arc<Mutex<VecDeque<u8>>>;
+
+/// How much of a worker's output is kept: enough for the lines that say why it died.
+const OUTPUT_CAP: usize = 16 * 1024;
+
+/// Drain `stream` into `output` on a thread of its own; the thread ends at end of file,
+/// i.e. when the worker (and whatever inherited its output) has exited.
+pub fn capture<R: Read + Send + 'static>(mut stream: R, output: Output, pid: u32) {
+    let _ = std::thread::Builder::new()
+        .name(format!("parallelly-output-{}", pid))
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
+                        out.extend(&buf[..n]);
+                        let excess = out.len().saturating_sub(OUTPUT_CAP);
+                        out.drain(..excess);
+                    }
+                }
+            }
+        });
 }
 
 fn registry() -> MutexGuard<'static, HashMap<u32, Entry>> {
@@ -34,9 +63,17 @@ fn registry() -> MutexGuard<'static, HashMap<u32, Entry>> {
     lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-pub fn register(child: Child) {
+pub fn register(child: Child, output: Option<Output>) {
     let pid = child.id();
-    registry().insert(pid, Entry { child, exit: None });
+    registry().insert(pid, Entry { child, exit: None, output });
+}
+
+/// The captured output of a child, if it is ours and its output was captured.
+pub fn output(pid: u32) -> Option<String> {
+    let reg = registry();
+    let out = reg.get(&pid)?.output.as_ref()?;
+    let bytes: Vec<u8> = out.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn refresh(entry: &mut Entry) -> State {
@@ -102,7 +139,7 @@ mod tests {
     fn reaps_and_reports_exit_status_and_signal() {
         let child = Command::new("sh").args(["-c", "exit 3"]).spawn().expect("sh");
         let pid = child.id();
-        register(child);
+        register(child, None);
         let deadline = Instant::now() + Duration::from_secs(5);
         while state(pid) == Some(State::Running) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -113,7 +150,7 @@ mod tests {
 
         let child = Command::new("sleep").arg("30").spawn().expect("sleep");
         let pid = child.id();
-        register(child);
+        register(child, None);
         assert_eq!(state(pid), Some(State::Running));
         assert!(!forget(pid), "a running child must be kept");
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };

@@ -5,6 +5,7 @@
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use crate::children;
 use crate::error::{Error, Kind, Result};
@@ -17,6 +18,8 @@ pub enum Output {
     Inherit,
     /// Append to this file.
     File(String),
+    /// Keep the last part in memory (see `children::output`), for diagnosing a death.
+    Capture,
 }
 
 pub struct LaunchSpec {
@@ -58,6 +61,9 @@ pub fn launch(spec: LaunchSpec) -> Result<Launched> {
             })?;
             cmd.stdout(out).stderr(err);
         }
+        Output::Capture => {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
     }
     if spec.nice > 0 {
         let nice = spec.nice;
@@ -69,7 +75,7 @@ pub fn launch(spec: LaunchSpec) -> Result<Launched> {
             });
         }
     }
-    let child = cmd.spawn().map_err(|e| {
+    let mut child = cmd.spawn().map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
             std::io::ErrorKind::PermissionDenied => "permission denied (is it executable?)".to_string(),
@@ -79,6 +85,19 @@ pub fn launch(spec: LaunchSpec) -> Result<Launched> {
     })?;
     let pid = child.id();
     let start_time = process::start_time(pid).unwrap_or(0);
-    children::register(child);
+    let output = match spec.output {
+        Output::Capture => {
+            let buffer = children::Output::default();
+            if let Some(out) = child.stdout.take() {
+                children::capture(out, Arc::clone(&buffer), pid);
+            }
+            if let Some(err) = child.stderr.take() {
+                children::capture(err, Arc::clone(&buffer), pid);
+            }
+            Some(buffer)
+        }
+        _ => None,
+    };
+    children::register(child, output);
     Ok(Launched { pid, start_time })
 }

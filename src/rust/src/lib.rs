@@ -48,10 +48,10 @@ fn rs_launch(
         args,
         env_set: env_names.into_iter().zip(env_values).collect(),
         env_unset,
-        output: if output.is_empty() {
-            launch::Output::Inherit
-        } else {
-            launch::Output::File(output.to_string())
+        output: match output {
+            "" => launch::Output::Inherit,
+            "|capture" => launch::Output::Capture,
+            path => launch::Output::File(path.to_string()),
         },
         nice,
     };
@@ -134,6 +134,27 @@ fn rs_signal(pid: i32, start_time: f64, signal: i32) -> Robj {
 fn rs_running_children() -> Robj {
     let pids: Vec<i32> = children::running().into_iter().filter_map(|p| i32::try_from(p).ok()).collect();
     Robj::from(pids)
+}
+
+/// The last output a child of ours wrote (when it was captured), or NA.
+#[extendr]
+fn rs_child_output(pid: i32) -> Robj {
+    match pid_of(pid).and_then(children::output) {
+        Some(s) => Robj::from(s),
+        None => Robj::from(Rstr::na()),
+    }
+}
+
+/// Resource use per PID: list(rss bytes, cpu seconds, uptime seconds), NA when not running.
+#[extendr]
+fn rs_usage(pids: Vec<i32>) -> Robj {
+    let usage: Vec<Option<(f64, f64, f64)>> = pids.iter().map(|&p| pid_of(p).and_then(process::usage)).collect();
+    List::from_pairs(vec![
+        ("rss", Robj::from(usage.iter().map(|u| u.map(|u| u.0)).collect::<Vec<_>>())),
+        ("cpu", Robj::from(usage.iter().map(|u| u.map(|u| u.1)).collect::<Vec<_>>())),
+        ("uptime", Robj::from(usage.iter().map(|u| u.map(|u| u.2)).collect::<Vec<_>>())),
+    ])
+    .into()
 }
 
 /// Drop the handle of an exited child; FALSE if it still runs or is unknown.
@@ -341,6 +362,8 @@ extendr_module! {
     fn rs_signal;
     fn rs_running_children;
     fn rs_forget_child;
+    fn rs_child_output;
+    fn rs_usage;
     fn rs_child_count;
     fn rs_port_is_free;
     fn rs_ssh_connect;

@@ -41,6 +41,22 @@ fn lookup(pid: u32) -> Option<Option<(u64, bool)>> {
     }))
 }
 
+/// Resource use of a running process: (RSS bytes, CPU seconds, seconds since it started).
+pub fn usage(pid: u32) -> Option<(f64, f64, f64)> {
+    let mut sys = system()?;
+    let spid = Pid::from_u32(pid);
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[spid]),
+        true,
+        ProcessRefreshKind::nothing().with_memory().with_cpu(),
+    );
+    let p = sys.process(spid)?;
+    if matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead) {
+        return None;
+    }
+    Some((p.memory() as f64, p.accumulated_cpu_time() as f64 / 1000.0, p.run_time() as f64))
+}
+
 /// Start time of `pid` in seconds since the epoch, if such a process exists.
 pub fn start_time(pid: u32) -> Option<u64> {
     lookup(pid).flatten().map(|(t, _)| t)
