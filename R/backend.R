@@ -163,3 +163,7 @@ backend_child_output <- function(pid) .Call(wrap__rs_child_output, as_pid(pid)[1
 
 # Resource use per PID: list(rss = bytes, cpu = seconds, uptime = seconds); NA if not running.
 backend_usage <- function(pids) .Call(wrap__rs_usage, as_pid(pids))
+
+backend_ssh_submit_exit <- function(key, pids) .Call(wrap__rs_ssh_submit_exit, key, as_pid(pids))
+
+backend_ssh_submit_usage <- function(key, pids) .Call(wrap__rs_ssh_submit_usage, key, as_pid(pids))

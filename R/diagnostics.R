@@ -1,7 +1,8 @@
 # Why a worker died, and what it is using while alive: the columns alive, exit, rss, cpu,
 # uptime and restarts of summary(), and the cause of death that print() adds for a dead
 # node. Local workers are answered by the Rust backend (child handles, sysinfo); remote
-# ones by the held SSH connection (alive only, for now).
+# ones through the held SSH connection, one command per host: /proc for resource use, and
+# the control shell, the parent of the workers it started, for how they ended.
 
 # How a local worker ended, from its child handle: "exit status 1", "killed by signal 9
 # (SIGKILL) ...", or NA when it runs or is not a child of this session.
@@ -15,6 +16,12 @@ node_exit_causes <- function(nodes) {
     causes[local[k]] <- exit_cause(st$state[k], st$status[k], st$signal[k])
   }
   causes
+}
+
+# A shell's exit status: 128 + N means killed by signal N.
+shell_exit_cause <- function(status) {
+  if (is.na(status)) return(NA_character_)
+  if (status > 128L && status <= 192L) exit_cause("signalled", NA_integer_, status - 128L) else exit_cause("exited", status, NA_integer_)
 }
 
 exit_cause <- function(state, status, signal) {
@@ -43,19 +50,49 @@ node_health <- function(nodes, timeout = 5) {
     if (is.numeric(r)) as.integer(r) else 0L
   }, integer(1))
   dead <- rich[res$alive[rich] %in% FALSE]
-  if (length(dead) > 0L) {
-    causes <- node_exit_causes(nodes[dead])
-    causes[is.na(causes)] <- "exited (cause unknown)"
-    res$exit[dead] <- causes
-  }
-  ids <- lapply(nodes[rich], node_identity)
-  local <- rich[vapply(ids, function(id) isTRUE(id$local) && !is.na(id$pid), logical(1)) & res$alive[rich] %in% TRUE]
+  if (length(dead) > 0L) res$exit[dead] <- node_exit_causes(nodes[dead])
+  ids <- lapply(nodes, function(node) if (inherits(node, "RichSOCKnode")) node_identity(node))
+  local <- rich[vapply(ids[rich], function(id) isTRUE(id$local) && !is.na(id$pid), logical(1)) & res$alive[rich] %in% TRUE]
   if (length(local) > 0L) {
-    usage <- backend_usage(vapply(nodes[local], function(node) node_identity(node)$pid, integer(1)))
+    usage <- backend_usage(vapply(ids[local], `[[`, integer(1), "pid"))
     res$rss[local] <- usage$rss
     res$cpu[local] <- usage$cpu
     res$uptime[local] <- usage$uptime
   }
+  # Remote nodes over the built-in client: one usage and one exit query per host.
+  remote <- rich[vapply(ids[rich], function(id) is.character(id$ssh) && !is.na(id$pid), logical(1))]
+  for (idx in split(remote, vapply(ids[remote], `[[`, character(1), "ssh"))) {
+    host <- ids[[idx[1L]]]$host
+    key <- tryCatch(ssh_key_of(nodes[[idx[1L]]]), error = function(e) NULL)
+    if (is.null(key)) next
+    up <- idx[res$alive[idx] %in% TRUE]
+    if (length(up) > 0L) {
+      usage <- tryCatch(backend_ssh_wait(backend_ssh_submit_usage(key, vapply(ids[up], `[[`, integer(1), "pid")),
+                                         timeout, host, "reading resource use"), error = function(e) NULL)
+      if (!is.null(usage)) {
+        res$rss[up] <- usage$rss
+        res$cpu[up] <- usage$cpu
+        res$uptime[up] <- usage$uptime
+      }
+    }
+    down <- idx[res$alive[idx] %in% FALSE]
+    if (length(down) > 0L) {
+      status <- tryCatch(backend_ssh_wait(backend_ssh_submit_exit(key, vapply(ids[down], `[[`, integer(1), "pid")),
+                                          timeout, host, "reading exit statuses"), error = function(e) NULL)
+      # 127: the shell did not start this worker (a new connection), or has told already.
+      if (!is.null(status)) {
+        causes <- vapply(status, function(s) if (is.na(s) || s == 127L) NA_character_ else shell_exit_cause(s), character(1))
+        for (k in seq_along(down)) {
+          key <- node_key(nodes[[down[k]]])
+          if (!is.na(causes[k])) assign(key, causes[k], envir = .package$exit_causes)
+          else causes[k] <- get0(key, envir = .package$exit_causes, inherits = FALSE, ifnotfound = NA_character_)
+        }
+        res$exit[down] <- causes
+      }
+    }
+  }
+  dead_unknown <- rich[res$alive[rich] %in% FALSE & is.na(res$exit[rich])]
+  res$exit[dead_unknown] <- "exited (cause unknown)"
   res
 }
 

@@ -7,6 +7,7 @@
   register_parallel_methods()
   register_cluster_types()
   .package$ssh_users <- new.env(parent = emptyenv())
+  .package$exit_causes <- new.env(parent = emptyenv())  # remote: a shell tells only once
   apply_r_cmd_check_settings()  # R CMD check: sets R_PARALLELLY_* variables first
   update_package_options()      # R_PARALLELLY_* variables -> parallelly.* options
   parallelly_debug_setup()      # R_PARALLELLY_DEBUG -> option parallelly.debug

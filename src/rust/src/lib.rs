@@ -247,6 +247,16 @@ fn rs_ssh_submit_launch(key: &str, program: &str, commands: Vec<String>, logs: V
     ticket_value(ssh::submit_launch(key, program, &commands, &logs))
 }
 
+#[extendr]
+fn rs_ssh_submit_exit(key: &str, pids: Vec<i32>) -> Robj {
+    ticket_value(ssh::submit_exit(key, pids))
+}
+
+#[extendr]
+fn rs_ssh_submit_usage(key: &str, pids: Vec<i32>) -> Robj {
+    ticket_value(ssh::submit_usage(key, pids))
+}
+
 /// NULL while pending; otherwise the answer (string, port, logicals, or launch list).
 #[extendr]
 fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
@@ -290,6 +300,13 @@ fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
             ])
             .into()
         }
+        Ok(Some(ssh::Answer::Exit(v))) => Robj::from(v),
+        Ok(Some(ssh::Answer::Usage(v))) => List::from_pairs(vec![
+            ("rss", Robj::from(v.iter().map(|u| u.map(|u| u.0)).collect::<Vec<_>>())),
+            ("cpu", Robj::from(v.iter().map(|u| u.map(|u| u.1)).collect::<Vec<_>>())),
+            ("uptime", Robj::from(v.iter().map(|u| u.map(|u| u.2)).collect::<Vec<_>>())),
+        ])
+        .into(),
         Err(e) => error_value(e),
     }
 }
@@ -372,6 +389,8 @@ extendr_module! {
     fn rs_ssh_submit_probe;
     fn rs_ssh_submit_signal;
     fn rs_ssh_submit_launch;
+    fn rs_ssh_submit_exit;
+    fn rs_ssh_submit_usage;
     fn rs_ssh_poll;
     fn rs_ssh_cancel;
     fn rs_ssh_close;

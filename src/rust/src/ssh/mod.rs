@@ -26,6 +26,8 @@ pub enum Pending {
     Probe { rx: Receiver<Result<String>>, pids: Vec<i32>, starts: Vec<f64> },
     Signal { rx: Receiver<Result<String>>, pids: Vec<i32> },
     Launch(Receiver<Result<String>>),
+    Exit { rx: Receiver<Result<String>>, pids: Vec<i32> },
+    Usage { rx: Receiver<Result<String>>, pids: Vec<i32> },
 }
 
 pub enum Answer {
@@ -34,6 +36,8 @@ pub enum Answer {
     Probe(Vec<remote::Probe>),
     Signal(Vec<Option<bool>>),
     Launch(Vec<remote::Launched>),
+    Exit(Vec<Option<i32>>),
+    Usage(Vec<Option<(f64, f64, f64)>>),
 }
 
 struct Registry {
@@ -118,6 +122,16 @@ pub fn submit_signal(key: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32) -
     Ok(file(Pending::Signal { rx, pids }, Some(cancel)))
 }
 
+pub fn submit_exit(key: &str, pids: Vec<i32>) -> Result<u64> {
+    let (rx, cancel) = connection(key)?.submit(remote::exit_script(&pids))?;
+    Ok(file(Pending::Exit { rx, pids }, Some(cancel)))
+}
+
+pub fn submit_usage(key: &str, pids: Vec<i32>) -> Result<u64> {
+    let (rx, cancel) = connection(key)?.submit(remote::usage_script(&pids))?;
+    Ok(file(Pending::Usage { rx, pids }, Some(cancel)))
+}
+
 pub fn submit_launch(key: &str, program: &str, commands: &[String], logs: &[String]) -> Result<u64> {
     let (rx, cancel) = connection(key)?.submit(remote::launch_script(program, commands, logs))?;
     Ok(file(Pending::Launch(rx), Some(cancel)))
@@ -146,6 +160,8 @@ pub fn poll(ticket: u64, wait: Duration) -> Result<Option<Answer>> {
         }
         Pending::Signal { rx, pids } => take(rx, wait).map(|r| r.map(|out| Answer::Signal(remote::parse_signal(&out, pids)))),
         Pending::Launch(rx) => take(rx, wait).map(|r| r.map(|out| Answer::Launch(remote::parse_launch(&out)))),
+        Pending::Exit { rx, pids } => take(rx, wait).map(|r| r.map(|out| Answer::Exit(remote::parse_exit(&out, pids)))),
+        Pending::Usage { rx, pids } => take(rx, wait).map(|r| r.map(|out| Answer::Usage(remote::parse_usage(&out, pids)))),
     };
     match answer {
         None => {

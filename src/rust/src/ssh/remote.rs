@@ -17,9 +17,10 @@ const STAT_FN: &str = r#"pstat() { if [ -r /proc/$1/stat ] && read -r l < /proc/
 
 /// Start workers in the background, each in a subshell with stdin from /dev/null and its
 /// output appended to its log file. Each command must end by `exec`ing the worker, so that
-/// `$!` is the worker's own PID (settings go in with `export`, a builtin, so that secrets
-/// never appear in any process's arguments). `program` is checked first so that a missing
-/// Rscript is reported at once. Prints "pid PID START LOG" per worker, or "missing PROGRAM".
+/// `$!` is the worker's own PID and the control shell its parent (see `exit_script`);
+/// settings go in with `export`, a builtin, so that secrets never appear in any process's
+/// arguments. `program` is checked first so that a missing Rscript is reported at once.
+/// Prints "pid PID START LOG" per worker, or "missing PROGRAM".
 pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> String {
     let mut s = String::new();
     s.push_str(STAT_FN);
@@ -63,6 +64,62 @@ pub fn parse_launch(output: &str) -> Vec<Launched> {
         }
     }
     res
+}
+
+/// Print "PID RSS_BYTES CPU_SECONDS UPTIME_SECONDS" for each running PID ("PID - - -" for
+/// others), from /proc/PID/stat (utime, stime, starttime), /proc/PID/statm and /proc/uptime.
+pub fn usage_script(pids: &[i32]) -> String {
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    format!(
+        r#"hz=$(getconf CLK_TCK 2>/dev/null || echo 100); pg=$(getconf PAGESIZE 2>/dev/null || echo 4096); read -r up rest < /proc/uptime
+for p in {}; do if read -r l < /proc/$p/stat 2>/dev/null && read -r sz res rest < /proc/$p/statm 2>/dev/null; then l=${{l##*) }}; set -- $l; echo "$p $((res * pg)) $(( (${{12}} + ${{13}}) * 100 / hz )) ${{up%%.*}} $(( ${{20}} * 100 / hz ))"; else echo "$p - - - -"; fi; done"#,
+        list.join(" ")
+    )
+}
+
+/// (rss bytes, cpu seconds, uptime seconds) per PID, None when not running.
+pub fn parse_usage(output: &str, pids: &[i32]) -> Vec<Option<(f64, f64, f64)>> {
+    let mut seen = std::collections::HashMap::new();
+    for line in output.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 5 {
+            continue;
+        }
+        let (Ok(pid), Ok(rss), Ok(cpu), Ok(up), Ok(start)) =
+            (f[0].parse::<i32>(), f[1].parse::<f64>(), f[2].parse::<f64>(), f[3].parse::<f64>(), f[4].parse::<f64>())
+        else {
+            continue;
+        };
+        // cpu and start are in hundredths of a second; uptime in whole seconds.
+        seen.insert(pid, (rss, cpu / 100.0, (up - start / 100.0).max(0.0)));
+    }
+    pids.iter().map(|p| seen.get(p).copied()).collect()
+}
+
+/// How each PID ended, for workers this control shell started (it is their parent and
+/// keeps their status): "PID STATUS" (the shell's $?, 128 + N after signal N) for those no
+/// longer running, "PID -" for those still running. Never waits on a running process.
+pub fn exit_script(pids: &[i32]) -> String {
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    format!(
+        "{}\nfor p in {}; do set -- $(pstat $p); if [ \"$2\" = - ] || [ \"$2\" = Z ]; then wait $p 2>/dev/null; echo \"$p $?\"; else echo \"$p -\"; fi; done",
+        STAT_FN,
+        list.join(" ")
+    )
+}
+
+/// Exit status per PID (None while running or unknown).
+pub fn parse_exit(output: &str, pids: &[i32]) -> Vec<Option<i32>> {
+    let mut seen = std::collections::HashMap::new();
+    for line in output.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 2 {
+            if let (Ok(pid), Ok(status)) = (f[0].parse::<i32>(), f[1].parse::<i32>()) {
+                seen.insert(pid, status);
+            }
+        }
+    }
+    pids.iter().map(|p| seen.get(p).copied()).collect()
 }
 
 /// Print "PID STATE START" for each PID.
@@ -193,11 +250,36 @@ mod tests {
     }
 
     #[test]
+    fn exit_status_of_a_child_of_the_shell() {
+        let out = sh(&format!(
+            "{}\n(exec sleep 30) & a=$!; (exec sh -c 'exit 3') & b=$!; sleep 0.3; kill -9 $a; sleep 0.2; {}",
+            STAT_FN,
+            "for p in $a $b; do set -- $(pstat $p); if [ \"$2\" = - ] || [ \"$2\" = Z ]; then wait $p 2>/dev/null; echo \"$p $?\"; else echo \"$p -\"; fi; done"
+        ));
+        let statuses: Vec<i32> = out.lines().filter_map(|l| l.split_whitespace().nth(1)?.parse().ok()).collect();
+        assert_eq!(statuses, vec![137, 3], "output: {}", out);
+        assert_eq!(parse_exit("12 137\n13 -\n", &[12, 13, 14]), vec![Some(137), None, None]);
+    }
+
+    #[test]
+    fn usage_of_this_process() {
+        let me = std::process::id() as i32;
+        let out = sh(&usage_script(&[me, 999_999_999]));
+        let u = parse_usage(&out, &[me, 999_999_999]);
+        let (rss, cpu, up) = u[0].expect("own usage");
+        assert!(rss > 1e6, "rss {}", rss);
+        assert!(cpu >= 0.0 && up >= 0.0, "cpu {} uptime {}", cpu, up);
+        assert_eq!(u[1], None);
+    }
+
+    #[test]
     fn parsers_never_panic_on_garbage() {
         for out in ["", "\n\n", "pid", "pid x y", "1 2", "1 2 3 4", "a b c", "missing", "\u{0}\u{1}"] {
             let _ = parse_launch(out);
             let _ = parse_probe(out, &[1, 2], &[0.0]);
             let _ = parse_signal(out, &[1]);
+            let _ = parse_usage(out, &[1]);
+            let _ = parse_exit(out, &[1]);
         }
     }
 }
