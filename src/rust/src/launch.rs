@@ -1,6 +1,7 @@
 //! Start local worker processes directly (no shell), each in its own process group so that
 //! a Ctrl-C typed at the master's terminal does not reach the workers (as with R's
-//! `system("... &")`, whose background jobs ignore SIGINT).
+//! `system("... &")`, whose background jobs ignore SIGINT), and each set to receive SIGTERM
+//! when the master dies, so that no worker outlives it.
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
@@ -65,15 +66,23 @@ pub fn launch(spec: LaunchSpec) -> Result<Launched> {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
     }
-    if spec.nice > 0 {
-        let nice = spec.nice;
-        // SAFETY: nice(2) is a plain system call, safe to make between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
+    let nice = spec.nice;
+    let master = std::process::id();
+    // SAFETY: only async-signal-safe system calls run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The worker gets SIGTERM when the master dies, even while it is busy in a long
+            // task (an idle worker would notice the closed socket, a busy one would not).
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0);
+            // The master may have died before prctl() took effect.
+            if libc::getppid() as u32 != master {
+                libc::_exit(1);
+            }
+            if nice > 0 {
                 libc::nice(nice);
-                Ok(())
-            });
-        }
+            }
+            Ok(())
+        });
     }
     let mut child = cmd.spawn().map_err(|e| {
         let why = match e.kind() {

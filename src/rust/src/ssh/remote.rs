@@ -29,13 +29,20 @@ pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> Str
         "if ! command -v {p} >/dev/null 2>&1; then echo \"missing {p}\"; else\n",
         p = sh_quote(program)
     ));
+    s.push_str("W=\n");
     for (cmd, log) in commands.iter().zip(logs) {
         s.push_str(&format!(
-            "( {cmd} ) </dev/null >>{log} 2>&1 &\np=$!; set -- $(pstat $p); echo \"pid $p $3 {log}\"\n",
+            "( {cmd} ) </dev/null >>{log} 2>&1 &\np=$!; set -- $(pstat $p); W=\"$W $p:$3\"; echo \"pid $p $3 {log}\"\n",
             cmd = cmd,
             log = sh_quote(log)
         ));
     }
+    // A watchdog: when this control shell ends (the SSH connection is gone: the master
+    // died or lost the host), the workers it started get SIGTERM, even busy ones, but only
+    // while they are still those processes (PID and start time).
+    s.push_str(
+        "( trap '' HUP INT; while kill -0 $$ 2>/dev/null; do sleep 2; done; for w in $W; do p=${w%%:*}; t=${w#*:}; set -- $(pstat $p); [ \"$3\" = \"$t\" ] && [ \"$2\" != Z ] && kill -TERM $p 2>/dev/null; done ) </dev/null >/dev/null 2>&1 &\n",
+    );
     s.push_str("fi");
     s
 }
@@ -229,20 +236,31 @@ mod tests {
 
     #[test]
     fn launch_reports_pids_and_missing_programs() {
+        use std::io::{BufRead, BufReader};
         let dir = std::env::temp_dir().join(format!("parallelly-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let log = dir.join("w.log").display().to_string();
-        let out = sh(&launch_script("sleep", &["export T=1; exec sleep 5".to_string()], &[log.clone()]));
-        let launched = parse_launch(&out);
-        assert_eq!(launched.len(), 1);
-        match &launched[0] {
-            Launched::Worker { pid, start, log: l } => {
+        // The launching shell stays up (as the control shell does) while we look.
+        let script = format!("{}\nsleep 3", launch_script("sleep", &["export T=1; exec sleep 30".to_string()], &[log.clone()]));
+        let mut shell = Command::new("/bin/sh").arg("-c").arg(script).stdout(std::process::Stdio::piped()).spawn().expect("sh");
+        let mut first = String::new();
+        BufReader::new(shell.stdout.take().expect("stdout")).read_line(&mut first).expect("line");
+        match parse_launch(&first).first() {
+            Some(Launched::Worker { pid, start, log: l }) => {
                 assert!(*pid > 0);
                 assert!(*start > 0.0);
                 assert_eq!(l, &log);
-                assert_eq!(parse_signal(&sh(&signal_script(&[*pid], &[*start], 15)), &[*pid]), vec![Some(true)]);
+                let probe = sh(&probe_script(&[*pid]));
+                assert_eq!(parse_probe(&probe, &[*pid], &[*start]), vec![Probe::Alive]);
+                // When the launching shell ends, its watchdog ends the worker.
+                let _ = shell.wait();
+                let gone = (0..60).any(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    parse_probe(&sh(&probe_script(&[*pid])), &[*pid], &[*start]) == vec![Probe::Dead]
+                });
+                assert!(gone, "the watchdog did not end the worker");
             }
-            other => panic!("unexpected {:?}", other),
+            other => panic!("unexpected {:?} from {:?}", other, first),
         }
         let out = sh(&launch_script("/no/such/Rscript", &["x".to_string()], &[log]));
         assert_eq!(parse_launch(&out), vec![Launched::Missing("/no/such/Rscript".to_string())]);
