@@ -87,7 +87,14 @@ stop_nodes <- function(cl) {
   logs <- character(0)
   remote <- list()
   for (node in cl) {
-    if (is.null(node) || node_ended(node, "stopped")) next
+    if (is.null(node)) next
+    # A node relaunched by self-healing is stopped in its newest incarnation.
+    original <- node_key(node)
+    node <- current_node(node)
+    if (!is.null(original) && exists(original, envir = .package$incarnations, inherits = FALSE)) {
+      rm(list = original, envir = .package$incarnations)
+    }
+    if (node_ended(node, "stopped")) next
     con <- node$con
     killed <- node_ended(node, "killed")
     if (!killed && inherits(con, "connection") && isTRUE(isConnectionValid(con))) {

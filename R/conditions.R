@@ -11,6 +11,7 @@
 #   parallellyAuthError       SSH authentication was refused
 #   parallellySshError        the SSH connection failed or was lost
 #   parallellySystemError     the operating system refused an operation
+#   parallellyCrashError      a task crashed its worker more often than `retries` allows
 # Setup failures also carry "PSOCKConnectionError", the class the reference package uses.
 #   parallellyPortError       the master cannot listen on the requested port
 #   parallellyOptionError     an option or environment variable has an invalid value

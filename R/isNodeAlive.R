@@ -38,6 +38,7 @@ isNodeAlive.RichSOCKnode <- function(x, timeout = 0, ...) {
 # (all hosts at once), each host given `timeout` seconds (0: option parallelly.ssh.timeout).
 probe_nodes <- function(nodes, timeout = 0) {
   check_seconds(timeout, "timeout")
+  nodes <- lapply(nodes, current_node)
   ids <- lapply(nodes, node_identity)
   res <- rep(NA, length(nodes))
   known <- vapply(ids, function(id) !is.na(id$pid), logical(1))

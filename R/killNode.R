@@ -51,6 +51,7 @@ killNode.RichSOCKnode <- function(x, signal = tools::SIGTERM, timeout = 0, ...) 
 # temporary directory removed.
 signal_nodes <- function(nodes, signal, timeout = 0) {
   check_seconds(timeout, "timeout")
+  nodes <- lapply(nodes, current_node)
   signal <- as.integer(signal)
   ids <- lapply(nodes, node_identity)
   res <- rep(NA, length(nodes))

@@ -54,6 +54,12 @@
 #' @param manual,dryrun,quiet Print the launch command instead of (or before) launching.
 #' @param setup_strategy "parallel" or "sequential".
 #' @param calls Add the call stack to the worker's command line.
+#' @param autoRestart How many times a node found dead when the cluster next sends it work is
+#' relaunched (same host, same options) before the work is sent; `TRUE` means 3. A host whose
+#' workers die that many times in a row is not relaunched on again until [repairCluster()].
+#' @param retries How many times the task a worker held when it died is sent again, to a
+#' relaunched worker. A task that still crashes its worker fails the call with an error that
+#' says "crash" and names the task and the causes of death.
 #' @param action "launch" or "options".
 #' @param verbose Print debug output.
 #' @return A `RichSOCKnode`, a `makeNodePSOCKOptions` object, or NULL for a dry run.
@@ -82,6 +88,7 @@ makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "
                           rank = 1L, manual = FALSE, dryrun = FALSE, quiet = FALSE,
                           setup_strategy = getOption2("parallelly.makeNodePSOCK.setup_strategy", "parallel"),
                           calls = getOption2("parallelly.makeNodePSOCK.calls", FALSE),
+                          autoRestart = 0L, retries = 0L,
                           action = c("launch", "options"), verbose = FALSE) {
   if (inherits(worker, "makeNodePSOCKOptions")) {
     return(launchNodePSOCK(worker, verbose = verbose))
@@ -199,6 +206,11 @@ resolve_node_options <- function(a) {
   opts$dryrun <- check_flag(a$dryrun, "dryrun")
   opts$quiet <- check_flag(a$quiet, "quiet")
   opts$calls <- isTRUE(a$calls)
+  autoRestart <- a$autoRestart
+  if (isTRUE(autoRestart)) autoRestart <- 3L
+  if (isFALSE(autoRestart)) autoRestart <- 0L
+  opts$autoRestart <- check_count(autoRestart, "autoRestart")
+  opts$retries <- check_count(a$retries, "retries")
 
   setup_strategy <- a$setup_strategy
   if (!is.character(setup_strategy) || length(setup_strategy) < 1L) {

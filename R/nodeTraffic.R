@@ -85,23 +85,43 @@ bulk_call_frame <- function() {
 }
 
 sendData.RichSOCKnode <- function(node, data) {
-  if (identical(data$type, "EXEC")) {
-    frame <- bulk_call_frame()
-    if (!is.null(frame)) {
-      state <- node_state(node)
-      if (!is.null(state)) {
-        if (!identical(state$call, frame)) {
-          # A new call: whatever the previous one did not read is stale.
-          state$discard <- state$discard + state$owed
-          state$owed <- 0L
-          state$call <- frame
-        }
-        state$owed <- state$owed + 1L
+  cur <- current_node(node)
+  exec <- identical(data$type, "EXEC")
+  policy <- healing_policy(node)
+  healing <- policy$autoRestart > 0L || policy$retries > 0L
+  if (healing && exec && node_broken(cur)) cur <- relaunch(node, cur)
+  frame <- if (exec) bulk_call_frame()
+  if (!is.null(frame)) {
+    state <- node_state(cur)
+    if (!is.null(state)) {
+      if (!identical(state$call, frame)) {
+        # A new call: whatever the previous one did not read is stale.
+        state$discard <- state$discard + state$owed
+        state$owed <- 0L
+        state$call <- frame
       }
+      state$owed <- state$owed + 1L
     }
   }
-  serialize(data, node$con, xdr = node_xdr(node))
+  if (healing && exec) {
+    l <- lineage(node)
+    l$task <- data
+    l$where <- task_position(frame, data)
+    l$attempts <- 0L
+    l$causes <- character(0)
+  }
+  sent <- tryCatch({ serialize(data, cur$con, xdr = node_xdr(cur)); TRUE }, error = function(e) e)
+  if (!isTRUE(sent)) {
+    if (!healing) stop(sent)
+    cur <- relaunch(node, cur)
+    serialize(data, cur$con, xdr = node_xdr(cur))
+  }
   invisible(NULL)
+}
+
+# Whether a worker can no longer take work (only asked when self-healing is on).
+node_broken <- function(cur) {
+  node_ended(cur) || !isTRUE(isConnectionValid(cur$con)) || identical(suppressWarnings(isNodeAlive(cur, timeout = 5)), FALSE)
 }
 
 # Whether a message just read from a node is stale (and must be dropped).
@@ -115,30 +135,66 @@ drop_stale <- function(state) {
   FALSE
 }
 
+# A result arrived from `cur`: the task it answered is done, its host healthy.
+task_done <- function(node, cur) {
+  l <- get0(node_key(node) %||% "", envir = .package$lineages, inherits = FALSE)
+  if (!is.null(l)) {
+    l$task <- NULL
+    l$attempts <- 0L
+    l$causes <- character(0)
+  }
+  host_ok(cur)
+}
+
 recvData.RichSOCKnode <- function(node) {
-  state <- node_state(node)
+  cur <- current_node(node)
+  state <- node_state(cur)
+  policy <- healing_policy(node)
+  healing <- policy$autoRestart > 0L || policy$retries > 0L
   repeat {
-    msg <- unserialize(node$con)
-    if (!drop_stale(state)) return(msg)
+    msg <- if (healing) tryCatch(unserialize(cur$con), error = function(e) e) else unserialize(cur$con)
+    if (inherits(msg, "error")) {
+      cur <- recover_from_crash(node, cur, msg)
+      state <- node_state(cur)
+      next
+    }
+    if (drop_stale(state)) next
+    if (healing) task_done(node, cur)
+    return(msg)
   }
 }
 
 recvOneData.RichSOCKcluster <- function(cl) {
-  cons <- lapply(cl, function(node) node$con)
   repeat {
+    curs <- lapply(cl, current_node)
+    cons <- lapply(curs, function(node) node$con)
     ready <- socketSelect(cons)
     if (!any(ready)) next
     n <- which.max(ready)
-    msg <- unserialize(cons[[n]])
-    if (!drop_stale(node_state(cl[[n]]))) return(list(node = n, value = msg))
+    policy <- healing_policy(cl[[n]])
+    healing <- policy$autoRestart > 0L || policy$retries > 0L
+    msg <- if (healing) tryCatch(unserialize(cons[[n]]), error = function(e) e) else unserialize(cons[[n]])
+    if (inherits(msg, "error")) {
+      recover_from_crash(cl[[n]], curs[[n]], msg)
+      next
+    }
+    if (drop_stale(node_state(curs[[n]]))) next
+    if (healing) task_done(cl[[n]], curs[[n]])
+    return(list(node = n, value = msg))
   }
 }
+
+`%||%` <- function(x, y) if (is.null(x)) y else x
 
 # parallel's transport generics are internal to it: register our methods in its S3 table.
 register_parallel_methods <- function() {
   ns <- asNamespace("parallel")
   .package$node_states <- new.env(parent = emptyenv())
   .package$ended_nodes <- new.env(parent = emptyenv())
+  .package$incarnations <- new.env(parent = emptyenv())   # see R/selfHealing.R
+  .package$lineages <- new.env(parent = emptyenv())
+  .package$host_failures <- new.env(parent = emptyenv())
+  .package$replaced_cons <- new.env(parent = emptyenv())
   .package$bulk_functions <- list(
     clusterCall = get("clusterCall", envir = ns),
     staticClusterApply = get("staticClusterApply", envir = ns),

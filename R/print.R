@@ -22,12 +22,12 @@ summary.RichSOCKnode <- function(object, ...) {
 summary.RichSOCKcluster <- function(object, ...) {
   rows <- lapply(seq_along(object), function(i) {
     node <- object[[i]]
-    if (is.null(node)) na_node_summary() else node_summary(node)
+    if (is.null(node)) na_node_summary() else node_summary(current_node(node))
   })
   res <- do.call(rbind, rows)
   rownames(res) <- NULL
   if (length(object) == 1L && !is.null(object[[1L]])) attr(res$host, "localhost") <- attr(object[[1L]]$host, "localhost")
-  cbind(res, node_health(unclass(object)))
+  cbind(res, node_health(lapply(unclass(object), function(node) if (!is.null(node)) current_node(node))))
 }
 
 node_summary <- function(node) {

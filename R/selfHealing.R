@@ -1,0 +1,134 @@
+# Self-healing clusters: with autoRestart = N a node found dead when the cluster next
+# sends it work is relaunched (at most N times per node); with retries = M the task a
+# worker held when it died is sent again to a relaunched worker (at most M times per task).
+#
+# Node objects are immutable (future identifies clusters by hashing them), so a relaunched
+# worker is recorded in a registry: the original node's key maps to its newest incarnation,
+# and the transport methods (R/nodeTraffic.R) talk to that incarnation.
+
+# The worker currently standing in for `node`.
+current_node <- function(node) {
+  key <- node_key(node)
+  if (is.null(key)) return(node)
+  get0(key, envir = .package$incarnations, inherits = FALSE, ifnotfound = node)
+}
+
+healing_policy <- function(node) {
+  options <- attr(node, "options", exact = TRUE)
+  list(autoRestart = if (is.numeric(options$autoRestart)) options$autoRestart else 0L,
+       retries = if (is.numeric(options$retries)) options$retries else 0L)
+}
+
+# Book-keeping per original node: relaunches so far and the task in flight.
+lineage <- function(node) {
+  key <- node_key(node)
+  if (is.null(key)) return(NULL)
+  l <- get0(key, envir = .package$lineages, inherits = FALSE)
+  if (is.null(l)) {
+    l <- new.env(parent = emptyenv())
+    l$restarts <- 0L
+    l$task <- NULL        # the EXEC message sent last, while its result is owed
+    l$where <- NULL       # its position in the call, for error messages
+    l$attempts <- 0L      # how many times that task was sent again
+    l$causes <- character(0)
+    assign(key, l, envir = .package$lineages)
+  }
+  l
+}
+
+host_key <- function(node) {
+  id <- node_identity(node)
+  if (isTRUE(id$local)) "localhost" else if (is.character(id$ssh)) id$ssh else id$host
+}
+
+# Relaunch the worker of `node` (whose current incarnation `cur` died) and record it.
+relaunch <- function(node, cur, for_retry = FALSE) {
+  policy <- healing_policy(node)
+  l <- lineage(node)
+  host <- host_key(cur)
+  failures <- get0(host, envir = .package$host_failures, inherits = FALSE, ifnotfound = 0L)
+  # With retries, relaunching is part of re-running tasks (bounded per task); without, the
+  # autoRestart budget bounds it per node.
+  if (!for_retry && policy$retries == 0L && l$restarts >= policy$autoRestart) {
+    stopf("Launch", "The worker of node '%s' died and its autoRestart budget (%d) is used up; use repairCluster() to relaunch it.",
+          node_identity(cur)$host, policy$autoRestart, fields = list(host = node_identity(cur)$host))
+  }
+  if (policy$autoRestart > 0L && failures >= policy$autoRestart) {
+    stopf("Launch", "Workers on host '%s' died %d times in a row: not relaunching there again until repairCluster().",
+          node_identity(cur)$host, failures, fields = list(host = node_identity(cur)$host))
+  }
+  try(close(cur$con), silent = TRUE)
+  new <- cloneNode(cur)
+  assign(node_key(node), new, envir = .package$incarnations)
+  assign(replaced_key(node$con), TRUE, envir = .package$replaced_cons)
+  assign(host, failures + 1L, envir = .package$host_failures)
+  l$restarts <- l$restarts + 1L
+  new
+}
+
+replaced_key <- function(con) {
+  id <- attr(con, "conn_id", exact = TRUE)
+  paste(as.integer(con), if (is.null(id)) "" else capture.output(print(id)))
+}
+
+connection_replaced <- function(con) {
+  length(ls(.package$replaced_cons)) > 0L && exists(replaced_key(con), envir = .package$replaced_cons, inherits = FALSE)
+}
+
+# A worker answered: its host is healthy again.
+host_ok <- function(node) {
+  if (length(ls(.package$host_failures)) == 0L) return(invisible())
+  host <- host_key(node)
+  if (exists(host, envir = .package$host_failures, inherits = FALSE)) rm(list = host, envir = .package$host_failures)
+}
+
+# The cause of death of a worker whose connection just failed (waits briefly for it to end).
+death_cause <- function(cur) {
+  wait_until(function() !isTRUE(isNodeAlive(cur, timeout = 5)), timeout = 2, interval = 0.02)
+  cause <- node_health(list(cur))$exit
+  if (is.na(cause)) "connection lost" else cause
+}
+
+# Reading from `cur` failed with `err`: relaunch and send the task again if the budget
+# allows; returns the new incarnation, or signals the error.
+recover_from_crash <- function(node, cur, err) {
+  policy <- healing_policy(node)
+  l <- lineage(node)
+  if (is.null(l) || (policy$retries == 0L && policy$autoRestart == 0L)) stop(err)
+  cause <- death_cause(cur)
+  l$causes <- c(l$causes, cause)
+  if (!is.null(l$task) && l$attempts < policy$retries) {
+    new <- relaunch(node, cur, for_retry = TRUE)
+    l$attempts <- l$attempts + 1L
+    serialize(l$task, new$con, xdr = node_xdr(new))
+    state <- node_state(new)
+    if (!is.null(state)) { state$owed <- 1L; state$call <- node_state(cur)$call }
+    return(new)
+  }
+  if (!is.null(l$task) && policy$retries > 0L) {
+    where <- l$where
+    causes <- l$causes
+    l$task <- NULL
+    l$attempts <- 0L
+    l$causes <- character(0)
+    # Leave the cluster usable: the next call gets a fresh worker.
+    try(relaunch(node, cur, for_retry = TRUE), silent = TRUE)
+    stopf("Crash", "Task %s crashed its worker %d times (on host '%s'); causes of death: %s. It was not sent again (retries = %d).",
+          where, length(causes), node_identity(cur)$host, paste(unique(causes), collapse = "; "), policy$retries,
+          fields = list(host = node_identity(cur)$host, task = where, causes = causes))
+  }
+  # No retries: the call fails as in base parallel; the node is relaunched on its next use.
+  stop(err)
+}
+
+# Where a task sits in the call that sends it, for error messages.
+task_position <- function(frame, data) {
+  tag <- data$data$tag
+  if (!is.null(tag) && length(tag) == 1L && is.numeric(tag)) return(sprintf("#%d", as.integer(tag)))
+  if (is.null(frame)) return("(outside a parallel call)")
+  i <- get0("i", envir = frame, inherits = FALSE)
+  start <- get0("start", envir = frame, inherits = FALSE)
+  if (is.numeric(i) && is.numeric(start)) return(sprintf("#%d", as.integer(start + i - 1L)))
+  if (is.numeric(i)) return(sprintf("#%d", as.integer(i)))
+  "(unknown)"
+}
