@@ -109,8 +109,9 @@ stop_nodes <- function(cl) {
       # Our own child processes: local workers, or the external SSH clients of remote ones.
       if (is.numeric(id$launcher_pid)) pids <- c(pids, id$launcher_pid)
       if (is.character(id$log)) logs <- c(logs, id$log)
-    } else if (is.character(id$ssh) && !is.na(id$pid) && !killed) {
-      remote[[length(remote) + 1L]] <- list(node = node, id = id)
+    } else if (is.character(id$ssh) && !is.na(id$pid)) {
+      # A killed worker needs no stopping; its host's connection is released all the same.
+      if (killed) ssh_release_node(id$ssh, node_key(node)) else remote[[length(remote) + 1L]] <- list(node = node, id = id)
     }
   }
   pids <- pids[!is.na(pids)]

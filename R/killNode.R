@@ -102,7 +102,6 @@ after_kill <- function(node, id) {
   mark_node_ended(node, "killed")
   try(close(node$con), silent = TRUE)
   forget_node_state(node)
-  if (is.character(id$ssh)) on.exit(ssh_release_node(id$ssh, node_key(node)))
   tmp <- node$session_info$tempdir
   if (!is.character(tmp) || length(tmp) != 1L || !nzchar(tmp)) return(invisible())
   if (isTRUE(id$local)) {

@@ -144,7 +144,7 @@ remote_launcher <- function(opts) {
     },
     start_time = function(pid) NA_real_,
     connected = function(nodes) {
-      for (node in nodes) ssh_register_node(key, node_key(node))
+      for (node in nodes) ssh_register_node(key, node)
     }
   )
 }

@@ -29,5 +29,12 @@ pid_exists <- function(pid, debug = FALSE) {
   if (!is.numeric(pid) || length(pid) != 1L || is.na(pid) || !is.finite(pid) || pid <= 0) {
     stop_arg("pid", "must be a single positive process ID: %s", deparse1(pid))
   }
-  backend_probe(as.integer(pid))
+  # A process that was just killed may still be exiting (its sockets already closed) for a
+  # moment: a post-mortem that asks right away deserves the settled answer.
+  for (i in 1:5) {
+    alive <- backend_probe(as.integer(pid))
+    if (!isTRUE(alive)) return(alive)
+    Sys.sleep(0.03)
+  }
+  alive
 }

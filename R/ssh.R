@@ -77,14 +77,29 @@ ssh_connection <- function(options, timeout = options$connectTimeout) {
   )
 }
 
-# Connections in use: key -> node keys; the connection is closed with its last node.
-ssh_register_node <- function(ssh_key, node_key) {
+# Connections in use: for each connection, the nodes (key -> pid and start time) that use
+# it. The connection is closed with its last live node: when a node is released, the others
+# are probed (one round trip) and dead ones -- killed and replaced by clones, say -- are
+# dropped too.
+ssh_register_node <- function(ssh_key, node) {
   users <- get0(ssh_key, envir = .package$ssh_users, inherits = FALSE)
-  assign(ssh_key, unique(c(users, node_key)), envir = .package$ssh_users)
+  if (is.null(users)) users <- list()
+  id <- node_identity(node)
+  users[[node_key(node)]] <- list(pid = id$pid, start_time = id$start_time)
+  assign(ssh_key, users, envir = .package$ssh_users)
 }
 
 ssh_release_node <- function(ssh_key, node_key) {
-  users <- setdiff(get0(ssh_key, envir = .package$ssh_users, inherits = FALSE), node_key)
+  users <- get0(ssh_key, envir = .package$ssh_users, inherits = FALSE)
+  users[[node_key]] <- NULL
+  if (length(users) > 0L) {
+    alive <- tryCatch(
+      backend_ssh_wait(backend_ssh_submit_probe(ssh_key, vapply(users, `[[`, integer(1), "pid"),
+                                                vapply(users, function(u) as.numeric(u$start_time), numeric(1))),
+                       5, ssh_key, "checking which workers still use the connection"),
+      error = function(e) rep(NA, length(users)))
+    users <- users[!(alive %in% FALSE)]
+  }
   if (length(users) > 0L) {
     assign(ssh_key, users, envir = .package$ssh_users)
   } else {

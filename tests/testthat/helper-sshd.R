@@ -1,5 +1,5 @@
 # Helpers for tests against real SSH servers on this machine (tools/ssh-test-hosts.sh):
-# testhost1 on 127.0.0.2:2222, testhost2 on 127.0.0.3:2222, ..., each an sshd in its own PID
+# testhost1 on 127.0.0.2:PORT, testhost2 on 127.0.0.3:PORT (a free port per run), ..., each an sshd in its own PID
 # and UTS namespace (where unshare is allowed), with keys generated for the run.
 #
 #   hosts <- skip_if_no_ssh_hosts()      # skip unless root + sshd + the hosts started
@@ -62,7 +62,11 @@ ssh_test_hosts <- function(n = 2L) {
   script <- ssh_test_hosts_script()
   dir <- tempfile("ssh-test-hosts-")
   # The watchdog stops the hosts should this R process die before the teardown runs.
-  out <- withr::with_envvar(c(SSH_TEST_HOSTS_OWNER_PID = Sys.getpid()),
+  # A port of this run's own (unless one is given), so that test runs at the same time (a
+  # check of the tarball beside a development run, say) do not collide.
+  port <- Sys.getenv("SSH_TEST_HOSTS_PORT", "")
+  if (!nzchar(port)) port <- as.character(parallelly::freePort(22000:29999, default = NA_integer_))
+  out <- withr::with_envvar(c(SSH_TEST_HOSTS_OWNER_PID = Sys.getpid(), SSH_TEST_HOSTS_PORT = port),
     suppressWarnings(system2("bash", c(shQuote(script), "start", shQuote(dir), n),
                              stdout = TRUE, stderr = TRUE)))
   status <- attr(out, "status")

@@ -134,7 +134,7 @@ test_that("errors name the host and the cause, quickly, and leave nothing runnin
     err
   }
   # Nothing listens there: refused.
-  err <- quick(makeClusterPSOCK("127.0.0.9", rshopts = c("-p", "2222"), connectTimeout = 10))
+  err <- quick(makeClusterPSOCK("127.0.0.9", rshopts = c("-p", hosts$hosts$port[1]), connectTimeout = 10))
   expect_s3_class(err, "parallellyConnectError")
   expect_match(conditionMessage(err), "127.0.0.9", fixed = TRUE)
   # A name that does not resolve.
@@ -144,7 +144,7 @@ test_that("errors name the host and the cause, quickly, and leave nothing runnin
 
   # A key the server does not accept.
   config <- withr::local_tempfile()
-  writeLines(c("Host wrongkey", "  HostName 127.0.0.2", "  Port 2222", "  User root",
+  writeLines(c("Host wrongkey", "  HostName 127.0.0.2", paste("  Port", hosts$hosts$port[1]), "  User root",
                paste("  IdentityFile", hosts$identity_other), "  IdentitiesOnly yes",
                paste("  UserKnownHostsFile", hosts$known_hosts)), config)
   withr::local_options(parallelly.ssh.config = config)
@@ -158,10 +158,11 @@ test_that("host keys are checked: a changed key is refused, an unknown one needs
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)
   lines <- readLines(hosts$known_hosts)
-  key_of <- function(address) sub("^\\S+ ", "", grep(sprintf("^\\[%s\\]:2222 ", address), lines, value = TRUE)[1])
+  port <- hosts$hosts$port[1]
+  key_of <- function(address) sub("^\\S+ ", "", grep(sprintf("^\\[%s\\]:%s ", address, port), lines, value = TRUE)[1])
   # testhost1 recorded with testhost2's key: a changed host key.
   changed <- withr::local_tempfile()
-  writeLines(sprintf("[127.0.0.2]:2222 %s", key_of("127.0.0.3")), changed)
+  writeLines(sprintf("[127.0.0.2]:%s %s", port, key_of("127.0.0.3")), changed)
   withr::local_options(parallelly.ssh.knownHosts = changed)
   err <- tryCatch(makeClusterPSOCK("testhost1", connectTimeout = 10), error = function(e) e)
   expect_s3_class(err, "parallellyHostKeyError")
@@ -178,7 +179,7 @@ test_that("host keys are checked: a changed key is refused, an unknown one needs
   withr::local_options(parallelly.ssh.acceptNewHostKeys = TRUE)
   cl <- local_cluster("testhost1")
   expect_true(isNodeAlive(cl[[1]]))
-  expect_true(any(grepl("[127.0.0.2]:2222", readLines(empty), fixed = TRUE)))
+  expect_true(any(grepl(sprintf("[127.0.0.2]:%s", port), readLines(empty), fixed = TRUE)))
 })
 
 test_that("a missing remote Rscript is reported at once, naming the host", {
@@ -249,7 +250,7 @@ test_that("an explicit rshcmd uses that external SSH client, the reference's way
   expect_true(wait_for(function() !any(pids %in% remote_pids("testhost1")), timeout = 10))
   # A refused login fails at once (not after connectTimeout), with what the client said.
   config <- withr::local_tempfile()
-  writeLines(c("Host wrongkey", "  HostName 127.0.0.2", "  Port 2222", "  User root",
+  writeLines(c("Host wrongkey", "  HostName 127.0.0.2", paste("  Port", hosts$hosts$port[1]), "  User root",
                paste("  IdentityFile", hosts$identity_other), "  IdentitiesOnly yes",
                paste("  UserKnownHostsFile", hosts$known_hosts)), config)
   t0 <- Sys.time()

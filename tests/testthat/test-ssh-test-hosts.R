@@ -22,8 +22,9 @@ test_that("the files for the SSH client are in place", {
     expect_true(file.exists(f), info = f)
   }
   known <- readLines(hosts$known_hosts)
-  expect_true(any(grepl("^\\[127\\.0\\.0\\.2\\]:2222 ssh-ed25519 AAAA", known)))
-  expect_true(any(grepl("^\\[testhost1\\]:2222 ssh-ed25519 AAAA", known)))
+  port <- hosts$hosts$port[1]
+  expect_true(any(grepl(sprintf("^\\[127\\.0\\.0\\.2\\]:%s ssh-ed25519 AAAA", port), known)))
+  expect_true(any(grepl(sprintf("^\\[testhost1\\]:%s ssh-ed25519 AAAA", port), known)))
   authorized <- readLines(file.path(hosts$dir, "authorized_keys"))
   expect_equal(authorized, readLines(paste0(hosts$identity, ".pub")))
   expect_false(readLines(paste0(hosts$identity_other, ".pub")) %in% authorized)
@@ -100,7 +101,8 @@ test_that("the unauthorized key is refused and the authorized one accepted (syst
 test_that("stop leaves no sshd and no host process behind; start again works", {
   hosts <- skip_if_no_ssh_hosts(2)
   # A set of its own on another port, so that the shared hosts keep running.
-  withr::local_envvar(SSH_TEST_HOSTS_PORT = "2223", SSH_TEST_HOSTS_OWNER_PID = Sys.getpid())
+  port <- parallelly::freePort(22000:29999, default = NA_integer_)
+  withr::local_envvar(SSH_TEST_HOSTS_PORT = as.character(port), SSH_TEST_HOSTS_OWNER_PID = Sys.getpid())
   dir <- tempfile("ssh-test-hosts-stop-")
   script <- hosts$script
   run <- function(...) suppressWarnings(system2("bash", c(shQuote(script), ...),
@@ -111,7 +113,7 @@ test_that("stop leaves no sshd and no host process behind; start again works", {
     out <- run("start", shQuote(dir), 2)
     expect_null(attr(out, "status"), info = paste(out, collapse = "\n"))
     tsv <- utils::read.delim(file.path(dir, "hosts.tsv"))
-    expect_equal(tsv$port, c(2223L, 2223L))
+    expect_equal(tsv$port, c(port, port))
     pids <- tsv$pid
     expect_true(all(vapply(pids, ssh_local_pid_running, logical(1))))
     # Everything that runs for these hosts: the recorded PIDs, their children (the sshd) and,
@@ -134,7 +136,7 @@ test_that("stop leaves no sshd and no host process behind; start again works", {
       !any(vapply(c(all_pids, watchdog), ssh_local_pid_running, logical(1)))
     }, 5))
     expect_length(ssh_pids_mentioning(dir), 0L)
-    con <- tryCatch(socketConnection("127.0.0.2", 2223L, blocking = TRUE, open = "r+",
+    con <- tryCatch(socketConnection("127.0.0.2", port, blocking = TRUE, open = "r+",
                                      timeout = 1), error = function(e) NULL,
                     warning = function(w) NULL)
     expect_null(con)
