@@ -27,6 +27,14 @@ struct Entry {
     child: Child,
     exit: Option<Exit>,
     output: Option<Output>,
+    /// Launch order, to forget the oldest exited children first.
+    seq: u64,
+}
+
+/// How many exited children are remembered (for "why did this worker die") before the
+/// oldest are forgotten; `R_PARALLELLY_EXITED_CHILDREN_KEPT` overrides it.
+fn exited_kept() -> usize {
+    std::env::var("R_PARALLELLY_EXITED_CHILDREN_KEPT").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
 }
 
 /// The last bytes a child wrote to its stdout and stderr (both into one buffer).
@@ -64,8 +72,21 @@ fn registry() -> MutexGuard<'static, HashMap<u32, Entry>> {
 }
 
 pub fn register(child: Child, output: Option<Output>) {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let pid = child.id();
-    registry().insert(pid, Entry { child, exit: None, output });
+    let mut reg = registry();
+    reg.insert(pid, Entry { child, exit: None, output, seq });
+    // Reap what has exited, and forget the oldest exited children beyond the cap.
+    let mut exited: Vec<(u64, u32)> =
+        reg.iter_mut().filter_map(|(p, e)| (refresh(e) != State::Running).then_some((e.seq, *p))).collect();
+    let keep = exited_kept();
+    if exited.len() > keep {
+        exited.sort_unstable();
+        for (_, p) in exited.iter().take(exited.len() - keep) {
+            reg.remove(p);
+        }
+    }
 }
 
 /// The captured output of a child, if it is ours and its output was captured.

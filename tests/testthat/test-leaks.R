@@ -1,0 +1,56 @@
+# No leaks: create/use/stop cycles leave the master's open file descriptors, threads, child
+# processes, R connections and SSH connections where they started. (A bounded number of
+# cycles here; set R_PARALLELLY_LEAK_CYCLES for the long version.)
+
+resources <- function() {
+  list(
+    fds = length(list.files("/proc/self/fd")),
+    threads = length(list.files("/proc/self/task")),
+    children = parallelly:::backend_child_count(),
+    running = length(parallelly:::backend_running_children()),
+    connections = nrow(showConnections(all = FALSE)),
+    ssh = nrow(parallelly:::backend_ssh_connections())
+  )
+}
+
+settled <- function(before) {
+  # Output-capture threads end when their worker's pipes close, a moment after it exits;
+  # the last killed child is forgotten at the next launch (launch one: /bin/true).
+  wait_for(function() {
+    parallelly:::backend_launch("/bin/true", character(0))
+    Sys.sleep(0.05)
+    after <- resources()
+    after$children <- max(0L, after$children - 1L)  # /bin/true itself, just launched
+    identical(after, before)
+  }, timeout = 10)
+}
+
+cycles <- as.integer(Sys.getenv("R_PARALLELLY_LEAK_CYCLES", "10"))
+
+test_that("local create/use/stop cycles leak nothing", {
+  # Exited children are remembered (to say why a worker died) up to a cap: keep none here.
+  withr::local_envvar(R_PARALLELLY_EXITED_CHILDREN_KEPT = "0")
+  cl <- makeClusterPSOCK(1); parallel::stopCluster(cl)  # warm-up: lazy one-time state
+  before <- resources()
+  for (i in seq_len(cycles)) {
+    cl <- makeClusterPSOCK(2)
+    expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
+    if (i %% 2 == 0) { killNode(cl[[1]]); cl[[1]] <- cloneNode(cl[[1]]) }
+    parallel::stopCluster(cl)
+  }
+  expect_true(settled(before), info = paste(capture.output(str(list(before = before, after = resources()))), collapse = "\n"))
+})
+
+test_that("mixed local and remote create/use/stop cycles leak nothing", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  cl <- makeClusterPSOCK(c("localhost", "testhost1")); parallel::stopCluster(cl)
+  before <- resources()
+  for (i in seq_len(max(2L, cycles %/% 2L))) {
+    cl <- makeClusterPSOCK(c("localhost", "testhost1", "testhost2"))
+    expect_equal(unlist(parallel::parLapply(cl, 1:6, sqrt)), sqrt(1:6))
+    expect_true(all(isNodeAlive(cl)))
+    parallel::stopCluster(cl)
+  }
+  expect_true(settled(before), info = paste(capture.output(str(list(before = before, after = resources()))), collapse = "\n"))
+})
