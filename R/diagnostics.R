@@ -37,6 +37,14 @@ exit_cause <- function(state, status, signal) {
   )
 }
 
+# The last lines a dead worker wrote (local workers whose output was captured, or whose
+# outfile is a file of ours).
+node_last_output <- function(node, n = 5L) {
+  id <- node_identity(node)
+  if (!isTRUE(id$local) || is.null(id$launcher_pid)) return(character(0))
+  worker_output(local_launcher(), if (is.null(id$log)) NA_character_ else id$log, id$launcher_pid, n = n)
+}
+
 # Extra summary columns for the nodes of a cluster.
 node_health <- function(nodes, timeout = 5) {
   n <- length(nodes)

@@ -66,7 +66,12 @@ connection_description <- function(con) {
 print.RichSOCKnode <- function(x, ...) {
   s <- summary(x)
   where <- if (isTRUE(attr(x$host, "localhost"))) "local" else "remote"
-  death <- if (isFALSE(s$alive)) sprintf(". The worker is no longer running: %s", s$exit) else ""
+  death <- ""
+  if (isFALSE(s$alive)) {
+    death <- sprintf(". The worker is no longer running: %s", s$exit)
+    output <- node_last_output(current_node(x))
+    if (length(output) > 0L) death <- sprintf("%s. Its last output was:\n   %s", death, paste(output, collapse = "\n   "))
+  }
   cat(sprintf("%s of a socket cluster on %s host '%s' with pid %s (%s, %s) using socket connection #%s ('%s')%s\n",
               class(x)[1L], where, s$host, s$pid, s$r_version, s$platform, s$connection_index, s$connection, death))
   invisible(x)

@@ -25,8 +25,10 @@ test_that("a SIGKILLed worker's summary and print say SIGKILL; its output is kep
   expect_match(s$exit[2], "killed by signal 9 (SIGKILL)", fixed = TRUE)
   expect_match(s$exit[2], "out-of-memory", fixed = TRUE)
   expect_true(is.na(s$rss[2]))
-  out <- capture.output(print(cl[[2]]))
+  out <- paste(capture.output(print(cl[[2]])), collapse = "\n")
   expect_match(out, "The worker is no longer running: killed by signal 9 (SIGKILL)", fixed = TRUE)
+  expect_match(out, "Its last output was:\n", fixed = TRUE)
+  expect_match(out, "\n   last words from worker 2", fixed = TRUE)
   expect_match(paste(parallelly:::worker_output(parallelly:::local_launcher(), NA, node_pid(cl[[2]])), collapse = "\n"),
                "last words from worker 2", fixed = TRUE)
 })
