@@ -129,7 +129,8 @@ test_that("dryrun prints the launch command and starts nothing", {
   cmd <- grep("Rscript", out, value = TRUE)[1]
   expect_match(cmd, "--default-packages=datasets,utils,grDevices,graphics,stats,methods", fixed = TRUE)
   expect_match(cmd, "parallel:::.workRSOCK", fixed = TRUE)
-  expect_match(cmd, "MASTER=localhost PORT=[0-9]+ OUT=/dev/null TIMEOUT=2592000 XDR=FALSE SETUPTIMEOUT=120 SETUPSTRATEGY=sequential")
+  # R CMD check lowers the default timeouts (option parallelly.makeNodePSOCK.timeout).
+  expect_match(cmd, "MASTER=localhost PORT=[0-9]+ OUT=/dev/null TIMEOUT=[0-9]+ XDR=FALSE SETUPTIMEOUT=[0-9]+ SETUPSTRATEGY=sequential")
   expect_length(cl, 2L)
   expect_true(all(vapply(cl, is.null, logical(1))))
   expect_silent(makeClusterPSOCK(1, dryrun = TRUE, quiet = TRUE))
