@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Set up (if needed), install, and run the whole test suite: the Rust unit tests, then the
-# testthat suite against the installed package. Ends with "N passed, N failed" (testthat's
-# totals) and exits non-zero on any failure.
+# Set up (if needed), install, and run the whole test suite: the Rust unit tests, R CMD check
+# of the offline source tarball, then the testthat suite against the installed package.
+# Ends with "N passed, N failed" (testthat's totals) and exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup-debian.sh
@@ -17,5 +17,13 @@ if ! (cd src/rust && cargo test --release --jobs 2 >"$rust_log" 2>&1); then
 fi
 grep -E "^test result" "$rust_log" | head -n 1 | sed 's/^/Rust: /'
 rm -f "$rust_log"
+echo "== R CMD check of the source tarball"
+if ! bash tools/check-package.sh >/tmp/parallelly-check.log 2>&1; then
+  tail -n 60 /tmp/parallelly-check.log
+  echo "R CMD check failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+grep -E "^Status:|tarball:|installed:" /tmp/parallelly-check.log || true
 echo "== R tests"
 Rscript tools/run-testthat.R

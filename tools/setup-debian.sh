@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Install what building, demonstrating and testing parallelly needs on a Debian machine
-# (run as root). Installs only what is missing: R from Debian's packages without
+# Install what building, demonstrating, testing and checking parallelly needs on a Debian
+# machine (run as root). Installs only what is missing: R from Debian's packages without
 # Recommends (the Recommends pull in ~450 R packages), OpenSSL headers for the SSH layer,
-# OpenSSH's server for the test hosts, and future/future.apply for the future tests.
+# OpenSSH's server for the test hosts, future/future.apply for the future tests, and for
+# R CMD check of the source tarball: knitr, rmarkdown and pandoc (vignettes), Rmpi (a
+# suggested package), jq and cargo-vendor-filterer (vendoring the crates).
 set -euo pipefail
 
 packages=(r-base-dev r-cran-testthat libssl-dev pkg-config openssh-server
-          r-cran-future r-cran-future.apply)
+          r-cran-future r-cran-future.apply r-cran-knitr r-cran-rmarkdown pandoc
+          r-cran-rmpi jq)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -24,4 +27,9 @@ fi
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   echo "cargo was not found: install the Rust toolchain (rustup, rustc >= 1.95) first" >&2
   exit 1
+fi
+export PATH="$PATH:$HOME/.cargo/bin"
+if ! cargo vendor-filterer --help >/dev/null 2>&1; then
+  echo "Installing cargo-vendor-filterer (crates.io)"
+  cargo install --quiet --locked cargo-vendor-filterer
 fi
