@@ -48,34 +48,48 @@ probe_nodes <- function(nodes, timeout = 0) {
                                 vapply(ids[local], function(id) as.numeric(id$start_time), numeric(1)))
   }
   remote <- which(known & !local)
-  asked <- lapply(split(remote, vapply(ids[remote], remote_group, character(1))), function(idx) {
+  answers <- ask_remote_hosts(nodes, ids, remote, "probe", timeout = timeout,
+                              what = "checking whether workers are alive")
+  for (a in answers) {
+    if (inherits(a$value, "error")) {
+      warning(sprintf("Could not infer whether %d RichSOCKnode node(s) on remote host '%s' are alive. Reason reported: %s",
+                      length(a$idx), a$host, conditionMessage(a$value)), call. = FALSE)
+    } else {
+      res[a$idx] <- a$value
+    }
+  }
+  res
+}
+
+# Send a probe or signal request to every remote host of `nodes[remote]` (one command per
+# host, all hosts at once), then collect the answers: list(idx, host, value or error) per host.
+ask_remote_hosts <- function(nodes, ids, remote, kind, signal = 0L, timeout = 0, what) {
+  groups <- split(remote, vapply(ids[remote], remote_group, character(1)))
+  asked <- lapply(groups, function(idx) {
     pids <- vapply(ids[idx], `[[`, integer(1), "pid")
     starts <- vapply(ids[idx], function(id) as.numeric(id$start_time), numeric(1))
     options <- attr(nodes[[idx[1L]]], "options", exact = TRUE)
     ticket <- tryCatch(
       if (is.null(options$ssh)) {
-        external_request(options, "probe", pids, starts, timeout = ssh_probe_timeout(timeout))
-      } else {
+        # An external client answers at once (synchronously).
+        external_request(options, kind, pids, starts, signal = signal, timeout = ssh_probe_timeout(timeout))
+      } else if (kind == "probe") {
         backend_ssh_submit_probe(ssh_key_of(nodes[[idx[1L]]]), pids, starts)
+      } else {
+        backend_ssh_submit_signal(ssh_key_of(nodes[[idx[1L]]]), pids, starts, signal)
       },
       error = function(e) e
     )
     list(idx = idx, ticket = ticket)
   })
-  for (a in asked) {
+  lapply(asked, function(a) {
     host <- ids[[a$idx[1L]]]$host
     value <- if (inherits(a$ticket, "error") || is.logical(a$ticket)) a$ticket else tryCatch(
-      backend_ssh_wait(a$ticket, ssh_probe_timeout(timeout), host, "checking whether workers are alive"),
+      backend_ssh_wait(a$ticket, ssh_probe_timeout(timeout), host, what),
       error = function(e) e
     )
-    if (inherits(value, "error")) {
-      warning(sprintf("Could not infer whether %d RichSOCKnode node(s) on remote host '%s' are alive. Reason reported: %s",
-                      length(a$idx), host, conditionMessage(value)), call. = FALSE)
-    } else {
-      res[a$idx] <- value
-    }
-  }
-  res
+    list(idx = a$idx, host = host, value = value)
+  })
 }
 
 remote_group <- function(id) if (is.character(id$ssh)) id$ssh else paste0("external:", id$host)

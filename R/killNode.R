@@ -63,32 +63,15 @@ signal_nodes <- function(nodes, signal, timeout = 0) {
     }
   }
   remote <- which(vapply(ids, function(id) !is.na(id$pid) && !isTRUE(id$local), logical(1)))
-  asked <- lapply(split(remote, vapply(ids[remote], remote_group, character(1))), function(idx) {
-    pids <- vapply(ids[idx], `[[`, integer(1), "pid")
-    starts <- vapply(ids[idx], function(id) as.numeric(id$start_time), numeric(1))
-    options <- attr(nodes[[idx[1L]]], "options", exact = TRUE)
-    ticket <- tryCatch(
-      if (is.null(options$ssh)) {
-        external_request(options, "signal", pids, starts, signal = signal, timeout = ssh_probe_timeout(timeout))
-      } else {
-        backend_ssh_submit_signal(ssh_key_of(nodes[[idx[1L]]]), pids, starts, signal)
-      },
-      error = function(e) e
-    )
-    list(idx = idx, ticket = ticket)
-  })
-  for (a in asked) {
-    host <- ids[[a$idx[1L]]]$host
-    value <- if (inherits(a$ticket, "error") || is.logical(a$ticket)) a$ticket else tryCatch(
-      backend_ssh_wait(a$ticket, ssh_probe_timeout(timeout), host, "signalling workers"),
-      error = function(e) e
-    )
-    if (inherits(value, "error")) {
+  answers <- ask_remote_hosts(nodes, ids, remote, "signal", signal = signal, timeout = timeout,
+                              what = "signalling workers")
+  for (a in answers) {
+    if (inherits(a$value, "error")) {
       warning(sprintf("Could not kill %d RichSOCKnode node(s) on remote host '%s'. Reason reported: %s",
-                      length(a$idx), host, conditionMessage(value)), call. = FALSE)
+                      length(a$idx), a$host, conditionMessage(a$value)), call. = FALSE)
       res[a$idx] <- NA
     } else {
-      res[a$idx] <- value %in% TRUE
+      res[a$idx] <- a$value %in% TRUE
     }
   }
   if (signal %in% c(tools::SIGTERM, tools::SIGKILL)) {

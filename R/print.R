@@ -12,6 +12,12 @@
 #' while it is alive), `rss` (bytes), `cpu` (seconds), `uptime` (seconds) and `restarts`
 #' (how many times the node was relaunched). Resource use is reported for local workers.
 #' `print()` of a dead node ends with its cause of death.
+#' @examples
+#' cl <- makeClusterPSOCK(2)
+#' print(cl)
+#' print(cl[[1]])
+#' summary(cl)[, c("host", "pid", "alive", "rss", "cpu")]
+#' parallel::stopCluster(cl)
 #' @export
 summary.RichSOCKnode <- function(object, ...) {
   summary(as_rich_cluster(list(object)))
