@@ -76,6 +76,7 @@ backend_port_is_free <- function(port) {
 # --- The built-in SSH client ------------------------------------------------------------
 
 # Open (or reuse) the held connection to a host: list(key, host, hostname, user, port).
+# The connect itself (TCP, handshake, authentication) is bounded by `timeout`.
 backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, known_hosts = NULL,
                                 accept_new = FALSE, timeout = 120) {
   res <- .Call(wrap__rs_ssh_connect,
@@ -86,7 +87,11 @@ backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, k
     if (is.null(known_hosts)) "" else path.expand(as.character(known_hosts)[1L]),
     isTRUE(accept_new), as.double(timeout)[1L]
   )
-  backend_value(res)
+  res <- backend_value(res)
+  # Connecting runs on a thread of the backend; wait in interruptible slices.
+  res$key <- backend_ssh_wait(res$ticket, as.double(timeout) + 5, as.character(host)[1L], "connecting")
+  res$ticket <- NULL
+  res
 }
 
 # Wait for the answer to an SSH request, in short slices so that R stays interruptible.

@@ -189,8 +189,9 @@ fn non_empty(s: &str) -> Option<&str> {
     if s.is_empty() { None } else { Some(s) }
 }
 
-/// Open (or reuse) the held SSH connection to `host`. Empty strings and 0 mean "from the
-/// ssh config / default". Returns `list(key, host, hostname, user, port)`.
+/// Start opening (or reuse) the held SSH connection to `host`. Empty strings and 0 mean
+/// "from the ssh config / default". Returns `list(ticket, host, hostname, user, port)`; the
+/// ticket's answer (rs_ssh_poll) is the connection's key.
 #[extendr]
 fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_hosts: &str, accept_new: bool, timeout: f64) -> Robj {
     let timeout = if timeout.is_finite() && timeout > 0.0 { timeout } else { 120.0 };
@@ -206,13 +207,14 @@ fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_ho
         Ok(t) => t,
         Err(e) => return error_value(e),
     };
-    match ssh::connect(&target) {
-        Ok(key) => List::from_pairs(vec![
-            ("key", Robj::from(key)),
-            ("host", Robj::from(target.alias.clone())),
-            ("hostname", Robj::from(target.hostname.clone())),
-            ("user", Robj::from(target.user.clone())),
-            ("port", Robj::from(i32::from(target.port))),
+    let (host, hostname, user, port) = (target.alias.clone(), target.hostname.clone(), target.user.clone(), target.port);
+    match ssh::submit_connect(target) {
+        Ok(ticket) => List::from_pairs(vec![
+            ("ticket", Robj::from(ticket as f64)),
+            ("host", Robj::from(host)),
+            ("hostname", Robj::from(hostname)),
+            ("user", Robj::from(user)),
+            ("port", Robj::from(i32::from(port))),
         ])
         .into(),
         Err(e) => error_value(e),

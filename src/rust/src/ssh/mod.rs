@@ -59,6 +59,21 @@ pub fn key_of(target: &session::Target) -> String {
     format!("{}@{}:{}", target.user, target.hostname, target.port)
 }
 
+/// Reuse the live connection to `target`, or open a new one on a thread of its own (the
+/// TCP connect, handshake and authentication block, bounded by the target's timeout):
+/// the answer, the connection's key, arrives like any other request's, so that R can wait
+/// for it in interruptible slices.
+pub fn submit_connect(target: session::Target) -> Result<u64> {
+    let (reply, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("parallelly-connect-{}", target.alias))
+        .spawn(move || {
+            let _ = reply.send(connect(&target));
+        })
+        .map_err(|e| Error::new(Kind::System, format!("cannot start a thread to connect: {}", e)))?;
+    Ok(file(Pending::Text(rx), None))
+}
+
 /// Reuse the live connection to `target`, or open a new one.
 pub fn connect(target: &session::Target) -> Result<String> {
     let key = key_of(target);
