@@ -64,6 +64,7 @@ probe_nodes <- function(nodes, timeout = 0) {
 # Send a probe or signal request to every remote host of `nodes[remote]` (one command per
 # host, all hosts at once), then collect the answers: list(idx, host, value or error) per host.
 ask_remote_hosts <- function(nodes, ids, remote, kind, signal = 0L, timeout = 0, what) {
+  if (length(remote) == 0L) return(list())
   groups <- split(remote, vapply(ids[remote], remote_group, character(1)))
   asked <- lapply(groups, function(idx) {
     pids <- vapply(ids[idx], `[[`, integer(1), "pid")

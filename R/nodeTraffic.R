@@ -87,8 +87,7 @@ bulk_call_frame <- function() {
 sendData.RichSOCKnode <- function(node, data) {
   cur <- current_node(node)
   exec <- identical(data$type, "EXEC")
-  policy <- healing_policy(node)
-  healing <- policy$autoRestart > 0L || policy$retries > 0L
+  healing <- healing_on(node)
   if (healing && exec && node_broken(cur)) cur <- relaunch(node, cur)
   frame <- if (exec) bulk_call_frame()
   if (!is.null(frame)) {
@@ -149,8 +148,7 @@ task_done <- function(node, cur) {
 recvData.RichSOCKnode <- function(node) {
   cur <- current_node(node)
   state <- node_state(cur)
-  policy <- healing_policy(node)
-  healing <- policy$autoRestart > 0L || policy$retries > 0L
+  healing <- healing_on(node)
   repeat {
     msg <- if (healing) tryCatch(unserialize(cur$con), error = function(e) e) else unserialize(cur$con)
     if (inherits(msg, "error")) {
@@ -171,8 +169,7 @@ recvOneData.RichSOCKcluster <- function(cl) {
     ready <- socketSelect(cons)
     if (!any(ready)) next
     n <- which.max(ready)
-    policy <- healing_policy(cl[[n]])
-    healing <- policy$autoRestart > 0L || policy$retries > 0L
+    healing <- healing_on(cl[[n]])
     msg <- if (healing) tryCatch(unserialize(cons[[n]]), error = function(e) e) else unserialize(cons[[n]])
     if (inherits(msg, "error")) {
       recover_from_crash(cl[[n]], curs[[n]], msg)

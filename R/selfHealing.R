@@ -13,6 +13,12 @@ current_node <- function(node) {
   get0(key, envir = .package$incarnations, inherits = FALSE, ifnotfound = node)
 }
 
+# Whether self-healing is on for a node (asked for every message: kept cheap).
+healing_on <- function(node) {
+  options <- attr(node, "options", exact = TRUE)
+  isTRUE(options$autoRestart > 0L) || isTRUE(options$retries > 0L)
+}
+
 healing_policy <- function(node) {
   options <- attr(node, "options", exact = TRUE)
   list(autoRestart = if (is.numeric(options$autoRestart)) options$autoRestart else 0L,
