@@ -34,6 +34,7 @@ node_state <- function(node) {
     state$call <- NULL    # frame of the bulk call that last sent this node a task
     state$owed <- 0L      # results that call has not read yet
     state$discard <- 0L   # results owed to calls that have ended
+    state$healing <- healing_on(node)  # read once: asked for every message
     assign(key, state, envir = states)
   }
   state
@@ -71,27 +72,25 @@ node_xdr <- function(node) !inherits(node, "SOCK0node")
 bulk_call_frame <- function() {
   bulk <- .package$bulk_functions
   top <- sys.nframe()
-  for (i in (top - 5L):(top - 6L)) {
-    if (i < 1L) next
-    fun <- sys.function(i)
-    if (identical(fun, bulk$clusterCall) || identical(fun, bulk$staticClusterApply)) return(sys.frame(i))
-    if (identical(fun, bulk$dynamicClusterApply)) {
-      frame <- sys.frame(i)
-      if (inherits(get0("cl", envir = frame, inherits = FALSE), "RichSOCKcluster")) return(frame)
-      return(NULL)
-    }
+  if (top <= 6L) return(NULL)
+  fun <- sys.function(top - 5L)
+  if (identical(fun, bulk$clusterCall) || identical(fun, bulk$staticClusterApply)) return(sys.frame(top - 5L))
+  if (identical(sys.function(top - 6L), bulk$dynamicClusterApply)) {
+    frame <- sys.frame(top - 6L)
+    if (inherits(get0("cl", envir = frame, inherits = FALSE), "RichSOCKcluster")) return(frame)
   }
   NULL
 }
 
 sendData.RichSOCKnode <- function(node, data) {
-  cur <- current_node(node)
+  state <- node_state(node)
+  healing <- isTRUE(state$healing)
+  cur <- if (healing) current_node(node) else node
   exec <- identical(data$type, "EXEC")
-  healing <- healing_on(node)
   if (healing && exec && node_broken(cur)) cur <- relaunch(node, cur)
   frame <- if (exec) bulk_call_frame()
   if (!is.null(frame)) {
-    state <- node_state(cur)
+    if (healing) state <- node_state(cur)
     if (!is.null(state)) {
       if (!identical(state$call, frame)) {
         # A new call: whatever the previous one did not read is stale.
@@ -146,9 +145,13 @@ task_done <- function(node, cur) {
 }
 
 recvData.RichSOCKnode <- function(node) {
-  cur <- current_node(node)
-  state <- node_state(cur)
-  healing <- healing_on(node)
+  state <- node_state(node)
+  healing <- isTRUE(state$healing)
+  cur <- node
+  if (healing) {
+    cur <- current_node(node)
+    state <- node_state(cur)
+  }
   repeat {
     msg <- if (healing) tryCatch(unserialize(cur$con), error = function(e) e) else unserialize(cur$con)
     if (inherits(msg, "error")) {
