@@ -227,3 +227,21 @@ ssh_pids_mentioning <- function(text) {
   }
   pids
 }
+
+# PIDs of the R processes running on a test host, as the host numbers them.
+remote_r_pids <- function(host, hosts = ssh_test_hosts()) {
+  out <- remote_exec(host, "for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null); case $c in R|Rscript) echo ${p#/proc/};; esac; done",
+                     hosts = hosts)
+  as.integer(out)
+}
+
+# Local PIDs of every sshd process of a test host (its listener and the sessions), for
+# freezing the host with SIGSTOP. Needs separate PID namespaces.
+ssh_host_sshd_pids <- function(host, hosts = ssh_test_hosts()) {
+  ns <- Sys.readlink(sprintf("/proc/%d/ns/pid", ssh_host_init_pid(host, hosts)))
+  pids <- as.integer(basename(Sys.glob("/proc/[0-9]*")))
+  pids[vapply(pids, function(p) {
+    identical(Sys.readlink(sprintf("/proc/%d/ns/pid", p)), ns) &&
+      identical(tryCatch(readLines(sprintf("/proc/%d/comm", p), warn = FALSE), error = function(e) ""), "sshd")
+  }, logical(1))]
+}

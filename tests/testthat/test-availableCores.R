@@ -1,13 +1,6 @@
-## Env vars and options that availableCores() reads; unset for a test so
-## results do not depend on the machine or the scheduler running the tests
-core_envvars <- c(
-  "NSLOTS", "PE_HOSTFILE", "PBS_NUM_PPN", "NCPUS", "PBS_NODEFILE",
-  "SLURM_CPUS_PER_TASK", "SLURM_JOB_NUM_NODES", "SLURM_NNODES",
-  "SLURM_CPUS_ON_NODE", "SLURM_TASKS_PER_NODE", "SLURM_JOB_NODELIST",
-  "SLURM_NODELIST", "LSB_DJOB_NUMPROC", "LSB_HOSTS", "PJM_VNODE_CORE",
-  "PJM_PROC_BY_NODE", "PJM_O_NODEINF", "BIOCPARALLEL_WORKER_NUMBER",
-  "_R_CHECK_LIMIT_CORES_", "IS_BIOC_BUILD_MACHINE", "BBS_HOME"
-)
+## Env vars (helper-schedulers.R) and options that availableCores() reads are unset for a
+## test so that results do not depend on the machine or the scheduler running the tests
+core_envvars <- scheduler_envvars
 
 local_clean_cores <- function(system = 8L, env = parent.frame()) {
   withr::local_envvar(setNames(rep(NA, length(core_envvars)), core_envvars),

@@ -29,13 +29,7 @@ test_that("Ctrl-C while a frozen host does not answer returns promptly", {
   skip_if_shared_pidns(hosts)
   local_ssh_env(hosts)
   cl <- local_cluster("testhost2")
-  init <- ssh_host_init_pid("testhost2", hosts)
-  ns <- Sys.readlink(sprintf("/proc/%d/ns/pid", init))
-  pids <- as.integer(basename(Sys.glob("/proc/[0-9]*")))
-  sshd <- pids[vapply(pids, function(p) {
-    identical(Sys.readlink(sprintf("/proc/%d/ns/pid", p)), ns) &&
-      identical(tryCatch(readLines(sprintf("/proc/%d/comm", p), warn = FALSE), error = function(e) ""), "sshd")
-  }, logical(1))]
+  sshd <- ssh_host_sshd_pids("testhost2", hosts)
   tools::pskill(sshd, tools::SIGSTOP)
   withr::defer(tools::pskill(sshd, tools::SIGCONT))
   # A probe waiting on the frozen host (its timeout would be 60 s) ...

@@ -35,13 +35,9 @@ test_that("remote workers, busy or idle, die with a SIGKILLed master", {
   withr::defer(parallelly:::stop_all_children())
   expect_true(wait_for(function() file.exists(pidfile) && length(readLines(pidfile)) == 2L, timeout = 60))
   pids <- as.integer(readLines(pidfile))
-  on_host <- function() {
-    out <- remote_exec("testhost1", "for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null); case $c in R|Rscript) echo ${p#/proc/};; esac; done")
-    as.integer(out)
-  }
-  expect_true(all(pids %in% on_host()))
+  expect_true(all(pids %in% remote_r_pids("testhost1")))
   tools::pskill(master, tools::SIGKILL)
   t0 <- Sys.time()
-  expect_true(wait_for(function() !any(pids %in% on_host()), timeout = 15))
+  expect_true(wait_for(function() !any(pids %in% remote_r_pids("testhost1")), timeout = 15))
   message(sprintf("remote workers gone %.1f s after the master was killed", as.numeric(Sys.time() - t0, units = "secs")))
 })

@@ -1,12 +1,6 @@
 # Remote workers through the built-in SSH client, against real sshd test hosts on loopback
 # (each in its own PID namespace, so a remote PID means nothing locally).
 
-remote_pids <- function(host) {
-  # PIDs of R processes on a test host, seen from inside the host.
-  out <- remote_exec(host, "for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null); case $c in R|Rscript) echo ${p#/proc/};; esac; done")
-  as.integer(out)
-}
-
 test_that("the seed scenario works with a local and a remote worker", {
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)
@@ -21,14 +15,14 @@ test_that("the seed scenario works with a local and a remote worker", {
   expect_match(capture.output(print(cl[[2]])), "^RichSOCKnode of a socket cluster on remote host 'testhost1' with pid [0-9]+ ")
   expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
   pid <- node_pid(cl[[2]])
-  expect_true(pid %in% remote_pids("testhost1"))
+  expect_true(pid %in% remote_r_pids("testhost1"))
 
   # Kill the remote worker while it is busy.
   send_sleep(cl[[2]], 60)
   expect_true(isNodeAlive(cl[[2]]))
   expect_true(killNode(cl[[2]]))
   expect_true(wait_for(function() identical(isNodeAlive(cl[[2]]), FALSE), timeout = 10))
-  expect_false(pid %in% remote_pids("testhost1"))
+  expect_false(pid %in% remote_r_pids("testhost1"))
   expect_error(parallel::parLapply(cl, 1:8, sqrt))
   expect_output(print(cl), "1 node (#2) has a broken connection", fixed = TRUE)
 
@@ -50,11 +44,11 @@ test_that("the seed scenario works with a local and a remote worker", {
   expect_identical(isNodeAlive(cl), rep(TRUE, 5L))
   expect_equal(unlist(parallel::parLapply(cl, 1:10, sqrt)), sqrt(1:10))
   remote <- cluster_pids(cl)[c(2, 5)]
-  expect_true(all(remote %in% remote_pids("testhost1")))
+  expect_true(all(remote %in% remote_r_pids("testhost1")))
 
   # No worker is left on the remote host, and the connection is closed with the last node.
   parallel::stopCluster(cl)
-  expect_true(wait_for(function() !any(remote %in% remote_pids("testhost1")), timeout = 10))
+  expect_true(wait_for(function() !any(remote %in% remote_r_pids("testhost1")), timeout = 10))
   expect_identical(nrow(parallelly:::backend_ssh_connections()), 0L)
 })
 
@@ -71,7 +65,7 @@ test_that("sixteen workers start at once over one held connection", {
   expect_equal(unlist(parallel::parLapply(cl, 1:64, sqrt)), sqrt(1:64))
   pids <- cluster_pids(cl)
   parallel::stopCluster(cl)
-  expect_true(wait_for(function() !any(pids %in% remote_pids("testhost2")), timeout = 10))
+  expect_true(wait_for(function() !any(pids %in% remote_r_pids("testhost2")), timeout = 10))
 })
 
 test_that("a local process with the PID of a remote worker is never touched", {
@@ -210,13 +204,7 @@ test_that("a frozen host gives NA with a warning within the timeout, and works a
   local_ssh_env(hosts)
   cl <- local_cluster(c("testhost2", "localhost"))
   # Every sshd process of testhost2 (its listener and our session), seen from here.
-  init <- ssh_host_init_pid("testhost2", hosts)
-  ns <- Sys.readlink(sprintf("/proc/%d/ns/pid", init))
-  pids <- as.integer(basename(Sys.glob("/proc/[0-9]*")))
-  sshd <- pids[vapply(pids, function(p) {
-    identical(Sys.readlink(sprintf("/proc/%d/ns/pid", p)), ns) &&
-      identical(tryCatch(readLines(sprintf("/proc/%d/comm", p), warn = FALSE), error = function(e) ""), "sshd")
-  }, logical(1))]
+  sshd <- ssh_host_sshd_pids("testhost2", hosts)
   expect_gte(length(sshd), 2L)
   tools::pskill(sshd, tools::SIGSTOP)
   withr::defer(tools::pskill(sshd, tools::SIGCONT))
@@ -247,7 +235,7 @@ test_that("an explicit rshcmd uses that external SSH client, the reference's way
   expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
   pids <- cluster_pids(cl)
   parallel::stopCluster(cl)
-  expect_true(wait_for(function() !any(pids %in% remote_pids("testhost1")), timeout = 10))
+  expect_true(wait_for(function() !any(pids %in% remote_r_pids("testhost1")), timeout = 10))
   # A refused login fails at once (not after connectTimeout), with what the client said.
   config <- withr::local_tempfile()
   writeLines(c("Host wrongkey", "  HostName 127.0.0.2", paste("  Port", hosts$hosts$port[1]), "  User root",
