@@ -66,6 +66,12 @@ backend_forget_child <- function(pid) .Call(wrap__rs_forget_child, as_pid(pid)[1
 
 backend_child_count <- function() .Call(wrap__rs_child_count)
 
+# In a fork server (R/forkServer.R): fork a clean worker (its PID here, 0 in the child), and
+# how the forked workers ended (reaping them): list(state, status, signal, running).
+backend_fork_worker <- function() backend_value(.Call(wrap__rs_fork_worker))
+
+backend_forked_state <- function(pids) .Call(wrap__rs_forked_state, as_pid(pids))
+
 # TRUE if a TCP port can be bound and listened on now.
 backend_port_is_free <- function(port) {
   port <- suppressWarnings(as.integer(port))

@@ -86,6 +86,8 @@ stop_nodes <- function(cl) {
   pids <- integer(0)
   logs <- character(0)
   remote <- list()
+  forked <- list()
+  servers <- character(0)
   for (node in cl) {
     if (is.null(node)) next
     # A node relaunched by self-healing is stopped in its newest incarnation.
@@ -104,8 +106,13 @@ stop_nodes <- function(cl) {
     mark_node_ended(node)
     forget_node_state(node)
     id <- node_identity(node)
-    client <- attr(node, "process", exact = TRUE)$client_pid
-    if (isTRUE(id$local) || is.numeric(client)) {
+    process <- attr(node, "process", exact = TRUE)
+    client <- process$client_pid
+    if (is.character(process$fork_server)) servers <- c(servers, process$fork_server)
+    if (is.character(process$fork_server) && isTRUE(id$local)) {
+      # Forked by a fork server: not our child; known by PID and start time.
+      if (!killed) forked[[length(forked) + 1L]] <- id
+    } else if (isTRUE(id$local) || is.numeric(client)) {
       # Our own child processes: local workers, or the external SSH clients of remote ones.
       if (is.numeric(id$launcher_pid)) pids <- c(pids, id$launcher_pid)
       if (is.character(id$log)) logs <- c(logs, id$log)
@@ -120,10 +127,18 @@ stop_nodes <- function(cl) {
     wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = 5)
     terminate_processes(ours)
   }
+  if (length(forked) > 0L) {
+    fpids <- vapply(forked, `[[`, integer(1), "pid")
+    fstarts <- vapply(forked, function(id) as.numeric(id$start_time), numeric(1))
+    if (!wait_until(function() !any(backend_probe(fpids, fstarts) %in% TRUE), timeout = 5)) {
+      terminate_forked(fpids, fstarts)
+    }
+  }
   remove_logs(logs)
   for (group in split(remote, vapply(remote, function(r) r$id$ssh, character(1)))) {
     stop_remote_nodes(group)
   }
+  if (length(servers) > 0L) fork_servers_release(servers)
   invisible(NULL)
 }
 

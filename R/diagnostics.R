@@ -5,11 +5,21 @@
 # the control shell, the parent of the workers it started, for how they ended.
 
 # How a local worker ended, from its child handle: "exit status 1", "killed by signal 9
-# (SIGKILL) ...", or NA when it runs or is not a child of this session.
+# (SIGKILL) ...", or NA when it runs or is not a child of this session. A forked worker's
+# parent is its fork server, which is asked instead (local and remote alike).
 node_exit_causes <- function(nodes) {
   causes <- rep(NA_character_, length(nodes))
   ids <- lapply(nodes, node_identity)
-  local <- which(vapply(ids, function(id) isTRUE(id$local) && is.numeric(id$launcher_pid) && !is.na(id$launcher_pid), logical(1)))
+  servers <- vapply(nodes, function(node) {
+    key <- attr(node, "process", exact = TRUE)$fork_server
+    if (is.character(key)) key else NA_character_
+  }, character(1))
+  forked <- which(!is.na(servers) & !vapply(ids, function(id) is.na(id$pid), logical(1)))
+  for (idx in split(forked, servers[forked])) {
+    st <- fork_server_exit_states(servers[idx[1L]], vapply(ids[idx], `[[`, integer(1), "pid"))
+    for (k in seq_along(idx)) causes[idx[k]] <- exit_cause(st$state[k], st$status[k], st$signal[k])
+  }
+  local <- which(is.na(servers) & vapply(ids, function(id) isTRUE(id$local) && is.numeric(id$launcher_pid) && !is.na(id$launcher_pid), logical(1)))
   if (length(local) == 0L) return(causes)
   st <- backend_child_state(vapply(ids[local], `[[`, integer(1), "launcher_pid"))
   for (k in seq_along(local)) {
@@ -95,7 +105,7 @@ node_health <- function(nodes, timeout = 5) {
           if (!is.na(causes[k])) assign(key, causes[k], envir = .package$exit_causes)
           else causes[k] <- get0(key, envir = .package$exit_causes, inherits = FALSE, ifnotfound = NA_character_)
         }
-        res$exit[down] <- causes
+        res$exit[down] <- ifelse(is.na(causes), res$exit[down], causes)
       }
     }
   }

@@ -10,7 +10,7 @@
 
 # Launch one node from its options: sequential launch (with tries), manual or dryrun.
 launchNodePSOCK <- function(options, verbose = FALSE) {
-  if (identical(options$setup_strategy, "parallel") && (options$manual || options$dryrun)) {
+  if (options$setup_strategy %in% c("parallel", "fork") && (options$manual || options$dryrun)) {
     options$setup_strategy <- "sequential"
   }
   if (options$dryrun || options$manual) {
@@ -72,6 +72,8 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
   } else {
     external_launcher(first)
   }
+  # The fork server (if this host has none yet) starts before our socket opens: it uses the port too.
+  if (identical(first$setup_strategy, "fork") && !manual) launcher <- fork_launcher(launcher, first, port, verbose = verbose)
   server <- open_server_socket(port)
   launched <- data.frame(pid = rep(NA_integer_, n), start_time = NA_real_, token = NA_character_,
                          log = NA_character_, stringsAsFactors = FALSE)
@@ -154,6 +156,7 @@ new_node <- function(con, options, pid, launched, port, launcher) {
   process <- list(pid = pid, start_time = start_time, launcher_pid = launcher_pid,
                   log = launched$log, ssh = launcher$ssh_key)
   if (is.null(launcher$ssh_key) && launcher$remote) process$client_pid <- launcher_pid
+  process$fork_server <- launcher$fork_server
   process$key <- sprintf("%s/%d@%.0f", if (is.null(launcher$ssh_key)) "localhost" else launcher$ssh_key,
                          as.integer(pid), as.numeric(start_time))
   node <- list(con = con, host = options$worker, rank = options$rank)

@@ -93,7 +93,7 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
 # Which nodes start together: the parallel ones grouped by host (all local workers at once,
 # all workers of a remote host at once over its SSH connection); sequential ones one by one.
 setup_batches <- function(options) {
-  parallel <- vapply(options, function(o) identical(o$setup_strategy, "parallel"), logical(1))
+  parallel <- vapply(options, function(o) o$setup_strategy %in% c("parallel", "fork"), logical(1))
   host <- vapply(options, function(o) {
     if (isTRUE(attr(o$worker, "localhost"))) "" else paste(o$ssh$user, as.character(o$worker), o$ssh$port)
   }, character(1))

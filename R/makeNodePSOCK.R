@@ -52,7 +52,20 @@
 #' client.
 #' @param rank The index of the node.
 #' @param manual,dryrun,quiet Print the launch command instead of (or before) launching.
-#' @param setup_strategy "parallel" or "sequential".
+#' @param setup_strategy `"parallel"` starts all workers of a host at once, `"sequential"`
+#' one after the other. `"fork"` starts one R process per host (locally, or over the held
+#' SSH connection), the fork server, and forks every worker of that host from it: a worker
+#' then costs a fork and a connect instead of a fresh R session (32 local workers in about
+#' 0.45 s instead of 3 s here). Forked workers behave as fresh ones: their own PID,
+#' process group and R temporary directory, no `.Random.seed`, no inherited connections,
+#' parallelly not loaded; they die with the server, which dies with the master, and the
+#' server is stopped with the last worker it forked. What runs once in the server rather
+#' than in each worker: R's start-up, `rscript_startup`, and `rscript_libs`. Choose it for
+#' many workers, or workers that are started often; keep `"parallel"` when each worker
+#' must start its own R (e.g. `rscript_startup` code with side effects outside R, such as
+#' opening a file or a database connection, per worker). A host whose R library lacks a
+#' parallelly that can fork (an older version, or none) gets its workers the
+#' `"parallel"` way. Linux only.
 #' @param calls Add the call stack to the worker's command line.
 #' @param autoRestart How many times a node found dead when the cluster next sends it work is
 #' relaunched (same host, same options) before the work is sent; `TRUE` means 3. A host whose
@@ -214,16 +227,16 @@ resolve_node_options <- function(a) {
 
   setup_strategy <- a$setup_strategy
   if (!is.character(setup_strategy) || length(setup_strategy) < 1L) {
-    stop_arg("setup_strategy", "must be \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
+    stop_arg("setup_strategy", "must be \"parallel\", \"sequential\" or \"fork\": %s", deparse1(setup_strategy))
   }
   setup_strategy <- setup_strategy[1L]
-  if (!setup_strategy %in% c("parallel", "sequential")) {
-    stop_arg("setup_strategy", "must be \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
+  if (!setup_strategy %in% c("parallel", "sequential", "fork")) {
+    stop_arg("setup_strategy", "must be \"parallel\", \"sequential\" or \"fork\": %s", deparse1(setup_strategy))
   }
   # Parallel setup: all local workers at once, and all workers of a remote host at once
   # over its held SSH connection; never for manual or dry runs or an external SSH client.
   parallel_ok <- !opts$manual && !opts$dryrun && ((localhost && homogeneous) || (!localhost && builtin_ssh))
-  if (setup_strategy == "parallel" && !parallel_ok) setup_strategy <- "sequential"
+  if (setup_strategy %in% c("parallel", "fork") && !parallel_ok) setup_strategy <- "sequential"
   opts$setup_strategy <- setup_strategy
   opts$localMachine <- localhost
   opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)

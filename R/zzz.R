@@ -8,15 +8,21 @@
   register_cluster_types()
   .package$ssh_users <- new.env(parent = emptyenv())
   .package$exit_causes <- new.env(parent = emptyenv())  # remote: a shell tells only once
+  .package$fork_servers <- new.env(parent = emptyenv())  # see R/forkServer.R
+  .package$fork_refusals <- new.env(parent = emptyenv())
   apply_r_cmd_check_settings()  # R CMD check: sets R_PARALLELLY_* variables first
   update_package_options()      # R_PARALLELLY_* variables -> parallelly.* options
   parallelly_debug_setup()      # R_PARALLELLY_DEBUG -> option parallelly.debug
   # An environment whose finalizer runs when R exits.
   .package$exit_hook <- new.env(parent = emptyenv())
-  reg.finalizer(.package$exit_hook, function(e) stop_all_children(), onexit = TRUE)
+  # A forked worker inherits this hook: it must not act there (see R/forkServer.R).
+  reg.finalizer(.package$exit_hook, function(e) if (!isTRUE(.package$forked_child)) stop_all_children(), onexit = TRUE)
 }
 
 .onUnload <- function(libpath) {
+  # A forked worker unloads us right after the fork; it has no children of ours to stop,
+  # and the library stays mapped (the server's frames below it still point into it).
+  if (isTRUE(.package$forked_child)) return(invisible())
   stop_all_children()
   library.dynam.unload("parallelly", libpath)
 }

@@ -7,6 +7,7 @@ use extendr_api::prelude::*;
 
 mod children;
 mod error;
+mod fork;
 mod launch;
 mod ports;
 mod process;
@@ -372,6 +373,44 @@ fn rs_remote_parse(kind: &str, output: &str, pids: Vec<i32>, starts: Vec<f64>) -
     }
 }
 
+/// In a fork server: fork into a clean worker. The PID in the server, 0 in the child.
+#[extendr]
+fn rs_fork_worker() -> Robj {
+    match fork::fork_worker() {
+        Ok(pid) => Robj::from(pid as f64),
+        Err(e) => error_value(e),
+    }
+}
+
+/// In a fork server: how each forked PID ended, like rs_child_state(); reaps them.
+#[extendr]
+fn rs_forked_state(pids: Vec<i32>) -> Robj {
+    let wanted: Vec<u32> = pids.iter().map(|&p| pid_of(p).unwrap_or(0)).collect();
+    let statuses = fork::exit_statuses(&wanted);
+    let mut state = Vec::with_capacity(pids.len());
+    let mut status = Vec::with_capacity(pids.len());
+    let mut signal = Vec::with_capacity(pids.len());
+    for s in statuses {
+        let (st, code, sig) = match s.map(|s| s.map(fork::decode)) {
+            None => ("unknown", None, None),
+            Some(None) => ("running", None, None),
+            Some(Some((Some(c), _))) => ("exited", Some(c), None),
+            Some(Some((None, Some(k)))) => ("signalled", None, Some(k)),
+            Some(Some((None, None))) => ("gone", None, None),
+        };
+        state.push(st);
+        status.push(code);
+        signal.push(sig);
+    }
+    List::from_pairs(vec![
+        ("state", Robj::from(state)),
+        ("status", Robj::from(status)),
+        ("signal", Robj::from(signal)),
+        ("running", Robj::from(i32::try_from(fork::running()).unwrap_or(i32::MAX))),
+    ])
+    .into()
+}
+
 extendr_module! {
     mod parallelly;
     fn rs_launch;
@@ -385,6 +424,8 @@ extendr_module! {
     fn rs_usage;
     fn rs_child_count;
     fn rs_port_is_free;
+    fn rs_fork_worker;
+    fn rs_forked_state;
     fn rs_ssh_connect;
     fn rs_ssh_submit_script;
     fn rs_ssh_submit_forward;

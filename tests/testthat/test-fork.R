@@ -1,0 +1,170 @@
+# setup_strategy = "fork": workers forked by one fork server per host must behave as fresh
+# ones, and isNodeAlive()/killNode()/cloneNode()/stopCluster() must work on them.
+
+server_pid <- function(server) attr(server$node, "process")$pid
+
+fork_servers <- function() {
+  env <- parallelly:::.package$fork_servers
+  mget(ls(env), envir = env)
+}
+
+# What a worker can tell about itself that a fork could have inherited.
+worker_facts <- function(cl) {
+  parallel::clusterEvalQ(cl, list(
+    pid = Sys.getpid(),
+    ppid = as.integer(strsplit(sub("^.*\\) ", "", readLines(sprintf("/proc/%d/stat", Sys.getpid()))), " ")[[1]][2]),
+    tempdir = tempdir(),
+    tempdir_exists = dir.exists(tempdir()),
+    session_tmpdir = Sys.getenv("R_SESSION_TMPDIR"),
+    seed = exists(".Random.seed", envir = globalenv()),
+    random = runif(1),
+    connections = length(getAllConnections()),
+    parallelly = "parallelly" %in% loadedNamespaces(),
+    token = Sys.getenv("R_PARALLELLY_WORKER_TOKEN"),
+    system = system("exit 3") == 3L
+  ))
+}
+
+test_that("forked local workers behave as fresh ones", {
+  cl <- local_cluster(I(3), setup_strategy = "fork")
+  servers <- fork_servers()
+  expect_length(servers, 1L)
+  spid <- server_pid(servers[[1]])
+  facts <- worker_facts(cl)
+  pids <- vapply(facts, `[[`, integer(1), "pid")
+  expect_identical(pids, cluster_pids(cl))
+  expect_false(anyDuplicated(pids) > 0L)
+  expect_false(spid %in% pids)
+  # Children of the server, not of the master: what makes them forks.
+  expect_identical(vapply(facts, `[[`, integer(1), "ppid"), rep(spid, 3L))
+  tempdirs <- vapply(facts, `[[`, character(1), "tempdir")
+  expect_false(anyDuplicated(tempdirs) > 0L)
+  expect_true(all(vapply(facts, `[[`, logical(1), "tempdir_exists")))
+  expect_identical(vapply(facts, `[[`, character(1), "session_tmpdir"), tempdirs)
+  expect_false(any(vapply(facts, `[[`, logical(1), "seed")))
+  expect_false(anyDuplicated(vapply(facts, `[[`, numeric(1), "random")) > 0L)
+  # stdin, stdout, stderr and the connection to the master: nothing of the server's.
+  expect_identical(vapply(facts, `[[`, integer(1), "connections"), rep(4L, 3L))
+  expect_false(any(vapply(facts, `[[`, logical(1), "parallelly")))
+  expect_identical(vapply(facts, `[[`, character(1), "token"), rep("", 3L))
+  expect_true(all(vapply(facts, `[[`, logical(1), "system")))
+  expect_identical(vapply(cl, function(node) node$session_info$process$pid, integer(1)), pids)
+  expect_equal(unlist(parallel::parLapply(cl, 1:10, sqrt)), sqrt(1:10))
+
+  # A sibling's exit leaves the others' temporary directories (and the server's) alone.
+  parallel::stopCluster(cl[1])
+  expect_true(wait_for(function() !process_running(pids[1]), timeout = 10))
+  expect_false(dir.exists(tempdirs[1]))
+  expect_true(all(dir.exists(tempdirs[2:3])))
+  expect_identical(isNodeAlive(cl[2:3]), c(TRUE, TRUE))
+  expect_identical(unlist(parallel::clusterEvalQ(cl[2:3], dir.exists(tempdir()))), c(TRUE, TRUE))
+})
+
+test_that("isNodeAlive, killNode and cloneNode work on forked workers, busy or not", {
+  cl <- local_cluster(2, setup_strategy = "fork")
+  pids <- cluster_pids(cl)
+  expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
+  send_sleep(cl[[2]], 60)
+  expect_true(isNodeAlive(cl[[2]]))
+  expect_true(killNode(cl[[2]]))
+  expect_true(wait_for(function() identical(isNodeAlive(cl[[2]]), FALSE), timeout = 10))
+  expect_false(process_running(pids[2]))
+  # The server, the worker's parent, tells how it ended.
+  expect_identical(summary(cl)$exit[2], "killed by signal 15 (SIGTERM)")
+  expect_match(capture.output(print(cl[[2]])), "killed by signal 15 (SIGTERM)", fixed = TRUE)
+
+  # A clone of a forked node is forked again, by the same server.
+  spid <- server_pid(fork_servers()[[1]])
+  cl[[2]] <- cloneNode(cl[[2]])
+  expect_true(is.character(attr(cl[[2]], "process")$fork_server))
+  expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
+  expect_false(node_pid(cl[[2]]) %in% pids)
+  ppid <- parallel::clusterEvalQ(cl[2], as.integer(strsplit(sub("^.*\\) ", "", readLines(sprintf("/proc/%d/stat", Sys.getpid()))), " ")[[1]][2]))[[1]]
+  expect_identical(ppid, spid)
+  expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
+})
+
+test_that("stopCluster stops forked workers and then their server", {
+  before <- parallelly:::backend_child_count()
+  cl <- makeClusterPSOCK(I(3), setup_strategy = "fork")
+  spid <- server_pid(fork_servers()[[1]])
+  pids <- cluster_pids(cl)
+  send_sleep(cl[[1]], 60)  # busy: terminated after the grace period
+  parallel::stopCluster(cl)
+  expect_false(any(vapply(c(pids, spid), process_running, logical(1))))
+  expect_length(fork_servers(), 0L)
+  expect_identical(parallelly:::backend_running_children(), integer(0))
+  expect_lte(parallelly:::backend_child_count(), before + 1L)
+})
+
+test_that("the server stays while a worker it forked lives, and a new cluster reuses it", {
+  cl1 <- local_cluster(1, setup_strategy = "fork")
+  cl2 <- local_cluster(1, setup_strategy = "fork")
+  expect_length(fork_servers(), 1L)
+  parallel::stopCluster(cl1)
+  expect_length(fork_servers(), 1L)
+  expect_true(isNodeAlive(cl2[[1]]))
+  expect_equal(parallel::clusterEvalQ(cl2, 1 + 1)[[1]], 2)
+  parallel::stopCluster(cl2)
+  expect_length(fork_servers(), 0L)
+})
+
+test_that("a worker that cannot connect fails the setup with how it ended", {
+  # A forked worker whose startup fails (its outfile cannot be opened) exits at once.
+  err <- expect_error(
+    makeClusterPSOCK(1, setup_strategy = "fork", outfile = "/nonexistent/dir/worker.log", connectTimeout = 20),
+    class = "PSOCKConnectionError"
+  )
+  expect_match(conditionMessage(err), "exited with status 1")
+  parallelly:::stop_all_children()
+  for (s in fork_servers()) parallelly:::fork_server_drop(s)
+})
+
+test_that("setup_strategy = 'fork' is validated and falls back where it cannot apply", {
+  expect_error(makeNodePSOCK("localhost", port = 11000L, setup_strategy = "forked", action = "options"),
+               "setup_strategy")
+  opts <- makeNodePSOCK("localhost", port = 11000L, setup_strategy = "fork", manual = TRUE,
+                        dryrun = TRUE, action = "options")
+  expect_identical(opts$setup_strategy, "sequential")
+})
+
+test_that("forked workers run futures", {
+  skip_if_not_installed("future")
+  cl <- local_cluster(2, setup_strategy = "fork")
+  oplan <- future::plan(future::cluster, workers = cl)
+  on.exit(future::plan(oplan), add = TRUE)
+  f <- future::future(Sys.getpid())
+  expect_true(future::value(f) %in% cluster_pids(cl))
+  expect_equal(future.apply::future_sapply(1:6, function(i) i^2), (1:6)^2)
+})
+
+test_that("forked remote workers behave as fresh ones and can be killed and cloned", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  cl <- local_cluster(rep("testhost1", 3), setup_strategy = "fork")
+  facts <- worker_facts(cl)
+  pids <- vapply(facts, `[[`, integer(1), "pid")
+  expect_identical(pids, cluster_pids(cl))
+  expect_true(all(pids %in% remote_r_pids("testhost1")))
+  ppids <- unique(vapply(facts, `[[`, integer(1), "ppid"))
+  expect_length(ppids, 1L)
+  expect_false(ppids %in% pids)
+  expect_false(anyDuplicated(vapply(facts, `[[`, character(1), "tempdir")) > 0L)
+  expect_false(any(vapply(facts, `[[`, logical(1), "seed")))
+  expect_false(any(vapply(facts, `[[`, logical(1), "parallelly")))
+  expect_identical(isNodeAlive(cl), rep(TRUE, 3L))
+
+  send_sleep(cl[[2]], 60)
+  expect_true(killNode(cl[[2]]))
+  expect_true(wait_for(function() identical(isNodeAlive(cl[[2]]), FALSE), timeout = 10))
+  # Its parent, the server, tells how it ended (and reaps it then).
+  expect_identical(summary(cl)$exit[2], "killed by signal 15 (SIGTERM)")
+  expect_false(pids[2] %in% remote_r_pids("testhost1"))
+  cl[[2]] <- cloneNode(cl[[2]])
+  expect_identical(isNodeAlive(cl), rep(TRUE, 3L))
+  expect_equal(unlist(parallel::parLapply(cl, 1:6, sqrt)), sqrt(1:6))
+  all_pids <- c(pids, cluster_pids(cl))
+  parallel::stopCluster(cl)
+  expect_true(wait_for(function() !any(all_pids %in% remote_r_pids("testhost1")), timeout = 10))
+  expect_true(wait_for(function() length(remote_r_pids("testhost1")) == 0L, timeout = 10))
+})
