@@ -88,7 +88,8 @@
 #' These set the defaults of arguments of [makeClusterPSOCK()] and [makeNodePSOCK()].
 #' \describe{
 #'   \item{`parallelly.makeNodePSOCK.setup_strategy` (env)}{`"parallel"` (default) starts
-#'     all workers of a host at once; `"sequential"` starts them one after the other.}
+#'     all workers of a host at once; `"sequential"` starts them one after the other;
+#'     `"fork"` forks them from one R process per host (see [makeNodePSOCK()]).}
 #'   \item{`parallelly.makeNodePSOCK.validate` (env)}{If `TRUE` (default), the session
 #'     information of each worker is collected after setup.}
 #'   \item{`parallelly.makeNodePSOCK.connectTimeout` (env)}{Seconds to wait for the workers

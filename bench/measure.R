@@ -1,7 +1,8 @@
 # One measurement in a fresh R process, so that our package and the reference package
 # (same name, another library) never meet in one session. Prints one number (seconds, or
 # bytes for "memory"), or NA when the implementation cannot do it.
-#   Rscript bench/measure.R <ours|base|reference> <measure> <n>
+#   Rscript bench/measure.R <ours|fork|base|reference> <measure> <n>
+# "fork" is our package with setup_strategy = "fork" (workers forked by a fork server).
 args <- commandArgs(TRUE)
 impl <- args[1]
 what <- args[2]
@@ -9,7 +10,11 @@ n <- as.integer(args[3])
 if (impl == "reference") .libPaths(c(Sys.getenv("BENCH_REFERENCE_LIB"), .libPaths()))
 if (impl != "base") suppressPackageStartupMessages(library(parallelly))
 if (impl != "base" && impl == "reference" && packageVersion("parallelly") >= "2.0.0") stop("reference library holds our package")
-if (impl == "ours" && packageVersion("parallelly") < "2.0.0") stop("our package is not first on the library path")
+if (impl %in% c("ours", "fork") && packageVersion("parallelly") < "2.0.0") stop("our package is not first on the library path")
+if (impl == "fork") {
+  options(parallelly.makeNodePSOCK.setup_strategy = "fork")
+  impl <- "ours"
+}
 
 config <- Sys.getenv("BENCH_SSH_CONFIG")
 host <- Sys.getenv("BENCH_SSH_HOST", "testhost1")

@@ -19,7 +19,9 @@ reference_lib <- Sys.getenv("BENCH_REFERENCE_LIB", "/usr/lib/R/site-library")
 has_reference <- file.exists(file.path(reference_lib, "parallelly", "DESCRIPTION")) &&
   !grepl("^2\\.", read.dcf(file.path(reference_lib, "parallelly", "DESCRIPTION"), "Version"))
 Sys.setenv(BENCH_REFERENCE_LIB = reference_lib)
-impls <- c("ours", "base", if (has_reference) "reference")
+impls <- c("ours", "fork", "base", if (has_reference) "reference")
+# Where the fork server makes a difference: starting workers.
+fork_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local")
 
 # SSH test hosts for the remote cases (root with sshd only).
 remote <- !quick && identical(Sys.info()[["effective_user"]], "root") && file.exists("/usr/sbin/sshd")
@@ -54,7 +56,7 @@ results <- list()
 for (i in seq_len(nrow(cases))) {
   for (rep in seq_len(reps)) {
     for (impl in impls) {
-      value <- run_one(impl, cases$measure[i], cases$n[i])
+      value <- if (impl == "fork" && !cases$measure[i] %in% fork_measures) NA_real_ else run_one(impl, cases$measure[i], cases$n[i])
       results[[length(results) + 1L]] <- data.frame(measure = cases$measure[i], n = cases$n[i], impl = impl,
                                                     rep = rep, value = value)
     }
@@ -75,8 +77,13 @@ table <- do.call(rbind, lapply(split(results, list(results$measure, results$n), 
   med <- function(impl) median(d$value[d$impl == impl], na.rm = TRUE)
   row <- data.frame(measure = d$measure[1], n = d$n[1])
   for (impl in impls) row[[impl]] <- fmt(d$value[d$impl == impl], d$measure[1])
-  row[["ours/base"]] <- sprintf("%.2f", med("ours") / med("base"))
-  if (has_reference) row[["ours/reference"]] <- sprintf("%.3f", med("ours") / med("reference"))
+  ratio <- function(a, b) if (is.na(med(a)) || is.na(med(b))) "-" else sprintf("%.3f", med(a) / med(b))
+  row[["ours/base"]] <- ratio("ours", "base")
+  row[["fork/base"]] <- ratio("fork", "base")
+  if (has_reference) {
+    row[["ours/reference"]] <- ratio("ours", "reference")
+    row[["fork/reference"]] <- ratio("fork", "reference")
+  }
   row
 }))
 table <- table[order(table$measure, table$n), ]
@@ -94,7 +101,7 @@ if (nrow(setup) > 0L && !quick) {
   meds <- aggregate(value ~ impl + n, data = setup, FUN = median)
   plot(NA, xlim = range(meds$n), ylim = c(0, max(meds$value)), log = "", xlab = "local workers (n)",
        ylab = "setup time (s, median)", main = "makeClusterPSOCK() setup time")
-  cols <- c(ours = "firebrick", base = "grey30", reference = "steelblue")
+  cols <- c(ours = "firebrick", fork = "darkorange", base = "grey30", reference = "steelblue")
   for (impl in unique(meds$impl)) {
     d <- meds[meds$impl == impl, ]
     lines(d$n, d$value, type = "b", col = cols[[impl]], pch = 19, lwd = 2)
