@@ -66,6 +66,11 @@ backend_forget_child <- function(pid) .Call(wrap__rs_forget_child, as_pid(pid)[1
 
 backend_child_count <- function() .Call(wrap__rs_child_count)
 
+# Make the socket R listens on at `port` accept connections from this machine only.
+backend_rebind_loopback <- function(port) {
+  backend_value(.Call(wrap__rs_rebind_loopback, as.integer(port)[1L]))
+}
+
 # In a fork server (R/forkServer.R): fork a clean worker (its PID here, 0 in the child), and
 # how the forked workers ended (reaping them): list(state, status, signal, running).
 backend_fork_worker <- function() backend_value(.Call(wrap__rs_fork_worker))

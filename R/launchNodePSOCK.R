@@ -50,12 +50,36 @@ new_token <- function() {
   paste(as.character(readBin(con, what = "raw", n = 16L)), collapse = "")
 }
 
-open_server_socket <- function(port) {
-  tryCatch(serverSocket(port), error = function(e) {
+# The master's listening socket. R's serverSocket() binds every interface; with
+# `loopback`, the backend re-binds it to 127.0.0.1 so that only this machine can connect
+# (should that fail, the socket is opened again on every interface).
+open_server_socket <- function(port, loopback = FALSE) {
+  open <- function() tryCatch(serverSocket(port), error = function(e) {
     stopf("Port",
       "Cannot listen on port %d (argument 'port'): %s. The port is probably used by another process; choose another port, or use port = \"random\".",
       port, conditionMessage(e), fields = list(port = port))
   })
+  server <- open()
+  if (loopback) {
+    ok <- tryCatch(backend_rebind_loopback(port), error = function(e) {
+      mdebug("Could not listen on 127.0.0.1 only (%s); listening on all interfaces", conditionMessage(e))
+      FALSE
+    })
+    if (!isTRUE(ok)) {
+      close(server)
+      server <- open()
+    }
+  }
+  server
+}
+
+# Whether every worker of `options_list` reaches the master from this machine: local
+# workers told to connect to localhost, or remote ones through a reverse tunnel (whose far
+# end connects to 127.0.0.1).
+workers_connect_locally <- function(options_list) {
+  all(vapply(options_list, function(o) {
+    o$master %in% c("localhost", "127.0.0.1") && (isTRUE(attr(o$worker, "localhost")) || isTRUE(o$revtunnel))
+  }, logical(1)))
 }
 
 # Start the workers of `options_list` (all on one host, all with the same port) and return
@@ -74,7 +98,7 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
   }
   # The fork server (if this host has none yet) starts before our socket opens: it uses the port too.
   if (identical(first$setup_strategy, "fork") && !manual) launcher <- fork_launcher(launcher, first, port, verbose = verbose)
-  server <- open_server_socket(port)
+  server <- open_server_socket(port, loopback = workers_connect_locally(options_list))
   launched <- data.frame(pid = rep(NA_integer_, n), start_time = NA_real_, token = NA_character_,
                          log = NA_character_, stringsAsFactors = FALSE)
   nodes <- vector("list", n)

@@ -31,3 +31,51 @@ test_that("a stranger connecting first is not taken for a worker", {
   expect_true(all(pids %in% parallelly:::backend_running_children()))
   expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
 })
+
+# Listening sockets on `port` from /proc/net/tcp: their local addresses ("127.0.0.1", ...).
+listening_addresses <- function(port) {
+  lines <- readLines("/proc/net/tcp")[-1L]
+  fields <- strsplit(trimws(lines), "[[:space:]]+")
+  local <- vapply(fields, `[`, "", 2L)
+  state <- vapply(fields, `[`, "", 4L)
+  hex <- sub(":.*$", "", local[state == "0A" & strtoi(sub("^.*:", "", local), 16L) == port])
+  vapply(hex, function(h) paste(rev(strtoi(substring(h, c(1, 3, 5, 7), c(2, 4, 6, 8)), 16L)), collapse = "."), "")
+}
+
+test_that("the master listens on 127.0.0.1 only when every worker connects from this machine", {
+  port <- freePort("random")
+  server <- parallelly:::open_server_socket(port, loopback = TRUE)
+  on.exit(close(server), add = TRUE)
+  expect_identical(unname(listening_addresses(port)), "127.0.0.1")
+  # 127.0.0.2 is this machine too, but not the loopback address the socket is bound to.
+  expect_error(suppressWarnings(socketConnection("127.0.0.2", port, blocking = TRUE, open = "a+b", timeout = 2)))
+  client <- socketConnection("127.0.0.1", port, blocking = TRUE, open = "a+b", timeout = 2)
+  on.exit(close(client), add = TRUE)
+  accepted <- socketAccept(server, blocking = TRUE, open = "a+b", timeout = 2)
+  on.exit(close(accepted), add = TRUE)
+  serialize("hello", client)
+  expect_identical(unserialize(accepted), "hello")
+})
+
+test_that("during a local setup, the port is reachable from loopback only", {
+  port <- freePort("random")
+  pidfile <- withr::local_tempfile()
+  script <- withr::local_tempfile(fileext = ".R")
+  # A master whose worker takes 3 s to start: the setup is under way while we look.
+  writeLines(c("library(parallelly)",
+               sprintf("cl <- makeClusterPSOCK(1, port = %d, rscript_startup = 'Sys.sleep(3)')", port),
+               sprintf("writeLines('done', %s)", deparse1(pidfile)),
+               "parallel::stopCluster(cl)"), script)
+  master <- parallelly:::backend_launch(file.path(R.home("bin"), "Rscript"), script)$pid
+  withr::defer(parallelly:::stop_all_children())
+  expect_true(wait_for(function() length(listening_addresses(port)) > 0L, timeout = 30))
+  expect_identical(unname(listening_addresses(port)), "127.0.0.1")
+  expect_true(wait_for(function() file.exists(pidfile), timeout = 60))
+})
+
+test_that("a local worker told to connect to another address still can", {
+  # master = 127.0.0.2: not loopback-only, so the socket listens on every interface.
+  cl <- local_cluster(1, master = "127.0.0.2")
+  expect_identical(isNodeAlive(cl), TRUE)
+  expect_equal(parallel::clusterEvalQ(cl, 1 + 1)[[1]], 2)
+})

@@ -9,6 +9,7 @@ mod children;
 mod error;
 mod fork;
 mod launch;
+mod loopback;
 mod ports;
 mod process;
 mod ssh;
@@ -373,6 +374,19 @@ fn rs_remote_parse(kind: &str, output: &str, pids: Vec<i32>, starts: Vec<f64>) -
     }
 }
 
+/// Re-bind the socket this process listens on at `port` to 127.0.0.1 only (same
+/// descriptor, so R's server connection keeps working). TRUE, or an error.
+#[extendr]
+fn rs_rebind_loopback(port: i32) -> Robj {
+    let Ok(port) = u16::try_from(port) else {
+        return error_value(Error::new(error::Kind::InvalidArgument, format!("invalid port {}", port)));
+    };
+    match loopback::rebind_to_loopback(port) {
+        Ok(()) => Robj::from(true),
+        Err(e) => error_value(e),
+    }
+}
+
 /// In a fork server: fork into a clean worker. The PID in the server, 0 in the child.
 #[extendr]
 fn rs_fork_worker() -> Robj {
@@ -425,6 +439,7 @@ extendr_module! {
     fn rs_child_count;
     fn rs_port_is_free;
     fn rs_fork_worker;
+    fn rs_rebind_loopback;
     fn rs_forked_state;
     fn rs_ssh_connect;
     fn rs_ssh_submit_script;
