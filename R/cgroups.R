@@ -118,13 +118,19 @@ getCGroups2CpuMax <- function(root = cgroups_root()) {
   quota / period
 }
 
-## "0-3,6,8-9" -> c(0:3, 6, 8:9); invalid parts are dropped
+## "0-3,6,8-9" -> c(0:3, 6, 8:9); invalid parts are dropped: not numbers, reversed
+## ranges, and ids beyond any real machine (Linux allows at most 8192 CPUs), which would
+## otherwise overflow as.integer() or make a huge sequence.
 parse_cpu_list <- function(value) {
+  max_cpu_id <- 65535
   parts <- trimws(strsplit(value, split = ",", fixed = TRUE)[[1]])
-  parts <- parts[grepl("^[0-9]+(-[0-9]+)?$", parts)]
+  parts <- parts[grepl("^[0-9]{1,9}(-[0-9]{1,9})?$", parts)]
   ids <- lapply(parts, function(part) {
-    range <- as.integer(strsplit(part, split = "-", fixed = TRUE)[[1]])
-    if (length(range) == 1L) range else seq(range[1], range[2])
+    range <- as.numeric(strsplit(part, split = "-", fixed = TRUE)[[1]])
+    if (any(range > max_cpu_id)) return(integer(0L))
+    if (length(range) == 1L) return(as.integer(range))
+    if (range[2] < range[1]) return(integer(0L))
+    seq.int(as.integer(range[1]), as.integer(range[2]))
   })
   unique(as.integer(unlist(ids)))
 }
