@@ -69,9 +69,9 @@ node_xdr <- function(node) !inherits(node, "SOCK0node")
 # <- submit() <- dynamicClusterApply() for a load-balanced call (tests pin this down). Results
 # of a load-balanced call are read by recvOneData() of the *cluster*, which counts only for
 # a RichSOCKcluster, so other clusters' load-balanced calls are not counted.
-bulk_call_frame <- function() {
+bulk_call_frame <- function(extra = 0L) {
   bulk <- .package$bulk_functions
-  top <- sys.nframe()
+  top <- sys.nframe() - extra
   if (top <= 6L) return(NULL)
   fun <- sys.function(top - 5L)
   if (identical(fun, bulk$clusterCall) || identical(fun, bulk$staticClusterApply)) return(sys.frame(top - 5L))
@@ -84,24 +84,40 @@ bulk_call_frame <- function() {
 
 sendData.RichSOCKnode <- function(node, data) {
   state <- node_state(node)
-  healing <- isTRUE(state$healing)
-  cur <- if (healing) current_node(node) else node
-  exec <- identical(data$type, "EXEC")
-  if (healing && exec && node_broken(cur)) cur <- relaunch(node, cur)
-  frame <- if (exec) bulk_call_frame()
-  if (!is.null(frame)) {
-    if (healing) state <- node_state(cur)
-    if (!is.null(state)) {
-      if (!identical(state$call, frame)) {
-        # A new call: whatever the previous one did not read is stale.
-        state$discard <- state$discard + state$owed
-        state$owed <- 0L
-        state$call <- frame
-      }
-      state$owed <- state$owed + 1L
-    }
+  if (isTRUE(state$healing)) return(send_healing(node, data, state))
+  # The common path, kept short: it runs for every task.
+  if (!is.null(state) && identical(data$type, "EXEC")) {
+    frame <- bulk_call_frame()  # here, not as an argument: the frame count must be exact
+    if (!is.null(frame)) count_owed(state, frame)
   }
-  if (healing && exec) {
+  serialize(data, node$con, xdr = node_xdr(node))
+  invisible(NULL)
+}
+
+# One more result owed to the bulk call `frame`: whatever an earlier call did not
+# read is stale from now on.
+count_owed <- function(state, frame) {
+  if (!identical(state$call, frame)) {
+    state$discard <- state$discard + state$owed
+    state$owed <- 0L
+    state$call <- frame
+  }
+  state$owed <- state$owed + 1L
+  invisible()
+}
+
+# sendData() with self-healing: a broken node is relaunched before the task is sent, and
+# the task is remembered so that it can be sent again should the worker die with it.
+send_healing <- function(node, data, state) {
+  cur <- current_node(node)
+  exec <- identical(data$type, "EXEC")
+  if (exec && node_broken(cur)) cur <- relaunch(node, cur)
+  frame <- if (exec) bulk_call_frame(extra = 1L)
+  if (!is.null(frame)) {
+    state <- node_state(cur)
+    if (!is.null(state)) count_owed(state, frame)
+  }
+  if (exec) {
     l <- lineage(node)
     l$task <- data
     l$where <- task_position(frame, data)
@@ -110,7 +126,6 @@ sendData.RichSOCKnode <- function(node, data) {
   }
   sent <- tryCatch({ serialize(data, cur$con, xdr = node_xdr(cur)); TRUE }, error = function(e) e)
   if (!isTRUE(sent)) {
-    if (!healing) stop(sent)
     cur <- relaunch(node, cur)
     serialize(data, cur$con, xdr = node_xdr(cur))
   }
