@@ -112,6 +112,7 @@ stop_nodes <- function(cl) {
     if (is.character(process$fork_server) && isTRUE(id$local)) {
       # Forked by a fork server: not our child; known by PID and start time.
       if (!killed) forked[[length(forked) + 1L]] <- id
+      if (is.character(id$log)) logs <- c(logs, id$log)
     } else if (isTRUE(id$local) || is.numeric(client)) {
       # Our own child processes: local workers, or the external SSH clients of remote ones.
       if (is.numeric(id$launcher_pid)) pids <- c(pids, id$launcher_pid)

@@ -157,8 +157,15 @@ fork_launcher <- function(base, opts, port, verbose = FALSE) {
     }
     requests <- lapply(seq_along(options_list), function(i) {
       o <- options_list[[i]]
-      # Output that would go to /dev/null goes where the server's goes (captured, or its log).
-      out <- if (is.null(o$outfile) || identical(o$outfile, "/dev/null")) "" else o$outfile
+      # Output that would go to /dev/null goes to a log of ours instead, removed with the
+      # node, so that a worker's death can be explained with what it said last.
+      out <- if (is.null(o$outfile)) "" else o$outfile
+      if (identical(out, "/dev/null")) {
+        out <- if (server$local) tempfile("parallelly-worker-", fileext = ".log") else {
+          sprintf("/tmp/parallelly-worker-%s.log", substr(launched$token[i], 1L, 16L))
+        }
+        launched$log[i] <<- out
+      }
       list(token = launched$token[i], master = o$master, port = worker_port, timeout = o$timeout,
            setup_timeout = o$connectTimeout, xdr = isTRUE(o$useXDR), outfile = out)
     })
@@ -181,6 +188,7 @@ fork_launcher <- function(base, opts, port, verbose = FALSE) {
     launcher$stop <- function(launched) {
       ok <- !is.na(launched$pid)
       terminate_forked(launched$pid[ok], launched$start_time[ok])
+      remove_logs(launched$log)
     }
   }
   launcher

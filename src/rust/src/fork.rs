@@ -7,11 +7,17 @@
 //! the child, see forget_temp_dir()), stdin from
 //! /dev/null, default SIGCHLD (so that `system()` works), and a parent-death signal so that
 //! it dies with the server, which itself dies with the master.
+//!
+//! The server reaps its children on a thread of its own (its R thread sits in a blocking
+//! read), so that an exited worker does not linger as a zombie. The bookkeeping shared with
+//! that thread is a table of atomics, not a lock: a fork can happen while the thread is
+//! busy, and a child must never inherit a held lock.
 
-use std::collections::HashMap;
 use std::ffi::CStr;
 use std::os::raw::c_char;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
+use std::time::Duration;
 
 use crate::error::{Error, Kind, Result};
 
@@ -20,8 +26,14 @@ extern "C" {
     static mut R_TempDir: *mut c_char;
 }
 
-/// Children forked by this process: PID -> wait status once reaped (None while running).
-static FORKED: Mutex<Option<HashMap<u32, Option<i32>>>> = Mutex::new(None);
+/// Children forked by this process: a PID (0: free slot) and its wait status (RUNNING
+/// until reaped). When the table is full, the oldest reaped entry is reused.
+const SLOTS: usize = 1024;
+const RUNNING: i32 = i32::MIN;
+static PIDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+static STATUSES: [AtomicI32; SLOTS] = [const { AtomicI32::new(RUNNING) }; SLOTS];
+static NEXT: AtomicI32 = AtomicI32::new(0);
+static REAPER: Once = Once::new();
 
 /// Fork. Returns the child's PID in the server, and 0 in the child, which is ready to run
 /// a worker by then.
@@ -37,11 +49,46 @@ pub fn fork_worker() -> Result<u32> {
         become_fresh_worker(parent);
         return Ok(0);
     }
-    let pid = pid as u32;
-    if let Ok(mut map) = FORKED.lock() {
-        map.get_or_insert_with(HashMap::new).insert(pid, None);
+    remember(pid);
+    REAPER.call_once(|| {
+        let _ = std::thread::Builder::new().name("parallelly-reaper".into()).spawn(|| loop {
+            reap();
+            std::thread::sleep(Duration::from_millis(100));
+        });
+    });
+    Ok(pid as u32)
+}
+
+fn remember(pid: i32) {
+    // A reused PID: the entry of the earlier child of that PID goes.
+    for i in 0..SLOTS {
+        if PIDS[i].load(Ordering::Acquire) == pid {
+            PIDS[i].store(0, Ordering::Release);
+        }
     }
-    Ok(pid)
+    // A free slot, else the next reaped one in turn (never one still running).
+    for _ in 0..2 * SLOTS {
+        let i = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % SLOTS;
+        let old = PIDS[i].load(Ordering::Acquire);
+        if old == 0 || STATUSES[i].load(Ordering::Acquire) != RUNNING {
+            STATUSES[i].store(RUNNING, Ordering::Release);
+            PIDS[i].store(pid, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// Reap the children that have exited (each only by its own PID: others are not ours).
+fn reap() {
+    for i in 0..SLOTS {
+        let pid = PIDS[i].load(Ordering::Acquire);
+        if pid > 0 && STATUSES[i].load(Ordering::Acquire) == RUNNING {
+            let mut wstatus: libc::c_int = 0;
+            if unsafe { libc::waitpid(pid, &mut wstatus, libc::WNOHANG) } == pid {
+                STATUSES[i].store(wstatus, Ordering::Release);
+            }
+        }
+    }
 }
 
 /// In the child, before any R code runs again. Failures here end the child at once: a
@@ -62,9 +109,10 @@ fn become_fresh_worker(parent: libc::pid_t) {
             libc::close(fd);
         }
     }
-    // Nothing of the server's bookkeeping belongs to the child.
-    if let Ok(mut map) = FORKED.lock() {
-        *map = None;
+    // Nothing of the server's bookkeeping belongs to the child (and no reaper runs here).
+    for i in 0..SLOTS {
+        PIDS[i].store(0, Ordering::Relaxed);
+        STATUSES[i].store(RUNNING, Ordering::Relaxed);
     }
     forget_temp_dir();
 }
@@ -78,27 +126,24 @@ fn forget_temp_dir() {
     unsafe { R_TempDir = GONE.as_ptr() as *mut c_char };
 }
 
-/// Reap the children that have exited and return the wait status of each of `pids`:
-/// None if it is not one of ours, Some(None) while it runs, Some(Some(status)) once it exited.
+/// The wait status of each of `pids` (reaping first): None if it is not one of ours,
+/// Some(None) while it runs, Some(Some(status)) once it exited.
 pub fn exit_statuses(pids: &[u32]) -> Vec<Option<Option<i32>>> {
-    let Ok(mut guard) = FORKED.lock() else { return vec![None; pids.len()] };
-    let map = guard.get_or_insert_with(HashMap::new);
-    for (pid, status) in map.iter_mut() {
-        if status.is_none() {
-            let mut wstatus: libc::c_int = 0;
-            let r = unsafe { libc::waitpid(*pid as libc::pid_t, &mut wstatus, libc::WNOHANG) };
-            if r == *pid as libc::pid_t {
-                *status = Some(wstatus);
-            }
-        }
-    }
-    pids.iter().map(|p| map.get(p).copied()).collect()
+    reap();
+    pids.iter()
+        .map(|&p| {
+            let p = i32::try_from(p).ok()?;
+            let i = (0..SLOTS).find(|&i| p > 0 && PIDS[i].load(Ordering::Acquire) == p)?;
+            let status = STATUSES[i].load(Ordering::Acquire);
+            Some(if status == RUNNING { None } else { Some(status) })
+        })
+        .collect()
 }
 
 /// Children forked by this process that have not been seen to exit.
 pub fn running() -> usize {
-    exit_statuses(&[]);
-    FORKED.lock().ok().and_then(|g| g.as_ref().map(|m| m.values().filter(|s| s.is_none()).count())).unwrap_or(0)
+    reap();
+    (0..SLOTS).filter(|&i| PIDS[i].load(Ordering::Acquire) > 0 && STATUSES[i].load(Ordering::Acquire) == RUNNING).count()
 }
 
 /// Decode a wait status: (exit code, signal).
