@@ -54,3 +54,21 @@ test_that("mixed local and remote create/use/stop cycles leak nothing", {
   }
   expect_true(settled(before), info = paste(capture.output(str(list(before = before, after = resources()))), collapse = "\n"))
 })
+
+test_that("fork-server cycles (local and remote) leak nothing, and no server outlives its workers", {
+  withr::local_envvar(R_PARALLELLY_EXITED_CHILDREN_KEPT = "0")
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  workers <- c("localhost", "localhost", "testhost1", "testhost1")
+  cl <- makeClusterPSOCK(workers, setup_strategy = "fork"); parallel::stopCluster(cl)
+  before <- resources()
+  for (i in seq_len(max(2L, cycles %/% 2L))) {
+    cl <- makeClusterPSOCK(workers, setup_strategy = "fork")
+    expect_equal(unlist(parallel::parLapply(cl, 1:8, sqrt)), sqrt(1:8))
+    if (i %% 2 == 0) { killNode(cl[c(1, 3)]); cl[c(1, 3)] <- cloneNode(cl[c(1, 3)]) }
+    parallel::stopCluster(cl)
+  }
+  expect_length(ls(parallelly:::.package$fork_servers), 0L)
+  expect_true(wait_for(function() length(remote_r_pids("testhost1")) == 0L, timeout = 10))
+  expect_true(settled(before), info = paste(capture.output(str(list(before = before, after = resources()))), collapse = "\n"))
+})
