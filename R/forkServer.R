@@ -56,6 +56,17 @@ fork_server_alive <- function(server) {
   isTRUE(isConnectionValid(con)) && !isFALSE(probe_nodes(list(server$node), timeout = 5))
 }
 
+# A server that can no longer be asked: out of the registry (a new one takes its place for
+# new workers), kept aside until the workers it forked are gone.
+fork_server_retire <- function(server) {
+  current <- get0(server$key, envir = .package$fork_servers, inherits = FALSE)
+  if (!is.null(current) && identical(node_key(current$node), node_key(server$node))) {
+    server <- current  # with its list of children
+    rm(list = server$key, envir = .package$fork_servers)
+  }
+  assign(node_key(server$node), server, envir = .package$retired_fork_servers)
+}
+
 fork_server_drop <- function(server) {
   if (exists(server$key, envir = .package$fork_servers, inherits = FALSE)) {
     rm(list = server$key, envir = .package$fork_servers)
@@ -75,9 +86,16 @@ fork_server_dispatch <- function(what, args) {
 environment(fork_server_dispatch) <- baseenv()
 
 # Send one request to a server and wait (interruptibly, at most `timeout` seconds) for the
-# answer. A server that fails to answer is dropped: its workers keep running.
-fork_server_call <- function(server, what, args, timeout = 30) {
+# answer. A server that does not answer (or is interrupted while it should) can no longer
+# be talked to -- a late answer would be read by the next request: it is stopped with its
+# workers (`on_failure = "stop"`, for fork requests, whose workers may be half made), or
+# retired (`"retire"`: no new work, stopped once its workers are gone).
+fork_server_call <- function(server, what, args, timeout = 30, on_failure = c("stop", "retire")) {
+  on_failure <- match.arg(on_failure)
   con <- server$node$con
+  answered <- FALSE
+  give_up <- function() if (on_failure == "stop") fork_server_drop(server) else fork_server_retire(server)
+  on.exit(if (!answered) try(give_up(), silent = TRUE))
   msg <- list(type = "EXEC", data = list(fun = fork_server_dispatch, args = list(what, args),
                                          return = TRUE, tag = NULL), tag = NULL)
   answer <- tryCatch({
@@ -92,8 +110,9 @@ fork_server_call <- function(server, what, args, timeout = 30) {
     }
     unserialize(con)
   }, error = function(e) e)
+  answered <- TRUE
   if (inherits(answer, "error") || !isTRUE(answer$success)) {
-    fork_server_drop(server)
+    give_up()
     reason <- if (inherits(answer, "error")) conditionMessage(answer) else as.character(answer$value)
     stopf("Launch", "The fork server on host '%s' failed (%s). Use setup_strategy = \"parallel\" if this persists.",
           server$host, reason, extra_class = "PSOCKConnectionError", fields = list(host = server$host))
@@ -115,23 +134,26 @@ fork_server_exit_states <- function(key, pids) {
   unknown <- list(state = rep("unknown", length(pids)), status = rep(NA_integer_, length(pids)),
                   signal = rep(NA_integer_, length(pids)))
   if (is.null(server)) return(unknown)
-  res <- tryCatch(fork_server_call(server, "state", as.integer(pids), timeout = 5), error = function(e) NULL)
+  res <- tryCatch(fork_server_call(server, "state", as.integer(pids), timeout = 5, on_failure = "retire"),
+                  error = function(e) NULL)
   if (is.null(res)) unknown else res
 }
 
-# Stop the servers among `keys` that have no living worker left.
+# Stop the servers among `keys` (and retired ones) that have no living worker left.
 fork_servers_release <- function(keys) {
+  retired <- .package$retired_fork_servers
+  for (id in ls(retired)) {
+    server <- get(id, envir = retired)
+    if (!any(fork_server_children_alive(server) %in% c(TRUE, NA))) {
+      rm(list = id, envir = retired)
+      try(stop_nodes(list(server$node)), silent = TRUE)
+    }
+  }
   for (key in unique(keys)) {
     server <- get0(key, envir = .package$fork_servers, inherits = FALSE)
     if (is.null(server)) next
-    kids <- server$children
-    alive <- if (nrow(kids) == 0L) logical(0) else if (server$local) {
-      backend_probe(kids$pid, kids$start_time)
-    } else {
-      tryCatch(backend_ssh_wait(backend_ssh_submit_probe(server$ssh, kids$pid, kids$start_time), 10,
-                                server$host, "checking forked workers"), error = function(e) rep(NA, nrow(kids)))
-    }
-    server$children <- kids[!(alive %in% FALSE), , drop = FALSE]
+    alive <- fork_server_children_alive(server)
+    server$children <- server$children[!(alive %in% FALSE), , drop = FALSE]
     if (nrow(server$children) > 0L) {
       assign(key, server, envir = .package$fork_servers)
     } else {
@@ -139,6 +161,15 @@ fork_servers_release <- function(keys) {
     }
   }
   invisible()
+}
+
+# TRUE/FALSE/NA per worker the server forked.
+fork_server_children_alive <- function(server) {
+  kids <- server$children
+  if (is.null(kids) || nrow(kids) == 0L) return(logical(0))
+  if (server$local) return(backend_probe(kids$pid, kids$start_time))
+  tryCatch(backend_ssh_wait(backend_ssh_submit_probe(server$ssh, kids$pid, kids$start_time), 10,
+                            server$host, "checking forked workers"), error = function(e) rep(NA, nrow(kids)))
 }
 
 # The launcher of connect_workers() for a host with a fork server: the same interface as

@@ -172,3 +172,28 @@ test_that("forked remote workers behave as fresh ones and can be killed and clon
   expect_true(wait_for(function() !any(all_pids %in% remote_r_pids("testhost1")), timeout = 10))
   expect_true(wait_for(function() length(remote_r_pids("testhost1")) == 0L, timeout = 10))
 })
+
+test_that("a server that stops answering is retired: its workers live on, new ones get a new server", {
+  cl <- local_cluster(2, setup_strategy = "fork")
+  old <- fork_servers()[[1]]
+  old_pid <- server_pid(old)
+  tools::pskill(node_pid(cl[[2]]), tools::SIGKILL)
+  expect_true(wait_for(function() identical(isNodeAlive(cl[[2]]), FALSE), timeout = 5))
+  tools::pskill(old_pid, tools::SIGSTOP)
+  withr::defer(tools::pskill(old_pid, tools::SIGCONT))
+  t0 <- Sys.time()
+  s <- summary(cl)  # asks the frozen server how worker 2 ended: no answer within 5 s
+  expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 15)
+  expect_identical(s$exit[2], "exited (cause unknown)")
+  expect_length(fork_servers(), 0L)
+  tools::pskill(old_pid, tools::SIGCONT)
+  expect_true(isNodeAlive(cl[[1]]))
+  expect_equal(parallel::clusterEvalQ(cl[1], 1 + 1)[[1]], 2)
+  cl2 <- local_cluster(1, setup_strategy = "fork")
+  expect_false(identical(server_pid(fork_servers()[[1]]), old_pid))
+  parallel::stopCluster(cl)
+  # The retired server goes with its last worker.
+  expect_true(wait_for(function() !process_running(old_pid), timeout = 10))
+  parallel::stopCluster(cl2)
+  expect_length(fork_servers(), 0L)
+})
