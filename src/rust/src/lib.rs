@@ -71,27 +71,27 @@ fn rs_launch(
 /// "unknown" (not a child of ours), with the exit status or signal number.
 #[extendr]
 fn rs_child_state(pids: Vec<i32>) -> Robj {
-    let mut state = Vec::with_capacity(pids.len());
-    let mut status = Vec::with_capacity(pids.len());
-    let mut signal = Vec::with_capacity(pids.len());
-    for pid in pids {
-        let (s, st, sig) = match pid_of(pid).and_then(children::state) {
-            None => ("unknown", None, None),
-            Some(children::State::Running) => ("running", None, None),
-            Some(children::State::Exited(children::Exit::Status(c))) => ("exited", Some(c), None),
-            Some(children::State::Exited(children::Exit::Signal(s))) => ("signalled", None, Some(s)),
-            Some(children::State::Exited(children::Exit::Unknown)) => ("gone", None, None),
-        };
-        state.push(s);
-        status.push(st);
+    let states = pids.iter().map(|&pid| match pid_of(pid).and_then(children::state) {
+        None => ("unknown", None, None),
+        Some(children::State::Running) => ("running", None, None),
+        Some(children::State::Exited(children::Exit::Status(c))) => ("exited", Some(c), None),
+        Some(children::State::Exited(children::Exit::Signal(s))) => ("signalled", None, Some(s)),
+        Some(children::State::Exited(children::Exit::Unknown)) => ("gone", None, None),
+    });
+    states_value(states, vec![])
+}
+
+/// (state, exit status, signal) per process as list(state, status, signal, extra...).
+fn states_value<'a>(states: impl Iterator<Item = (&'a str, Option<i32>, Option<i32>)>, extra: Vec<(&str, Robj)>) -> Robj {
+    let (mut state, mut status, mut signal) = (Vec::new(), Vec::new(), Vec::new());
+    for (st, code, sig) in states {
+        state.push(st);
+        status.push(code);
         signal.push(sig);
     }
-    List::from_pairs(vec![
-        ("state", Robj::from(state)),
-        ("status", Robj::from(status)),
-        ("signal", Robj::from(signal)),
-    ])
-    .into()
+    let mut pairs = vec![("state", Robj::from(state)), ("status", Robj::from(status)), ("signal", Robj::from(signal))];
+    pairs.extend(extra);
+    List::from_pairs(pairs).into()
 }
 
 /// TRUE/FALSE/NA per (pid, start time); a start time of 0 skips the identity check.
@@ -400,29 +400,15 @@ fn rs_fork_worker() -> Robj {
 #[extendr]
 fn rs_forked_state(pids: Vec<i32>) -> Robj {
     let wanted: Vec<u32> = pids.iter().map(|&p| pid_of(p).unwrap_or(0)).collect();
-    let statuses = fork::exit_statuses(&wanted);
-    let mut state = Vec::with_capacity(pids.len());
-    let mut status = Vec::with_capacity(pids.len());
-    let mut signal = Vec::with_capacity(pids.len());
-    for s in statuses {
-        let (st, code, sig) = match s.map(|s| s.map(fork::decode)) {
-            None => ("unknown", None, None),
-            Some(None) => ("running", None, None),
-            Some(Some((Some(c), _))) => ("exited", Some(c), None),
-            Some(Some((None, Some(k)))) => ("signalled", None, Some(k)),
-            Some(Some((None, None))) => ("gone", None, None),
-        };
-        state.push(st);
-        status.push(code);
-        signal.push(sig);
-    }
-    List::from_pairs(vec![
-        ("state", Robj::from(state)),
-        ("status", Robj::from(status)),
-        ("signal", Robj::from(signal)),
-        ("running", Robj::from(i32::try_from(fork::running()).unwrap_or(i32::MAX))),
-    ])
-    .into()
+    let states = fork::exit_statuses(&wanted).into_iter().map(|s| match s.map(|s| s.map(fork::decode)) {
+        None => ("unknown", None, None),
+        Some(None) => ("running", None, None),
+        Some(Some((Some(c), _))) => ("exited", Some(c), None),
+        Some(Some((None, Some(k)))) => ("signalled", None, Some(k)),
+        Some(Some((None, None))) => ("gone", None, None),
+    });
+    let running = i32::try_from(fork::running()).unwrap_or(i32::MAX);
+    states_value(states, vec![("running", Robj::from(running))])
 }
 
 extendr_module! {
