@@ -14,59 +14,47 @@ start_master <- function(workers, pidfile, env = character(0), setup_strategy = 
   parallelly:::backend_launch(file.path(R.home("bin"), "Rscript"), script, env = env)$pid
 }
 
-test_that("local workers, busy or idle, die with a SIGKILLed master", {
+# Start a master with `workers`, check that its workers run (`running(pids)`), SIGKILL it,
+# and expect `gone(pids)` within 15 s; reports how long that took.
+expect_orphans_gone <- function(label, workers, running, gone, setup_strategy = "parallel", env = character(0)) {
   pidfile <- withr::local_tempfile()
-  master <- start_master(c("localhost", "localhost", "localhost"), pidfile)
+  master <- start_master(workers, pidfile, env = env, setup_strategy = setup_strategy)
   withr::defer(parallelly:::stop_all_children())
-  expect_true(wait_for(function() file.exists(pidfile) && length(readLines(pidfile)) == 3L, timeout = 60))
+  expect_true(wait_for(function() file.exists(pidfile) && length(readLines(pidfile)) == length(workers), timeout = 60))
   pids <- as.integer(readLines(pidfile))
-  expect_true(all(vapply(pids, process_running, logical(1))))
+  expect_true(running(pids))
   tools::pskill(master, tools::SIGKILL)
   t0 <- Sys.time()
-  expect_true(wait_for(function() !any(vapply(pids, process_running, logical(1))), timeout = 15))
-  message(sprintf("local workers gone %.1f s after the master was killed", as.numeric(Sys.time() - t0, units = "secs")))
+  expect_true(wait_for(function() gone(pids), timeout = 15))
+  message(sprintf("%s gone %.1f s after the master was killed", label, as.numeric(Sys.time() - t0, units = "secs")))
+}
+
+local_running <- function(pids) all(vapply(pids, process_running, logical(1)))
+local_gone <- function(pids) !any(vapply(pids, process_running, logical(1)))
+ssh_env <- function(hosts) c(R_PARALLELLY_SSH_CONFIG = hosts$config, R_PARALLELLY_SSH_KNOWN_HOSTS = hosts$known_hosts)
+
+test_that("local workers, busy or idle, die with a SIGKILLed master", {
+  expect_orphans_gone("local workers", rep("localhost", 3), local_running, local_gone)
 })
 
 test_that("remote workers, busy or idle, die with a SIGKILLed master", {
   hosts <- skip_if_no_ssh_hosts()
-  pidfile <- withr::local_tempfile()
-  master <- start_master(c("testhost1", "testhost1"), pidfile,
-                         env = c(R_PARALLELLY_SSH_CONFIG = hosts$config, R_PARALLELLY_SSH_KNOWN_HOSTS = hosts$known_hosts))
-  withr::defer(parallelly:::stop_all_children())
-  expect_true(wait_for(function() file.exists(pidfile) && length(readLines(pidfile)) == 2L, timeout = 60))
-  pids <- as.integer(readLines(pidfile))
-  expect_true(all(pids %in% remote_r_pids("testhost1")))
-  tools::pskill(master, tools::SIGKILL)
-  t0 <- Sys.time()
-  expect_true(wait_for(function() !any(pids %in% remote_r_pids("testhost1")), timeout = 15))
-  message(sprintf("remote workers gone %.1f s after the master was killed", as.numeric(Sys.time() - t0, units = "secs")))
+  expect_orphans_gone("remote workers", rep("testhost1", 2),
+                      running = function(pids) all(pids %in% remote_r_pids("testhost1")),
+                      gone = function(pids) !any(pids %in% remote_r_pids("testhost1")),
+                      env = ssh_env(hosts))
 })
 
 test_that("forked workers (and their fork server), busy or idle, die with a SIGKILLed master", {
-  pidfile <- withr::local_tempfile()
-  master <- start_master(c("localhost", "localhost", "localhost"), pidfile, setup_strategy = "fork")
-  withr::defer(parallelly:::stop_all_children())
-  expect_true(wait_for(function() file.exists(pidfile) && length(readLines(pidfile)) == 3L, timeout = 60))
-  pids <- as.integer(readLines(pidfile))
-  expect_true(all(vapply(pids, process_running, logical(1))))
-  tools::pskill(master, tools::SIGKILL)
-  t0 <- Sys.time()
-  expect_true(wait_for(function() !any(vapply(pids, process_running, logical(1))), timeout = 15))
-  message(sprintf("forked local workers gone %.1f s after the master was killed", as.numeric(Sys.time() - t0, units = "secs")))
+  expect_orphans_gone("forked local workers", rep("localhost", 3), local_running, local_gone,
+                      setup_strategy = "fork")
 })
 
 test_that("forked remote workers, busy or idle, die with a SIGKILLed master", {
   hosts <- skip_if_no_ssh_hosts()
-  pidfile <- withr::local_tempfile()
-  master <- start_master(c("testhost1", "testhost1"), pidfile, setup_strategy = "fork",
-                         env = c(R_PARALLELLY_SSH_CONFIG = hosts$config, R_PARALLELLY_SSH_KNOWN_HOSTS = hosts$known_hosts))
-  withr::defer(parallelly:::stop_all_children())
-  expect_true(wait_for(function() file.exists(pidfile) && length(readLines(pidfile)) == 2L, timeout = 60))
-  pids <- as.integer(readLines(pidfile))
-  expect_true(all(pids %in% remote_r_pids("testhost1")))
-  tools::pskill(master, tools::SIGKILL)
-  t0 <- Sys.time()
   # The server too: no R process of ours is left on the host.
-  expect_true(wait_for(function() length(remote_r_pids("testhost1")) == 0L, timeout = 15))
-  message(sprintf("forked remote workers and their server gone %.1f s after the master was killed", as.numeric(Sys.time() - t0, units = "secs")))
+  expect_orphans_gone("forked remote workers and their server", rep("testhost1", 2),
+                      running = function(pids) all(pids %in% remote_r_pids("testhost1")),
+                      gone = function(pids) length(remote_r_pids("testhost1")) == 0L,
+                      setup_strategy = "fork", env = ssh_env(hosts))
 })
