@@ -75,6 +75,8 @@ backend_rebind_loopback <- function(port) {
 # how the forked workers ended (reaping them): list(state, status, signal, running).
 backend_fork_worker <- function() backend_value(.Call(wrap__rs_fork_worker))
 
+backend_can_fork <- function() .Call(wrap__rs_can_fork)
+
 backend_forked_state <- function(pids) .Call(wrap__rs_forked_state, as_pid(pids))
 
 # TRUE if a TCP port can be bound and listened on now.

@@ -241,7 +241,7 @@ terminate_forked <- function(pids, start_times, grace = 1) {
 # that forked workers can tell whether to unload parallelly.
 fork_server_do_ready <- function(args, loaded) {
   .package$namespaces_before_fork <- loaded
-  .Platform$OS.type == "unix"
+  .Platform$OS.type == "unix" && isTRUE(backend_can_fork())
 }
 
 fork_server_do_state <- function(pids, loaded) {

@@ -21,9 +21,17 @@ use std::time::Duration;
 
 use crate::error::{Error, Kind, Result};
 
-extern "C" {
-    /// R's session temporary directory (Rembedded.h); `tempdir()` and `tempfile()` read it.
-    static mut R_TempDir: *mut c_char;
+/// R's session temporary directory, `char *R_TempDir` (Rembedded.h, the interface for
+/// front-ends), which `tempdir()` and `tempfile()` read. Looked up at run time: it is not
+/// part of the API for packages, and a fork server is the one place that needs it.
+fn r_temp_dir() -> Option<*mut *mut c_char> {
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"R_TempDir".as_ptr()) };
+    (!p.is_null()).then_some(p as *mut *mut c_char)
+}
+
+/// Whether this process can fork clean workers.
+pub fn available() -> bool {
+    r_temp_dir().is_some()
 }
 
 /// Children forked by this process: a PID (0: free slot) and its wait status (RUNNING
@@ -38,6 +46,9 @@ static REAPER: Once = Once::new();
 /// Fork. Returns the child's PID in the server, and 0 in the child, which is ready to run
 /// a worker by then.
 pub fn fork_worker() -> Result<u32> {
+    let Some(temp_dir) = r_temp_dir() else {
+        return Err(Error::new(Kind::Launch, "this R does not expose R_TempDir: cannot give a forked worker its own temporary directory".to_string()));
+    };
     let parent = unsafe { libc::getpid() };
     // Pending output would otherwise be written twice, once by each process.
     unsafe { libc::fflush(std::ptr::null_mut()) };
@@ -46,7 +57,7 @@ pub fn fork_worker() -> Result<u32> {
         return Err(Error::new(Kind::Launch, format!("fork() failed: {}", std::io::Error::last_os_error())));
     }
     if pid == 0 {
-        become_fresh_worker(parent);
+        become_fresh_worker(parent, temp_dir);
         return Ok(0);
     }
     remember(pid);
@@ -94,7 +105,7 @@ fn reap() {
 /// In the child, before any R code runs again. Failures here end the child at once: a
 /// worker that shares its parent's temporary directory or outlives the master is worse
 /// than one that never connects (the master then reports it exited).
-fn become_fresh_worker(parent: libc::pid_t) {
+fn become_fresh_worker(parent: libc::pid_t, temp_dir: *mut *mut c_char) {
     unsafe {
         libc::setpgid(0, 0);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0);
@@ -114,16 +125,16 @@ fn become_fresh_worker(parent: libc::pid_t) {
         PIDS[i].store(0, Ordering::Relaxed);
         STATUSES[i].store(RUNNING, Ordering::Relaxed);
     }
-    forget_temp_dir();
+    forget_temp_dir(temp_dir);
 }
 
 /// Point R's session temporary directory at a path that does not exist, so that the
 /// child's `tempdir(check = TRUE)` makes a new one. R keeps a second, private copy of the
 /// path (the one it deletes at exit): only R's own re-initialisation updates both, which is
 /// why the directory is not simply swapped here.
-fn forget_temp_dir() {
+fn forget_temp_dir(temp_dir: *mut *mut c_char) {
     static GONE: &CStr = c"/nonexistent/parallelly-forked-worker";
-    unsafe { R_TempDir = GONE.as_ptr() as *mut c_char };
+    unsafe { *temp_dir = GONE.as_ptr() as *mut c_char };
 }
 
 /// The wait status of each of `pids` (reaping first): None if it is not one of ours,

@@ -387,6 +387,12 @@ fn rs_rebind_loopback(port: i32) -> Robj {
     }
 }
 
+/// Whether this process can fork clean workers (see fork.rs).
+#[extendr]
+fn rs_can_fork() -> bool {
+    fork::available()
+}
+
 /// In a fork server: fork into a clean worker. The PID in the server, 0 in the child.
 #[extendr]
 fn rs_fork_worker() -> Robj {
@@ -425,6 +431,7 @@ extendr_module! {
     fn rs_child_count;
     fn rs_port_is_free;
     fn rs_fork_worker;
+    fn rs_can_fork;
     fn rs_rebind_loopback;
     fn rs_forked_state;
     fn rs_ssh_connect;
