@@ -118,8 +118,8 @@ stop_nodes <- function(cl) {
       if (is.numeric(id$launcher_pid)) pids <- c(pids, id$launcher_pid)
       if (is.character(id$log)) logs <- c(logs, id$log)
     } else if (is.character(id$ssh) && !is.na(id$pid)) {
-      # A killed worker needs no stopping; its host's connection is released all the same.
-      if (killed) ssh_release_node(id$ssh, node_key(node)) else remote[[length(remote) + 1L]] <- list(node = node, id = id)
+      # A killed worker needs no stopping, only its log removed and its connection released.
+      remote[[length(remote) + 1L]] <- list(node = node, id = id, killed = killed)
     }
   }
   pids <- pids[!is.na(pids)]
@@ -148,16 +148,19 @@ stop_nodes <- function(cl) {
 stop_remote_nodes <- function(group) {
   key <- group[[1L]]$id$ssh
   host <- group[[1L]]$id$host
-  pids <- vapply(group, function(r) r$id$pid, integer(1))
-  starts <- vapply(group, function(r) as.numeric(r$id$start_time), numeric(1))
+  live <- Filter(function(r) !isTRUE(r$killed), group)
+  pids <- vapply(live, function(r) r$id$pid, integer(1))
+  starts <- vapply(live, function(r) as.numeric(r$id$start_time), numeric(1))
   conn <- tryCatch(ssh_key_of(group[[1L]]$node), error = function(e) NULL)
-  if (!is.null(conn)) {
+  if (!is.null(conn) && length(live) > 0L) {
     alive <- function() tryCatch(
       backend_ssh_wait(backend_ssh_submit_probe(conn, pids, starts), 10, host, "waiting for workers to exit"),
       error = function(e) NA)
     if (!wait_until(function() !any(alive() %in% TRUE), timeout = 5, interval = 0.05)) {
       remote_terminate(conn, host, pids, starts)
     }
+  }
+  if (!is.null(conn)) {
     logs <- unlist(lapply(group, function(r) r$id$log))
     logs <- logs[!is.na(logs) & nzchar(logs)]
     if (length(logs) > 0L) {

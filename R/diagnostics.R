@@ -51,8 +51,20 @@ exit_cause <- function(state, status, signal) {
 # outfile is a file of ours).
 node_last_output <- function(node, n = 5L) {
   id <- node_identity(node)
+  if (is.character(id$ssh) && !isTRUE(id$local)) return(remote_last_output(node, id$log, id$host, n))
   if (!isTRUE(id$local) || is.null(id$launcher_pid)) return(character(0))
   worker_output(local_launcher(), if (is.null(id$log)) NA_character_ else id$log, id$launcher_pid, n = n)
+}
+
+# The end of a remote worker's log, read over its host's held connection (at most 5 s).
+remote_last_output <- function(node, log, host, n) {
+  if (!is.character(log) || is.na(log) || !nzchar(log)) return(character(0))
+  key <- tryCatch(ssh_key_of(node), error = function(e) NULL)
+  if (is.null(key)) return(character(0))
+  out <- tryCatch(backend_ssh_wait(backend_ssh_submit_script(key, sprintf("tail -n %d %s 2>/dev/null", n, shQuote(log, type = "sh"))),
+                                   5, host, "reading a worker log"), error = function(e) "")
+  lines <- strsplit(out, "\n", fixed = TRUE)[[1L]]
+  lines[nzchar(lines)]
 }
 
 # Extra summary columns for the nodes of a cluster.

@@ -91,7 +91,7 @@ remote_launcher <- function(opts) {
                                         "setting up the reverse tunnel")
       }
       commands <- vapply(seq_along(options_list), function(i) {
-        remote_worker_command(options_list[[i]], worker_port, launched$token[i])
+        remote_worker_command(options_list[[i]], worker_port, launched$token[i], keep_output = TRUE)
       }, character(1))
       logs <- sprintf("/tmp/parallelly-worker-%s.log", substr(launched$token, 1L, 16L))
       res <- backend_ssh_wait(backend_ssh_submit_launch(key, opts$launcher$program, commands, logs),
@@ -151,8 +151,11 @@ remote_launcher <- function(opts) {
 
 # The body of the remote subshell that becomes the worker: settings are exported (a
 # builtin: the token never shows in any process's arguments), then the launcher is exec'd.
-remote_worker_command <- function(opts, port, token) {
+# With `keep_output`, output that would go to /dev/null goes to the worker's log instead
+# (the launch script's redirection), so that its death can be explained with its last words.
+remote_worker_command <- function(opts, port, token, keep_output = FALSE) {
   spec <- worker_launch_spec(opts, port)
+  if (keep_output) spec$args[spec$args == "OUT=/dev/null"] <- "OUT="
   q <- function(x) shQuote(x, type = "sh")
   env <- c(spec$env, R_PARALLELLY_WORKER_TOKEN = token)
   parts <- c(
