@@ -148,6 +148,32 @@ test_that("errors name the host and the cause, quickly, and leave nothing runnin
   expect_false(grepl("BEGIN OPENSSH PRIVATE KEY", conditionMessage(err)))
 })
 
+test_that("keys held by ssh-agent authenticate; without the agent the same login is refused", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if(!nzchar(Sys.which("ssh-agent")) || !nzchar(Sys.which("ssh-add")), "ssh-agent not installed")
+  local_ssh_env(hosts)
+  # A host alias of its own (so no held connection is reused) whose only identity file is
+  # a key the server refuses: a login can only succeed through the agent.
+  config <- withr::local_tempfile()
+  writeLines(c("Host viaagent", "  HostName 127.0.0.2", paste("  Port", hosts$hosts$port[1]), "  User root",
+               paste("  IdentityFile", hosts$identity_other),
+               paste("  UserKnownHostsFile", hosts$known_hosts)), config)
+  withr::local_options(parallelly.ssh.config = config)
+  withr::local_envvar(SSH_AUTH_SOCK = NA)
+  err <- tryCatch(makeClusterPSOCK("viaagent", connectTimeout = 10), error = identity)
+  expect_s3_class(err, "parallellyAuthError")
+
+  sock <- file.path(withr::local_tempdir(), "agent.sock")
+  agent <- parallelly:::backend_launch(Sys.which("ssh-agent"), c("-D", "-a", sock), output = "|capture")$pid
+  withr::defer(parallelly:::terminate_processes(agent))
+  expect_true(wait_for(function() file.exists(sock), timeout = 10))
+  withr::local_envvar(SSH_AUTH_SOCK = sock)
+  expect_identical(system2("ssh-add", shQuote(hosts$identity), stdout = FALSE, stderr = FALSE), 0L)
+  cl <- local_cluster("viaagent")
+  expect_identical(parallel::clusterEvalQ(cl, Sys.info()[["nodename"]])[[1]], "testhost1")
+  expect_true(isNodeAlive(cl[[1]]))
+})
+
 test_that("host keys are checked: a changed key is refused, an unknown one needs consent", {
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)
