@@ -96,22 +96,25 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
   } else {
     external_launcher(first)
   }
-  # The fork server (if this host has none yet) starts before our socket opens: it uses the port too.
-  if (identical(first$setup_strategy, "fork") && !manual) launcher <- fork_launcher(launcher, first, port, verbose = verbose)
-  server <- open_server_socket(port, loopback = workers_connect_locally(options_list))
+  server <- NULL
   launched <- data.frame(pid = rep(NA_integer_, n), start_time = NA_real_, token = NA_character_,
                          log = NA_character_, stringsAsFactors = FALSE)
   nodes <- vector("list", n)
   pending <- list()
   done <- FALSE
   on.exit({
-    close(server)
+    if (!is.null(server)) close(server)
     for (p in pending) try(close(p$con), silent = TRUE)
     if (!done) {
       for (node in nodes) if (!is.null(node)) try(close(node$con), silent = TRUE)
       try(launcher$stop(launched), silent = TRUE)
+      # A connection opened for this setup alone is not kept.
+      if (is.character(launcher$ssh_key)) try(ssh_close_if_unused(launcher$ssh_key), silent = TRUE)
     }
   })
+  # The fork server (if this host has none yet) starts before our socket opens: it uses the port too.
+  if (identical(first$setup_strategy, "fork") && !manual) launcher <- fork_launcher(launcher, first, port, verbose = verbose)
+  server <- open_server_socket(port, loopback = workers_connect_locally(options_list))
 
   for (i in seq_len(n)) launched$token[i] <- new_token()
   handshake <- without_bytecode(worker_handshake, baseenv())

@@ -108,6 +108,11 @@ ssh_release_node <- function(ssh_key, node_key) {
   }
 }
 
+ssh_close_if_unused <- function(ssh_key) {
+  if (length(get0(ssh_key, envir = .package$ssh_users, inherits = FALSE)) == 0L) backend_ssh_close(ssh_key)
+  invisible()
+}
+
 ssh_probe_timeout <- function(timeout) {
   if (timeout > 0) timeout else as.numeric(getOption("parallelly.ssh.timeout", 30))
 }

@@ -118,6 +118,39 @@ test_that("revtunnel = FALSE makes the worker connect to the master directly", {
   expect_identical(parallelly:::backend_ssh_connections()$tunnels, 0L)
 })
 
+test_that("a server that refuses reverse tunnels gives an error that says so and what to do", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  # testhost1's sshd once more, on another port, with TCP forwarding off.
+  dir <- withr::local_tempdir()
+  port <- freePort("random")
+  conf <- readLines(file.path(hosts$dir, "sshd_config_testhost1"))
+  conf <- sub("^ListenAddress .*", sprintf("ListenAddress 127.0.0.2:%d", port), conf)
+  conf <- sub("^PidFile .*", sprintf("PidFile %s/sshd.pid", dir), conf)
+  conf <- sub("^AllowTcpForwarding .*", "AllowTcpForwarding no", conf)
+  writeLines(conf, file.path(dir, "sshd_config"))
+  sshd <- parallelly:::backend_launch("/usr/sbin/sshd", c("-D", "-f", file.path(dir, "sshd_config"), "-E", file.path(dir, "sshd.log")))$pid
+  withr::defer(parallelly:::terminate_processes(sshd))
+  key <- paste(strsplit(readLines(file.path(hosts$dir, "ssh_host_ed25519_key_testhost1.pub")), " ")[[1]][1:2], collapse = " ")
+  writeLines(c(readLines(hosts$known_hosts), sprintf("[127.0.0.2]:%d %s", port, key)), file.path(dir, "known_hosts"))
+  writeLines(c("Host notunnel", "  HostName 127.0.0.2", paste("  Port", port), "  User root",
+               paste("  IdentityFile", hosts$identity), "  IdentitiesOnly yes",
+               paste("  UserKnownHostsFile", file.path(dir, "known_hosts"))), file.path(dir, "ssh_config"))
+  withr::local_options(parallelly.ssh.config = file.path(dir, "ssh_config"),
+                       parallelly.ssh.knownHosts = file.path(dir, "known_hosts"))
+  expect_true(wait_for(function() !isTRUE(parallelly:::backend_port_is_free(port)), timeout = 10))
+
+  err <- tryCatch(makeClusterPSOCK("notunnel", connectTimeout = 10), error = identity)
+  expect_s3_class(err, "parallellyError")
+  expect_match(conditionMessage(err), "host 'notunnel' refused the reverse tunnel", fixed = TRUE)
+  expect_match(conditionMessage(err), "AllowTcpForwarding yes", fixed = TRUE)
+  expect_match(conditionMessage(err), "revtunnel = FALSE", fixed = TRUE)
+  expect_identical(nrow(parallelly:::backend_ssh_connections()), 0L)
+  # The way out the message names works.
+  cl <- local_cluster("notunnel", revtunnel = FALSE, master = "127.0.0.1")
+  expect_equal(parallel::clusterEvalQ(cl, 1 + 1)[[1]], 2)
+})
+
 test_that("errors name the host and the cause, quickly, and leave nothing running", {
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)
