@@ -90,8 +90,16 @@ pub fn rebind_to_loopback(port: u16) -> Result<()> {
             sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
             sin_zero: [0; 8],
         };
-        if libc::bind(fd, &addr as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t) < 0 {
-            return Err(sys(&format!("bind(127.0.0.1:{})", port)));
+        // A child forked a moment ago (by another thread) may still hold the old socket
+        // until it execs: the port is then busy for a few milliseconds.
+        let mut tries = 0;
+        while libc::bind(fd, &addr as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t) < 0 {
+            let busy = std::io::Error::last_os_error().raw_os_error() == Some(libc::EADDRINUSE);
+            tries += 1;
+            if !busy || tries > 100 {
+                return Err(sys(&format!("bind(127.0.0.1:{})", port)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         if libc::listen(fd, libc::SOMAXCONN) < 0 {
             return Err(sys("listen()"));
