@@ -5,12 +5,14 @@
 #
 #   Rscript bench/run.R            full run (several minutes; starts SSH test hosts as root)
 #   Rscript bench/run.R --quick    smoke run: one repetition of small cases (CI)
+#   Rscript bench/run.R --only=REGEX   only the measures whose name matches REGEX
 #
 # The reference package: Debian's r-cran-parallelly, which lives in /usr/lib/R/site-library
 # (our package is installed in front of it, in /usr/local/lib/R/site-library); set
 # BENCH_REFERENCE_LIB to use another library.
 args <- commandArgs(TRUE)
 quick <- "--quick" %in% args
+only <- sub("^--only=", "", grep("^--only=", args, value = TRUE)[1])
 reps <- if (quick) 1L else 5L
 root <- normalizePath(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])), ".."))
 measure_script <- file.path(root, "bench", "measure.R")
@@ -42,8 +44,9 @@ cases <- rbind(
   data.frame(measure = "alive_local", n = if (quick) 1L else c(1L, 32L)),
   data.frame(measure = c("kill_local", "clone_local", "roundtrip", "parlapply", "memory"), n = 1L),
   if (remote) data.frame(measure = "setup_remote", n = c(1L, 4L, 16L)),
-  if (remote) data.frame(measure = c("alive_remote", "clone_remote", "ssh_rscript"), n = 1L)
+  if (remote) data.frame(measure = c("alive_remote", "alive_remote", "clone_remote", "ssh_rscript"), n = c(1L, 32L, 1L, 1L))
 )
+if (!is.na(only)) cases <- cases[grepl(only, cases$measure), , drop = FALSE]
 
 run_one <- function(impl, measure, n) {
   out <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), c(measure_script, impl, measure, n),
@@ -94,7 +97,8 @@ if (!has_reference) cat("(reference parallelly not found in", reference_lib, ")\
 
 out_dir <- file.path(root, "bench", "results")
 dir.create(out_dir, showWarnings = FALSE)
-utils::write.csv(results, file.path(out_dir, "results.csv"), row.names = FALSE)
+# A partial run (--only) does not overwrite the full run's results.
+utils::write.csv(results, file.path(out_dir, if (is.na(only)) "results.csv" else "results-partial.csv"), row.names = FALSE)
 setup <- results[results$measure == "setup_local" & !is.na(results$value), ]
 if (nrow(setup) > 0L && !quick) {
   grDevices::png(file.path(out_dir, "setup-local.png"), width = 800, height = 500)
