@@ -311,13 +311,19 @@ availableCoresSlurm <- function() {
   slurm_expand_tasks_per_node(tasks)[1]
 }
 
+## The function in option `name` (NULL if unset); anything else set there is an error.
+custom_option_function <- function(name) {
+  fcn <- getOption2(name, NULL)
+  if (!is.null(fcn) && !is.function(fcn)) {
+    stop_classed("Option", sprintf("Option '%s' must be a function", name))
+  }
+  fcn
+}
+
 ## User-supplied function in option parallelly.availableCores.custom
 availableCoresCustom <- function() {
-  fcn <- getOption2("parallelly.availableCores.custom", NULL)
+  fcn <- custom_option_function("parallelly.availableCores.custom")
   if (is.null(fcn)) return(NA_integer_)
-  if (!is.function(fcn)) {
-    stop_classed("Option", "Option 'parallelly.availableCores.custom' must be a function")
-  }
   n <- fcn()
   if (length(n) != 1L || !is.numeric(n)) {
     stop_classed("Option", "The function in option 'parallelly.availableCores.custom' must ",

@@ -203,11 +203,8 @@ availableWorkersSlurm <- function() {
 }
 
 availableWorkersCustom <- function() {
-  fcn <- getOption2("parallelly.availableWorkers.custom", NULL)
+  fcn <- custom_option_function("parallelly.availableWorkers.custom")
   if (is.null(fcn)) return(NULL)
-  if (!is.function(fcn)) {
-    stop_classed("Option", "Option 'parallelly.availableWorkers.custom' must be a function")
-  }
   w <- fcn()
   if (!is.character(w) || anyNA(w)) {
     stop_classed("Option", "The function in option 'parallelly.availableWorkers.custom' must ",

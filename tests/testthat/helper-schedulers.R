@@ -8,3 +8,16 @@ scheduler_envvars <- c(
   "PJM_PROC_BY_NODE", "PJM_O_NODEINF", "BIOCPARALLEL_WORKER_NUMBER",
   "_R_CHECK_LIMIT_CORES_", "IS_BIOC_BUILD_MACHINE", "BBS_HOME"
 )
+
+# Unset the scheduler variables and the options `opts` for the calling test, pretend the
+# machine has `system` cores, and forget availableCoresLSF()'s memoised count.
+local_clean_scheduler_env <- function(opts, system = 8L, env = parent.frame()) {
+  withr::local_envvar(setNames(rep(NA, length(scheduler_envvars)), scheduler_envvars),
+                      .local_envir = env)
+  opts <- setNames(vector("list", length(opts)), opts)
+  opts$parallelly.availableCores.system <- system
+  withr::local_options(opts, .local_envir = env)
+  lsf <- environment(parallelly:::availableCoresLSF)
+  lsf$n <- NULL
+  withr::defer(lsf$n <- NULL, envir = env)
+}

@@ -1,20 +1,12 @@
 ## Env vars (helper-schedulers.R) and options that availableCores() reads are unset for a
 ## test so that results do not depend on the machine or the scheduler running the tests
-core_envvars <- scheduler_envvars
 
 local_clean_cores <- function(system = 8L, env = parent.frame()) {
-  withr::local_envvar(setNames(rep(NA, length(core_envvars)), core_envvars),
-                      .local_envir = env)
   names <- c("methods", "fallback", "min", "system", "logical", "omit", "max", "custom")
-  opts <- c(paste0("parallelly.availableCores.", names),
-            paste0("future.availableCores.", names),
-            "mc.cores", "parallelly.fork.enable", "future.fork.enable")
-  opts <- setNames(vector("list", length(opts)), opts)
-  opts$parallelly.availableCores.system <- system
-  withr::local_options(opts, .local_envir = env)
-  lsf <- environment(parallelly:::availableCoresLSF)
-  lsf$n <- NULL
-  withr::defer(lsf$n <- NULL, envir = env)
+  local_clean_scheduler_env(c(paste0("parallelly.availableCores.", names),
+                              paste0("future.availableCores.", names),
+                              "mc.cores", "parallelly.fork.enable", "future.fork.enable"),
+                            system = system, env = env)
 }
 
 test_that("availableCores() gives a named integer >= 1", {

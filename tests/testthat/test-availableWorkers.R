@@ -1,20 +1,12 @@
 ## Scheduler env vars read by availableWorkers() (helper-schedulers.R); unset for each test
-worker_envvars <- scheduler_envvars
 
 local_clean_workers <- function(system = 8L, env = parent.frame()) {
-  withr::local_envvar(setNames(rep(NA, length(worker_envvars)), worker_envvars),
-                      .local_envir = env)
-  opts <- c("parallelly.availableWorkers.methods", "future.availableWorkers.methods",
-            "parallelly.availableWorkers.custom", "parallelly.availableCores.fallback",
-            "parallelly.availableCores.custom", "parallelly.availableCores.min",
-            "parallelly.localhost.hostname", "mc.cores",
-            "parallelly.slurm_expand_nodelist.manual")
-  opts <- setNames(vector("list", length(opts)), opts)
-  opts$parallelly.availableCores.system <- system
-  withr::local_options(opts, .local_envir = env)
-  lsf <- environment(parallelly:::availableCoresLSF)
-  lsf$n <- NULL
-  withr::defer(lsf$n <- NULL, envir = env)
+  local_clean_scheduler_env(c("parallelly.availableWorkers.methods", "future.availableWorkers.methods",
+                              "parallelly.availableWorkers.custom", "parallelly.availableCores.fallback",
+                              "parallelly.availableCores.custom", "parallelly.availableCores.min",
+                              "parallelly.localhost.hostname", "mc.cores",
+                              "parallelly.slurm_expand_nodelist.manual"),
+                            system = system, env = env)
 }
 
 local_hostfile <- function(lines, env = parent.frame()) {
