@@ -4,12 +4,19 @@
 # Recommends (the Recommends pull in ~450 R packages), OpenSSL headers for the SSH layer,
 # OpenSSH's server for the test hosts, future/future.apply for the future tests, and for
 # R CMD check of the source tarball: knitr, rmarkdown and pandoc (vignettes), Rmpi (a
-# suggested package), jq and cargo-vendor-filterer (vendoring the crates).
+# suggested package), jq and cargo-vendor-filterer (vendoring the crates). The clients that
+# the drop-in tests run on our clusters (furrr, foreach/doParallel/doRNG, progressr,
+# parallelMap, future.batchtools; Debian's parallelly 1.34 comes with them and is the
+# reference in side-by-side tests), login shells and iptables for realistic SSH test hosts,
+# and Slurm with munge for the scheduler test cluster.
 set -euo pipefail
 
 packages=(r-base-dev r-cran-testthat libssl-dev pkg-config openssh-server
           r-cran-future r-cran-future.apply r-cran-knitr r-cran-rmarkdown pandoc
-          r-cran-rmpi jq)
+          r-cran-rmpi jq
+          r-cran-furrr r-cran-foreach r-cran-doparallel r-cran-dorng r-cran-progressr
+          r-cran-parallelmap r-cran-future.batchtools r-cran-parallelly
+          dash tcsh fish iptables slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
