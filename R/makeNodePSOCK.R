@@ -112,6 +112,9 @@ makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "
   arguments <- mget(setdiff(names(formals()), "action"), envir = environment())
 
   options <- resolve_node_options(arguments)
+  # Kept as given, except `calls`: future hands its own call stack down under that name, and
+  # a node must not carry it (it holds live objects, so the node's hash would change).
+  arguments$calls <- options$calls
   options$arguments <- arguments
   options$make_fcn <- makeNodePSOCK
   if (action == "options") return(options)
@@ -148,11 +151,24 @@ resolve_node_options <- function(a) {
   opts$connectTimeout <- check_seconds(a$connectTimeout, "connectTimeout")
   opts$timeout <- check_seconds(a$timeout, "timeout")
 
+  # Checked whether or not this launch uses them: a wrong type is a mistake either way.
+  rshcmd <- check_rshcmd(a$rshcmd)
+  check_strings(a$rshopts, "rshopts")
+  check_strings(a$user, "user", single = TRUE)
+  check_strings(a$rscript_libs, "rscript_libs")
+  check_strings(a$socketOptions, "socketOptions", single = TRUE)
+  if (!is.null(a$rshlogfile) && !isTRUE(a$rshlogfile) && !isFALSE(a$rshlogfile)) {
+    check_strings(a$rshlogfile, "rshlogfile", single = TRUE)
+  }
+  builtin_ssh <- is.null(rshcmd)
+
   revtunnel <- a$revtunnel
   if (!is.logical(revtunnel) || length(revtunnel) != 1L) {
     stop_arg("revtunnel", "must be TRUE, FALSE or NA: %s", deparse1(revtunnel))
   }
-  if (is.na(revtunnel)) revtunnel <- !localhost
+  # As in the reference: NA means a reverse tunnel for a remote worker reached by SSH (our
+  # built-in client or an ssh-like rshcmd), none for any other launcher (e.g. srun).
+  if (is.na(revtunnel)) revtunnel <- !localhost && (builtin_ssh || rshcmd_is_ssh(rshcmd))
   opts$revtunnel <- revtunnel
 
   master <- a$master
@@ -182,7 +198,7 @@ resolve_node_options <- function(a) {
   opts$launcher <- launcher
 
   opts$default_packages <- resolve_default_packages(a$default_packages)
-  opts$methods <- a$methods
+  opts$methods <- check_flag(a$methods, "methods")
   opts$socketOptions <- a$socketOptions
   opts$useXDR <- check_flag(a$useXDR, "useXDR")
   outfile <- a$outfile
@@ -201,9 +217,8 @@ resolve_node_options <- function(a) {
   opts$rscript_startup <- resolve_rscript_startup(a$rscript_startup)
   opts$rscript_args <- resolve_rscript_args(a$rscript_args)
 
-  opts$rshcmd <- a$rshcmd
+  opts$rshcmd <- rshcmd
   opts$user <- a$user
-  builtin_ssh <- is.null(a$rshcmd) || identical(a$rshcmd, "")
   if (!localhost && builtin_ssh) opts$ssh <- resolve_ssh_settings(a$user, a$rshopts)
   rshlogfile <- a$rshlogfile
   if (isTRUE(rshlogfile)) rshlogfile <- tempfile("parallelly_makeClusterPSOCK_", fileext = ".log")
@@ -218,7 +233,7 @@ resolve_node_options <- function(a) {
   opts$manual <- check_flag(a$manual, "manual")
   opts$dryrun <- check_flag(a$dryrun, "dryrun")
   opts$quiet <- check_flag(a$quiet, "quiet")
-  opts$calls <- isTRUE(a$calls)
+  opts$calls <- resolve_calls(a$calls)
   autoRestart <- a$autoRestart
   if (isTRUE(autoRestart)) autoRestart <- 3L
   if (isFALSE(autoRestart)) autoRestart <- 0L
@@ -257,6 +272,48 @@ check_seconds <- function(x, name) {
     stop_arg(name, "must be a single, finite, non-negative number of seconds: %s", deparse1(x))
   }
   as.numeric(x)
+}
+
+# `calls`: TRUE or FALSE; a call stack (a list of calls, as future passes along under this
+# name) counts as FALSE.
+resolve_calls <- function(calls) {
+  if (is.logical(calls) && length(calls) == 1L && !is.na(calls)) return(calls)
+  if ((is.pairlist(calls) || is.list(calls)) && all(vapply(calls, is.language, NA))) return(FALSE)
+  stop_arg("calls", "must be TRUE or FALSE: %s", deparse1(calls))
+}
+
+# NULL or "" (the built-in SSH client), a character vector naming an SSH-like client and its
+# first arguments, or a function(rshopts, worker) that returns the command line.
+check_rshcmd <- function(rshcmd) {
+  if (is.null(rshcmd) || identical(rshcmd, "")) return(NULL)
+  if (is.function(rshcmd)) {
+    if (!all(c("rshopts", "worker") %in% names(formals(rshcmd)))) {
+      stop_arg("rshcmd", "must be a function with arguments 'rshopts' and 'worker'")
+    }
+    return(rshcmd)
+  }
+  if (!is.character(rshcmd) || length(rshcmd) == 0L || anyNA(rshcmd) || !all(nzchar(rshcmd))) {
+    stop_arg("rshcmd", "must be NULL (the built-in SSH client), a character vector naming the client and its options, or a function(rshopts, worker): %s", deparse1(rshcmd))
+  }
+  rshcmd
+}
+
+# Whether an external rshcmd is an SSH client (its reverse tunnels work as ssh's -R does).
+rshcmd_is_ssh <- function(rshcmd) {
+  if (!is.character(rshcmd)) return(identical(attr(rshcmd, "type", exact = TRUE), "ssh"))
+  type <- attr(rshcmd, "type", exact = TRUE)
+  if (is.character(type)) return(identical(type, "ssh"))
+  first <- rshcmd[1L]
+  first == "<ssh>" || grepl("^(ssh|plink)(\\.exe)?$", basename(first), ignore.case = TRUE)
+}
+
+check_strings <- function(x, name, single = FALSE) {
+  if (is.null(x)) return(invisible(x))
+  if (!is.character(x) || anyNA(x) || (single && length(x) != 1L)) {
+    what <- if (single) "NULL or a single string" else "NULL or a character vector"
+    stop_arg(name, "must be %s: %s", what, deparse1(x))
+  }
+  invisible(x)
 }
 
 check_flag <- function(x, name) {
