@@ -1,17 +1,19 @@
-# Task traffic on our nodes: base R's PSOCK protocol, unchanged (one serialize() per message
-# on node$con), plus bookkeeping that keeps stale results out of later calls.
+# Task traffic on our nodes: base R's PSOCK protocol (one serialize() per message on
+# node$con), plus bookkeeping that keeps stale results out of later calls.
 #
 # When a parallel call (parLapply(), clusterEvalQ(), ...) fails part-way because a worker
 # died or the user interrupted it, the other workers still deliver their results for that
 # call, and base parallel hands them to the *next* call as if they were its own.
 #
-# Every higher-level function of parallel sends through one of three bulk calls
-# (clusterCall(), staticClusterApply(), dynamicClusterApply()), and each node answers its
-# tasks in order. So each node counts the results it owes to the bulk call that last sent
-# it a task. When a *different* bulk call sends to the node while results are still owed,
-# the earlier call has ended without reading them: that many results are dropped before
-# the node's next result is delivered. Tasks sent outside bulk calls (future sends its
-# own, and may pipeline them) are not counted. This costs a few microseconds a task.
+# So every task we send carries a sequence number of its node in the message's tag (the
+# worker echoes the tag back unread); the caller's own tag rides along and is put back when
+# the result arrives. Results are read in the order their tasks were sent, and a task sent
+# to a node whose earlier results were not read yet is either pipelining (as a caller may do
+# on purpose) or a new call after an abandoned one. It is the second exactly when a send or
+# a receive of ours was abandoned (an error or an interrupt left it) after those earlier
+# tasks were sent: then their results are stale and are dropped when they arrive. Nothing
+# here depends on who calls (parallel, future, foreach, a wrapper or trace()d function), and
+# it costs one environment lookup and a few integer comparisons a message.
 
 # The bookkeeping lives in a registry of this package, keyed by the node's process
 # identity, not in the node: a node object must not change as it is used, because future
@@ -31,9 +33,10 @@ node_state <- function(node) {
   state <- get0(key, envir = states, inherits = FALSE)
   if (is.null(state)) {
     state <- new.env(parent = emptyenv())
-    state$call <- NULL    # frame of the bulk call that last sent this node a task
-    state$owed <- 0L      # results that call has not read yet
-    state$discard <- 0L   # results owed to calls that have ended
+    state$sent <- 0L         # sequence number of the last task sent
+    state$read <- 0L         # sequence number of the last result read
+    state$stale_below <- 0L  # results of tasks numbered below this are stale
+    state$aborts <- 0L       # .package$aborts when the last task was sent
     state$healing <- healing_on(node)  # read once: asked for every message
     assign(key, state, envir = states)
   }
@@ -64,46 +67,55 @@ forget_node_state <- function(node) {
 
 node_xdr <- function(node) !inherits(node, "SOCK0node")
 
-# The frame of the bulk call that is sending, or NULL. Below this function the stack is
-# sendData.RichSOCKnode() <- sendData() <- postNode() <- sendCall() <- the bulk call, or
-# <- submit() <- dynamicClusterApply() for a load-balanced call (tests pin this down). Results
-# of a load-balanced call are read by recvOneData() of the *cluster*, which counts only for
-# a RichSOCKcluster, so other clusters' load-balanced calls are not counted.
-bulk_call_frame <- function(extra = 0L) {
-  bulk <- .package$bulk_functions
-  top <- sys.nframe() - extra
-  if (top <= 6L) return(NULL)
-  fun <- sys.function(top - 5L)
-  if (identical(fun, bulk$clusterCall) || identical(fun, bulk$staticClusterApply)) return(sys.frame(top - 5L))
-  if (identical(sys.function(top - 6L), bulk$dynamicClusterApply)) {
-    frame <- sys.frame(top - 6L)
-    if (inherits(get0("cl", envir = frame, inherits = FALSE), "RichSOCKcluster")) return(frame)
+# Called when a send or receive of ours is left by an error or an interrupt: tasks sent
+# before now whose results were not read belong to a call that has ended.
+note_abort <- function() .package$aborts <- .package$aborts + 1L
+
+# Number a task for its node. The number is an attribute of the caller's tag, so that a tag
+# read by code that does not know ours (base parallel's recvOneData() for a plain
+# SOCKcluster holding our nodes) still works as the job index it is; a NULL tag, which cannot
+# carry attributes, becomes a marked FALSE. A tag of another type (an environment or a
+# function, which attributes would change in place) leaves the task unnumbered.
+number_task <- function(state, data) {
+  tag <- data$data$tag
+  if (is.null(tag)) {
+    tag <- structure(FALSE, parallellyNoTag = TRUE)
+  } else if (!is.atomic(tag) && !is.list(tag)) {
+    return(data)
   }
-  NULL
+  seq <- state$sent + 1L
+  if (state$read < state$sent && state$aborts != .package$aborts) state$stale_below <- seq
+  state$sent <- seq
+  state$aborts <- .package$aborts
+  attr(tag, "parallellySeq") <- seq
+  data$data["tag"] <- list(tag)
+  data
+}
+
+# A message read from a node, with the caller's tag as it was; NULL if it is stale.
+accept_message <- function(state, msg) {
+  tag <- msg$tag
+  seq <- attr(tag, "parallellySeq", exact = TRUE)
+  if (is.null(seq)) return(msg)  # not the result of a task we numbered
+  if (!is.null(state)) {
+    if (seq > state$read) state$read <- seq
+    if (seq < state$stale_below) return(NULL)
+  }
+  if (isTRUE(attr(tag, "parallellyNoTag", exact = TRUE))) tag <- NULL else attr(tag, "parallellySeq") <- NULL
+  msg["tag"] <- list(tag)
+  msg
 }
 
 sendData.RichSOCKnode <- function(node, data) {
   state <- node_state(node)
   if (isTRUE(state$healing)) return(send_healing(node, data, state))
   # The common path, kept short: it runs for every task.
-  if (!is.null(state) && identical(data$type, "EXEC")) {
-    frame <- bulk_call_frame()  # here, not as an argument: the frame count must be exact
-    if (!is.null(frame)) count_owed(state, frame)
-  }
+  if (!is.null(state) && identical(data$type, "EXEC")) data <- number_task(state, data)
+  done <- FALSE
+  on.exit(if (!done) note_abort())
   serialize(data, node$con, xdr = node_xdr(node))
+  done <- TRUE
   invisible(NULL)
-}
-
-# One more result owed to the bulk call `frame`: whatever an earlier call did not
-# read is stale from now on.
-count_owed <- function(state, frame) {
-  if (!identical(state$call, frame)) {
-    state$discard <- state$discard + state$owed
-    state$owed <- 0L
-    state$call <- frame
-  }
-  state$owed <- state$owed + 1L
-  invisible()
 }
 
 # sendData() with self-healing: a broken node is relaunched before the task is sent, and
@@ -112,40 +124,29 @@ send_healing <- function(node, data, state) {
   cur <- current_node(node)
   exec <- identical(data$type, "EXEC")
   if (exec && node_broken(cur)) cur <- relaunch(node, cur)
-  frame <- if (exec) bulk_call_frame(extra = 1L)
-  if (!is.null(frame)) {
-    state <- node_state(cur)
-    if (!is.null(state)) count_owed(state, frame)
-  }
   if (exec) {
+    where <- task_position(data)
+    if (!is.null(state)) data <- number_task(state, data)
     l <- lineage(node)
     l$task <- data
-    l$where <- task_position(frame, data)
+    l$where <- where
     l$attempts <- 0L
     l$causes <- character(0)
   }
+  done <- FALSE
+  on.exit(if (!done) note_abort())
   sent <- tryCatch({ serialize(data, cur$con, xdr = node_xdr(cur)); TRUE }, error = function(e) e)
   if (!isTRUE(sent)) {
     cur <- relaunch(node, cur)
     serialize(data, cur$con, xdr = node_xdr(cur))
   }
+  done <- TRUE
   invisible(NULL)
 }
 
 # Whether a worker can no longer take work (only asked when self-healing is on).
 node_broken <- function(cur) {
   node_ended(cur) || !isTRUE(isConnectionValid(cur$con)) || identical(suppressWarnings(isNodeAlive(cur, timeout = 5)), FALSE)
-}
-
-# Whether a message just read from a node is stale (and must be dropped).
-drop_stale <- function(state) {
-  if (is.null(state)) return(FALSE)
-  if (state$discard > 0L) {
-    state$discard <- state$discard - 1L
-    return(TRUE)
-  }
-  if (state$owed > 0L) state$owed <- state$owed - 1L
-  FALSE
 }
 
 # A result arrived from `cur`: the task it answered is done, its host healthy.
@@ -162,25 +163,26 @@ task_done <- function(node, cur) {
 recvData.RichSOCKnode <- function(node) {
   state <- node_state(node)
   healing <- isTRUE(state$healing)
-  cur <- node
-  if (healing) {
-    cur <- current_node(node)
-    state <- node_state(cur)
-  }
+  cur <- if (healing) current_node(node) else node
+  done <- FALSE
+  on.exit(if (!done) note_abort())
   repeat {
     msg <- if (healing) tryCatch(unserialize(cur$con), error = function(e) e) else unserialize(cur$con)
     if (inherits(msg, "error")) {
       cur <- recover_from_crash(node, cur, msg)
-      state <- node_state(cur)
       next
     }
-    if (drop_stale(state)) next
+    msg <- accept_message(state, msg)
+    if (is.null(msg)) next
     if (healing) task_done(node, cur)
+    done <- TRUE
     return(msg)
   }
 }
 
 recvOneData.RichSOCKcluster <- function(cl) {
+  done <- FALSE
+  on.exit(if (!done) note_abort())
   repeat {
     curs <- lapply(cl, current_node)
     cons <- lapply(curs, function(node) node$con)
@@ -193,8 +195,10 @@ recvOneData.RichSOCKcluster <- function(cl) {
       recover_from_crash(cl[[n]], curs[[n]], msg)
       next
     }
-    if (drop_stale(node_state(curs[[n]]))) next
+    msg <- accept_message(node_state(cl[[n]]), msg)
+    if (is.null(msg)) next
     if (healing) task_done(cl[[n]], curs[[n]])
+    done <- TRUE
     return(list(node = n, value = msg))
   }
 }
@@ -210,6 +214,7 @@ register_parallel_methods <- function() {
   .package$lineages <- new.env(parent = emptyenv())
   .package$host_failures <- new.env(parent = emptyenv())
   .package$replaced_cons <- new.env(parent = emptyenv())
+  .package$aborts <- 0L
   .package$bulk_functions <- list(
     clusterCall = get("clusterCall", envir = ns),
     staticClusterApply = get("staticClusterApply", envir = ns),

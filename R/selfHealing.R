@@ -106,9 +106,7 @@ recover_from_crash <- function(node, cur, err) {
   if (!is.null(l$task) && l$attempts < policy$retries) {
     new <- relaunch(node, cur, for_retry = TRUE)
     l$attempts <- l$attempts + 1L
-    serialize(l$task, new$con, xdr = node_xdr(new))
-    state <- node_state(new)
-    if (!is.null(state)) { state$owed <- 1L; state$call <- node_state(cur)$call }
+    serialize(l$task, new$con, xdr = node_xdr(new))  # same task number: its result is awaited
     return(new)
   }
   if (!is.null(l$task) && policy$retries > 0L) {
@@ -127,14 +125,28 @@ recover_from_crash <- function(node, cur, err) {
   stop(err)
 }
 
-# Where a task sits in the call that sends it, for error messages.
-task_position <- function(frame, data) {
+# Where a task sits in the call that sends it, for error messages (only with self-healing):
+# a load-balanced call tags each task with its index; otherwise the nearest of parallel's
+# bulk calls on the stack, found by identity wherever it is, knows the index.
+task_position <- function(data) {
   tag <- data$data$tag
   if (!is.null(tag) && length(tag) == 1L && is.numeric(tag)) return(sprintf("#%d", as.integer(tag)))
+  frame <- bulk_call_frame()
   if (is.null(frame)) return("(outside a parallel call)")
   i <- get0("i", envir = frame, inherits = FALSE)
   start <- get0("start", envir = frame, inherits = FALSE)
   if (is.numeric(i) && is.numeric(start)) return(sprintf("#%d", as.integer(start + i - 1L)))
   if (is.numeric(i)) return(sprintf("#%d", as.integer(i)))
   "(unknown)"
+}
+
+# The frame of the innermost of parallel's bulk calls (clusterCall(), staticClusterApply(),
+# dynamicClusterApply()) that is running, or NULL.
+bulk_call_frame <- function() {
+  bulk <- .package$bulk_functions
+  for (i in rev(seq_len(sys.nframe()))) {
+    fun <- sys.function(i)
+    for (b in bulk) if (identical(fun, b)) return(sys.frame(i))
+  }
+  NULL
 }

@@ -71,3 +71,35 @@ test_that("using a node does not change the node object (future hashes clusters)
   parallel::parLapplyLB(cl, 1:4, sqrt)
   expect_identical(serialize(cl, NULL), before)
 })
+
+test_that("stale results are dropped whatever frames stand between the caller and parallel", {
+  cl <- local_cluster(2)
+  crash_first <- function(i) {
+    if (i == 1L) tools::pskill(Sys.getpid(), tools::SIGKILL)
+    Sys.sleep(0.2)
+    i * 10
+  }
+  # Extra frames: a subclass of our node whose sendData() method calls NextMethod(), a
+  # trace()d parallel function, and a wrapper that calls parallel inside tryCatch() and local().
+  sendData.tracedNode <- function(node, data) NextMethod()
+  registerS3method("sendData", "tracedNode", sendData.tracedNode, envir = asNamespace("parallel"))
+  for (i in seq_along(cl)) class(cl[[i]]) <- c("tracedNode", class(cl[[i]]))
+  trace(parallel::clusterApply, quote(invisible(NULL)), print = FALSE)
+  on.exit(untrace(parallel::clusterApply), add = TRUE)
+  wrapper <- function(cl, f) tryCatch(local(parallel::parLapply(cl, 1:2, f)), error = function(e) e)
+  expect_s3_class(wrapper(cl, crash_first), "error")
+  expect_true(wait_for(function() identical(isNodeAlive(cl[[1]]), FALSE)))
+  cl[[1]] <- cloneNode(cl[[1]])
+  expect_equal(unlist(wrapper(cl, function(i) -i)), -(1:2))
+  expect_equal(unlist(parallel::clusterApply(cl, 1:2, function(i) i + 100)), 101:102)
+})
+
+test_that("a task's own tag comes back unchanged, NULL included", {
+  cl <- local_cluster(1)
+  for (tag in list(NULL, 7L, "t", list(a = 1), structure(3, extra = "x"))) {
+    parallel:::sendCall(cl[[1]], fun = function() "v", args = list(), tag = tag)
+    msg <- parallel:::recvData(cl[[1]])
+    expect_identical(msg$tag, tag)
+    expect_true("tag" %in% names(msg))
+  }
+})
