@@ -108,6 +108,7 @@ makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "
   }
   action <- match.arg(action)
   if (missing(port)) stop_arg("port", "is missing; give the port the master listens on")
+  check_flag(methods, "methods")  # before the default of default_packages reads it
   # The original arguments, before resolution (cloneNode(method = "vanilla") replays them).
   arguments <- mget(setdiff(names(formals()), "action"), envir = environment())
 

@@ -134,3 +134,29 @@ test_that("the connection budget is checked before anything starts", {
   if (free >= 100L) skip("availableConnections() is memoised at a large value in this session")
   expect_error(makeClusterPSOCK(I(free + 1L), dryrun = TRUE, quiet = TRUE), "Cannot create")
 })
+
+test_that("arguments of the wrong type are refused even where this launch would not use them", {
+  # Local workers use no rshcmd, rshopts, user or rshlogfile, but a wrong one is still a mistake.
+  bad <- list(rshcmd = character(0), rshcmd = NA_character_, rshcmd = 1, rshcmd = function(x) x,
+              rshopts = NA, rshopts = 1L, user = 1, user = c("a", "b"), rshlogfile = 2,
+              rscript_libs = NA, socketOptions = 1, methods = NA, calls = "yes")
+  for (i in seq_along(bad)) {
+    name <- names(bad)[i]
+    args <- c(list(1), bad[i])
+    expect_no_new_children({
+      err <- expect_error(do.call(makeClusterPSOCK, args), class = "parallellyArgumentError")
+    })
+    expect_match(conditionMessage(err), sprintf("'%s'", name), fixed = TRUE, info = name)
+  }
+})
+
+test_that("revtunnel = NA means a reverse tunnel only for SSH launchers", {
+  opts <- function(...) makeNodePSOCK("n1.example.org", port = 11562L, action = "options", ...)
+  expect_true(opts()$revtunnel)                       # the built-in client
+  expect_true(opts(rshcmd = "ssh")$revtunnel)
+  expect_true(opts(rshcmd = c("/usr/bin/ssh", "-v"))$revtunnel)
+  expect_false(opts(rshcmd = "srun")$revtunnel)
+  expect_false(opts(rshcmd = function(rshopts, worker) "srun -w n1")$revtunnel)
+  expect_false(makeNodePSOCK(port = 11562L, action = "options")$revtunnel)
+  expect_true(opts(rshcmd = "srun", revtunnel = TRUE)$revtunnel)
+})
