@@ -113,7 +113,7 @@ sendData.RichSOCKnode <- function(node, data) {
   if (!is.null(state) && identical(data$type, "EXEC")) data <- number_task(state, data)
   done <- FALSE
   on.exit(if (!done) note_abort())
-  serialize(data, node$con, xdr = node_xdr(node))
+  serialize(data, .subset2(node, "con"), xdr = node_xdr(node))
   done <- TRUE
   invisible(NULL)
 }
@@ -167,7 +167,8 @@ recvData.RichSOCKnode <- function(node) {
   done <- FALSE
   on.exit(if (!done) note_abort())
   repeat {
-    msg <- if (healing) tryCatch(unserialize(cur$con), error = function(e) e) else unserialize(cur$con)
+    con <- .subset2(cur, "con")
+    msg <- if (healing) tryCatch(unserialize(con), error = function(e) e) else unserialize(con)
     if (inherits(msg, "error")) {
       cur <- recover_from_crash(node, cur, msg)
       next
@@ -185,7 +186,7 @@ recvOneData.RichSOCKcluster <- function(cl) {
   on.exit(if (!done) note_abort())
   repeat {
     curs <- lapply(cl, current_node)
-    cons <- lapply(curs, function(node) node$con)
+    cons <- lapply(curs, .subset2, "con")
     ready <- socketSelect(cons)
     if (!any(ready)) next
     n <- which.max(ready)
@@ -215,6 +216,7 @@ register_parallel_methods <- function() {
   .package$host_failures <- new.env(parent = emptyenv())
   .package$replaced_cons <- new.env(parent = emptyenv())
   .package$aborts <- 0L
+  .package$relaunches <- 0L   # see current_node()
   .package$bulk_functions <- list(
     clusterCall = get("clusterCall", envir = ns),
     staticClusterApply = get("staticClusterApply", envir = ns),

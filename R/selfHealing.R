@@ -8,6 +8,7 @@
 
 # The worker currently standing in for `node`.
 current_node <- function(node) {
+  if (.package$relaunches == 0L) return(node)
   key <- node_key(node)
   if (is.null(key)) return(node)
   get0(key, envir = .package$incarnations, inherits = FALSE, ifnotfound = node)
@@ -63,10 +64,12 @@ relaunch <- function(node, cur, for_retry = FALSE) {
     stopf("Launch", "Workers on host '%s' died %d times in a row: not relaunching there again until repairCluster().",
           node_identity(cur)$host, failures, fields = list(host = node_identity(cur)$host))
   }
-  try(close(cur$con), silent = TRUE)
+  old_con <- .subset2(cur, "con")
+  try(close(old_con), silent = TRUE)
   new <- cloneNode(cur)
   assign(node_key(node), new, envir = .package$incarnations)
-  assign(replaced_key(node$con), TRUE, envir = .package$replaced_cons)
+  .package$relaunches <- .package$relaunches + 1L
+  assign(replaced_key(old_con), TRUE, envir = .package$replaced_cons)
   assign(host, failures + 1L, envir = .package$host_failures)
   l$restarts <- l$restarts + 1L
   new
@@ -150,3 +153,11 @@ bulk_call_frame <- function() {
   }
   NULL
 }
+
+# A node stands for its live worker: once self-healing has relaunched it in place, reading
+# its fields (node$session_info, node$con, node$host, as future's post-mortems and
+# socketSelect() do) gives the relaunched worker's, not the dead one's. The node object itself
+# stays as it was (future identifies a cluster by its hash).
+`$.RichSOCKnode` <- function(x, name) .subset2(current_node(x), name, exact = FALSE)
+
+`[[.RichSOCKnode` <- function(x, i, exact = TRUE) .subset2(current_node(x), i, exact = exact)

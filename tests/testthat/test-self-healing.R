@@ -95,3 +95,23 @@ test_that("plan(cluster) with autoRestart survives a remote worker dying under a
   expect_identical(future::value(future::future(Sys.info()[["nodename"]])), "testhost1")
   expect_identical(sum(summary(cl)$restarts) >= 1L, TRUE)
 })
+
+test_that("after an in-place relaunch a node's fields describe the live worker", {
+  cl <- local_cluster(1, autoRestart = 2)
+  old_pid <- cl[[1]]$session_info$process$pid
+  old_con <- cl[[1]]$con
+  before <- serialize(cl, NULL)
+  tools::pskill(old_pid, tools::SIGKILL)
+  expect_true(wait_for(function() identical(isNodeAlive(cl[[1]]), FALSE)))
+  new_pid <- parallel::clusterEvalQ(cl, Sys.getpid())[[1]]
+  expect_false(new_pid == old_pid)
+  # What users and future read from the node: the relaunched worker, not the dead one.
+  expect_identical(cl[[1]]$session_info$process$pid, new_pid)
+  expect_identical(cl[[1]][["session_info"]]$process$pid, new_pid)
+  expect_identical(summary(cl)$pid, new_pid)
+  expect_false(identical(as.integer(cl[[1]]$con), -1L))
+  expect_true(isConnectionValid(cl[[1]]$con))
+  expect_length(socketSelect(list(cl[[1]]$con), timeout = 0), 1L)
+  # The node object is unchanged (future identifies clusters by hashing them).
+  expect_identical(serialize(cl, NULL), before)
+})
