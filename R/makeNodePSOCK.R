@@ -117,10 +117,15 @@ makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "
   # a node must not carry it (it holds live objects, so the node's hash would change).
   arguments$calls <- options$calls
   options$arguments <- arguments
-  options$make_fcn <- makeNodePSOCK
+  options$make_fcn <- make_node_fcn
   if (action == "options") return(options)
   launchNodePSOCK(options, verbose = verbose)
 }
+
+# The options' `make_fcn` (as in the reference, the function that makes such a node): a small
+# forwarder rather than makeNodePSOCK() itself, whose body would add ~8 KB to every node, and
+# future hashes the whole cluster for every future.
+make_node_fcn <- local(function(...) parallelly::makeNodePSOCK(...), envir = baseenv())
 
 # Turn the arguments of makeNodePSOCK() into a complete, checked launch specification.
 resolve_node_options <- function(a) {

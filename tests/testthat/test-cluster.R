@@ -49,3 +49,11 @@ test_that("stopCluster() also ends a worker busy in a long task", {
   expect_false(process_running(pid))
   expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 15)
 })
+
+test_that("a node stays light (future hashes the cluster for every future) and make_fcn works", {
+  cl <- local_cluster(1)
+  expect_lt(length(serialize(cl[[1]], NULL)), 8000L)
+  opts <- attr(cl[[1]], "options")$make_fcn(port = 11562L, action = "options")
+  expect_s3_class(opts, "makeNodePSOCKOptions")
+  expect_identical(opts$port, 11562L)
+})
