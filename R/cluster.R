@@ -91,11 +91,9 @@ stop_nodes <- function(cl) {
   for (node in cl) {
     if (is.null(node)) next
     # A node relaunched by self-healing is stopped in its newest incarnation.
-    original <- node_key(node)
+    original <- node
     node <- current_node(node)
-    if (!is.null(original) && exists(original, envir = .package$incarnations, inherits = FALSE)) {
-      rm(list = original, envir = .package$incarnations)
-    }
+    forget_node(original)
     if (node_ended(node, "stopped")) next
     con <- node$con
     killed <- node_ended(node, "killed")
@@ -104,7 +102,7 @@ stop_nodes <- function(cl) {
       try(close(con), silent = TRUE)
     }
     mark_node_ended(node)
-    forget_node_state(node)
+    forget_node(node)
     id <- node_identity(node)
     process <- attr(node, "process", exact = TRUE)
     client <- process$client_pid

@@ -142,9 +142,6 @@ isConnectionValid <- function(con) {
   }
   index <- as.integer(con)
   if (index %in% 0:2) return(TRUE)
-  # The connection of a node whose worker self-healing relaunched: the node's traffic goes
-  # to the new worker's connection (R/selfHealing.R), so the node is still usable.
-  if (connection_replaced(con)) return(TRUE)
 
   if (!index %in% getAllConnections()) {
     reason <- sprintf(

@@ -63,6 +63,7 @@ forget_node_state <- function(node) {
   if (!is.null(key) && exists(key, envir = .package$node_states, inherits = FALSE)) {
     rm(list = key, envir = .package$node_states)
   }
+  invisible()
 }
 
 node_xdr <- function(node) !inherits(node, "SOCK0node")
@@ -206,23 +207,13 @@ recvOneData.RichSOCKcluster <- function(cl) {
 
 `%||%` <- function(x, y) if (is.null(x)) y else x
 
-# parallel's transport generics are internal to it: register our methods in its S3 table.
+# Our transport methods for parallel's internal generics are registered in NAMESPACE; here
+# only the bulk calls that task_position() looks for.
 register_parallel_methods <- function() {
   ns <- asNamespace("parallel")
-  .package$node_states <- new.env(parent = emptyenv())
-  .package$ended_nodes <- new.env(parent = emptyenv())
-  .package$incarnations <- new.env(parent = emptyenv())   # see R/selfHealing.R
-  .package$lineages <- new.env(parent = emptyenv())
-  .package$host_failures <- new.env(parent = emptyenv())
-  .package$replaced_cons <- new.env(parent = emptyenv())
-  .package$aborts <- 0L
-  .package$relaunches <- 0L   # see current_node()
   .package$bulk_functions <- list(
     clusterCall = get("clusterCall", envir = ns),
     staticClusterApply = get("staticClusterApply", envir = ns),
     dynamicClusterApply = get("dynamicClusterApply", envir = ns)
   )
-  registerS3method("sendData", "RichSOCKnode", sendData.RichSOCKnode, envir = ns)
-  registerS3method("recvData", "RichSOCKnode", recvData.RichSOCKnode, envir = ns)
-  registerS3method("recvOneData", "RichSOCKcluster", recvOneData.RichSOCKcluster, envir = ns)
 }

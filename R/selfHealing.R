@@ -69,19 +69,9 @@ relaunch <- function(node, cur, for_retry = FALSE) {
   new <- cloneNode(cur)
   assign(node_key(node), new, envir = .package$incarnations)
   .package$relaunches <- .package$relaunches + 1L
-  assign(replaced_key(old_con), TRUE, envir = .package$replaced_cons)
   assign(host, failures + 1L, envir = .package$host_failures)
   l$restarts <- l$restarts + 1L
   new
-}
-
-replaced_key <- function(con) {
-  id <- attr(con, "conn_id", exact = TRUE)
-  paste(as.integer(con), if (is.null(id)) "" else capture.output(print(id)))
-}
-
-connection_replaced <- function(con) {
-  length(ls(.package$replaced_cons)) > 0L && exists(replaced_key(con), envir = .package$replaced_cons, inherits = FALSE)
 }
 
 # A worker answered: its host is healthy again.

@@ -4,13 +4,9 @@
 .package <- new.env(parent = emptyenv())
 
 .onLoad <- function(libname, pkgname) {
+  init_package_state()
   register_parallel_methods()
   register_cluster_types()
-  .package$ssh_users <- new.env(parent = emptyenv())
-  .package$exit_causes <- new.env(parent = emptyenv())  # remote: a shell tells only once
-  .package$fork_servers <- new.env(parent = emptyenv())  # see R/forkServer.R
-  .package$fork_refusals <- new.env(parent = emptyenv())
-  .package$retired_fork_servers <- new.env(parent = emptyenv())
   apply_r_cmd_check_settings()  # R CMD check: sets R_PARALLELLY_* variables first
   update_package_options()      # R_PARALLELLY_* variables -> parallelly.* options
   parallelly_debug_setup()      # R_PARALLELLY_DEBUG -> option parallelly.debug

@@ -115,3 +115,21 @@ test_that("after an in-place relaunch a node's fields describe the live worker",
   # The node object is unchanged (future identifies clusters by hashing them).
   expect_identical(serialize(cl, NULL), before)
 })
+
+test_that("stopping prunes a node's bookkeeping; the dead worker's connection reads as invalid", {
+  cl <- makeClusterPSOCK(2, autoRestart = 1)
+  on.exit(parallelly:::stop_all_children())
+  old_con <- cl[[1]]$con
+  tools::pskill(node_pid(cl[[1]]), tools::SIGKILL)
+  expect_true(wait_for(function() identical(isNodeAlive(cl[[1]]), FALSE)))
+  expect_length(parallel::clusterEvalQ(cl, 1), 2L)
+  # The connection the user held is the dead worker's: closed, not valid; the node's is.
+  expect_false(isConnectionValid(old_con))
+  expect_true(isConnectionValid(cl[[1]]$con))
+  keys <- c(vapply(unclass(cl), parallelly:::node_key, ""), parallelly:::node_key(parallelly:::current_node(cl[[1]])))
+  tables <- c("node_states", "incarnations", "lineages", "exit_causes")
+  held <- function() unlist(lapply(tables, function(t) intersect(keys, ls(parallelly:::.package[[t]]))))
+  expect_true(length(held()) > 0L)
+  parallel::stopCluster(cl)
+  expect_identical(held(), character(0))
+})
