@@ -184,14 +184,22 @@ new_node <- function(con, options, pid, launched, port, launcher) {
                   log = launched$log, ssh = launcher$ssh_key)
   if (is.null(launcher$ssh_key) && launcher$remote) process$client_pid <- launcher_pid
   process$fork_server <- launcher$fork_server
-  process$key <- sprintf("%s/%d@%.0f", if (is.null(launcher$ssh_key)) "localhost" else launcher$ssh_key,
-                         as.integer(pid), as.numeric(start_time))
+  process$key <- worker_key(launcher, options, pid, start_time, launcher_pid)
   node <- list(con = con, host = options$worker, rank = options$rank)
   structure(node,
     options = options,
     process = process,
     class = c("RichSOCKnode", if (isTRUE(options$useXDR)) "SOCKnode" else "SOCK0node")
   )
+}
+
+# The key of a worker in this package's tables: it always names the host. A worker started
+# by an external client has no start time we can read; its local client's PID stands in
+# (unique while the worker runs), so two hosts whose workers share a PID never collide.
+worker_key <- function(launcher, options, pid, start_time, launcher_pid) {
+  if (!is.null(launcher$ssh_key)) return(sprintf("%s/%d@%.0f", launcher$ssh_key, as.integer(pid), as.numeric(start_time)))
+  if (launcher$remote) return(sprintf("rsh:%s/%d@client%d", as.character(options$worker), as.integer(pid), as.integer(launcher_pid)))
+  sprintf("localhost/%d@%.0f", as.integer(pid), as.numeric(start_time))
 }
 
 # A launched worker exited before connecting: fail at once, with how it ended and its output.
