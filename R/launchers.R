@@ -222,6 +222,7 @@ external_launcher <- function(opts) {
 # The argument vector that runs `command` on the worker's host through the external client
 # (a function-valued rshcmd returns a shell command line, which is then run by sh).
 external_ssh_command <- function(opts, command, tunnel = NULL) {
+  command <- login_shell_command(command)
   rshopts <- c(
     if (is.character(opts$rshlogfile)) c("-E", opts$rshlogfile),
     if (length(tunnel) == 2L) c("-R", sprintf("%d:127.0.0.1:%d", tunnel[1L], tunnel[2L])),
@@ -252,4 +253,25 @@ external_request <- function(opts, kind, pids, start_times, signal = 0L, timeout
           fields = list(host = as.character(opts$worker)))
   }
   backend_remote_parse(kind, out, pids, start_times)
+}
+
+# A command line that runs the sh script `script` whatever the remote user's login shell
+# is (sshd hands it to that shell): bash, dash, csh/tcsh and fish all read a word, and a
+# single-quoted string without quotes, backslashes, newlines or '!' inside, alike. The
+# script itself travels base64-encoded, so that nothing in it meets the login shell.
+login_shell_command <- function(script) {
+  sprintf("exec /bin/sh -c 'eval \"$(printf %%s %s | base64 -d)\"'", base64_encode(script))
+}
+
+base64_encode <- function(text) {
+  bytes <- as.integer(charToRaw(enc2utf8(text)))
+  if (length(bytes) == 0L) return("")
+  pad <- (3L - length(bytes) %% 3L) %% 3L
+  m <- matrix(c(bytes, integer(pad)), nrow = 3L)
+  n <- m[1L, ] * 65536L + m[2L, ] * 256L + m[3L, ]
+  idx <- rbind(n %/% 262144L, (n %/% 4096L) %% 64L, (n %/% 64L) %% 64L, n %% 64L)
+  alphabet <- c(LETTERS, letters, 0:9, "+", "/")
+  out <- alphabet[as.vector(idx) + 1L]
+  if (pad > 0L) out[length(out) - seq_len(pad) + 1L] <- "="
+  paste(out, collapse = "")
 }
