@@ -10,6 +10,7 @@ use std::time::Duration;
 use ssh2::{CheckResult, KnownHostFileKind, Session};
 
 use super::config;
+use super::known_hosts;
 use crate::error::{Error, Kind, Result};
 
 /// Who and where to connect, after applying the ssh config.
@@ -24,6 +25,8 @@ pub struct Target {
     pub identities_only: bool,
     pub known_hosts: Vec<PathBuf>,
     pub host_keys: HostKeyPolicy,
+    /// Record accepted host keys with hashed host names (OpenSSH's HashKnownHosts).
+    pub hash_known_hosts: bool,
     pub timeout: Duration,
 }
 
@@ -45,6 +48,8 @@ pub struct Options<'a> {
     pub accept_new: bool,
     pub timeout: Duration,
 }
+
+const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
 
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
@@ -89,6 +94,11 @@ pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
             _ => HostKeyPolicy::Strict,
         }
     };
+    // HashKnownHosts as OpenSSH reads it: the user's file first, then the system-wide one
+    // (Debian's /etc/ssh/ssh_config says yes).
+    let hash_known_hosts = cfg.hash_known_hosts.or_else(|| {
+        config::load(Path::new(SYSTEM_CONFIG), alias).ok().and_then(|c| c.hash_known_hosts)
+    });
     let timeout = match cfg.connect_timeout {
         Some(s) if s > 0 => opts.timeout.min(Duration::from_secs(u64::from(s))),
         _ => opts.timeout,
@@ -102,6 +112,7 @@ pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
         identities_only: cfg.identities_only.unwrap_or(false),
         known_hosts,
         host_keys,
+        hash_known_hosts: hash_known_hosts.unwrap_or(false),
         timeout,
     })
 }
@@ -181,26 +192,23 @@ fn check_host_key(session: &Session, target: &Target) -> Result<()> {
         )),
         CheckResult::NotFound if target.host_keys == HostKeyPolicy::AcceptNew => {
             let file = target.known_hosts.first().cloned().unwrap_or_else(|| home_dir().join(".ssh").join("known_hosts"));
-            let fmt = match key_type {
-                ssh2::HostKeyType::Rsa => ssh2::KnownHostKeyFormat::SshRsa,
-                ssh2::HostKeyType::Dss => ssh2::KnownHostKeyFormat::SshDss,
-                ssh2::HostKeyType::Ecdsa256 => ssh2::KnownHostKeyFormat::Ecdsa256,
-                ssh2::HostKeyType::Ecdsa384 => ssh2::KnownHostKeyFormat::Ecdsa384,
-                ssh2::HostKeyType::Ecdsa521 => ssh2::KnownHostKeyFormat::Ecdsa521,
-                ssh2::HostKeyType::Ed25519 => ssh2::KnownHostKeyFormat::Ed25519,
+            let type_name = match key_type {
+                ssh2::HostKeyType::Rsa => "ssh-rsa",
+                ssh2::HostKeyType::Dss => "ssh-dss",
+                ssh2::HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
+                ssh2::HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
+                ssh2::HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
+                ssh2::HostKeyType::Ed25519 => "ssh-ed25519",
                 _ => {
                     return Err(Error::new(Kind::HostKey, format!("host '{}' uses a host key type that cannot be recorded", target.alias)))
                 }
             };
-            known
-                .add(&known_hosts_name(target), key, &target.alias, fmt)
-                .and_then(|_| {
-                    if let Some(dir) = file.parent() {
-                        let _ = std::fs::create_dir_all(dir);
-                    }
-                    known.write_file(&file, KnownHostFileKind::OpenSSH)
-                })
-                .map_err(|e| Error::new(Kind::HostKey, format!("cannot add the host key of '{}' to '{}': {}", target.alias, file.display(), e)))
+            let cannot = |e: std::io::Error| {
+                Error::new(Kind::HostKey, format!("cannot add the host key of '{}' to '{}': {}", target.alias, file.display(), e))
+            };
+            let salt = if target.hash_known_hosts { Some(known_hosts::random_salt().map_err(cannot)?) } else { None };
+            let line = known_hosts::entry(&known_hosts_name(target), type_name, key, salt.as_ref());
+            known_hosts::append(&file, &line).map_err(cannot)
         }
         CheckResult::NotFound => Err(Error::new(
             Kind::HostKey,
