@@ -101,6 +101,12 @@ remote_launcher <- function(opts) {
           "Cannot launch R workers on host '%s': the R launcher '%s' was not found there. Set argument 'rscript' to the path of Rscript on that host, e.g. rscript = \"/usr/bin/Rscript\".",
           host, opts$launcher$program, extra_class = "PSOCKConnectionError", fields = list(host = host))
       }
+      if (length(res$unwritable) > 0L) {
+        dir <- res$unwritable[1L]
+        stopf("Launch",
+          "Cannot launch R workers on host '%s': its directory '%s' is full or not writable (a one-byte test write there failed), and the workers need it for their logs and as R's temporary directory. Free space in '%s' on that host, or fix its permissions (see 'df %s' and 'ls -ld %s' there).",
+          host, dir, dir, dir, dir, extra_class = "PSOCKConnectionError", fields = list(host = host, directory = dir))
+      }
       if (length(res$pid) != nrow(launched)) {
         stopf("Launch", "Launching %d R workers on host '%s' started %d of them.", nrow(launched), host,
               length(res$pid), extra_class = "PSOCKConnectionError", fields = list(host = host))
@@ -108,8 +114,11 @@ remote_launcher <- function(opts) {
       launched$pid <- res$pid
       launched$start_time <- res$start_time
       launched$log <- res$log
+      probing$worker_port <- worker_port
       launched
     },
+    # The port the workers connect to on their host (the reverse tunnel's, with revtunnel).
+    worker_port = function() probing$worker_port,
     check = function(launched, waiting) {
       # One probe at a time, at most twice a second, never blocking the accept loop.
       if (!is.null(probing$ticket)) {
@@ -118,7 +127,8 @@ remote_launcher <- function(opts) {
         probing$ticket <- NULL
         gone <- which(probing$pids %in% launched$pid[waiting] & alive %in% FALSE)
         if (length(gone) > 0L) {
-          return(list(index = match(probing$pids[gone[1L]], launched$pid), how = "exited"))
+          pid <- probing$pids[gone[1L]]
+          return(list(index = match(pid, launched$pid), how = remote_exit_how(key, host, pid)))
         }
         return(NULL)
       }
@@ -147,6 +157,17 @@ remote_launcher <- function(opts) {
       for (node in nodes) ssh_register_node(key, node)
     }
   )
+}
+
+# How a remote worker that the control shell started ended, as describe_exit() says it:
+# the shell, its parent, tells the exit status (once). "exited" if it cannot tell.
+remote_exit_how <- function(key, host, pid) {
+  status <- tryCatch(backend_ssh_wait(backend_ssh_submit_exit(key, pid), 5, host, "reading an exit status"),
+                     error = function(e) NA_integer_)
+  status <- suppressWarnings(as.integer(status[1L]))
+  if (is.na(status) || status == 127L) return("exited")
+  if (status > 128L && status <= 192L) return(describe_exit("signalled", NA_integer_, status - 128L))
+  describe_exit("exited", status, NA_integer_)
 }
 
 # The body of the remote subshell that becomes the worker: settings are exported (a
