@@ -21,6 +21,8 @@ test_that("a host whose /tmp is full: the error says so at once, with or without
   # Not a false alarm: a host with room in /tmp passes the check.
   cl <- local_cluster("testhost1")
   expect_true(isNodeAlive(cl[[1]]))
+  # The check leaves no file behind.
+  expect_identical(remote_exec("testhost1", "ls -A /tmp /home/ptest | grep -c parallelly-check || true"), "0")
 })
 
 test_that("a remote worker that dies at start-up: its exit status and the tunnel's port", {

@@ -21,8 +21,9 @@ const STAT_FN: &str = r#"pstat() { if [ -r /proc/$1/stat ] && read -r l < /proc/
 /// settings go in with `export`, a builtin, so that secrets never appear in any process's
 /// arguments. `program` is checked first so that a missing Rscript is reported at once,
 /// then the directories of the logs and the temporary directory (`$TMPDIR`, else /tmp)
-/// with a one-byte test write: a full or read-only /tmp is reported as such, rather than as
-/// workers that die without a word (R cannot start without its temporary directory).
+/// with a one-byte test write (shell builtins only): a full or read-only /tmp is reported
+/// as such, rather than as workers that die without a word (R cannot start without its
+/// temporary directory).
 /// Prints "pid PID START LOG" per worker, "missing PROGRAM" or "unwritable DIR".
 pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> String {
     let mut s = String::new();
@@ -42,7 +43,7 @@ pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> Str
     }
     let quoted: Vec<String> = dirs.iter().map(|d| sh_quote(d)).collect();
     s.push_str(&format!(
-        "U=; for d in {} \"${{TMPDIR:-/tmp}}\"; do f=\"$d/.parallelly-check-$$\"; if (printf x >\"$f\") 2>/dev/null && [ -s \"$f\" ]; then :; else U=\"$d\"; fi; rm -f \"$f\" 2>/dev/null; done\n",
+        "U=; C=; for d in {} \"${{TMPDIR:-/tmp}}\"; do f=\"$d/.parallelly-check-$$\"; C=\"$C $f\"; if {{ printf x >\"$f\"; }} 2>/dev/null && [ -s \"$f\" ]; then :; else U=\"$d\"; fi; done\n",
         quoted.join(" ")
     ));
     s.push_str("if [ -n \"$U\" ]; then echo \"unwritable $U\"; else\n");
@@ -60,7 +61,9 @@ pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> Str
     s.push_str(
         "( trap '' HUP INT; while kill -0 $$ 2>/dev/null; do sleep 2; done; for w in $W; do p=${w%%:*}; t=${w#*:}; set -- $(pstat $p); [ \"$3\" = \"$t\" ] && [ \"$2\" != Z ] && kill -TERM $p 2>/dev/null; done ) </dev/null >/dev/null 2>&1 &\n",
     );
-    s.push_str("fi; fi");
+    // The test files go last: `rm` is the script's first process after the workers, so
+    // the first worker gets the PID that follows the shell's last one.
+    s.push_str("fi; rm -f $C 2>/dev/null; fi");
     s
 }
 
