@@ -12,6 +12,7 @@
 # hidden behind an empty tmpfs, so R there sees only base R and Debian's packages in
 # /usr/lib/R/site-library -- our package is not installed there. Per host (by number):
 #   testhost1, testhost2, testhost8.. login shell bash, our package not installed
+#                                     (testhost2 has an ECDSA host key beside ed25519)
 #   testhost3                         bash; our package installed in ptest's own R library
 #                                     (a copy of SSH_TEST_HOSTS_PACKAGE), for the fork server
 #   testhost4                         login shell dash
@@ -296,10 +297,17 @@ cmd_start() {
   for i in $(seq "$n"); do
     addr=$(host_addr "$i")
     ssh-keygen -q -t ed25519 -N '' -C "testhost$i" -f "$dir/ssh_host_ed25519_key_testhost$i"
+    # testhost2 has an ECDSA host key too (as real hosts have several types).
+    local extra_key=""
+    if [ "$i" = 2 ]; then
+      ssh-keygen -q -t ecdsa -b 256 -N '' -C "testhost$i" -f "$dir/ssh_host_ecdsa_key_testhost$i"
+      extra_key="HostKey $dir/ssh_host_ecdsa_key_testhost$i"
+    fi
     cat >"$dir/sshd_config_testhost$i" <<EOF
 # sshd for testhost$i of the parallelly test suite (tools/ssh-test-hosts.sh)
 ListenAddress $addr:$PORT
 HostKey $dir/ssh_host_ed25519_key_testhost$i
+$extra_key
 PidFile $dir/sshd_testhost$i.pidfile
 AuthorizedKeysFile $keysfile
 PermitRootLogin $([ "$login" = root ] && echo prohibit-password || echo no)
@@ -320,6 +328,11 @@ EOF
     local key; key=$(cut -d' ' -f1,2 "$dir/ssh_host_ed25519_key_testhost$i.pub")
     printf '[%s]:%s %s\n[testhost%s]:%s %s\n' "$addr" "$PORT" "$key" "$i" "$PORT" "$key" \
       >>"$dir/known_hosts"
+    if [ -n "$extra_key" ]; then
+      key=$(cut -d' ' -f1,2 "$dir/ssh_host_ecdsa_key_testhost$i.pub")
+      printf '[%s]:%s %s\n[testhost%s]:%s %s\n' "$addr" "$PORT" "$key" "$i" "$PORT" "$key" \
+        >>"$dir/known_hosts"
+    fi
     cat >>"$dir/ssh_config" <<EOF
 Host testhost$i
   HostName $addr

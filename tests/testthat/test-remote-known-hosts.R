@@ -76,3 +76,33 @@ test_that("without HashKnownHosts in the user's config, /etc/ssh/ssh_config deci
   accept_then_check(alias_config(hosts), known)
   expect_match(readLines(known), "^\\|1\\|")
 })
+
+test_that("a host with keys of two types gets both recorded, and OpenSSH accepts either", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if(!nzchar(Sys.which("ssh-keygen")) || !nzchar(Sys.which("ssh")), "OpenSSH client not installed")
+  ecdsa <- file.path(hosts$dir, "ssh_host_ecdsa_key_testhost2.pub")
+  skip_if_not(file.exists(ecdsa), "testhost2 has no ECDSA host key")
+  port <- hosts$hosts$port[2]
+  config <- withr::local_tempfile()
+  writeLines(c("Host two", "  HostName 127.0.0.3", paste("  Port", port), paste("  User", hosts$hosts$user[2]),
+               paste("  IdentityFile", hosts$identity), "  IdentitiesOnly yes", "  HashKnownHosts yes"), config)
+  known <- withr::local_tempfile()
+  withr::local_options(parallelly.ssh.config = config, parallelly.ssh.knownHosts = known,
+                       parallelly.ssh.acceptNewHostKeys = TRUE)
+  cl <- makeClusterPSOCK("two", connectTimeout = 10)
+  parallel::stopCluster(cl)
+  lines <- readLines(known)
+  expect_length(lines, 2L)
+  types <- vapply(strsplit(lines, " "), `[`, "", 2L)
+  expect_setequal(types, c("ssh-ed25519", "ecdsa-sha2-nistp256"))
+  keys <- vapply(strsplit(lines, " "), `[`, "", 3L)
+  expect_identical(keys[types == "ecdsa-sha2-nistp256"], strsplit(readLines(ecdsa), " ")[[1]][2])
+  # OpenSSH, told to use one type or the other, finds the host known either way.
+  for (alg in c("ssh-ed25519", "ecdsa-sha2-nistp256")) {
+    out <- suppressWarnings(system2("ssh", c("-F", shQuote(config), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                                             "-o", paste0("UserKnownHostsFile=", shQuote(known)),
+                                             "-o", paste0("HostKeyAlgorithms=", alg), "two", "true"),
+                                    stdout = TRUE, stderr = TRUE))
+    expect_null(attr(out, "status"), info = paste(alg, paste(out, collapse = "\n")))
+  }
+})
