@@ -172,12 +172,32 @@ fork_server_children_alive <- function(server) {
                             server$host, "checking forked workers"), error = function(e) rep(NA, nrow(kids)))
 }
 
+# `base` for workers asked for with setup_strategy = "fork" on a host that cannot fork:
+# they are launched as "parallel" workers (parallel's worker loop knows no "fork").
+plain_launcher <- function(base) {
+  launch <- base$launch
+  base$launch <- function(options_list, port, launched) {
+    options_list <- lapply(options_list, function(o) {
+      if (identical(o$setup_strategy, "fork")) o$setup_strategy <- "parallel"
+      o
+    })
+    launch(options_list, port, launched)
+  }
+  base
+}
+
 # The launcher of connect_workers() for a host with a fork server: the same interface as
 # `base`, but the workers are forked by the server. Falls back to `base` when the host
 # cannot fork.
 fork_launcher <- function(base, opts, port, verbose = FALSE) {
+  # The plain launcher already has the host's connection: keep it open while a refused
+  # server is stopped.
+  if (is.character(base$ssh_key)) {
+    ssh_hold(base$ssh_key)
+    on.exit(ssh_unhold(base$ssh_key))
+  }
   server <- fork_server_for(opts, port, verbose = verbose)
-  if (is.null(server)) return(base)
+  if (is.null(server)) return(plain_launcher(base))
   launcher <- base
   launcher$fork_server <- server$key
   launcher$launch <- function(options_list, port, launched) {

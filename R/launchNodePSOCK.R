@@ -206,9 +206,16 @@ worker_key <- function(launcher, options, pid, start_time, launcher_pid) {
 fail_worker_exited <- function(opts, launched, how, port, launcher) {
   output <- worker_output(launcher, launched$log, launched$pid)
   where <- if (launcher$remote) sprintf("remote machine '%s'", opts$worker) else sprintf("local machine '%s'", opts$worker)
+  # Remote workers behind a reverse tunnel connect to the tunnel's port on their host.
+  tunnel <- if (is.function(launcher$worker_port)) launcher$worker_port() else NULL
+  to <- if (is.numeric(tunnel) && length(tunnel) == 1L && tunnel != port) {
+    sprintf("the master through the reverse tunnel (port %d on that host, port %d here)", tunnel, port)
+  } else {
+    sprintf("the master on port %d", port)
+  }
   stopf("Launch",
-    "Failed to launch R worker #%d on %s: the worker process (PID %d) %s before it connected to the master on port %d.%s\n * Worker launch command: %s",
-    opts$rank, where, launched$pid, how, port, format_output(output, opts), opts$cmd,
+    "Failed to launch R worker #%d on %s: the worker process (PID %d) %s before it connected to %s.%s\n * Worker launch command: %s",
+    opts$rank, where, launched$pid, how, to, format_output(output, opts), opts$cmd,
     extra_class = "PSOCKConnectionError",
     fields = list(host = as.character(opts$worker), pid = launched$pid, rank = opts$rank, exit = how, output = output))
 }

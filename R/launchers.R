@@ -101,6 +101,12 @@ remote_launcher <- function(opts) {
           "Cannot launch R workers on host '%s': the R launcher '%s' was not found there. Set argument 'rscript' to the path of Rscript on that host, e.g. rscript = \"/usr/bin/Rscript\".",
           host, opts$launcher$program, extra_class = "PSOCKConnectionError", fields = list(host = host))
       }
+      if (length(res$unwritable) > 0L) {
+        dir <- res$unwritable[1L]
+        stopf("Launch",
+          "Cannot launch R workers on host '%s': its directory '%s' is full or not writable (a one-byte test write there failed), and the workers need it for their logs and as R's temporary directory. Free space in '%s' on that host, or fix its permissions (see 'df %s' and 'ls -ld %s' there).",
+          host, dir, dir, dir, dir, extra_class = "PSOCKConnectionError", fields = list(host = host, directory = dir))
+      }
       if (length(res$pid) != nrow(launched)) {
         stopf("Launch", "Launching %d R workers on host '%s' started %d of them.", nrow(launched), host,
               length(res$pid), extra_class = "PSOCKConnectionError", fields = list(host = host))
@@ -108,8 +114,11 @@ remote_launcher <- function(opts) {
       launched$pid <- res$pid
       launched$start_time <- res$start_time
       launched$log <- res$log
+      probing$worker_port <- worker_port
       launched
     },
+    # The port the workers connect to on their host (the reverse tunnel's, with revtunnel).
+    worker_port = function() probing$worker_port,
     check = function(launched, waiting) {
       # One probe at a time, at most twice a second, never blocking the accept loop.
       if (!is.null(probing$ticket)) {
@@ -118,7 +127,8 @@ remote_launcher <- function(opts) {
         probing$ticket <- NULL
         gone <- which(probing$pids %in% launched$pid[waiting] & alive %in% FALSE)
         if (length(gone) > 0L) {
-          return(list(index = match(probing$pids[gone[1L]], launched$pid), how = "exited"))
+          pid <- probing$pids[gone[1L]]
+          return(list(index = match(pid, launched$pid), how = remote_exit_how(key, host, pid)))
         }
         return(NULL)
       }
@@ -147,6 +157,17 @@ remote_launcher <- function(opts) {
       for (node in nodes) ssh_register_node(key, node)
     }
   )
+}
+
+# How a remote worker that the control shell started ended, as describe_exit() says it:
+# the shell, its parent, tells the exit status (once). "exited" if it cannot tell.
+remote_exit_how <- function(key, host, pid) {
+  status <- tryCatch(backend_ssh_wait(backend_ssh_submit_exit(key, pid), 5, host, "reading an exit status"),
+                     error = function(e) NA_integer_)
+  status <- suppressWarnings(as.integer(status[1L]))
+  if (is.na(status) || status == 127L) return("exited")
+  if (status > 128L && status <= 192L) return(describe_exit("signalled", NA_integer_, status - 128L))
+  describe_exit("exited", status, NA_integer_)
 }
 
 # The body of the remote subshell that becomes the worker: settings are exported (a
@@ -222,6 +243,7 @@ external_launcher <- function(opts) {
 # The argument vector that runs `command` on the worker's host through the external client
 # (a function-valued rshcmd returns a shell command line, which is then run by sh).
 external_ssh_command <- function(opts, command, tunnel = NULL) {
+  command <- login_shell_command(command)
   rshopts <- c(
     if (is.character(opts$rshlogfile)) c("-E", opts$rshlogfile),
     if (length(tunnel) == 2L) c("-R", sprintf("%d:127.0.0.1:%d", tunnel[1L], tunnel[2L])),
@@ -252,4 +274,25 @@ external_request <- function(opts, kind, pids, start_times, signal = 0L, timeout
           fields = list(host = as.character(opts$worker)))
   }
   backend_remote_parse(kind, out, pids, start_times)
+}
+
+# A command line that runs the sh script `script` whatever the remote user's login shell
+# is (sshd hands it to that shell): bash, dash, csh/tcsh and fish all read a word, and a
+# single-quoted string without quotes, backslashes, newlines or '!' inside, alike. The
+# script itself travels base64-encoded, so that nothing in it meets the login shell.
+login_shell_command <- function(script) {
+  sprintf("exec /bin/sh -c 'eval \"$(printf %%s %s | base64 -d)\"'", base64_encode(script))
+}
+
+base64_encode <- function(text) {
+  bytes <- as.integer(charToRaw(enc2utf8(text)))
+  if (length(bytes) == 0L) return("")
+  pad <- (3L - length(bytes) %% 3L) %% 3L
+  m <- matrix(c(bytes, integer(pad)), nrow = 3L)
+  n <- m[1L, ] * 65536L + m[2L, ] * 256L + m[3L, ]
+  idx <- rbind(n %/% 262144L, (n %/% 4096L) %% 64L, (n %/% 64L) %% 64L, n %% 64L)
+  alphabet <- c(LETTERS, letters, 0:9, "+", "/")
+  out <- alphabet[as.vector(idx) + 1L]
+  if (pad > 0L) out[length(out) - seq_len(pad) + 1L] <- "="
+  paste(out, collapse = "")
 }

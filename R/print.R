@@ -1,6 +1,10 @@
 # summary() and print() of nodes and clusters, in the reference package's formats. A node
 # whose connection was closed reports "ERROR: invalid connection", also when R has since
 # reused the connection's index for another connection (checked with isConnectionValid()).
+# print() makes no network round trip (a stopped or unreachable host must not hold it up):
+# it shows what is known -- local workers are checked with a system call, remote ones are
+# reported dead only once summary() found them so. summary() asks the hosts (within its
+# timeout) and keeps what it found about dead remote workers for print().
 
 #' Summaries of cluster nodes
 #'
@@ -11,7 +15,9 @@
 #' `connection`, followed by `alive` (TRUE/FALSE/NA), `exit` (why the worker died: NA
 #' while it is alive), `rss` (bytes), `cpu` (seconds), `uptime` (seconds) and `restarts`
 #' (how many times the node was relaunched). Resource use is reported for local workers.
-#' `print()` of a dead node ends with its cause of death.
+#' `print()` of a dead node ends with its cause of death. `print()` never contacts a
+#' remote host: a remote worker is reported dead once `summary()` (or `isNodeAlive()` via
+#' `summary()`) found it so; `summary()` asks the hosts, each within a few seconds.
 #' @examples
 #' cl <- makeClusterPSOCK(2)
 #' print(cl)
@@ -26,6 +32,45 @@ summary.RichSOCKnode <- function(object, ...) {
 #' @rdname summary.RichSOCKnode
 #' @export
 summary.RichSOCKcluster <- function(object, ...) {
+  res <- cluster_summary_rows(object)
+  nodes <- lapply(unclass(object), function(node) if (!is.null(node)) current_node(node))
+  health <- node_health(nodes)
+  remember_remote_deaths(nodes, health)
+  cbind(res, health)
+}
+
+# What summary() found out about dead remote workers, for print(): cause and last output.
+known_deaths <- function() {
+  if (!is.environment(.package$known_deaths)) .package$known_deaths <- new.env(parent = emptyenv())
+  .package$known_deaths
+}
+
+remember_remote_deaths <- function(nodes, health) {
+  for (i in which(health$alive %in% FALSE)) {
+    node <- nodes[[i]]
+    key <- node_key(node)
+    if (is.null(key) || isTRUE(node_identity(node)$local)) next
+    if (exists(key, envir = known_deaths(), inherits = FALSE)) next
+    assign(key, list(exit = health$exit[i], output = node_last_output(node)), envir = known_deaths())
+  }
+}
+
+# Whether a node is known to be dead, without a network round trip: list(exit, output), or
+# NULL when it is alive or nothing is known.
+known_death <- function(node) {
+  node <- current_node(node)
+  if (isTRUE(node_identity(node)$local)) {
+    health <- node_health(list(node))
+    if (!isFALSE(health$alive)) return(NULL)
+    return(list(exit = health$exit, output = node_last_output(node)))
+  }
+  key <- node_key(node)
+  if (is.null(key)) return(NULL)
+  get0(key, envir = known_deaths(), inherits = FALSE)
+}
+
+# The reference's columns of summary(): what the nodes told at setup, and their connections.
+cluster_summary_rows <- function(object) {
   rows <- lapply(seq_along(object), function(i) {
     node <- object[[i]]
     if (is.null(node)) na_node_summary() else node_summary(current_node(node))
@@ -33,7 +78,7 @@ summary.RichSOCKcluster <- function(object, ...) {
   res <- do.call(rbind, rows)
   rownames(res) <- NULL
   if (length(object) == 1L && !is.null(object[[1L]])) attr(res$host, "localhost") <- attr(object[[1L]]$host, "localhost")
-  cbind(res, node_health(lapply(unclass(object), function(node) if (!is.null(node)) current_node(node))))
+  res
 }
 
 node_summary <- function(node) {
@@ -70,12 +115,13 @@ connection_description <- function(con) {
 #' @rdname summary.RichSOCKnode
 #' @export
 print.RichSOCKnode <- function(x, ...) {
-  s <- summary(x)
+  s <- node_summary(current_node(x))
   where <- if (isTRUE(attr(x$host, "localhost"))) "local" else "remote"
   death <- ""
-  if (isFALSE(s$alive)) {
-    death <- sprintf(". The worker is no longer running: %s", s$exit)
-    output <- node_last_output(current_node(x))
+  known <- known_death(x)
+  if (!is.null(known)) {
+    death <- sprintf(". The worker is no longer running: %s", known$exit)
+    output <- known$output
     if (length(output) > 0L) death <- sprintf("%s. Its last output was:\n   %s", death, paste(output, collapse = "\n   "))
   }
   cat(sprintf("%s of a socket cluster on %s host '%s' with pid %s (%s, %s) using socket connection #%s ('%s')%s\n",
@@ -86,7 +132,7 @@ print.RichSOCKnode <- function(x, ...) {
 #' @rdname summary.RichSOCKnode
 #' @export
 print.RichSOCKcluster <- function(x, ...) {
-  s <- summary(x)
+  s <- cluster_summary_rows(x)
   n <- length(x)
   spec <- ifelse(is.na(s$r_version), "(R version and platform not queried)",
                  sprintf("(%s, platform %s)", s$r_version, s$platform))

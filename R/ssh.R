@@ -104,13 +104,40 @@ ssh_release_node <- function(ssh_key, node_key) {
     assign(ssh_key, users, envir = .package$ssh_users)
   } else {
     if (exists(ssh_key, envir = .package$ssh_users, inherits = FALSE)) rm(list = ssh_key, envir = .package$ssh_users)
-    backend_ssh_close(ssh_key)
+    if (!ssh_held(ssh_key)) backend_ssh_close(ssh_key)
   }
 }
 
 ssh_close_if_unused <- function(ssh_key) {
-  if (length(get0(ssh_key, envir = .package$ssh_users, inherits = FALSE)) == 0L) backend_ssh_close(ssh_key)
+  if (length(get0(ssh_key, envir = .package$ssh_users, inherits = FALSE)) == 0L && !ssh_held(ssh_key)) {
+    backend_ssh_close(ssh_key)
+  }
   invisible()
+}
+
+# A setup that has a host's connection in hand holds it, so that stopping other nodes of
+# that host meanwhile (a fork server that turned out unable to fork, say) does not close it
+# under the setup's feet. A hold only keeps the connection open; it never closes it.
+ssh_holds <- function() {
+  if (!is.environment(.package$ssh_holds)) .package$ssh_holds <- new.env(parent = emptyenv())
+  .package$ssh_holds
+}
+
+ssh_hold <- function(ssh_key) {
+  holds <- ssh_holds()
+  assign(ssh_key, get0(ssh_key, envir = holds, inherits = FALSE, ifnotfound = 0L) + 1L, envir = holds)
+  invisible()
+}
+
+ssh_unhold <- function(ssh_key) {
+  holds <- ssh_holds()
+  n <- get0(ssh_key, envir = holds, inherits = FALSE, ifnotfound = 0L) - 1L
+  if (n > 0L) assign(ssh_key, n, envir = holds) else if (exists(ssh_key, envir = holds, inherits = FALSE)) rm(list = ssh_key, envir = holds)
+  invisible()
+}
+
+ssh_held <- function(ssh_key) {
+  get0(ssh_key, envir = ssh_holds(), inherits = FALSE, ifnotfound = 0L) > 0L
 }
 
 ssh_probe_timeout <- function(timeout) {

@@ -6,8 +6,26 @@
 #   tools/ssh-test-hosts.sh stop DIR      stop every host recorded in DIR, then remove DIR
 #   tools/ssh-test-hosts.sh status DIR    print DIR/hosts.tsv and whether each host runs
 #
+# Each host looks like a remote machine of its own (with separate namespaces): a mount
+# namespace with a private /tmp (tmpfs) and a private HOME (tmpfs) for the login user
+# `ptest` (not root; created with useradd if missing), and /usr/local/lib/R/site-library
+# hidden behind an empty tmpfs, so R there sees only base R and Debian's packages in
+# /usr/lib/R/site-library -- our package is not installed there. Per host (by number):
+#   testhost1, testhost2, testhost8.. login shell bash, our package not installed
+#                                     (testhost2 has an ECDSA host key beside ed25519)
+#   testhost3                         bash; our package installed in ptest's own R library
+#                                     (a copy of SSH_TEST_HOSTS_PACKAGE), for the fork server
+#   testhost4                         login shell dash
+#   testhost5                         login shell tcsh
+#   testhost6                         login shell fish
+#   testhost7                         bash, a tiny /tmp (64 KiB) that is full
+# hosts.tsv lists name, address, port, pid, shell and whether the package is installed.
+#
 # Environment:
 #   SSH_TEST_HOSTS_PORT       port of every host (default 2222; 22 may belong to a system sshd)
+#   SSH_TEST_HOSTS_PACKAGE    an installed package directory (.../parallelly) to copy into the
+#                             R library of ptest on testhost3 (not copied when unset)
+#   SSH_TEST_HOSTS_USER       the login user (default ptest)
 #   SSH_TEST_HOSTS_OWNER_PID  if set, a watchdog stops the hosts once this process is gone, so a
 #                             killed test run does not leave sshd holding the ports
 #   SSH_TEST_HOSTS_SHARED=1   do not use namespaces (to test the fallback)
@@ -17,10 +35,80 @@ set -euo pipefail
 
 SSHD=/usr/sbin/sshd
 PORT="${SSH_TEST_HOSTS_PORT:-2222}"
+TUSER="${SSH_TEST_HOSTS_USER:-ptest}"
 
 die() { echo "ssh-test-hosts: $*" >&2; exit 1; }
 
 host_addr() { echo "127.0.0.$(($1 + 1))"; }
+
+# Login shell of host I.
+host_shell() {
+  case $1 in
+    4) echo /usr/bin/dash ;;
+    5) echo /usr/bin/tcsh ;;
+    6) echo /usr/bin/fish ;;
+    *) echo /bin/bash ;;
+  esac
+}
+
+# Whether our package goes into the login user's library on host I (yes/no).
+host_package() { if [ "$1" = 3 ] && [ -n "${SSH_TEST_HOSTS_PACKAGE:-}" ]; then echo yes; else echo no; fi; }
+
+# Size of host I's /tmp.
+host_tmp_size() { if [ "$1" = 7 ]; then echo 64k; else echo 256m; fi; }
+
+# The login user, created once (useradd; another run may create it at the same moment).
+ensure_user() {
+  if ! id "$TUSER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash --comment "parallelly SSH test user" "$TUSER" 2>/dev/null ||
+      id "$TUSER" >/dev/null 2>&1 || die "cannot create the login user $TUSER (useradd)"
+  fi
+  # No password, but not locked either ('!' would make sshd refuse even a key: UsePAM no).
+  if [ "$(getent shadow "$TUSER" | cut -d: -f2)" != '*' ]; then usermod -p '*' "$TUSER"; fi
+}
+
+# Commands run inside host I's new namespaces before sshd starts (as its PID 1): private
+# /tmp and HOME, the site library hidden, the login shell set, and the package copied.
+# DIR itself stays visible at its path (sshd reads its files there; mode 700, root only).
+host_setup() {
+  local i=$1 dir=$2 shell home uid gid
+  shell=$(host_shell "$i")
+  home=$(getent passwd "$TUSER" | cut -d: -f6)
+  uid=$(id -u "$TUSER"); gid=$(id -g "$TUSER")
+  # This host's /etc/passwd: the same, but with its own login shell for the user.
+  awk -F: -v OFS=: -v u="$TUSER" -v sh="$shell" '$1 == u { $7 = sh } { print }' /etc/passwd \
+    >"$dir/passwd_testhost$i"
+  chmod 644 "$dir/passwd_testhost$i"
+  cat <<EOF
+set -e
+hostname testhost$i
+mount --make-rprivate /
+mount --bind '$dir' /mnt
+mount -t tmpfs -o mode=1777,size=$(host_tmp_size "$i") tmpfs /tmp
+mkdir -p '$dir'
+mount --bind /mnt '$dir'
+umount /mnt
+mount --bind '$dir/passwd_testhost$i' /etc/passwd
+mount -t tmpfs -o mode=755,size=1m tmpfs /usr/local/lib/R/site-library
+mount -t tmpfs -o mode=755,size=256m tmpfs '$home'
+mkdir -p '$home/.ssh'
+cp '$dir/authorized_keys' '$home/.ssh/authorized_keys'
+EOF
+  if [ "$(host_package "$i")" = yes ]; then
+    cat <<EOF
+mkdir -p '$home/$R_LIB_REL'
+cp -a '$SSH_TEST_HOSTS_PACKAGE' '$home/$R_LIB_REL/'
+EOF
+  fi
+  if [ "$i" = 7 ]; then
+    # Fill the tiny /tmp (as root: the user cannot even take the space back).
+    echo "dd if=/dev/zero of=/tmp/filler bs=4k 2>/dev/null || true"
+  fi
+  cat <<EOF
+chown -R $uid:$gid '$home'
+chmod 700 '$home/.ssh'
+EOF
+}
 
 # Absolute path: sshd_config and ssh_config need absolute file names.
 abs_dir() { mkdir -p "$1" && (cd "$1" && pwd -P); }
@@ -127,7 +215,7 @@ cmd_status() {
   dir=$(cd "$dir" && pwd -P)
   cat "$dir/hosts.tsv"
   echo "pidns: $(cat "$dir/pidns" 2>/dev/null || echo unknown)"
-  while IFS=$'\t' read -r name addr port pid; do
+  while IFS=$'\t' read -r name addr port pid _; do
     [ "$name" = name ] && continue
     if pid_is_ours "$pid" "$dir"; then state=running; else state="not running"; fi
     if port_open "$addr" "$port"; then state="$state, port open"; else state="$state, port closed"; fi
@@ -182,6 +270,21 @@ cmd_start() {
     mode=shared
   fi
   echo "$mode" >"$dir/pidns"
+  # Realistic hosts need a mount namespace; the shared fallback logs in as root as before.
+  local login=root keysfile="$dir/authorized_keys"
+  if [ "$mode" = separate ]; then
+    ensure_user
+    login=$TUSER
+    keysfile=.ssh/authorized_keys
+    if [ -n "${SSH_TEST_HOSTS_PACKAGE:-}" ]; then
+      [ -f "$SSH_TEST_HOSTS_PACKAGE/DESCRIPTION" ] ||
+        die "SSH_TEST_HOSTS_PACKAGE=$SSH_TEST_HOSTS_PACKAGE is no installed package"
+      # The user's library, relative to HOME, as R defines it (R_LIBS_USER of Renviron).
+      R_LIB_REL=$(env -u R_LIBS_USER -u R_LIBS HOME=/nonexistent-home Rscript --vanilla -e \
+        'cat(sub("^/nonexistent-home/", "", path.expand(Sys.getenv("R_LIBS_USER"))))') ||
+        die "cannot ask R for the user library path"
+    fi
+  fi
 
   # Fresh keys each run: one authorized client key, one that is not authorized.
   ssh-keygen -q -t ed25519 -N '' -C parallelly-test -f "$dir/id_ed25519"
@@ -189,18 +292,25 @@ cmd_start() {
   cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
   : >"$dir/known_hosts"
   : >"$dir/ssh_config"
-  printf 'name\taddress\tport\tpid\n' >"$dir/hosts.tsv"
+  printf 'name\taddress\tport\tpid\tuser\tshell\tpackage\n' >"$dir/hosts.tsv"
 
   for i in $(seq "$n"); do
     addr=$(host_addr "$i")
     ssh-keygen -q -t ed25519 -N '' -C "testhost$i" -f "$dir/ssh_host_ed25519_key_testhost$i"
+    # testhost2 has an ECDSA host key too (as real hosts have several types).
+    local extra_key=""
+    if [ "$i" = 2 ]; then
+      ssh-keygen -q -t ecdsa -b 256 -N '' -C "testhost$i" -f "$dir/ssh_host_ecdsa_key_testhost$i"
+      extra_key="HostKey $dir/ssh_host_ecdsa_key_testhost$i"
+    fi
     cat >"$dir/sshd_config_testhost$i" <<EOF
 # sshd for testhost$i of the parallelly test suite (tools/ssh-test-hosts.sh)
 ListenAddress $addr:$PORT
 HostKey $dir/ssh_host_ed25519_key_testhost$i
+$extra_key
 PidFile $dir/sshd_testhost$i.pidfile
-AuthorizedKeysFile $dir/authorized_keys
-PermitRootLogin prohibit-password
+AuthorizedKeysFile $keysfile
+PermitRootLogin $([ "$login" = root ] && echo prohibit-password || echo no)
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -218,11 +328,16 @@ EOF
     local key; key=$(cut -d' ' -f1,2 "$dir/ssh_host_ed25519_key_testhost$i.pub")
     printf '[%s]:%s %s\n[testhost%s]:%s %s\n' "$addr" "$PORT" "$key" "$i" "$PORT" "$key" \
       >>"$dir/known_hosts"
+    if [ -n "$extra_key" ]; then
+      key=$(cut -d' ' -f1,2 "$dir/ssh_host_ecdsa_key_testhost$i.pub")
+      printf '[%s]:%s %s\n[testhost%s]:%s %s\n' "$addr" "$PORT" "$key" "$i" "$PORT" "$key" \
+        >>"$dir/known_hosts"
+    fi
     cat >>"$dir/ssh_config" <<EOF
 Host testhost$i
   HostName $addr
   Port $PORT
-  User root
+  User $login
   IdentityFile $dir/id_ed25519
   IdentitiesOnly yes
   UserKnownHostsFile $dir/known_hosts
@@ -235,7 +350,8 @@ EOF
     # Neither forks here (a background job is no group leader), so $! is the unshare/sshd PID.
     if [ "$mode" = separate ]; then
       setsid nohup unshare --uts --pid --fork --mount-proc --kill-child \
-        sh -c "hostname testhost$i; exec $SSHD -D -f '$dir/sshd_config_testhost$i' -E '$dir/sshd_testhost$i.log'" \
+        sh -c "$(host_setup "$i" "$dir")
+exec $SSHD -D -f '$dir/sshd_config_testhost$i' -E '$dir/sshd_testhost$i.log'" \
         </dev/null >>"$dir/sshd_testhost$i.out" 2>&1 &
     else
       setsid nohup "$SSHD" -D -f "$dir/sshd_config_testhost$i" -E "$dir/sshd_testhost$i.log" \
@@ -243,7 +359,13 @@ EOF
     fi
     pid=$!
     echo "$pid" >"$dir/testhost$i.pid"
-    printf 'testhost%s\t%s\t%s\t%s\n' "$i" "$addr" "$PORT" "$pid" >>"$dir/hosts.tsv"
+    if [ "$mode" = separate ]; then
+      printf 'testhost%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$addr" "$PORT" "$pid" "$login" \
+        "$(host_shell "$i")" "$(host_package "$i")" >>"$dir/hosts.tsv"
+    else
+      printf 'testhost%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$addr" "$PORT" "$pid" root \
+        "$(getent passwd root | cut -d: -f7)" no >>"$dir/hosts.tsv"
+    fi
   done
 
   # Optional watchdog: stop the hosts when the owning process (the test run) dies.
@@ -281,7 +403,7 @@ EOF
   if [ -x /usr/bin/ssh ]; then
     local out
     out=$(/usr/bin/ssh -F "$dir/ssh_config" -o BatchMode=yes -o ConnectTimeout=10 testhost1 \
-      'hostname; echo $$' 2>&1) || { echo "$out" >&2; cmd_stop "$dir" >&2 || true; die "ssh to testhost1 failed"; }
+      'hostname; echo $$' 2>&1) || { echo "$out" >&2; cat "$dir/sshd_testhost1.log" "$dir/sshd_testhost1.out" >&2 2>/dev/null || true; cmd_stop "$dir" >&2 || true; die "ssh to testhost1 failed"; }
     if [ "$mode" = separate ]; then
       [ "$(echo "$out" | sed -n 1p)" = testhost1 ] ||
         { echo "$out" >&2; cmd_stop "$dir" >&2 || true; die "testhost1 reports the wrong hostname"; }

@@ -1,6 +1,14 @@
 # Helpers for tests against real SSH servers on this machine (tools/ssh-test-hosts.sh):
 # testhost1 on 127.0.0.2:PORT, testhost2 on 127.0.0.3:PORT (a free port per run), ..., each an sshd in its own PID
 # and UTS namespace (where unshare is allowed), with keys generated for the run.
+# Like real remote machines, each host has its own mount namespace with a private /tmp and
+# HOME, and one logs in as the user `ptest`, not root; our package is not installed there
+# (only Debian's reference parallelly in /usr/lib/R/site-library), except on testhost3:
+#   testhost1, testhost2  bash, no package of ours    (most tests)
+#   testhost3             bash, our package in ptest's own R library (the fork server)
+#   testhost4 / 5 / 6     login shell dash / tcsh / fish
+#   testhost7             a tiny /tmp that is full
+# All of them start at once (about 1.5 s), so that no test restarts them.
 #
 #   hosts <- skip_if_no_ssh_hosts()      # skip unless root + sshd + the hosts started
 #   skip_if_shared_pidns()               # skip unless the hosts have PID namespaces of their own
@@ -8,6 +16,7 @@
 #   remote_exec("testhost1", "ps -eo pid,comm")   # look at a host without the ssh client
 
 # One set of hosts per test run; stopped at the end of the run (see ssh_test_hosts()).
+ssh_test_hosts_n <- 7L
 .ssh_test_hosts_cache <- new.env(parent = emptyenv())
 
 # The start/stop script: tools/ in the source tree, else wherever the env var says
@@ -49,9 +58,10 @@ ssh_test_hosts_stop <- function() {
 # Start `n` SSH test hosts (once per test run; again only if more hosts are asked for) and
 # return list(dir, config, known_hosts, identity, identity_other, hosts, pidns, script).
 # `hosts` is a data.frame with columns name, address, port, pid (pid: the host's `unshare`
-# process, or its sshd when pidns == "shared"). Errors if the hosts cannot be started.
-ssh_test_hosts <- function(n = 2L) {
-  n <- as.integer(n)
+# process, or its sshd when pidns == "shared"), user (the login user), shell (its login
+# shell there) and package ("yes" where our package is installed). Errors if the hosts cannot be started.
+ssh_test_hosts <- function(n = ssh_test_hosts_n) {
+  n <- max(as.integer(n), ssh_test_hosts_n)
   if (!is.null(.ssh_test_hosts_cache$error)) stop(.ssh_test_hosts_cache$error, call. = FALSE)
   cached <- .ssh_test_hosts_cache$hosts
   if (!is.null(cached) && nrow(cached$hosts) >= n) return(cached)
@@ -66,7 +76,10 @@ ssh_test_hosts <- function(n = 2L) {
   # check of the tarball beside a development run, say) do not collide.
   port <- Sys.getenv("SSH_TEST_HOSTS_PORT", "")
   if (!nzchar(port)) port <- as.character(parallelly::freePort(22000:29999, default = NA_integer_))
-  out <- withr::with_envvar(c(SSH_TEST_HOSTS_OWNER_PID = Sys.getpid(), SSH_TEST_HOSTS_PORT = port),
+  # testhost3 gets a copy of the package under test (the one this run loads).
+  package <- tryCatch(find.package("parallelly"), error = function(e) "")
+  out <- withr::with_envvar(c(SSH_TEST_HOSTS_OWNER_PID = Sys.getpid(), SSH_TEST_HOSTS_PORT = port,
+                              SSH_TEST_HOSTS_PACKAGE = package),
     suppressWarnings(system2("bash", c(shQuote(script), "start", shQuote(dir), n),
                              stdout = TRUE, stderr = TRUE)))
   status <- attr(out, "status")
@@ -85,7 +98,8 @@ ssh_test_hosts <- function(n = 2L) {
     identity = file.path(normalizePath(dir), "id_ed25519"),
     identity_other = file.path(normalizePath(dir), "id_ed25519_other"),
     hosts = utils::read.delim(file.path(dir, "hosts.tsv"), colClasses = c("character",
-                              "character", "integer", "integer")),
+                              "character", "integer", "integer", "character", "character",
+                              "character")),
     pidns = readLines(file.path(dir, "pidns"), warn = FALSE)[1L],
     script = script
   )
@@ -105,7 +119,7 @@ ssh_test_hosts <- function(n = 2L) {
 
 # Skip unless the SSH test hosts run (root, /usr/sbin/sshd, and a successful start); returns
 # the hosts (see ssh_test_hosts()) invisibly.
-skip_if_no_ssh_hosts <- function(n = 2L) {
+skip_if_no_ssh_hosts <- function(n = ssh_test_hosts_n) {
   why <- ssh_test_hosts_missing()
   if (nzchar(why)) testthat::skip(paste("SSH test hosts unavailable:", why))
   hosts <- tryCatch(ssh_test_hosts(n), error = function(e) e)
@@ -145,8 +159,8 @@ ssh_host_init_pid <- function(host, hosts = ssh_test_hosts()) {
   children[1L]
 }
 
-# Run `command` with sh inside `host`'s PID, UTS and mount namespaces (no ssh client involved:
-# the hosts share this machine's file system). Returns the stdout lines; an error if the command
+# Run `command` with sh as root inside `host`'s PID, UTS and mount namespaces (no ssh client
+# involved; it sees the host's private /tmp and HOME). Returns the stdout lines; an error if the command
 # fails, unless error = FALSE (then attribute "status" holds the exit status). Output goes
 # through a file, so commands may leave background processes behind ("sleep 30 & echo $!").
 remote_exec <- function(host, command, error = TRUE, hosts = ssh_test_hosts()) {
@@ -244,4 +258,29 @@ ssh_host_sshd_pids <- function(host, hosts = ssh_test_hosts()) {
     identical(Sys.readlink(sprintf("/proc/%d/ns/pid", p)), ns) &&
       identical(tryCatch(readLines(sprintf("/proc/%d/comm", p), warn = FALSE), error = function(e) ""), "sshd")
   }, logical(1))]
+}
+
+# Skip unless our package is installed on testhost3 (the fork server's host). With the shared
+# fallback (no namespaces) the hosts see this machine's libraries, as before.
+skip_unless_package_on_testhost3 <- function(hosts = ssh_test_hosts()) {
+  if (identical(hosts$pidns, "shared")) return(invisible(hosts))
+  if (!identical(hosts$hosts$package[hosts$hosts$name == "testhost3"], "yes"))
+    testthat::skip("our package is not installed on testhost3 (SSH_TEST_HOSTS_PACKAGE unset)")
+  invisible(hosts)
+}
+
+# Skip unless the hosts are the realistic kind: mount namespaces of their own, login user ptest.
+skip_if_not_realistic_hosts <- function(hosts = ssh_test_hosts()) {
+  skip_if_shared_pidns(hosts)
+  invisible(hosts)
+}
+
+# Run `command` on `host` through the system's OpenSSH client as the login user, with the
+# hosts' config (NULL when no ssh client is installed). Returns the output lines, status in
+# attribute "status" when it is not 0.
+system_ssh <- function(host, command, hosts = ssh_test_hosts()) {
+  if (!file.exists("/usr/bin/ssh")) return(NULL)
+  suppressWarnings(system2("/usr/bin/ssh", c("-F", shQuote(hosts$config), "-o", "BatchMode=yes",
+                                             "-o", "ConnectTimeout=10", host, shQuote(command)),
+                           stdout = TRUE, stderr = TRUE))
 }

@@ -144,12 +144,14 @@ test_that("forked workers run futures", {
 
 test_that("forked remote workers behave as fresh ones and can be killed and cloned", {
   hosts <- skip_if_no_ssh_hosts()
+  # The fork server needs our package on the host: testhost3 has it in the user's library.
+  skip_unless_package_on_testhost3(hosts)
   local_ssh_env(hosts)
-  cl <- local_cluster(rep("testhost1", 3), setup_strategy = "fork")
+  cl <- local_cluster(rep("testhost3", 3), setup_strategy = "fork")
   facts <- worker_facts(cl)
   pids <- vapply(facts, `[[`, integer(1), "pid")
   expect_identical(pids, cluster_pids(cl))
-  expect_true(all(pids %in% remote_r_pids("testhost1")))
+  expect_true(all(pids %in% remote_r_pids("testhost3")))
   ppids <- unique(vapply(facts, `[[`, integer(1), "ppid"))
   expect_length(ppids, 1L)
   expect_false(ppids %in% pids)
@@ -162,15 +164,15 @@ test_that("forked remote workers behave as fresh ones and can be killed and clon
   expect_true(killNode(cl[[2]]))
   expect_true(wait_for(function() identical(isNodeAlive(cl[[2]]), FALSE), timeout = 10))
   # Reaped by the server at once (no zombie), which tells how it ended.
-  expect_true(wait_for(function() !pids[2] %in% remote_r_pids("testhost1"), timeout = 5))
+  expect_true(wait_for(function() !pids[2] %in% remote_r_pids("testhost3"), timeout = 5))
   expect_identical(summary(cl)$exit[2], "killed by signal 15 (SIGTERM)")
   cl[[2]] <- cloneNode(cl[[2]])
   expect_identical(isNodeAlive(cl), rep(TRUE, 3L))
   expect_equal(unlist(parallel::parLapply(cl, 1:6, sqrt)), sqrt(1:6))
   all_pids <- c(pids, cluster_pids(cl))
   parallel::stopCluster(cl)
-  expect_true(wait_for(function() !any(all_pids %in% remote_r_pids("testhost1")), timeout = 10))
-  expect_true(wait_for(function() length(remote_r_pids("testhost1")) == 0L, timeout = 10))
+  expect_true(wait_for(function() !any(all_pids %in% remote_r_pids("testhost3")), timeout = 10))
+  expect_true(wait_for(function() length(remote_r_pids("testhost3")) == 0L, timeout = 10))
 })
 
 test_that("a server that stops answering is retired: its workers live on, new ones get a new server", {

@@ -52,9 +52,11 @@ test_that("forked workers (and their fork server), busy or idle, die with a SIGK
 
 test_that("forked remote workers, busy or idle, die with a SIGKILLed master", {
   hosts <- skip_if_no_ssh_hosts()
+  # The fork server needs our package on the host: testhost3 has it in the user's library.
+  skip_unless_package_on_testhost3(hosts)
   # The server too: no R process of ours is left on the host.
-  expect_orphans_gone("forked remote workers and their server", rep("testhost1", 2),
-                      running = function(pids) all(pids %in% remote_r_pids("testhost1")),
-                      gone = function(pids) length(remote_r_pids("testhost1")) == 0L,
+  expect_orphans_gone("forked remote workers and their server", rep("testhost3", 2),
+                      running = function(pids) all(pids %in% remote_r_pids("testhost3")),
+                      gone = function(pids) length(remote_r_pids("testhost3")) == 0L,
                       setup_strategy = "fork", env = ssh_env(hosts))
 })

@@ -92,7 +92,7 @@ test_that("the unauthorized key is refused and the authorized one accepted (syst
   refused <- suppressWarnings(system2("/usr/bin/ssh", c(
     "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", shQuote(hosts$identity_other),
     "-o", paste0("UserKnownHostsFile=", shQuote(hosts$known_hosts)),
-    "-o", "StrictHostKeyChecking=yes", "-p", hosts$hosts$port[2], "root@127.0.0.3", "true"),
+    "-o", "StrictHostKeyChecking=yes", "-p", hosts$hosts$port[2], paste0(hosts$hosts$user[2], "@127.0.0.3"), "true"),
     stdout = TRUE, stderr = TRUE))
   expect_equal(attr(refused, "status"), 255L)
   expect_match(paste(refused, collapse = "\n"), "Permission denied")
@@ -145,4 +145,56 @@ test_that("stop leaves no sshd and no host process behind; start again works", {
   # Stopping again is harmless.
   out <- run("stop", shQuote(dir))
   expect_null(attr(out, "status"))
+})
+
+test_that("the hosts look like remote machines: own /tmp and HOME, a user, no package of ours", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_not_realistic_hosts(hosts)
+  skip_if_not(file.exists("/usr/bin/ssh"), "the ssh client is not installed")
+  expect_equal(hosts$hosts$user, rep("ptest", nrow(hosts$hosts)))
+  # A file in this machine's /tmp is not on the host; one in the host's /tmp is not here.
+  mine <- tempfile("here-", tmpdir = "/tmp")
+  writeLines("x", mine)
+  withr::defer(unlink(mine))
+  expect_identical(remote_exec("testhost1", sprintf("test -e %s && echo yes || echo no", mine)), "no")
+  theirs <- remote_exec("testhost1", "f=$(mktemp /tmp/there-XXXXXX); echo $f")
+  expect_false(file.exists(theirs))
+  expect_identical(remote_exec("testhost2", sprintf("test -e %s && echo yes || echo no", theirs)), "no")
+  out <- system_ssh("testhost1", "id -un; echo $HOME; df -P $HOME /tmp | awk 'NR > 1 { print $1 }'")
+  expect_null(attr(out, "status"))
+  expect_identical(out, c("ptest", "/home/ptest", "tmpfs", "tmpfs"))
+  # R there sees base R and Debian's packages only: the reference parallelly 1.34, not ours.
+  rcode <- "cat(.libPaths(), sep = '\\n'); cat(format(packageVersion('parallelly')), '\\n')"
+  out <- system_ssh("testhost1", sprintf("Rscript -e \"%s\"", rcode))
+  expect_null(attr(out, "status"))
+  expect_false(any(startsWith(out, "/home/ptest/")))
+  expect_false(identical(trimws(out[length(out)]), format(packageVersion("parallelly"))))
+  expect_identical(remote_exec("testhost1", "ls -A /usr/local/lib/R/site-library | wc -l"), "0")
+  # testhost3 has ours in the user's own library.
+  out <- system_ssh("testhost3", sprintf("Rscript -e \"%s\"", rcode))
+  expect_null(attr(out, "status"))
+  expect_identical(trimws(out[length(out)]), format(packageVersion("parallelly")))
+  expect_true(any(startsWith(out, "/home/ptest/")))
+})
+
+test_that("the login shells are bash, dash, tcsh and fish, as hosts.tsv says", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_not_realistic_hosts(hosts)
+  shells <- setNames(hosts$hosts$shell, hosts$hosts$name)
+  expect_identical(unname(shells[c("testhost1", "testhost4", "testhost5", "testhost6")]),
+                   c("/bin/bash", "/usr/bin/dash", "/usr/bin/tcsh", "/usr/bin/fish"))
+  for (h in c("testhost1", "testhost4", "testhost5", "testhost6")) {
+    # The shell sshd runs for the user, as that host's passwd says.
+    expect_identical(remote_exec(h, "getent passwd ptest | cut -d: -f7"), shells[[h]], info = h)
+  }
+  skip_if_not(file.exists("/usr/bin/ssh"), "the ssh client is not installed")
+  out <- system_ssh("testhost5", "echo $shell")
+  expect_identical(out, "/usr/bin/tcsh")
+})
+
+test_that("testhost7's /tmp is full", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_not_realistic_hosts(hosts)
+  expect_identical(remote_exec("testhost7", "df -P /tmp | awk 'NR == 2 { print $4 }'"), "0")
+  expect_identical(remote_exec("testhost1", "df -P /tmp | awk 'NR == 2 { print ($4 > 1000) }'"), "1")
 })

@@ -286,6 +286,7 @@ fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
             let mut start = Vec::new();
             let mut log = Vec::new();
             let mut missing = Vec::new();
+            let mut unwritable = Vec::new();
             for l in v {
                 match l {
                     ssh::remote::Launched::Worker { pid: p, start: s, log: g } => {
@@ -294,6 +295,7 @@ fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
                         log.push(g);
                     }
                     ssh::remote::Launched::Missing(m) => missing.push(m),
+                    ssh::remote::Launched::Unwritable(d) => unwritable.push(d),
                 }
             }
             List::from_pairs(vec![
@@ -301,6 +303,7 @@ fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
                 ("start_time", Robj::from(start)),
                 ("log", Robj::from(log)),
                 ("missing", Robj::from(missing)),
+                ("unwritable", Robj::from(unwritable)),
             ])
             .into()
         }

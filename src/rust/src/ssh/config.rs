@@ -1,7 +1,7 @@
 //! The subset of OpenSSH's client configuration (`~/.ssh/config`) that users expect to
 //! work: `Host` patterns (with `*`, `?` and `!` negation), `HostName`, `User`, `Port`,
-//! `IdentityFile`, `IdentitiesOnly`, `UserKnownHostsFile`, `StrictHostKeyChecking` and
-//! `ConnectTimeout`. As in OpenSSH, the first value obtained for a keyword wins, and
+//! `IdentityFile`, `IdentitiesOnly`, `UserKnownHostsFile`, `StrictHostKeyChecking`,
+//! `ConnectTimeout` and `HashKnownHosts`. As in OpenSSH, the first value obtained for a keyword wins, and
 //! `IdentityFile` accumulates. Unknown keywords are ignored.
 
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ pub struct HostConfig {
     pub known_hosts_files: Vec<String>,
     pub strict_host_key_checking: Option<String>,
     pub connect_timeout: Option<u32>,
+    pub hash_known_hosts: Option<bool>,
 }
 
 /// Match `host` against one `Host` line's patterns: at least one positive pattern must
@@ -137,6 +138,7 @@ pub fn parse(text: &str, host: &str) -> HostConfig {
                 cfg.strict_host_key_checking = Some(first.to_lowercase())
             }
             "connecttimeout" if cfg.connect_timeout.is_none() => cfg.connect_timeout = first.parse().ok(),
+            "hashknownhosts" if cfg.hash_known_hosts.is_none() => cfg.hash_known_hosts = yes_no(&first),
             _ => {}
         }
     }

@@ -1,7 +1,7 @@
 //! One held SSH connection to a host, driven by one I/O thread in non-blocking mode.
 //!
 //! The thread owns the session and everything on it:
-//! - a long-lived control shell (`exec /bin/sh`), which runs our launch, probe and kill
+//! - a long-lived control shell (`/bin/sh`, whatever the login shell is), which runs our launch, probe and kill
 //!   scripts one at a time, each followed by an end marker: a probe costs a round trip, not
 //!   a login or the remote user's shell start-up files;
 //! - the reverse port forward: the server listens on a port it picks, and each connection a
@@ -56,6 +56,11 @@ pub struct HostConnection {
 }
 
 const MARKER: &str = "__PARALLELLY_END_";
+
+/// The control shell, as a command line for the remote user's login shell: sh with stderr
+/// merged into stdout. It must mean the same in sh, bash, dash, csh/tcsh and fish, so the
+/// redirection (which tcsh and fish read differently) sits in a single-quoted sh script.
+const CONTROL_SHELL: &str = "exec /bin/sh -c 'exec /bin/sh 2>&1'";
 const BUFFER_CAP: usize = 256 * 1024;
 
 fn eagain(e: &ssh2::Error) -> bool {
@@ -71,7 +76,7 @@ impl HostConnection {
             .map_err(|e| Error::new(Kind::Ssh, format!("cannot open a control channel on host '{}': {}", name, e)))?;
         control
             .handle_extended_data(ExtendedData::Merge)
-            .and_then(|_| control.exec("exec /bin/sh 2>&1"))
+            .and_then(|_| control.exec(CONTROL_SHELL))
             .map_err(|e| Error::new(Kind::Ssh, format!("cannot start a control shell on host '{}': {}", name, e)))?;
         session.set_blocking(false);
         let (tx, rx) = mpsc::channel();

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod host;
+pub mod known_hosts;
 pub mod remote;
 pub mod session;
 

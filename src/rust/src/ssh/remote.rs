@@ -19,8 +19,12 @@ const STAT_FN: &str = r#"pstat() { if [ -r /proc/$1/stat ] && read -r l < /proc/
 /// output appended to its log file. Each command must end by `exec`ing the worker, so that
 /// `$!` is the worker's own PID and the control shell its parent (see `exit_script`);
 /// settings go in with `export`, a builtin, so that secrets never appear in any process's
-/// arguments. `program` is checked first so that a missing Rscript is reported at once.
-/// Prints "pid PID START LOG" per worker, or "missing PROGRAM".
+/// arguments. `program` is checked first so that a missing Rscript is reported at once,
+/// then the directories of the logs and the temporary directory (`$TMPDIR`, else /tmp)
+/// with a one-byte test write (shell builtins only): a full or read-only /tmp is reported
+/// as such, rather than as workers that die without a word (R cannot start without its
+/// temporary directory).
+/// Prints "pid PID START LOG" per worker, "missing PROGRAM" or "unwritable DIR".
 pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> String {
     let mut s = String::new();
     s.push_str(STAT_FN);
@@ -29,6 +33,20 @@ pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> Str
         "if ! command -v {p} >/dev/null 2>&1; then echo \"missing {p}\"; else\n",
         p = sh_quote(program)
     ));
+    let mut dirs: Vec<String> = Vec::new();
+    for log in logs {
+        let dir = std::path::Path::new(log).parent().map(|d| d.display().to_string()).unwrap_or_default();
+        let dir = if dir.is_empty() { ".".to_string() } else { dir };
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let quoted: Vec<String> = dirs.iter().map(|d| sh_quote(d)).collect();
+    s.push_str(&format!(
+        "U=; C=; for d in {} \"${{TMPDIR:-/tmp}}\"; do f=\"$d/.parallelly-check-$$\"; C=\"$C $f\"; if {{ printf x >\"$f\"; }} 2>/dev/null && [ -s \"$f\" ]; then :; else U=\"$d\"; fi; done\n",
+        quoted.join(" ")
+    ));
+    s.push_str("if [ -n \"$U\" ]; then echo \"unwritable $U\"; else\n");
     s.push_str("W=\n");
     for (cmd, log) in commands.iter().zip(logs) {
         s.push_str(&format!(
@@ -43,7 +61,9 @@ pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> Str
     s.push_str(
         "( trap '' HUP INT; while kill -0 $$ 2>/dev/null; do sleep 2; done; for w in $W; do p=${w%%:*}; t=${w#*:}; set -- $(pstat $p); [ \"$3\" = \"$t\" ] && [ \"$2\" != Z ] && kill -TERM $p 2>/dev/null; done ) </dev/null >/dev/null 2>&1 &\n",
     );
-    s.push_str("fi");
+    // The test files go last: `rm` is the script's first process after the workers, so
+    // the first worker gets the PID that follows the shell's last one.
+    s.push_str("fi; rm -f $C 2>/dev/null; fi");
     s
 }
 
@@ -51,6 +71,9 @@ pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> Str
 pub enum Launched {
     Worker { pid: i32, start: f64, log: String },
     Missing(String),
+    /// A directory the workers need (for logs or as R's temporary directory) is full or
+    /// not writable.
+    Unwritable(String),
 }
 
 pub fn parse_launch(output: &str) -> Vec<Launched> {
@@ -67,6 +90,7 @@ pub fn parse_launch(output: &str) -> Vec<Launched> {
                 }
             }
             Some("missing") => res.push(Launched::Missing(line["missing".len()..].trim().to_string())),
+            Some("unwritable") => res.push(Launched::Unwritable(line["unwritable".len()..].trim().to_string())),
             _ => {}
         }
     }
@@ -206,6 +230,11 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    fn is_root() -> bool {
+        // SAFETY: geteuid() has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
     fn sh(script: &str) -> String {
         let out = Command::new("/bin/sh").arg("-c").arg(script).output().expect("sh");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -262,8 +291,26 @@ mod tests {
             }
             other => panic!("unexpected {:?} from {:?}", other, first),
         }
-        let out = sh(&launch_script("/no/such/Rscript", &["x".to_string()], &[log]));
+        let out = sh(&launch_script("/no/such/Rscript", &["x".to_string()], &[log.clone()]));
         assert_eq!(parse_launch(&out), vec![Launched::Missing("/no/such/Rscript".to_string())]);
+        // A log directory that cannot be written to: reported, nothing started.
+        let readonly = dir.join("readonly");
+        std::fs::create_dir_all(&readonly).expect("mkdir");
+        let bad_log = readonly.join("w.log").display().to_string();
+        let script = launch_script("sleep", &["exec sleep 30".to_string()], &[bad_log]);
+        let out = sh(&format!("chmod 500 {d}; {s}; chmod 700 {d}", d = sh_quote(&readonly.display().to_string()), s = script));
+        if is_root() {
+            // root writes anyway: the check passes and one worker starts; end it.
+            for l in parse_launch(&out) {
+                if let Launched::Worker { pid, .. } = l {
+                    let _ = sh(&format!("kill {}", pid));
+                }
+            }
+        } else {
+            assert_eq!(parse_launch(&out), vec![Launched::Unwritable(readonly.display().to_string())]);
+        }
+        let out = sh(&format!("TMPDIR=/proc; export TMPDIR\n{}", launch_script("sleep", &["exec sleep 30".to_string()], &[log])));
+        assert_eq!(parse_launch(&out), vec![Launched::Unwritable("/proc".to_string())]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

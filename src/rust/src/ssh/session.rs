@@ -3,13 +3,14 @@
 //! agent or identity files, as OpenSSH users expect. Everything here runs in blocking mode
 //! with the session timeout set; the I/O thread takes over afterwards.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ssh2::{CheckResult, KnownHostFileKind, Session};
 
 use super::config;
+use super::known_hosts;
 use crate::error::{Error, Kind, Result};
 
 /// Who and where to connect, after applying the ssh config.
@@ -24,6 +25,8 @@ pub struct Target {
     pub identities_only: bool,
     pub known_hosts: Vec<PathBuf>,
     pub host_keys: HostKeyPolicy,
+    /// Record accepted host keys with hashed host names (OpenSSH's HashKnownHosts).
+    pub hash_known_hosts: bool,
     pub timeout: Duration,
 }
 
@@ -45,6 +48,8 @@ pub struct Options<'a> {
     pub accept_new: bool,
     pub timeout: Duration,
 }
+
+const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
 
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
@@ -89,6 +94,11 @@ pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
             _ => HostKeyPolicy::Strict,
         }
     };
+    // HashKnownHosts as OpenSSH reads it: the user's file first, then the system-wide one
+    // (Debian's /etc/ssh/ssh_config says yes).
+    let hash_known_hosts = cfg.hash_known_hosts.or_else(|| {
+        config::load(Path::new(SYSTEM_CONFIG), alias).ok().and_then(|c| c.hash_known_hosts)
+    });
     let timeout = match cfg.connect_timeout {
         Some(s) if s > 0 => opts.timeout.min(Duration::from_secs(u64::from(s))),
         _ => opts.timeout,
@@ -102,6 +112,7 @@ pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
         identities_only: cfg.identities_only.unwrap_or(false),
         known_hosts,
         host_keys,
+        hash_known_hosts: hash_known_hosts.unwrap_or(false),
         timeout,
     })
 }
@@ -139,6 +150,7 @@ pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
         }
     };
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
     use std::os::fd::AsRawFd;
     let fd = stream.as_raw_fd();
     let mut session = Session::new().map_err(|e| Error::new(Kind::Ssh, format!("cannot create an SSH session: {}", e)))?;
@@ -147,12 +159,12 @@ pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
     session.handshake().map_err(|e| {
         Error::new(Kind::Ssh, format!("SSH handshake with host '{}' ({}) failed: {}", target.alias, name, e))
     })?;
-    check_host_key(&session, target)?;
+    check_host_key(&session, target, peer)?;
     authenticate(&session, target)?;
     Ok((session, fd))
 }
 
-fn check_host_key(session: &Session, target: &Target) -> Result<()> {
+fn check_host_key(session: &Session, target: &Target, peer: Option<SocketAddr>) -> Result<()> {
     if target.host_keys == HostKeyPolicy::Off {
         return Ok(());
     }
@@ -181,26 +193,29 @@ fn check_host_key(session: &Session, target: &Target) -> Result<()> {
         )),
         CheckResult::NotFound if target.host_keys == HostKeyPolicy::AcceptNew => {
             let file = target.known_hosts.first().cloned().unwrap_or_else(|| home_dir().join(".ssh").join("known_hosts"));
-            let fmt = match key_type {
-                ssh2::HostKeyType::Rsa => ssh2::KnownHostKeyFormat::SshRsa,
-                ssh2::HostKeyType::Dss => ssh2::KnownHostKeyFormat::SshDss,
-                ssh2::HostKeyType::Ecdsa256 => ssh2::KnownHostKeyFormat::Ecdsa256,
-                ssh2::HostKeyType::Ecdsa384 => ssh2::KnownHostKeyFormat::Ecdsa384,
-                ssh2::HostKeyType::Ecdsa521 => ssh2::KnownHostKeyFormat::Ecdsa521,
-                ssh2::HostKeyType::Ed25519 => ssh2::KnownHostKeyFormat::Ed25519,
-                _ => {
-                    return Err(Error::new(Kind::HostKey, format!("host '{}' uses a host key type that cannot be recorded", target.alias)))
-                }
+            let type_name = key_type_name(key_type).ok_or_else(|| {
+                Error::new(Kind::HostKey, format!("host '{}' uses a host key type that cannot be recorded", target.alias))
+            })?;
+            let cannot = |e: std::io::Error| {
+                Error::new(Kind::HostKey, format!("cannot add the host key of '{}' to '{}': {}", target.alias, file.display(), e))
             };
-            known
-                .add(&known_hosts_name(target), key, &target.alias, fmt)
-                .and_then(|_| {
-                    if let Some(dir) = file.parent() {
-                        let _ = std::fs::create_dir_all(dir);
+            let mut keys = vec![(type_name, key.to_vec())];
+            // The host's keys of other types too, as OpenSSH learns them (UpdateHostKeys), so
+            // that a client negotiating another type later finds its key. Those that
+            // contradict a recorded key are left out.
+            if let Some(peer) = peer {
+                for (other_type, other_key) in other_host_keys(peer, target, type_name) {
+                    if matches!(known.check_port(&target.hostname, target.port, &other_key), CheckResult::NotFound) {
+                        keys.push((other_type, other_key));
                     }
-                    known.write_file(&file, KnownHostFileKind::OpenSSH)
-                })
-                .map_err(|e| Error::new(Kind::HostKey, format!("cannot add the host key of '{}' to '{}': {}", target.alias, file.display(), e)))
+                }
+            }
+            for (type_name, key) in keys {
+                let salt = if target.hash_known_hosts { Some(known_hosts::random_salt().map_err(cannot)?) } else { None };
+                let line = known_hosts::entry(&known_hosts_name(target), type_name, &key, salt.as_ref());
+                known_hosts::append(&file, &line).map_err(cannot)?;
+            }
+            Ok(())
         }
         CheckResult::NotFound => Err(Error::new(
             Kind::HostKey,
@@ -211,6 +226,55 @@ fn check_host_key(session: &Session, target: &Target) -> Result<()> {
         )),
         CheckResult::Failure => Err(Error::new(Kind::HostKey, format!("cannot check the host key of host '{}'", target.alias))),
     }
+}
+
+/// The known_hosts name of a host key type.
+fn key_type_name(key_type: ssh2::HostKeyType) -> Option<&'static str> {
+    match key_type {
+        ssh2::HostKeyType::Rsa => Some("ssh-rsa"),
+        ssh2::HostKeyType::Dss => Some("ssh-dss"),
+        ssh2::HostKeyType::Ecdsa256 => Some("ecdsa-sha2-nistp256"),
+        ssh2::HostKeyType::Ecdsa384 => Some("ecdsa-sha2-nistp384"),
+        ssh2::HostKeyType::Ecdsa521 => Some("ecdsa-sha2-nistp521"),
+        ssh2::HostKeyType::Ed25519 => Some("ssh-ed25519"),
+        _ => None,
+    }
+}
+
+/// The host's keys of types other than `have`: one short handshake per type (as
+/// ssh-keyscan does), each asking for that type only; types the host lacks are skipped.
+fn other_host_keys(peer: SocketAddr, target: &Target, have: &str) -> Vec<(&'static str, Vec<u8>)> {
+    const TYPES: [(&str, &str); 5] = [
+        ("ssh-ed25519", "ssh-ed25519"),
+        ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256"),
+        ("ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384"),
+        ("ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521"),
+        ("ssh-rsa", "rsa-sha2-512,rsa-sha2-256,ssh-rsa"),
+    ];
+    let timeout = target.timeout.min(Duration::from_secs(5));
+    let mut found = Vec::new();
+    for (name, algorithms) in TYPES {
+        if name == have {
+            continue;
+        }
+        let Ok(stream) = TcpStream::connect_timeout(&peer, timeout) else { continue };
+        let Ok(mut session) = Session::new() else { continue };
+        session.set_timeout(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
+        if session.method_pref(ssh2::MethodType::HostKey, algorithms).is_err() {
+            continue;
+        }
+        session.set_tcp_stream(stream);
+        if session.handshake().is_err() {
+            continue;
+        }
+        if let Some((key, key_type)) = session.host_key() {
+            if key_type_name(key_type) == Some(name) {
+                found.push((name, key.to_vec()));
+            }
+        }
+        let _ = session.disconnect(None, "host key recorded", None);
+    }
+    found
 }
 
 /// The name a known_hosts line uses for the target: `host`, or `[host]:port` off port 22.
