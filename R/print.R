@@ -40,10 +40,7 @@ summary.RichSOCKcluster <- function(object, ...) {
 }
 
 # What summary() found out about dead remote workers, for print(): cause and last output.
-known_deaths <- function() {
-  if (!is.environment(.package$known_deaths)) .package$known_deaths <- new.env(parent = emptyenv())
-  .package$known_deaths
-}
+known_deaths <- function() .package$known_deaths
 
 remember_remote_deaths <- function(nodes, health) {
   for (i in which(health$alive %in% FALSE)) {

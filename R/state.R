@@ -10,6 +10,8 @@ init_package_state <- function() {
   .package$incarnations <- table()   # original node -> its relaunched worker; removed at stop
   .package$lineages <- table()       # self-healing budgets per original node; removed at stop
   .package$exit_causes <- table()    # remote causes of death (a shell tells once); removed at stop
+  .package$known_deaths <- table()   # what summary() learnt of a dead remote worker, for print();
+                                     # removed at stop
   .package$host_failures <- table()  # by host: deaths in a row; removed when a worker answers
   .package$ssh_users <- table()      # by host: the login user of the held connection
   .package$fork_servers <- table()   # by host and launch spec (R/forkServer.R)
@@ -24,7 +26,7 @@ init_package_state <- function() {
 forget_node <- function(node) {
   key <- node_key(node)
   if (is.null(key)) return(invisible())
-  for (name in c("node_states", "incarnations", "lineages", "exit_causes")) {
+  for (name in c("node_states", "incarnations", "lineages", "exit_causes", "known_deaths")) {
     table <- .package[[name]]
     if (exists(key, envir = table, inherits = FALSE)) rm(list = key, envir = table)
   }

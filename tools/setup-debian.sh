@@ -13,7 +13,7 @@ set -euo pipefail
 
 packages=(r-base-dev r-cran-testthat libssl-dev pkg-config openssh-server
           r-cran-future r-cran-future.apply r-cran-knitr r-cran-rmarkdown pandoc
-          r-cran-rmpi jq
+          r-cran-rmpi jq r-cran-roxygen2
           r-cran-furrr r-cran-foreach r-cran-doparallel r-cran-dorng r-cran-progressr
           r-cran-parallelmap r-cran-future.batchtools r-cran-parallelly
           dash tcsh fish iptables slurmctld slurmd slurm-client munge)
