@@ -279,6 +279,11 @@ cmd_start() {
     if [ -n "${SSH_TEST_HOSTS_PACKAGE:-}" ]; then
       [ -f "$SSH_TEST_HOSTS_PACKAGE/DESCRIPTION" ] ||
         die "SSH_TEST_HOSTS_PACKAGE=$SSH_TEST_HOSTS_PACKAGE is no installed package"
+      # Copied into the run's directory first: inside a host's namespace the package may sit
+      # under the tmpfs that hides /usr/local/lib/R/site-library (where CI installs it).
+      mkdir -p "$dir/package"
+      cp -a "$SSH_TEST_HOSTS_PACKAGE" "$dir/package/" || die "cannot copy $SSH_TEST_HOSTS_PACKAGE"
+      SSH_TEST_HOSTS_PACKAGE="$dir/package/$(basename "$SSH_TEST_HOSTS_PACKAGE")"
       # The user's library, relative to HOME, as R defines it (R_LIBS_USER of Renviron).
       R_LIB_REL=$(env -u R_LIBS_USER -u R_LIBS HOME=/nonexistent-home Rscript --vanilla -e \
         'cat(sub("^/nonexistent-home/", "", path.expand(Sys.getenv("R_LIBS_USER"))))') ||
