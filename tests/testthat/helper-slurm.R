@@ -130,15 +130,17 @@ slurm_cmd <- function(args, timeout = 30, cluster = slurm_test_cluster()) {
 }
 
 # Evaluate `expr` with Rscript in a job: `launcher` is "salloc" (the allocation's shell
-# command, run here), "sbatch" (the batch script, run on the first node; --wait) or "srun"
+# command, run here), "sbatch" (the batch script, run on the first node) or "srun"
 # (a job step; `args` may also be c(<salloc options>, "--", <srun options>) to run the step
 # inside an allocation of its own). The value is passed back by saveRDS() through a file;
 # an error if the job fails or times out.
 slurm_r <- function(launcher, args, expr, timeout = 60, cluster = slurm_test_cluster()) {
   result <- tempfile(fileext = ".rds")
-  on.exit(unlink(result), add = TRUE)
-  code <- sprintf("saveRDS(local(%s), %s)", paste(deparse(expr), collapse = "\n"),
-                  deparse(result))
+  on.exit(unlink(c(result, paste0(result, ".part"))), add = TRUE)
+  # Written under another name, then renamed: a reader never sees half a file.
+  code <- sprintf("saveRDS(local(%s), %s); file.rename(%s, %s)",
+                  paste(deparse(expr), collapse = "\n"), deparse(paste0(result, ".part")),
+                  deparse(paste0(result, ".part")), deparse(result))
   rscript <- file.path(R.home("bin"), "Rscript")
   cmd <- switch(launcher,
     salloc = c("salloc", "-Q", args, rscript, "-e", code),
@@ -149,12 +151,31 @@ slurm_r <- function(launcher, args, expr, timeout = 60, cluster = slurm_test_clu
              args[-seq_len(cut)], rscript, "-e", code)
     },
     sbatch = {
-      log <- tempfile(fileext = ".log")
-      on.exit(unlink(log), add = TRUE)
+      # Not --wait, which polls the controller at growing intervals (up to 10 s here).
       script <- tempfile(fileext = ".sh")
       on.exit(unlink(script), add = TRUE)
       writeLines(c("#!/bin/sh", paste(shQuote(c(rscript, "-e", code)), collapse = " ")), script)
-      c("sbatch", "--wait", "-Q", "-o", log, args, script)
+      log <- tempfile(fileext = ".log")
+      on.exit(unlink(log), add = TRUE)
+      res <- slurm_cmd(c("sbatch", "--parsable", "-o", log, args, script), cluster = cluster)
+      job <- sub(";.*", "", res$stdout[1])
+      if (res$status != 0L || !grepl("^[0-9]+$", job))
+        stop("sbatch failed: ", paste(c(res$stdout, res$stderr), collapse = "\n"), call. = FALSE)
+      deadline <- Sys.time() + timeout
+      repeat {
+        running <- slurm_cmd(c("squeue", "-h", "-j", job, "-o", "%i"), timeout = 10,
+                             cluster = cluster)$stdout
+        if (length(running) == 0L) break
+        if (Sys.time() > deadline) {
+          slurm_cmd(c("scancel", job), cluster = cluster)
+          stop(sprintf("sbatch job %s timed out after %g s", job, timeout), call. = FALSE)
+        }
+        Sys.sleep(0.1)
+      }
+      if (!file.exists(result))
+        stop(sprintf("sbatch job %s failed:\n%s", job,
+                     paste(readLines(log, warn = FALSE), collapse = "\n")), call. = FALSE)
+      return(readRDS(result))
     },
     stop("unknown launcher ", launcher)
   )

@@ -1,8 +1,9 @@
 # availableWorkers() and availableCores() inside real Slurm allocations (helper-slurm.R).
 # Nodes n3, n4, n5 have 2 CPUs (partition "small", the default); n1, n2 have 4 ("big").
 # Our semantics: availableWorkers() gives each node of the job once per CPU the job has
-# there (SLURM_JOB_CPUS_PER_NODE), also inside a job step; availableCores() is one task's
-# share (as in the reference package 1.34).
+# there (SLURM_JOB_CPUS_PER_NODE), also inside a job step; availableCores() is what the
+# reference package 1.34 gives (--cpus-per-task, else the CPUs of a one-node job, else the
+# tasks on the first node).
 
 probe <- quote(list(
   workers = parallelly::availableWorkers(methods = "Slurm"),
@@ -68,13 +69,22 @@ test_that("salloc -n1 --exclusive: the whole node, two workers (as the reference
 
 test_that("in an srun step of a -N2 -n4 job: the job's workers, not the step's", {
   skip_if_no_slurm()
-  # The one-task step has SLURM_NODELIST=n3 and SLURM_TASKS_PER_NODE=1; the job has two
+  # The one-task step has SLURM_STEP_NODELIST=n3 and SLURM_TASKS_PER_NODE=1; the job has two
   # CPUs on each of n3 and n4.
-  step_probe <- bquote(c(.(probe), list(step_nodes = Sys.getenv("SLURM_NODELIST"),
+  step_probe <- bquote(c(.(probe), list(step_nodes = Sys.getenv("SLURM_STEP_NODELIST"),
                                          step_tasks = Sys.getenv("SLURM_TASKS_PER_NODE"))))
   expect_silent(got <- slurm_r("srun", c("-N2", "-n4", "--", "-N1", "-n1"), step_probe))
   expect_identical(c(got$step_nodes, got$step_tasks), c("n3", "1"))
   expect_identical(slurm_tally(got$workers), "n3 x2, n4 x2")
+  # availableCores() is the task's share: the step has one task without --cpus-per-task.
+  expect_identical(got$cores, 1L)
+})
+
+test_that("sbatch -N2 -n4: the batch script sees the job's workers; availableCores() its node's tasks", {
+  skip_if_no_slurm()
+  got <- slurm_r("sbatch", c("-N2", "-n4"), probe)
+  expect_identical(slurm_tally(got$workers), "n3 x2, n4 x2")
+  expect_identical(got$cores, 2L)
 })
 
 test_that("no job is left behind", {
