@@ -112,6 +112,8 @@ skip_if_no_slurm <- function() {
 # test), and no scheduler variables of an enclosing job.
 slurm_env <- function(cluster = slurm_test_cluster()) {
   inherited <- grep("^(SLURM_|SBATCH_|SALLOC_|SRUN_)", names(Sys.getenv()), value = TRUE)
+  # R_TESTS (set by R CMD check) names a start-up file relative to the tests directory.
+  inherited <- c(inherited, "R_TESTS")
   c(setNames(rep(NA_character_, length(inherited)), inherited),
     SLURM_CONF = cluster$conf, USER = "root",
     R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep))
