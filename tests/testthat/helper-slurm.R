@@ -63,8 +63,9 @@ slurm_test_cluster <- function() {
   # PORT + 100 ... PORT + 400.
   port <- Sys.getenv("SLURM_TEST_CLUSTER_PORT", "")
   if (!nzchar(port)) {
+    # freePort() tries them in a random order without touching .Random.seed.
     candidates <- seq(30000L, 39000L, by = 500L)
-    port <- as.character(parallelly::freePort(sample(candidates), default = candidates[1]))
+    port <- as.character(parallelly::freePort(candidates, default = candidates[1]))
   }
   out <- withr::with_envvar(c(SLURM_TEST_CLUSTER_OWNER_PID = Sys.getpid(),
                               SLURM_TEST_CLUSTER_PORT = port, USER = "root"),
