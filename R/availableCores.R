@@ -36,6 +36,13 @@
 #'   by these schedulers (`LSB_DJOB_NUMPROC`; `PJM_VNODE_CORE` or `PJM_PROC_BY_NODE`;
 #'   `PBS_NUM_PPN` or `NCPUS`; `NSLOTS`; `SLURM_CPUS_PER_TASK`, else `SLURM_CPUS_ON_NODE`
 #'   for single-node jobs, else the first entry of `SLURM_TASKS_PER_NODE`).
+#'
+#'   For Slurm this is what the reference package gives: the CPUs of one task when
+#'   `--cpus-per-task` is given, else the CPUs of a one-node job, else the tasks on the first
+#'   node. It counts what the current R process may use itself, not all the CPUs of the job,
+#'   which [availableWorkers()] lists node by node. For example, in a job with
+#'   `--ntasks=3 --cpus-per-task=2`, `availableCores()` is 2 and `availableWorkers()` has six
+#'   elements.
 #' * `"fallback"`: option `parallelly.availableCores.fallback`. It is used only when all
 #'   other answers come from the hardware and OS methods above and none of them is below
 #'   `"system"`, that is, when nothing more specific limits the process.

@@ -12,13 +12,21 @@
 #'
 #' @section Methods:
 #' * `"LSF"`: the hostnames in `LSB_HOSTS`, one per slot.
-#' * `"PJM"`: the nodes listed in the file `PJM_O_NODEINF`, each repeated by the number of
-#'   cores per node.
-#' * `"PBS"`: the lines of the file `PBS_NODEFILE`, one per slot.
+#' * `"PJM"`: the nodes listed in the file `PJM_O_NODEINF`, in the order of the file, each
+#'   repeated by the number of cores per node.
+#' * `"PBS"`: the lines of the file `PBS_NODEFILE`, one per slot, sorted by hostname (as the
+#'   reference package does), so that the slots of a host are next to each other.
 #' * `"SGE"`: the hosts and slot counts in the file `PE_HOSTFILE`.
-#' * `"Slurm"`: the nodes in `SLURM_JOB_NODELIST` (or `SLURM_NODELIST`), expanded from
-#'   Slurm's compact notation such as `n[01-03]`, each repeated by its count in
-#'   `SLURM_TASKS_PER_NODE`.
+#' * `"Slurm"`: the nodes of the job in `SLURM_JOB_NODELIST` (or `SLURM_NODELIST`),
+#'   expanded from Slurm's compact notation such as `n[01-03]`, each repeated by the number
+#'   of CPUs the job has on it, from `SLURM_JOB_CPUS_PER_NODE` (where that is unset, the
+#'   node's count in `SLURM_TASKS_PER_NODE` times `SLURM_CPUS_PER_TASK`). So a job gets one
+#'   worker per allocated CPU: `--ntasks=3 --cpus-per-task=2` gives six workers, and
+#'   `--nodes=2 --ntasks=3 --cpus-per-task=2` gives four on the node with two tasks and two
+#'   on the other (the reference package 1.34 gives two on each). The job's variables are
+#'   used also inside a job step (`srun`), whose own node list and task counts describe only
+#'   the step. A count list that does not match the node list gives a warning and one
+#'   worker per node.
 #' * `"custom"`: the character vector returned by the function in option
 #'   `parallelly.availableWorkers.custom`.
 #' * Every other method is a method of [availableCores()] and gives `"localhost"` (option
@@ -160,7 +168,7 @@ availableWorkersPJM <- function() {
   pathname <- envvar_or_na("PJM_O_NODEINF")
   if (is.na(pathname)) return(NULL)
   if (!file.exists(pathname)) return(warn_missing_hostfile("PJM_O_NODEINF", pathname))
-  nodes <- read_pjm_nodefile(pathname)$node
+  nodes <- read_pjm_nodefile(pathname, sort = FALSE)$node
   n <- availableCoresPJM()
   if (is.na(n)) n <- 1L
   rep(nodes, each = n)
@@ -182,24 +190,35 @@ availableWorkersSGE <- function() {
   sge_expand_node_count_pairs(read_pe_hostfile(pathname))
 }
 
-## Slurm: the node list, each node repeated by its number of tasks
+## Slurm: the job's nodes, each repeated by the number of CPUs the job
+## has there.  Job-level variables only: inside a job step (srun) the
+## SLURM_NODELIST / SLURM_TASKS_PER_NODE of the step describe the step.
 availableWorkersSlurm <- function() {
   nodelist <- envvar_or_na("SLURM_JOB_NODELIST")
   if (is.na(nodelist)) nodelist <- envvar_or_na("SLURM_NODELIST")
   if (is.na(nodelist)) return(NULL)
   nodes <- slurm_expand_nodelist(nodelist)
   if (length(nodes) == 0L) return(NULL)
-  tasks <- envvar_or_na("SLURM_TASKS_PER_NODE")
-  counts <- if (is.na(tasks)) 1L else slurm_expand_tasks_per_node(tasks)
-  if (length(counts) == 1L) counts <- rep(counts, times = length(nodes))
-  if (length(counts) != length(nodes) || anyNA(counts)) {
-    warning(sprintf(
-      "Ignoring SLURM_TASKS_PER_NODE (%s): it gives %d counts for %d nodes in %s",
-      sQuote(tasks, q = FALSE), length(counts), length(nodes),
-      sQuote(nodelist, q = FALSE)), call. = FALSE)
-    counts <- 1L
+  name <- "SLURM_JOB_CPUS_PER_NODE"
+  spec <- envvar_or_na(name)
+  per_task <- 1L
+  if (is.na(spec)) {
+    ## Older Slurm: tasks per node times CPUs per task
+    name <- "SLURM_TASKS_PER_NODE"
+    spec <- envvar_or_na(name)
+    per_task <- envvar_integer("SLURM_CPUS_PER_TASK")
+    if (is.na(per_task) || per_task < 1L) per_task <- 1L
   }
-  rep(nodes, times = counts)
+  if (is.na(spec)) return(nodes)
+  counts <- slurm_expand_tasks_per_node(spec)
+  if (length(counts) != length(nodes) || anyNA(counts) || any(counts < 1L)) {
+    warning(sprintf(
+      "Ignoring %s (%s): it gives %d counts for %d nodes in %s",
+      name, sQuote(spec, q = FALSE), length(counts), length(nodes),
+      sQuote(nodelist, q = FALSE)), call. = FALSE)
+    return(nodes)
+  }
+  rep(nodes, times = counts * per_task)
 }
 
 availableWorkersCustom <- function() {
@@ -221,9 +240,9 @@ read_host_lines <- function(pathname) {
   lines[nzchar(lines)]
 }
 
-## Keep equal hostnames together, in order of first appearance
-group_nodes <- function(nodes) {
-  nodes[order(match(nodes, unique(nodes)))]
+## Hostnames sorted by name, as the reference package sorts node files
+sort_nodes <- function(nodes) {
+  nodes[order(nodes)]
 }
 
 ## PBS node file: one hostname per line, one line per slot
@@ -232,7 +251,7 @@ read_pbs_nodefile <- function(pathname, sort = TRUE) {
   if (length(nodes) == 0L) {
     stop_classed("Input", sprintf("PBS node file is empty: %s", sQuote(pathname, q = FALSE)))
   }
-  if (sort) nodes <- group_nodes(nodes)
+  if (sort) nodes <- sort_nodes(nodes)
   data.frame(node = nodes, stringsAsFactors = FALSE)
 }
 
@@ -249,7 +268,7 @@ read_pjm_nodefile <- function(pathname, sort = TRUE) {
     warning(sprintf("PJM node file %s lists some nodes more than once: %s",
                     sQuote(pathname, q = FALSE), hpaste(dups)), call. = FALSE)
   }
-  if (sort) nodes <- group_nodes(nodes)
+  if (sort) nodes <- sort_nodes(nodes)
   data.frame(node = nodes, stringsAsFactors = FALSE)
 }
 

@@ -39,7 +39,7 @@ test_that("LSF: LSB_HOSTS lists one host per slot", {
                    c("n1", "n1", "n2", "n3"))
 })
 
-test_that("PBS: PBS_NODEFILE is parsed", {
+test_that("PBS: PBS_NODEFILE is parsed and sorted by hostname, as the reference does", {
   local_clean_workers()
   file <- local_hostfile(c("n1", "n2", "n1", "", "n3", "n2"))
   data <- parallelly:::read_pbs_nodefile(file)
@@ -50,6 +50,11 @@ test_that("PBS: PBS_NODEFILE is parsed", {
   withr::local_envvar(PBS_NODEFILE = file)
   expect_identical(availableWorkers(methods = c("PBS", "system")),
                    c("n1", "n1", "n2", "n2", "n3"))
+  ## Sorted by name, not by first appearance (the reference 1.34 gives the same)
+  withr::local_envvar(PBS_NODEFILE = local_hostfile(c("n3", "n1", "n6", "n3", "n5", "n3",
+                                                      "n2", "n1")))
+  expect_identical(availableWorkers(methods = "PBS"),
+                   c("n1", "n1", "n2", "n3", "n3", "n3", "n5", "n6"))
 
   expect_error(parallelly:::read_pbs_nodefile(local_hostfile(character(0))), "empty")
   withr::local_envvar(PBS_NODEFILE = tempfile())
@@ -71,6 +76,17 @@ test_that("PJM: PJM_O_NODEINF is parsed, with warnings for odd files", {
   expect_warning(data <- parallelly:::read_pjm_nodefile(local_hostfile(character(0))),
                  "empty")
   expect_identical(nrow(data), 0L)
+})
+
+test_that("PJM: availableWorkers() keeps the order of the node file, as the reference does", {
+  local_clean_workers()
+  withr::local_envvar(PJM_O_NODEINF = local_hostfile(c("n3", "n1", "n6", "n5")),
+                      PJM_VNODE_CORE = "2")
+  expect_identical(availableWorkers(methods = "PJM"),
+                   c("n3", "n3", "n1", "n1", "n6", "n6", "n5", "n5"))
+  ## read_pjm_nodefile() itself sorts by name unless told not to
+  expect_identical(parallelly:::read_pjm_nodefile(Sys.getenv("PJM_O_NODEINF"))$node,
+                   c("n1", "n3", "n5", "n6"))
 })
 
 test_that("SGE: PE_HOSTFILE is parsed and expanded", {
@@ -133,20 +149,40 @@ test_that("SLURM_TASKS_PER_NODE is expanded", {
   expect_identical(expand("x"), NA_integer_)
 })
 
-test_that("Slurm: workers from the node list and tasks per node", {
+test_that("Slurm: workers from the node list and the job's CPUs per node", {
   local_clean_workers()
   withr::local_options(parallelly.slurm_expand_nodelist.manual = TRUE)
-  withr::local_envvar(SLURM_JOB_NODELIST = "n[1-3]", SLURM_TASKS_PER_NODE = "2(x2),1")
+  withr::local_envvar(SLURM_JOB_NODELIST = "n[1-3]", SLURM_JOB_CPUS_PER_NODE = "2(x2),1")
   expect_identical(availableWorkers(methods = c("Slurm", "system")),
                    c("n1", "n1", "n2", "n2", "n3"))
-  withr::local_envvar(SLURM_TASKS_PER_NODE = "3")
-  expect_identical(availableWorkers(methods = "Slurm"), rep(c("n1", "n2", "n3"), each = 3L))
+  ## The job's CPUs count, not a step's tasks or the CPUs per task
+  withr::local_envvar(SLURM_TASKS_PER_NODE = "1", SLURM_CPUS_PER_TASK = "3",
+                      SLURM_NODELIST = "n1")
+  expect_identical(availableWorkers(methods = "Slurm"), c("n1", "n1", "n2", "n2", "n3"))
+  ## Without SLURM_JOB_CPUS_PER_NODE: tasks per node times CPUs per task
+  withr::local_envvar(SLURM_JOB_CPUS_PER_NODE = NA, SLURM_TASKS_PER_NODE = "2,1(x2)",
+                      SLURM_CPUS_PER_TASK = "2")
+  expect_identical(availableWorkers(methods = "Slurm"), rep(c("n1", "n2", "n3"), times = c(4, 2, 2)))
+  withr::local_envvar(SLURM_CPUS_PER_TASK = NA)
+  expect_identical(availableWorkers(methods = "Slurm"), c("n1", "n1", "n2", "n3"))
   withr::local_envvar(SLURM_TASKS_PER_NODE = NA)
   expect_identical(availableWorkers(methods = "Slurm"), c("n1", "n2", "n3"))
   withr::local_envvar(SLURM_JOB_NODELIST = NA, SLURM_NODELIST = "m[1-2]")
   expect_identical(availableWorkers(methods = "Slurm"), c("m1", "m2"))
-  withr::local_envvar(SLURM_TASKS_PER_NODE = "1,2,3")
+})
+
+test_that("Slurm: counts that do not match the nodes give a warning and one worker per node", {
+  local_clean_workers()
+  withr::local_options(parallelly.slurm_expand_nodelist.manual = TRUE)
+  withr::local_envvar(SLURM_JOB_NODELIST = "m[1-2]", SLURM_JOB_CPUS_PER_NODE = "1,2,3")
+  expect_warning(w <- availableWorkers(methods = "Slurm"), "SLURM_JOB_CPUS_PER_NODE")
+  expect_identical(w, c("m1", "m2"))
+  ## A single count is not recycled over several nodes (a step's SLURM_TASKS_PER_NODE)
+  withr::local_envvar(SLURM_JOB_CPUS_PER_NODE = NA, SLURM_TASKS_PER_NODE = "3")
   expect_warning(w <- availableWorkers(methods = "Slurm"), "SLURM_TASKS_PER_NODE")
+  expect_identical(w, c("m1", "m2"))
+  withr::local_envvar(SLURM_JOB_CPUS_PER_NODE = "x")
+  expect_warning(w <- availableWorkers(methods = "Slurm"), "SLURM_JOB_CPUS_PER_NODE")
   expect_identical(w, c("m1", "m2"))
 })
 
