@@ -1,11 +1,14 @@
-# The seed scenario on local workers: check, kill (while busy), clone, grow and stop a
-# cluster. Run with: Rscript inst/scripts/seed-scenario.R
+# The seed scenario: check, kill (while busy), clone, grow and stop a cluster of two workers,
+# local ones, or those named in PARALLELLY_DEMO_WORKERS (comma-separated; tools/run-demo.sh
+# sets "localhost,testhost1" when it can start an SSH test host).
+# Run with: Rscript inst/scripts/seed-scenario.R
 library(parallelly)
 options(useFancyQuotes = FALSE)
 step <- function(title) cat(sprintf("\n## %s\n", title))
 
-step("Two local workers")
-cl <- makeClusterPSOCK(2)
+workers <- strsplit(Sys.getenv("PARALLELLY_DEMO_WORKERS", "localhost,localhost"), ",")[[1]]
+step(sprintf("Two workers: %s", paste(workers, collapse = ", ")))
+cl <- makeClusterPSOCK(workers)
 print(cl)
 print(cl[[1]])
 print(isNodeAlive(cl))
@@ -47,7 +50,8 @@ print(isNodeAlive(cl))
 print(cl)
 
 step("Stop the cluster")
-pids <- vapply(cl, function(node) node$session_info$process$pid, integer(1))
+local <- vapply(cl, isLocalhostNode, logical(1))
+pids <- vapply(cl[local], function(node) node$session_info$process$pid, integer(1))
 parallel::stopCluster(cl)
 left <- pids[file.exists(file.path("/proc", pids))]
-cat(sprintf("Worker processes left after stopCluster(): %d\n", length(left)))
+cat(sprintf("Local worker processes left after stopCluster(): %d\n", length(left)))
