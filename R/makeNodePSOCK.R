@@ -337,8 +337,9 @@ resolve_rscript_sh <- function(rscript_sh, localhost) {
   }
   if (length(rscript_sh) > 2L) rscript_sh <- rscript_sh[1L]
   rscript_sh <- rep_len(rscript_sh, 2L)
-  auto <- if (localhost && .Platform$OS.type == "windows") "cmd" else "sh"
-  rscript_sh[rscript_sh == "auto"] <- auto
+  # "auto" is sh: this package runs on Linux, and a remote host's login shell is sh-like
+  # (a Windows worker needs rscript_sh = "cmd" given explicitly).
+  rscript_sh[rscript_sh == "auto"] <- "sh"
   rscript_sh
 }
 

@@ -69,12 +69,12 @@ stop_if_not <- function(...) {
 }
 
 ## shQuote() that also supports type = "none" (no quoting), which is needed
-## when the command is passed on without a shell.  NULL means the
-## platform's default shell.
+## when the command is passed on without a shell.  NULL means sh (this
+## package runs on Linux only).
 shQuote <- function(s, type = NULL) {
   if (length(s) == 0L) return(s)
   if (is.null(type)) {
-    type <- if (.Platform$OS.type == "windows") "cmd" else "sh"
+    type <- "sh"  # Linux only
   }
   if (identical(type, "none")) return(s)
   base::shQuote(s, type = type)
