@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +67,21 @@ pub fn capture<R: Read + Send + 'static>(mut stream: R, output: Output, pid: u32
 
 fn registry() -> MutexGuard<'static, HashMap<u32, Entry>> {
     static REGISTRY: OnceLock<Mutex<HashMap<u32, Entry>>> = OnceLock::new();
+    // The process the entries belong to. A forked child (an mclapply() worker, say) inherits
+    // the map, but those processes are its siblings, not its children: waiting for them
+    // fails there and would read as "exited". Such a child starts with an empty map.
+    static OWNER: AtomicU32 = AtomicU32::new(0);
     let lock = REGISTRY.get_or_init(|| Mutex::new(HashMap::new()));
     // A poisoned lock only means another call panicked mid-update; the map is still usable.
-    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    // Only R's main thread takes this lock (the output threads hold their own buffers), so a
+    // fork never leaves it held.
+    let mut reg = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let me = std::process::id();
+    if OWNER.swap(me, Ordering::Relaxed) != me {
+        // Dropping a Child closes our copies of its pipes; it neither waits nor kills.
+        reg.clear();
+    }
+    reg
 }
 
 pub fn register(child: Child, output: Option<Output>) {

@@ -180,6 +180,23 @@ fn rs_port_is_free(port: i32) -> Robj {
     }
 }
 
+/// SSH connections belong to the process that opened them. In a forked child (an
+/// `mclapply()` worker, say) their I/O threads do not exist, and a lock one of them held at
+/// the fork is never released there: every SSH call of a child is refused (or, for closing,
+/// does nothing) before it touches any of that state.
+static SSH_OWNER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn ssh_here() -> error::Result<()> {
+    let owner = SSH_OWNER.load(std::sync::atomic::Ordering::Relaxed);
+    if owner == 0 || owner == std::process::id() {
+        return Ok(());
+    }
+    Err(Error::new(
+        error::Kind::Ssh,
+        format!("SSH connections belong to the R process that opened them (PID {}), not to this forked child (PID {}); ask from that process", owner, std::process::id()),
+    ))
+}
+
 fn ticket_value(r: error::Result<u64>) -> Robj {
     match r {
         Ok(t) => Robj::from(t as f64),
@@ -196,6 +213,10 @@ fn non_empty(s: &str) -> Option<&str> {
 /// ticket's answer (rs_ssh_poll) is the connection's key.
 #[extendr]
 fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_hosts: &str, accept_new: bool, timeout: f64) -> Robj {
+    if let Err(e) = ssh_here() {
+        return error_value(e);
+    }
+    let _ = SSH_OWNER.compare_exchange(0, std::process::id(), std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed);
     let timeout = if timeout.is_finite() && timeout > 0.0 { timeout } else { 120.0 };
     let opts = ssh::session::Options {
         user: non_empty(user),
@@ -225,45 +246,48 @@ fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_ho
 
 #[extendr]
 fn rs_ssh_submit_script(key: &str, script: &str) -> Robj {
-    ticket_value(ssh::submit_script(key, script.to_string()))
+    ticket_value(ssh_here().and_then(|_| ssh::submit_script(key, script.to_string())))
 }
 
 #[extendr]
 fn rs_ssh_submit_forward(key: &str, target_port: i32) -> Robj {
     match u16::try_from(target_port) {
-        Ok(p) => ticket_value(ssh::submit_forward(key, p)),
+        Ok(p) => ticket_value(ssh_here().and_then(|_| ssh::submit_forward(key, p))),
         Err(_) => error_value(Error::new(error::Kind::InvalidArgument, format!("invalid port {}", target_port))),
     }
 }
 
 #[extendr]
 fn rs_ssh_submit_probe(key: &str, pids: Vec<i32>, starts: Vec<f64>) -> Robj {
-    ticket_value(ssh::submit_probe(key, pids, starts))
+    ticket_value(ssh_here().and_then(|_| ssh::submit_probe(key, pids, starts)))
 }
 
 #[extendr]
 fn rs_ssh_submit_signal(key: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32) -> Robj {
-    ticket_value(ssh::submit_signal(key, pids, starts, signal))
+    ticket_value(ssh_here().and_then(|_| ssh::submit_signal(key, pids, starts, signal)))
 }
 
 #[extendr]
 fn rs_ssh_submit_launch(key: &str, program: &str, commands: Vec<String>, logs: Vec<String>) -> Robj {
-    ticket_value(ssh::submit_launch(key, program, &commands, &logs))
+    ticket_value(ssh_here().and_then(|_| ssh::submit_launch(key, program, &commands, &logs)))
 }
 
 #[extendr]
 fn rs_ssh_submit_exit(key: &str, pids: Vec<i32>) -> Robj {
-    ticket_value(ssh::submit_exit(key, pids))
+    ticket_value(ssh_here().and_then(|_| ssh::submit_exit(key, pids)))
 }
 
 #[extendr]
 fn rs_ssh_submit_usage(key: &str, pids: Vec<i32>) -> Robj {
-    ticket_value(ssh::submit_usage(key, pids))
+    ticket_value(ssh_here().and_then(|_| ssh::submit_usage(key, pids)))
 }
 
 /// NULL while pending; otherwise the answer (string, port, logicals, or launch list).
 #[extendr]
 fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
+    if let Err(e) = ssh_here() {
+        return error_value(e);
+    }
     let wait = std::time::Duration::from_secs_f64((wait_ms.max(0.0).min(10_000.0)) / 1000.0);
     let tri = |v: Option<bool>| match v {
         Some(true) => Rbool::true_value(),
@@ -320,23 +344,27 @@ fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
 
 #[extendr]
 fn rs_ssh_cancel(ticket: f64) {
-    ssh::cancel(ticket as u64);
+    if ssh_here().is_ok() {
+        ssh::cancel(ticket as u64);
+    }
 }
 
 #[extendr]
 fn rs_ssh_close(key: &str) -> bool {
-    ssh::close(key)
+    ssh_here().is_ok() && ssh::close(key)
 }
 
 #[extendr]
 fn rs_ssh_close_all() {
-    ssh::close_all();
+    if ssh_here().is_ok() {
+        ssh::close_all();
+    }
 }
 
 /// The held connections: list(key, alive, remote_port, tunnels).
 #[extendr]
 fn rs_ssh_connections() -> Robj {
-    let l = ssh::list();
+    let l = if ssh_here().is_ok() { ssh::list() } else { Vec::new() };
     List::from_pairs(vec![
         ("key", Robj::from(l.iter().map(|c| c.0.clone()).collect::<Vec<_>>())),
         ("alive", Robj::from(l.iter().map(|c| c.1).collect::<Vec<_>>())),
