@@ -77,6 +77,8 @@ backend_fork_worker <- function() backend_value(.Call(wrap__rs_fork_worker))
 
 backend_can_fork <- function() .Call(wrap__rs_can_fork)
 
+backend_exit_now <- function(status) .Call(wrap__rs_exit_now, as.integer(status)[1L])
+
 backend_forked_state <- function(pids) .Call(wrap__rs_forked_state, as_pid(pids))
 
 # TRUE if a TCP port can be bound and listened on now.

@@ -275,10 +275,12 @@ fork_server_do_state <- function(pids, loaded) {
 fork_server_do_fork <- function(requests, loaded) {
   backend_forked_state(integer(0))  # reaps the workers that exited since last time
   pids <- integer(length(requests))
+  server_tmp <- tempdir()
   for (i in seq_along(requests)) {
     pid <- backend_fork_worker()
     if (pid == 0) {
       # The child: never returns into the server's worker loop.
+      worker_temp_dir(server_tmp)
       status <- tryCatch({
         forked_worker_main(requests[[i]])
         0L
@@ -299,12 +301,21 @@ proc_start_ticks <- function(pid) {
   if (length(fields) < 20L) NA_real_ else as.numeric(fields[20L])
 }
 
+# In a forked child, first of all: the backend left R without a temporary directory, and R
+# makes a new one (and deletes that one, not the server's, when this worker exits). Should
+# that fail, R still holds the server's path for its exit clean-up: end without R's exit.
+worker_temp_dir <- function(server_tmp) {
+  tmp <- tryCatch(tempdir(check = TRUE), error = function(e) NULL)
+  if (!is.character(tmp) || identical(normalizePath(tmp, mustWork = FALSE), normalizePath(server_tmp, mustWork = FALSE)) ||
+      !dir.exists(tmp)) {
+    backend_exit_now(70L)
+  }
+  Sys.setenv(R_SESSION_TMPDIR = tmp)
+}
+
 # A forked child becomes a worker: drop what it inherited from the server, connect to the
 # master and serve it, as parallel:::.workRSOCK() does in a fresh process.
 forked_worker_main <- function(req) {
-  # The backend left R without a temporary directory: R makes a new one (and deletes
-  # that one, not the server's, when this worker exits).
-  Sys.setenv(R_SESSION_TMPDIR = tempdir(check = TRUE))
   while (sink.number() > 0L) sink()
   if (sink.number(type = "message") != 2L) sink(type = "message")
   ids <- getAllConnections()  # showConnections() would cost ~60 ms here

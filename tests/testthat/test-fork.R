@@ -199,3 +199,18 @@ test_that("a server that stops answering is retired: its workers live on, new on
   parallel::stopCluster(cl2)
   expect_length(fork_servers(), 0L)
 })
+
+test_that("a forked worker that cannot have a temporary directory of its own ends without R's exit", {
+  # In an mcparallel() child R still holds the parent's temporary directory, as a forked
+  # worker would if R could not make a new one: the guard must end the child without
+  # running R's exit clean-up, which would delete the parent's directory.
+  mine <- tempdir()
+  marker <- file.path(mine, "still-here")
+  file.create(marker)
+  job <- parallel::mcparallel(parallelly:::worker_temp_dir(mine))
+  res <- parallel::mccollect(job, wait = TRUE, timeout = 20)
+  expect_true(dir.exists(mine))
+  expect_true(file.exists(marker))
+  # The child ended by _exit(70): mccollect() got no value from it.
+  expect_null(res[[1]])
+})

@@ -25,6 +25,8 @@ use crate::error::{Error, Kind, Result};
 /// front-ends), which `tempdir()` and `tempfile()` read. Looked up at run time: it is not
 /// part of the API for packages, and a fork server is the one place that needs it.
 fn r_temp_dir() -> Option<*mut *mut c_char> {
+    // SAFETY: dlsym() with RTLD_DEFAULT and a NUL-terminated name only reads; a null
+    // result is handled below.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"R_TempDir".as_ptr()) };
     (!p.is_null()).then_some(p as *mut *mut c_char)
 }
@@ -49,9 +51,14 @@ pub fn fork_worker() -> Result<u32> {
     let Some(temp_dir) = r_temp_dir() else {
         return Err(Error::new(Kind::Launch, "this R does not expose R_TempDir: cannot give a forked worker its own temporary directory".to_string()));
     };
+    // SAFETY: getpid() cannot fail and touches no memory.
     let parent = unsafe { libc::getpid() };
     // Pending output would otherwise be written twice, once by each process.
+    // SAFETY: fflush(NULL) flushes every open stdio stream; it takes no pointer of ours.
     unsafe { libc::fflush(std::ptr::null_mut()) };
+    // SAFETY: the fork server's R thread is the only thread that runs R; the child runs
+    // only async-signal-safe calls and atomics (become_fresh_worker) before R continues, and
+    // takes no lock another thread could have held (the reaper uses atomics only).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(Error::new(Kind::Launch, format!("fork() failed: {}", std::io::Error::last_os_error())));
@@ -95,6 +102,7 @@ fn reap() {
         let pid = PIDS[i].load(Ordering::Acquire);
         if pid > 0 && STATUSES[i].load(Ordering::Acquire) == RUNNING {
             let mut wstatus: libc::c_int = 0;
+            // SAFETY: waitpid() writes only to `wstatus`, a live local; WNOHANG never blocks.
             if unsafe { libc::waitpid(pid, &mut wstatus, libc::WNOHANG) } == pid {
                 STATUSES[i].store(wstatus, Ordering::Release);
             }
@@ -106,6 +114,8 @@ fn reap() {
 /// worker that shares its parent's temporary directory or outlives the master is worse
 /// than one that never connects (the master then reports it exited).
 fn become_fresh_worker(parent: libc::pid_t, temp_dir: *mut *mut c_char) {
+    // SAFETY: plain system calls on this process (no memory of ours is passed except the
+    // NUL-terminated "/dev/null"); a failure of any of them leaves a usable process.
     unsafe {
         libc::setpgid(0, 0);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0);
@@ -134,7 +144,19 @@ fn become_fresh_worker(parent: libc::pid_t, temp_dir: *mut *mut c_char) {
 /// why the directory is not simply swapped here.
 fn forget_temp_dir(temp_dir: *mut *mut c_char) {
     static GONE: &CStr = c"/nonexistent/parallelly-forked-worker";
+    // SAFETY: `temp_dir` is R's `char *R_TempDir` found by dlsym(); R only reads the string
+    // it points to (and replaces the pointer when it makes a new directory), and GONE is a
+    // static that lives as long as the process.
     unsafe { *temp_dir = GONE.as_ptr() as *mut c_char };
+}
+
+/// End this process at once, running nothing of R's exit: for a forked worker whose R
+/// could not make a temporary directory of its own, where R's exit would delete the
+/// server's.
+pub fn exit_now(status: i32) -> ! {
+    // SAFETY: _exit() takes no pointers and never returns; skipping atexit handlers and
+    // stdio flushing is the point (the parent's buffers were flushed before fork()).
+    unsafe { libc::_exit(status) }
 }
 
 /// The wait status of each of `pids` (reaping first): None if it is not one of ours,

@@ -433,6 +433,13 @@ fn rs_fork_worker() -> Robj {
     }
 }
 
+/// In a forked worker whose R has no temporary directory of its own: end at once (R's exit
+/// would delete the server's directory).
+#[extendr]
+fn rs_exit_now(status: i32) {
+    fork::exit_now(status);
+}
+
 /// In a fork server: how each forked PID ended, like rs_child_state(); reaps them.
 #[extendr]
 fn rs_forked_state(pids: Vec<i32>) -> Robj {
@@ -465,6 +472,7 @@ extendr_module! {
     fn rs_can_fork;
     fn rs_rebind_loopback;
     fn rs_forked_state;
+    fn rs_exit_now;
     fn rs_ssh_connect;
     fn rs_ssh_submit_script;
     fn rs_ssh_submit_forward;
