@@ -41,7 +41,7 @@ fork_server_for <- function(opts, port, verbose = FALSE) {
                     error = function(e) NULL)
   if (!isTRUE(ready)) {
     # No parallelly (or one that cannot fork) on that host: launch its workers as usual.
-    mdebug("Host '%s' cannot fork workers; launching them the usual way", server$host)
+    mdebugf("Host '%s' cannot fork workers; launching them the usual way", server$host)
     assign(key, TRUE, envir = .package$fork_refusals)
     stop_nodes(list(node))
     return(NULL)

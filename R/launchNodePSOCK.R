@@ -61,11 +61,13 @@ open_server_socket <- function(port, loopback = FALSE) {
   })
   server <- open()
   if (loopback) {
-    ok <- tryCatch(backend_rebind_loopback(port), error = function(e) {
-      mdebug("Could not listen on 127.0.0.1 only (%s); listening on all interfaces", conditionMessage(e))
-      FALSE
-    })
+    ok <- tryCatch(backend_rebind_loopback(port), error = function(e) e)
     if (!isTRUE(ok)) {
+      # Never silently: every worker connects from this machine, and the user may count on
+      # no other machine reaching the port.
+      why <- if (inherits(ok, "error")) conditionMessage(ok) else "R's listening socket was not found"
+      warning(sprintf("Could not make the master's socket on port %d listen on 127.0.0.1 only (%s); it listens on all interfaces (workers still need their one-time token to join)",
+                      port, why), call. = FALSE)
       close(server)
       server <- open()
     }

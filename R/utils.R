@@ -27,6 +27,7 @@ commaq <- function(x, sep = ", ") paste(sprintf("'%s'", x), collapse = sep)
 
 ## Debug output goes through message() so that it can be captured or
 ## muffled; the timestamp helps to see where time is spent.
+## mdebug() pastes its arguments; mdebugf() formats them (sprintf()).
 mdebug <- function(..., debug = isTRUE(getOption("parallelly.debug", FALSE))) {
   if (!debug) return(invisible(FALSE))
   stamp <- format(Sys.time(), "[%H:%M:%OS3] ")
