@@ -80,7 +80,7 @@ note_abort <- function() .package$aborts <- .package$aborts + 1L
 number_task <- function(state, data) {
   tag <- data$data$tag
   if (is.null(tag)) {
-    tag <- structure(FALSE, parallellyNoTag = TRUE)
+    tag <- no_tag
   } else if (!is.atomic(tag) && !is.list(tag)) {
     return(data)
   }
@@ -89,9 +89,11 @@ number_task <- function(state, data) {
   state$sent <- seq
   state$aborts <- .package$aborts
   attr(tag, "parallellySeq") <- seq
-  data$data["tag"] <- list(tag)
+  data$data$tag <- tag  # never NULL here, so the element stays
   data
 }
+
+no_tag <- structure(FALSE, parallellyNoTag = TRUE)
 
 # A message read from a node, with the caller's tag as it was; NULL if it is stale.
 accept_message <- function(state, msg) {
