@@ -23,6 +23,10 @@ pub struct Target {
     pub user: String,
     pub identity_files: Vec<PathBuf>,
     pub identities_only: bool,
+    /// Offer the ssh-agent's keys (false for `IdentityAgent none`).
+    pub use_agent: bool,
+    /// `inet` or `inet6` to use only IPv4 or IPv6 addresses (`AddressFamily`).
+    pub address_family: Option<String>,
     pub known_hosts: Vec<PathBuf>,
     pub host_keys: HostKeyPolicy,
     /// Record accepted host keys with hashed host names (OpenSSH's HashKnownHosts).
@@ -65,10 +69,18 @@ fn local_user() -> String {
 pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
     let home = home_dir();
     let config_path = opts.config_file.map(Path::to_path_buf).unwrap_or_else(|| home.join(".ssh").join("config"));
-    let cfg = config::load(&config_path, alias).map_err(|e| {
-        Error::new(Kind::Ssh, format!("cannot read ssh config file '{}': {}", config_path.display(), e))
-    })?;
     let local = local_user();
+    // As OpenSSH reads them: the user's file, then the system-wide one (Debian's says
+    // HashKnownHosts yes), into one set of settings where the first value wins.
+    let ctx = config::Context { host: alias, user: opts.user, local_user: &local, home: &home };
+    let mut reader = config::Reader::new(&ctx);
+    let config_error = |msg: String| Error::new(Kind::Ssh, msg);
+    reader.read_file(&config_path, &home.join(".ssh")).map_err(config_error)?;
+    reader.read_file(Path::new(SYSTEM_CONFIG), Path::new("/etc/ssh")).map_err(config_error)?;
+    let cfg = reader.cfg;
+    if let Some(msg) = cfg.unsupported(alias) {
+        return Err(Error::new(Kind::Ssh, msg));
+    }
     let user = opts.user.map(str::to_string).or(cfg.user.clone()).unwrap_or_else(|| local.clone());
     let hostname_raw = cfg.hostname.clone().unwrap_or_else(|| alias.to_string());
     let hostname = hostname_raw.replace("%h", alias);
@@ -94,11 +106,7 @@ pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
             _ => HostKeyPolicy::Strict,
         }
     };
-    // HashKnownHosts as OpenSSH reads it: the user's file first, then the system-wide one
-    // (Debian's /etc/ssh/ssh_config says yes).
-    let hash_known_hosts = cfg.hash_known_hosts.or_else(|| {
-        config::load(Path::new(SYSTEM_CONFIG), alias).ok().and_then(|c| c.hash_known_hosts)
-    });
+    let hash_known_hosts = cfg.hash_known_hosts;
     let timeout = match cfg.connect_timeout {
         Some(s) if s > 0 => opts.timeout.min(Duration::from_secs(u64::from(s))),
         _ => opts.timeout,
@@ -110,6 +118,8 @@ pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
         user,
         identity_files,
         identities_only: cfg.identities_only.unwrap_or(false),
+        use_agent: cfg.use_agent(),
+        address_family: cfg.address_family.clone(),
         known_hosts,
         host_keys,
         hash_known_hosts: hash_known_hosts.unwrap_or(false),
@@ -126,6 +136,11 @@ pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
         .map_err(|e| {
             Error::new(Kind::Dns, format!("cannot resolve host name '{}' (host '{}'): {}", target.hostname, target.alias, e))
         })?
+        .filter(|a: &SocketAddr| match target.address_family.as_deref() {
+            Some("inet") => a.is_ipv4(),
+            Some("inet6") => a.is_ipv6(),
+            _ => true,
+        })
         .collect();
     if addrs.is_empty() {
         return Err(Error::new(Kind::Dns, format!("host name '{}' (host '{}') resolves to no address", target.hostname, target.alias)));
@@ -288,7 +303,7 @@ fn known_hosts_name(target: &Target) -> String {
 
 fn authenticate(session: &Session, target: &Target) -> Result<()> {
     let mut tried = Vec::new();
-    if !target.identities_only && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+    if target.use_agent && !target.identities_only && std::env::var_os("SSH_AUTH_SOCK").is_some() {
         tried.push("ssh-agent".to_string());
         if session.userauth_agent(&target.user).is_ok() && session.authenticated() {
             return Ok(());
