@@ -4,7 +4,7 @@
 //! negatable with `!`), `Include` (globs, relative to `~/.ssh` or `/etc/ssh`, also inside
 //! `Host`/`Match` blocks, nested at most 16 deep), and the keywords `HostName`, `User`,
 //! `Port`, `IdentityFile`, `IdentitiesOnly`, `IdentityAgent` (`none` or `SSH_AUTH_SOCK`),
-//! `AddressFamily`, `UserKnownHostsFile`, `StrictHostKeyChecking`, `ConnectTimeout` and
+//! `AddressFamily`, `ProxyJump`, `UserKnownHostsFile`, `StrictHostKeyChecking`, `ConnectTimeout` and
 //! `HashKnownHosts`. The first value obtained for a keyword wins; `IdentityFile`
 //! accumulates.
 //!
@@ -29,8 +29,6 @@ pub const REMEDY: &str = "use rshcmd = \"ssh\" (the external OpenSSH client) for
 pub const REFUSED: &[(&str, &[&str], &str)] = &[
     // The connection would go through a program of the user's instead of a TCP connect.
     ("ProxyCommand", &["none"], "the connection would go through this command"),
-    // The connection would go through the jump host(s); a direct one bypasses them.
-    ("ProxyJump", &["none"], "the connection would go through the jump host(s)"),
     // The host name would be rewritten (and the config read again) before connecting.
     ("CanonicalizeHostname", &["no", "none"], "the host name would be canonicalized before connecting"),
     // The known_hosts entry to check would be another one: a wrong key could be trusted.
@@ -72,6 +70,8 @@ pub struct HostConfig {
     pub hash_known_hosts: Option<bool>,
     /// `any`, `inet` or `inet6`.
     pub address_family: Option<String>,
+    /// `ProxyJump`'s value (`none` included) and where it was set.
+    pub proxy_jump: Option<(String, String)>,
     /// The first value and origin ("FILE line N") of each keyword in [`REFUSED`] (by its
     /// lower-case name), and of the keywords that decide whether they take effect.
     pub refused: HashMap<String, (Vec<String>, String)>,
@@ -367,6 +367,7 @@ impl<'a> Reader<'a> {
                 cfg.connect_timeout = Some(first.parse().map_err(|_| bad("a number of seconds"))?)
             }
             "hashknownhosts" if cfg.hash_known_hosts.is_none() => cfg.hash_known_hosts = yes_no(&first),
+            "proxyjump" if cfg.proxy_jump.is_none() => cfg.proxy_jump = Some((first, origin.to_string())),
             "addressfamily" if cfg.address_family.is_none() => {
                 let family = first.to_lowercase();
                 if !matches!(family.as_str(), "any" | "inet" | "inet6") {
@@ -618,22 +619,23 @@ Host direct
 Host agent
     IdentityAgent SSH_AUTH_SOCK
 Host cmd
-    ProxyJump none
+    ProxyCommand none
     LocalCommand echo hi
     PermitLocalCommand yes
 Host *
-    ProxyJump bastion
+    ProxyCommand nc %h %p
     Compression yes
     ServerAliveInterval 10
     ForwardAgent yes
 ";
         let c = parse(text, "direct");
+        assert_eq!(c.proxy_jump.as_ref().map(|j| j.0.as_str()), Some("none"));
         assert_eq!(c.unsupported("direct"), None, "'none' and the like first: nothing to refuse");
         assert!(!c.use_agent());
         let a = parse(text, "agent");
         assert!(a.use_agent());
         let msg = a.unsupported("agent").unwrap();
-        assert!(msg.starts_with("host 'agent'") && msg.contains("ProxyJump bastion") && msg.contains("config line 17"), "{}", msg);
+        assert!(msg.starts_with("host 'agent'") && msg.contains("ProxyCommand nc %h %p") && msg.contains("config line 17"), "{}", msg);
         assert!(msg.contains("rshcmd = \"ssh\""), "{}", msg);
         let msg = parse(text, "cmd").unsupported("cmd").unwrap();
         assert!(msg.contains("LocalCommand echo hi"), "{}", msg);
