@@ -132,9 +132,10 @@
 #'     configuration file to read, by default `~/.ssh/config` (then `/etc/ssh/ssh_config`).
 #'     The client implements `Host`, `Match` (`host`, `originalhost`, `user`, `localuser`,
 #'     `all`, negatable with `!`), `Include`, `HostName`, `User`, `Port`, `IdentityFile`,
-#'     `IdentitiesOnly`, `IdentityAgent none`, `AddressFamily`, `UserKnownHostsFile`,
+#'     `IdentitiesOnly`, `IdentityAgent none`, `AddressFamily`, `ProxyJump` (chains too),
+#'     `UserKnownHostsFile`,
 #'     `StrictHostKeyChecking`, `ConnectTimeout` and `HashKnownHosts`. A keyword that would
-#'     change where or how to connect but is not implemented (`ProxyJump`, `ProxyCommand`,
+#'     change where or how to connect but is not implemented (`ProxyCommand`,
 #'     `HostKeyAlias`, `CanonicalizeHostname`, `BindAddress`, `CertificateFile`,
 #'     `RemoteCommand`, the forwardings, ...; other `Match` criteria such as `exec`) makes the
 #'     connection to that host fail at once with an error naming it; use `rshcmd = "ssh"` for
