@@ -140,7 +140,12 @@ fn pump(session: Session, mut channel: Channel, mut sock: UnixStream, ssh_fd: Ra
         if !to_sock.is_empty() {
             sock_events |= libc::POLLOUT;
         }
-        let mut ssh_events = libc::POLLIN;
+        // Incoming data is waited for only when there is room for it (else poll would return
+        // at once while the target's side is slow), or when a write may need a window adjust.
+        let mut ssh_events = 0;
+        if (to_sock.is_empty() && !channel_eof) || !to_channel.is_empty() || eof_sent {
+            ssh_events |= libc::POLLIN;
+        }
         if matches!(session.block_directions(), BlockDirections::Outbound | BlockDirections::Both) {
             ssh_events |= libc::POLLOUT;
         }
