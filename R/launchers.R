@@ -207,7 +207,7 @@ remote_terminate <- function(key, host, pids, start_times, grace = 1, timeout = 
 }
 
 # An external SSH client (rshcmd = "ssh", or a function as in the reference package), for
-# setups libssh2 lacks (ProxyJump, ...). Each worker gets its own client process, started
+# setups libssh2 lacks (ProxyCommand, Match exec, ...). Each worker gets its own client process, started
 # by the Rust backend without a shell; a client that exits before its worker connects (a
 # refused login, say) fails the setup at once, with what it printed.
 external_launcher <- function(opts) {

@@ -129,7 +129,19 @@
 #' reads these when it opens a connection, so they may be changed at any time.
 #' \describe{
 #'   \item{`parallelly.ssh.config` (env `R_PARALLELLY_SSH_CONFIG`)}{The OpenSSH client
-#'     configuration file to read, by default `~/.ssh/config`.}
+#'     configuration file to read, by default `~/.ssh/config` (then `/etc/ssh/ssh_config`).
+#'     The client implements `Host`, `Match` (`host`, `originalhost`, `user`, `localuser`,
+#'     `all`, negatable with `!`), `Include`, `HostName`, `User`, `Port`, `IdentityFile`,
+#'     `IdentitiesOnly`, `IdentityAgent none`, `AddressFamily`, `ProxyJump` (chains too),
+#'     `UserKnownHostsFile`,
+#'     `StrictHostKeyChecking`, `ConnectTimeout` and `HashKnownHosts`. A keyword that would
+#'     change where or how to connect but is not implemented (`ProxyCommand`,
+#'     `HostKeyAlias`, `CanonicalizeHostname`, `BindAddress`, `CertificateFile`,
+#'     `RemoteCommand`, the forwardings, ...; other `Match` criteria such as `exec`) makes the
+#'     connection to that host fail at once with an error naming it; use `rshcmd = "ssh"` for
+#'     such hosts. Keywords that do not (`Compression`, `ServerAliveInterval`,
+#'     `ForwardAgent`, `SendEnv`, `ControlMaster`, `Ciphers`, ...) are ignored. The vignette
+#'     lists them all.}
 #'   \item{`parallelly.ssh.knownHosts` (env `R_PARALLELLY_SSH_KNOWN_HOSTS`)}{The
 #'     known_hosts file with the host keys to trust; by default the `UserKnownHostsFile` of
 #'     the configuration, else `~/.ssh/known_hosts`.}

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod host;
+pub mod jump;
 pub mod known_hosts;
 pub mod remote;
 pub mod session;
@@ -55,9 +56,14 @@ fn registry() -> MutexGuard<'static, Registry> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The key of a connection: user@hostname:port after applying the ssh config.
+/// The key of a connection: user@hostname:port after applying the ssh config, and the
+/// jump hosts it goes through (" via ...").
 pub fn key_of(target: &session::Target) -> String {
-    format!("{}@{}:{}", target.user, target.hostname, target.port)
+    let key = format!("{}@{}:{}", target.user, target.hostname, target.port);
+    match &target.via {
+        Some(hop) => format!("{} via {}", key, key_of(hop)),
+        None => key,
+    }
 }
 
 /// Reuse the live connection to `target`, or open a new one on a thread of its own (the

@@ -23,11 +23,18 @@ pub struct Target {
     pub user: String,
     pub identity_files: Vec<PathBuf>,
     pub identities_only: bool,
+    /// Offer the ssh-agent's keys (false for `IdentityAgent none`).
+    pub use_agent: bool,
+    /// `inet` or `inet6` to use only IPv4 or IPv6 addresses (`AddressFamily`).
+    pub address_family: Option<String>,
     pub known_hosts: Vec<PathBuf>,
     pub host_keys: HostKeyPolicy,
     /// Record accepted host keys with hashed host names (OpenSSH's HashKnownHosts).
     pub hash_known_hosts: bool,
     pub timeout: Duration,
+    /// The jump host to connect through (`ProxyJump`; for a chain, the last hop, which has
+    /// the hop before it as its own `via`).
+    pub via: Option<Box<Target>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,14 +68,58 @@ fn local_user() -> String {
         .unwrap_or_else(|_| "root".to_string())
 }
 
+/// How many jump hosts a connection may go through (a config whose jump hosts name each
+/// other would loop otherwise).
+const MAX_JUMPS: usize = 8;
+
 /// Resolve `alias` into a connection target using the ssh config.
 pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
+    resolve_hop(alias, opts, 0, false)
+}
+
+/// One `ProxyJump` hop, `[user@]host[:port]` or `ssh://[user@]host[:port]`.
+fn parse_hop(hop: &str) -> Option<(Option<&str>, &str, Option<u16>)> {
+    let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
+    let (user, rest) = match hop.rsplit_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, hop),
+    };
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (h, after) = inner.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p.parse().ok().filter(|&p: &u16| p > 0)?)),
+            None if after.is_empty() => (h, None),
+            None => return None,
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p.parse().ok().filter(|&p: &u16| p > 0)?)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || user == Some("") {
+        return None;
+    }
+    Some((user, host, port))
+}
+
+/// `jumps` counts the hops already on the way; `chained` says the route to this host is
+/// given by a `ProxyJump` list (as OpenSSH's `-J` does), so its own `ProxyJump` is not used.
+fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> Result<Target> {
     let home = home_dir();
     let config_path = opts.config_file.map(Path::to_path_buf).unwrap_or_else(|| home.join(".ssh").join("config"));
-    let cfg = config::load(&config_path, alias).map_err(|e| {
-        Error::new(Kind::Ssh, format!("cannot read ssh config file '{}': {}", config_path.display(), e))
-    })?;
     let local = local_user();
+    // As OpenSSH reads them: the user's file, then the system-wide one (Debian's says
+    // HashKnownHosts yes), into one set of settings where the first value wins.
+    let ctx = config::Context { host: alias, user: opts.user, local_user: &local, home: &home };
+    let mut reader = config::Reader::new(&ctx);
+    let config_error = |msg: String| Error::new(Kind::Ssh, msg);
+    reader.read_file(&config_path, &home.join(".ssh")).map_err(config_error)?;
+    reader.read_file(Path::new(SYSTEM_CONFIG), Path::new("/etc/ssh")).map_err(config_error)?;
+    let cfg = reader.cfg;
+    if let Some(msg) = cfg.unsupported(alias) {
+        return Err(Error::new(Kind::Ssh, msg));
+    }
     let user = opts.user.map(str::to_string).or(cfg.user.clone()).unwrap_or_else(|| local.clone());
     let hostname_raw = cfg.hostname.clone().unwrap_or_else(|| alias.to_string());
     let hostname = hostname_raw.replace("%h", alias);
@@ -94,22 +145,53 @@ pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
             _ => HostKeyPolicy::Strict,
         }
     };
-    // HashKnownHosts as OpenSSH reads it: the user's file first, then the system-wide one
-    // (Debian's /etc/ssh/ssh_config says yes).
-    let hash_known_hosts = cfg.hash_known_hosts.or_else(|| {
-        config::load(Path::new(SYSTEM_CONFIG), alias).ok().and_then(|c| c.hash_known_hosts)
-    });
+    let hash_known_hosts = cfg.hash_known_hosts;
     let timeout = match cfg.connect_timeout {
         Some(s) if s > 0 => opts.timeout.min(Duration::from_secs(u64::from(s))),
         _ => opts.timeout,
     };
+    let mut via: Option<Box<Target>> = None;
+    if let Some((value, origin)) = cfg.proxy_jump.as_ref().filter(|(v, _)| !chained && !v.eq_ignore_ascii_case("none")) {
+        let hops: Vec<&str> = value.split(',').collect();
+        if jumps + hops.len() > MAX_JUMPS {
+            return Err(Error::new(
+                Kind::Ssh,
+                format!(
+                    "host '{}': the ssh config's ProxyJump ({}) leads through more than {} jump hosts: check that the jump hosts do not name each other",
+                    alias, origin, MAX_JUMPS
+                ),
+            ));
+        }
+        for (i, hop) in hops.iter().enumerate() {
+            let (hop_user, hop_host, hop_port) = parse_hop(hop).ok_or_else(|| {
+                Error::new(
+                    Kind::Ssh,
+                    format!(
+                        "host '{}': the ssh config sets 'ProxyJump {}' ({}), whose '{}' is not [user@]host[:port]",
+                        alias, value, origin, hop
+                    ),
+                )
+            })?;
+            let hop_opts = Options { user: hop_user, port: hop_port, ..*opts };
+            // The first hop is reached as configured for it (its own ProxyJump included);
+            // each later one through the hop before it.
+            let mut t = resolve_hop(hop_host, &hop_opts, jumps + i + 1, i > 0)?;
+            if i > 0 {
+                t.via = via.take();
+            }
+            via = Some(Box::new(t));
+        }
+    }
     Ok(Target {
+        via,
         alias: alias.to_string(),
         hostname,
         port,
         user,
         identity_files,
         identities_only: cfg.identities_only.unwrap_or(false),
+        use_agent: cfg.use_agent(),
+        address_family: cfg.address_family.clone(),
         known_hosts,
         host_keys,
         hash_known_hosts: hash_known_hosts.unwrap_or(false),
@@ -118,14 +200,58 @@ pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
 }
 
 /// Connect, verify the host key and authenticate. Returns the blocking session and the
-/// TCP stream's raw fd owner (kept by the session).
+/// raw fd of its transport (a TCP socket, or for a host behind a jump host the socket
+/// pair that carries the jump host's channel), owned by the session.
 pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
+    use std::os::fd::AsRawFd;
+    let mut session = Session::new().map_err(|e| Error::new(Kind::Ssh, format!("cannot create an SSH session: {}", e)))?;
+    session.set_timeout(u32::try_from(target.timeout.as_millis()).unwrap_or(u32::MAX));
+    let (fd, peer) = match &target.via {
+        Some(hop) => {
+            let stream = super::jump::connect_via(hop, &target.hostname, target.port, &target.alias)?;
+            let fd = stream.as_raw_fd();
+            session.set_tcp_stream(stream);
+            (fd, None)
+        }
+        None => {
+            let stream = tcp_connect(target)?;
+            let _ = stream.set_nodelay(true);
+            let peer = stream.peer_addr().ok();
+            let fd = stream.as_raw_fd();
+            session.set_tcp_stream(stream);
+            (fd, peer)
+        }
+    };
+    let name = format!("{}:{}", target.hostname, target.port);
+    session.handshake().map_err(|e| {
+        Error::new(Kind::Ssh, format!("SSH handshake with host '{}' ({}{}) failed: {}", target.alias, name, via_text(target), e))
+    })?;
+    check_host_key(&session, target, peer)?;
+    authenticate(&session, target)?;
+    Ok((session, fd))
+}
+
+/// " via jump host 'b'" for a target behind a jump host, else "".
+pub fn via_text(target: &Target) -> String {
+    match &target.via {
+        Some(hop) => format!(" via jump host '{}'", hop.alias),
+        None => String::new(),
+    }
+}
+
+/// A TCP connection to the target, within its timeout.
+fn tcp_connect(target: &Target) -> Result<TcpStream> {
     let name = format!("{}:{}", target.hostname, target.port);
     let addrs: Vec<_> = (target.hostname.as_str(), target.port)
         .to_socket_addrs()
         .map_err(|e| {
             Error::new(Kind::Dns, format!("cannot resolve host name '{}' (host '{}'): {}", target.hostname, target.alias, e))
         })?
+        .filter(|a: &SocketAddr| match target.address_family.as_deref() {
+            Some("inet") => a.is_ipv4(),
+            Some("inet6") => a.is_ipv6(),
+            _ => true,
+        })
         .collect();
     if addrs.is_empty() {
         return Err(Error::new(Kind::Dns, format!("host name '{}' (host '{}') resolves to no address", target.hostname, target.alias)));
@@ -149,19 +275,7 @@ pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
             return Err(Error::new(kind, format!("cannot connect to host '{}' ({}): {}", target.alias, name, e)));
         }
     };
-    let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
-    use std::os::fd::AsRawFd;
-    let fd = stream.as_raw_fd();
-    let mut session = Session::new().map_err(|e| Error::new(Kind::Ssh, format!("cannot create an SSH session: {}", e)))?;
-    session.set_timeout(u32::try_from(target.timeout.as_millis()).unwrap_or(u32::MAX));
-    session.set_tcp_stream(stream);
-    session.handshake().map_err(|e| {
-        Error::new(Kind::Ssh, format!("SSH handshake with host '{}' ({}) failed: {}", target.alias, name, e))
-    })?;
-    check_host_key(&session, target, peer)?;
-    authenticate(&session, target)?;
-    Ok((session, fd))
+    Ok(stream)
 }
 
 fn check_host_key(session: &Session, target: &Target, peer: Option<SocketAddr>) -> Result<()> {
@@ -288,7 +402,7 @@ fn known_hosts_name(target: &Target) -> String {
 
 fn authenticate(session: &Session, target: &Target) -> Result<()> {
     let mut tried = Vec::new();
-    if !target.identities_only && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+    if target.use_agent && !target.identities_only && std::env::var_os("SSH_AUTH_SOCK").is_some() {
         tried.push("ssh-agent".to_string());
         if session.userauth_agent(&target.user).is_ok() && session.authenticated() {
             return Ok(());
@@ -320,4 +434,20 @@ fn authenticate(session: &Session, target: &Target) -> Result<()> {
             target.user, target.alias, target.hostname, target.port, tried, extra
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_jump_hops() {
+        assert_eq!(parse_hop("bastion"), Some((None, "bastion", None)));
+        assert_eq!(parse_hop("me@bastion:2222"), Some((Some("me"), "bastion", Some(2222))));
+        assert_eq!(parse_hop("ssh://me@bastion:22"), Some((Some("me"), "bastion", Some(22))));
+        assert_eq!(parse_hop("[::1]:2200"), Some((None, "::1", Some(2200))));
+        for bad in ["", "@h", "h:", "h:0", "h:x", "[::1", "[::1]x"] {
+            assert_eq!(parse_hop(bad), None, "{}", bad);
+        }
+    }
 }
