@@ -71,6 +71,12 @@ backend_rebind_loopback <- function(port) {
   backend_value(.Call(wrap__rs_rebind_loopback, as.integer(port)[1L]))
 }
 
+# TCP_NODELAY on this process's established connections accepted on `port` (or, with
+# `remote`, opened to `port`): list(fd, nodelay). Lets tests read the option back.
+backend_connections_nodelay <- function(port, remote = FALSE) {
+  backend_value(.Call(wrap__rs_connections_nodelay, as.integer(port)[1L], isTRUE(remote)))
+}
+
 # In a fork server (R/forkServer.R): fork a clean worker (its PID here, 0 in the child), and
 # how the forked workers ended (reaping them): list(state, status, signal, running).
 backend_fork_worker <- function() backend_value(.Call(wrap__rs_fork_worker))

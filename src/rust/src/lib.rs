@@ -387,6 +387,21 @@ fn rs_rebind_loopback(port: i32) -> Robj {
     }
 }
 
+/// TCP_NODELAY of this process's established connections on `port`: accepted on it
+/// (`remote = FALSE`, the master's side) or opened to it (`remote = TRUE`):
+/// list(fd = descriptors, nodelay = logicals).
+#[extendr]
+fn rs_connections_nodelay(port: i32, remote: bool) -> Robj {
+    let Ok(port) = u16::try_from(port) else {
+        return error_value(Error::new(error::Kind::InvalidArgument, format!("invalid port {}", port)));
+    };
+    let end = if remote { loopback::End::Remote } else { loopback::End::Local };
+    match loopback::connections_nodelay(port, end) {
+        Ok(v) => list!(fd = v.iter().map(|x| x.0).collect::<Vec<i32>>(), nodelay = v.iter().map(|x| x.1).collect::<Vec<bool>>()).into(),
+        Err(e) => error_value(e),
+    }
+}
+
 /// Whether this process can fork clean workers (see fork.rs).
 #[extendr]
 fn rs_can_fork() -> bool {
@@ -433,6 +448,7 @@ extendr_module! {
     fn rs_fork_worker;
     fn rs_can_fork;
     fn rs_rebind_loopback;
+    fn rs_connections_nodelay;
     fn rs_forked_state;
     fn rs_ssh_connect;
     fn rs_ssh_submit_script;
