@@ -76,13 +76,18 @@ autoStopCluster <- function(cl, debug = FALSE) {
 
 # stopCluster() for our clusters: tell each worker to finish (DONE), close the connections,
 # give idle workers up to 5 s to exit, then terminate what is left and reap every process,
-# so that no worker outlives the cluster and none lingers as a zombie.
+# so that no worker outlives the cluster and none lingers as a zombie. Our own local
+# children are waited for by a reaper thread (all at once, woken by each exit), so
+# stopCluster() returns as soon as every worker has been told; the package's exit and
+# unload hooks terminate any still running.
 stopCluster.RichSOCKcluster <- function(cl = NULL) {
-  stop_nodes(cl)
+  stop_nodes(cl, background = TRUE)
   invisible(NULL)
 }
 
-stop_nodes <- function(cl) {
+# `background`: leave the waiting for our local children to a reaper thread; otherwise
+# return only once they have exited (or been terminated).
+stop_nodes <- function(cl, background = FALSE) {
   pids <- integer(0)
   logs <- character(0)
   remote <- list()
@@ -125,8 +130,12 @@ stop_nodes <- function(cl) {
   pids <- pids[!is.na(pids)]
   if (length(pids) > 0L) {
     ours <- pids[backend_child_state(pids)$state != "unknown"]
-    wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = 5)
-    terminate_processes(ours)
+    if (background) {
+      backend_stop_in_background(ours, grace = 5, term_grace = 1)
+    } else {
+      wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = 5)
+      terminate_processes(ours)
+    }
   }
   if (length(forked) > 0L) {
     fpids <- vapply(forked, `[[`, integer(1), "pid")

@@ -11,10 +11,12 @@ mod fork;
 mod launch;
 mod loopback;
 mod ports;
+mod reaper;
 mod process;
 mod ssh;
 
 use error::Error;
+use std::time::Duration;
 
 /// An error as a value: `list(kind, message)` of class `parallelly_backend_error`.
 fn error_value(e: Error) -> Robj {
@@ -402,6 +404,29 @@ fn rs_connections_nodelay(port: i32, remote: bool) -> Robj {
     }
 }
 
+/// Hand our children `pids` (told to finish already) to a reaper thread: it waits up to
+/// `grace` seconds for their exits, then terminates the rest (SIGKILL `term_grace` seconds
+/// after SIGTERM), reaps and forgets them all. Returns at once.
+#[extendr]
+fn rs_stop_in_background(pids: Vec<i32>, grace: f64, term_grace: f64) {
+    let secs = |x: f64| Duration::from_secs_f64(if x.is_finite() && x > 0.0 { x.min(3600.0) } else { 0.0 });
+    let pids: Vec<u32> = pids.iter().filter_map(|&p| pid_of(p)).collect();
+    reaper::stop_in_background(pids, secs(grace), secs(term_grace));
+}
+
+/// Number of reaper threads still at work.
+#[extendr]
+fn rs_reapers_active() -> i32 {
+    i32::try_from(reaper::active()).unwrap_or(i32::MAX)
+}
+
+/// End the reapers' grace periods now and wait up to `timeout` seconds for them.
+#[extendr]
+fn rs_reapers_shutdown(timeout: f64) -> bool {
+    let t = if timeout.is_finite() && timeout > 0.0 { timeout.min(60.0) } else { 0.0 };
+    reaper::shutdown(Duration::from_secs_f64(t))
+}
+
 /// Whether this process can fork clean workers (see fork.rs).
 #[extendr]
 fn rs_can_fork() -> bool {
@@ -449,6 +474,9 @@ extendr_module! {
     fn rs_can_fork;
     fn rs_rebind_loopback;
     fn rs_connections_nodelay;
+    fn rs_stop_in_background;
+    fn rs_reapers_active;
+    fn rs_reapers_shutdown;
     fn rs_forked_state;
     fn rs_ssh_connect;
     fn rs_ssh_submit_script;
