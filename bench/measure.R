@@ -148,6 +148,9 @@ value <- switch(what,
   stop_local = {
     cl <- local_cluster(n)
     parallel::clusterEvalQ(cl, NULL)
+    # Collect the setup's garbage first: a collection falling inside the timed call would
+    # be the setup's cost, and would make the figure a lottery (~50 ms either way).
+    gc()
     elapsed(parallel::stopCluster(cl))
   },
   parlapply = {
