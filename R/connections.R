@@ -144,10 +144,10 @@ isConnectionValid <- function(con) {
   index <- as.integer(con)
   if (index %in% 0:2) return(TRUE)
   # The connection of a node whose worker self-healing relaunched: the node's traffic goes
-  # to the new worker's connection (R/selfHealing.R), so the node is still usable.
-  if (connection_replaced(con)) return(TRUE)
-
+  # to the new worker's connection (R/selfHealing.R), so the node is still usable. Asked
+  # only when the checks below fail: a connection that passes them is valid either way.
   if (!index %in% getAllConnections()) {
+    if (connection_replaced(con)) return(TRUE)
     reason <- sprintf(
       "Connection (%s) is no longer valid. There is currently no registered R connection with that index %d among the known ones (%s)",
       connectionInfo(con), index, comma(getAllConnections()))
@@ -158,6 +158,7 @@ isConnectionValid <- function(con) {
   # identical() compares external pointers by address: the same test as comparing
   # connectionId()s, without formatting either.
   if (!identical(attr(con, "conn_id", exact = TRUE), attr(current, "conn_id", exact = TRUE))) {
+    if (connection_replaced(con)) return(TRUE)
     reason <- sprintf(
       "Connection (%s) is no longer valid. It differ from the currently registered R connection with the same index %d (%s)",
       connectionInfo(con), index, connectionInfo(current))
