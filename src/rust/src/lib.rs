@@ -6,6 +6,7 @@
 use extendr_api::prelude::*;
 
 mod children;
+mod drain;
 mod error;
 mod fork;
 mod launch;
@@ -420,11 +421,14 @@ fn rs_reapers_active() -> i32 {
     i32::try_from(reaper::active()).unwrap_or(i32::MAX)
 }
 
-/// End the reapers' grace periods now and wait up to `timeout` seconds for them.
+/// End the reapers' grace periods now and wait up to `timeout` seconds for them; then stop
+/// the output-draining thread (its workers are gone by then). TRUE if no thread is left.
 #[extendr]
 fn rs_reapers_shutdown(timeout: f64) -> bool {
     let t = if timeout.is_finite() && timeout > 0.0 { timeout.min(60.0) } else { 0.0 };
-    reaper::shutdown(Duration::from_secs_f64(t))
+    let reapers = reaper::shutdown(Duration::from_secs_f64(t));
+    let drain = drain::shutdown(Duration::from_secs(1));
+    reapers && drain
 }
 
 /// Whether this process can fork clean workers (see fork.rs).
