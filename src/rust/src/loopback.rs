@@ -100,20 +100,6 @@ pub enum End {
     Remote,
 }
 
-/// Turn Nagle's algorithm off (TCP_NODELAY) on a socket descriptor.
-pub fn set_nodelay(fd: RawFd) -> Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: `one` outlives the call and the length given is its size; setsockopt only
-    // reads it. A descriptor that is not a TCP socket makes the call fail, nothing else.
-    let rc = unsafe {
-        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t)
-    };
-    if rc < 0 {
-        return Err(Error::new(Kind::System, format!("setsockopt(TCP_NODELAY) on descriptor {}: {}", fd, std::io::Error::last_os_error())));
-    }
-    Ok(())
-}
-
 /// Whether TCP_NODELAY is set on a socket descriptor.
 pub fn nodelay(fd: RawFd) -> Result<bool> {
     let mut value: libc::c_int = 0;
@@ -248,10 +234,10 @@ mod tests {
         let (accepted, _) = listener.accept().expect("accept");
         assert_eq!(connections_nodelay(port, End::Local).expect("local"), vec![(accepted.as_raw_fd(), false)]);
         assert_eq!(connections_nodelay(port, End::Remote).expect("remote"), vec![(client.as_raw_fd(), false)]);
-        set_nodelay(accepted.as_raw_fd()).expect("set");
+        accepted.set_nodelay(true).expect("set");
         assert_eq!(connections_nodelay(port, End::Local).expect("local"), vec![(accepted.as_raw_fd(), true)]);
         assert!(!nodelay(client.as_raw_fd()).expect("client"));
-        assert!(set_nodelay(-1).is_err());
+        assert!(nodelay(-1).is_err());
         let file = std::fs::File::open("/proc/self/status").expect("file");
         assert!(nodelay(file.as_raw_fd()).is_err());
     }
