@@ -93,6 +93,9 @@ stop_nodes <- function(cl, background = FALSE) {
   remote <- list()
   forked <- list()
   servers <- character(0)
+  # The DONE messages go out in one tight loop after the bookkeeping: each one wakes a
+  # worker that then competes for the CPU with whatever the master still has to do.
+  done <- list()
   for (node in cl) {
     if (is.null(node)) next
     # A node relaunched by self-healing is stopped in its newest incarnation.
@@ -105,8 +108,7 @@ stop_nodes <- function(cl, background = FALSE) {
     con <- node$con
     killed <- node_ended(node, "killed")
     if (!killed && inherits(con, "connection") && isTRUE(isConnectionValid(con))) {
-      try(serialize(list(type = "DONE", data = NULL, tag = NULL), con, xdr = node_xdr(node)), silent = TRUE)
-      try(close(con), silent = TRUE)
+      done[[length(done) + 1L]] <- list(con = con, xdr = node_xdr(node))
     }
     mark_node_ended(node)
     forget_node_state(node)
@@ -128,8 +130,13 @@ stop_nodes <- function(cl, background = FALSE) {
     }
   }
   pids <- pids[!is.na(pids)]
-  if (length(pids) > 0L) {
-    ours <- pids[backend_child_state(pids)$state != "unknown"]
+  ours <- if (length(pids) > 0L) pids[backend_child_state(pids)$state != "unknown"] else integer(0)
+  done_msg <- list(type = "DONE", data = NULL, tag = NULL)
+  for (d in done) {
+    try(serialize(done_msg, d$con, xdr = d$xdr), silent = TRUE)
+    try(close(d$con), silent = TRUE)
+  }
+  if (length(ours) > 0L) {
     if (background) {
       backend_stop_in_background(ours, grace = 5, term_grace = 1)
     } else {
