@@ -71,6 +71,24 @@ backend_rebind_loopback <- function(port) {
   backend_value(.Call(wrap__rs_rebind_loopback, as.integer(port)[1L]))
 }
 
+# TCP_NODELAY on this process's established connections accepted on `port` (or, with
+# `remote`, opened to `port`): list(fd, nodelay). Lets tests read the option back.
+backend_connections_nodelay <- function(port, remote = FALSE) {
+  backend_value(.Call(wrap__rs_connections_nodelay, as.integer(port)[1L], isTRUE(remote)))
+}
+
+# Hand our children `pids` (sent DONE already) to a reaper thread, which waits up to `grace`
+# seconds for them to exit, then terminates the rest (SIGKILL `term_grace` seconds after
+# SIGTERM) and reaps and forgets them all. Returns at once.
+backend_stop_in_background <- function(pids, grace = 5, term_grace = 1) {
+  invisible(.Call(wrap__rs_stop_in_background, as_pid(pids), as.double(grace)[1L], as.double(term_grace)[1L]))
+}
+
+# Reaper threads still at work; and ending them (their children terminated), waiting up to
+# `timeout` seconds: TRUE if none is left.
+backend_reapers_active <- function() .Call(wrap__rs_reapers_active)
+backend_reapers_shutdown <- function(timeout = 5) .Call(wrap__rs_reapers_shutdown, as.double(timeout)[1L])
+
 # In a fork server (R/forkServer.R): fork a clean worker (its PID here, 0 in the child), and
 # how the forked workers ended (reaping them): list(state, status, signal, running).
 backend_fork_worker <- function() backend_value(.Call(wrap__rs_fork_worker))

@@ -76,18 +76,26 @@ autoStopCluster <- function(cl, debug = FALSE) {
 
 # stopCluster() for our clusters: tell each worker to finish (DONE), close the connections,
 # give idle workers up to 5 s to exit, then terminate what is left and reap every process,
-# so that no worker outlives the cluster and none lingers as a zombie.
+# so that no worker outlives the cluster and none lingers as a zombie. Our own local
+# children are waited for by a reaper thread (all at once, woken by each exit), so
+# stopCluster() returns as soon as every worker has been told; the package's exit and
+# unload hooks terminate any still running.
 stopCluster.RichSOCKcluster <- function(cl = NULL) {
-  stop_nodes(cl)
+  stop_nodes(cl, background = TRUE)
   invisible(NULL)
 }
 
-stop_nodes <- function(cl) {
+# `background`: leave the waiting for our local children to a reaper thread; otherwise
+# return only once they have exited (or been terminated).
+stop_nodes <- function(cl, background = FALSE) {
   pids <- integer(0)
   logs <- character(0)
   remote <- list()
   forked <- list()
   servers <- character(0)
+  # The DONE messages go out in one tight loop after the bookkeeping: each one wakes a
+  # worker that then competes for the CPU with whatever the master still has to do.
+  done <- list()
   for (node in cl) {
     if (is.null(node)) next
     # A node relaunched by self-healing is stopped in its newest incarnation.
@@ -98,8 +106,7 @@ stop_nodes <- function(cl) {
     con <- node$con
     killed <- node_ended(node, "killed")
     if (!killed && inherits(con, "connection") && isTRUE(isConnectionValid(con))) {
-      try(serialize(list(type = "DONE", data = NULL, tag = NULL), con, xdr = node_xdr(node)), silent = TRUE)
-      try(close(con), silent = TRUE)
+      done[[length(done) + 1L]] <- list(con = con, xdr = node_xdr(node))
     }
     mark_node_ended(node)
     forget_node(node)
@@ -121,10 +128,19 @@ stop_nodes <- function(cl) {
     }
   }
   pids <- pids[!is.na(pids)]
-  if (length(pids) > 0L) {
-    ours <- pids[backend_child_state(pids)$state != "unknown"]
-    wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = 5)
-    terminate_processes(ours)
+  ours <- if (length(pids) > 0L) pids[backend_child_state(pids)$state != "unknown"] else integer(0)
+  done_msg <- list(type = "DONE", data = NULL, tag = NULL)
+  for (d in done) {
+    try(serialize(done_msg, d$con, xdr = d$xdr), silent = TRUE)
+    try(close(d$con), silent = TRUE)
+  }
+  if (length(ours) > 0L) {
+    if (background) {
+      backend_stop_in_background(ours, grace = 5, term_grace = 1)
+    } else {
+      wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = 5)
+      terminate_processes(ours)
+    }
   }
   if (length(forked) > 0L) {
     fpids <- vapply(forked, `[[`, integer(1), "pid")

@@ -46,7 +46,7 @@ freePort <- function(ports = 1024:65535, default = "random", randomize = TRUE) {
   mdebugf("freePort(): none of %d ports could be bound; returning default %s",
           length(ports), port,
           debug = nzchar(Sys.getenv("R_PARALLELLY_DEBUG", "")) ||
-                  isTRUE(getOption("parallelly.debug", FALSE)))
+                  debug_enabled())
   port
 }
 

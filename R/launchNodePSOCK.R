@@ -133,7 +133,10 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
     ready <- socketSelect(socks, write = FALSE, timeout = min(0.1, remaining))
     if (ready[1L]) {
       con <- tryCatch(
-        socketAccept(server, blocking = TRUE, open = "a+b", timeout = max(1, min(30, connect_timeout))),
+        # "no-delay" (TCP_NODELAY): without it, a message over one segment waits for the
+        # worker's delayed ACK (~40 ms) before its last part leaves.
+        socketAccept(server, blocking = TRUE, open = "a+b", timeout = max(1, min(30, connect_timeout)),
+                     options = "no-delay"),
         error = function(e) NULL
       )
       if (!is.null(con)) {

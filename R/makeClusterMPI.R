@@ -13,7 +13,7 @@
 #' parallel::stopCluster(cl)
 #' }
 #' @export
-makeClusterMPI <- function(workers, ..., autoStop = FALSE, verbose = isTRUE(getOption("parallelly.debug"))) {
+makeClusterMPI <- function(workers, ..., autoStop = FALSE, verbose = isTRUE(getOption2("parallelly.debug", FALSE))) {
   if (!is.numeric(workers) || length(workers) != 1L || is.na(workers) || workers < 1) {
     stop_arg("workers", "must be an integer: %s", deparse1(workers))
   }

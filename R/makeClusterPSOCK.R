@@ -30,7 +30,7 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
                              tries = getOption2("parallelly.makeNodePSOCK.tries", 3L),
                              delay = getOption2("parallelly.makeNodePSOCK.tries.delay", 15.0),
                              validate = getOption2("parallelly.makeNodePSOCK.validate", TRUE),
-                             verbose = isTRUE(getOption("parallelly.debug"))) {
+                             verbose = isTRUE(getOption2("parallelly.debug", FALSE))) {
   if (is.numeric(workers)) {
     if (length(workers) != 1L) {
       stop_arg("workers", "must be a single number when numeric: %s", deparse1(unclass(workers)))

@@ -157,7 +157,9 @@
 #' @section Debugging:
 #' \describe{
 #'   \item{`parallelly.debug`}{If `TRUE`, the package prints time-stamped messages about
-#'     what it does. Environment variable `R_PARALLELLY_DEBUG` sets it at load time.}
+#'     what it does. Environment variable `R_PARALLELLY_DEBUG` sets it at load time. When it
+#'     is unset, option `future.debug` decides (so `options(future.debug = TRUE)` shows these
+#'     messages too).}
 #' }
 #'
 #' @section Other environment variables:

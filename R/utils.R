@@ -25,18 +25,23 @@ hpaste <- function(..., sep = "", collapse = ", ", lastCollapse = NULL,
 comma <- function(x, sep = ", ") paste(x, collapse = sep)
 commaq <- function(x, sep = ", ") paste(sprintf("'%s'", x), collapse = sep)
 
+## Whether debug output is on: option 'parallelly.debug', or, when that is unset,
+## 'future.debug' (so that options(future.debug = TRUE) shows ours too).
+debug_enabled <- function() {
+  isTRUE(getOption2("parallelly.debug", FALSE))
+}
+
 ## Debug output goes through message() so that it can be captured or
 ## muffled; the timestamp helps to see where time is spent.
 ## mdebug() pastes its arguments; mdebugf() formats them (sprintf()).
-mdebug <- function(..., debug = isTRUE(getOption("parallelly.debug", FALSE))) {
+mdebug <- function(..., debug = debug_enabled()) {
   if (!debug) return(invisible(FALSE))
   stamp <- format(Sys.time(), "[%H:%M:%OS3] ")
   message(stamp, ...)
   invisible(TRUE)
 }
 
-mdebugf <- function(fmtstr, ..., appendLF = TRUE,
-                    debug = isTRUE(getOption("parallelly.debug", FALSE))) {
+mdebugf <- function(fmtstr, ..., appendLF = TRUE, debug = debug_enabled()) {
   if (!debug) return(invisible(FALSE))
   stamp <- format(Sys.time(), "[%H:%M:%OS3] ")
   message(stamp, sprintf(fmtstr, ...), appendLF = appendLF)

@@ -27,6 +27,9 @@
 stop_all_children <- function() {
   pids <- tryCatch(backend_running_children(), error = function(e) integer(0))
   if (length(pids) > 0L) try(terminate_processes(pids, grace = 0.5), silent = TRUE)
+  # Reaper threads of stopCluster() (R/cluster.R): their children are gone now; none may
+  # outlive the library.
+  try(backend_reapers_shutdown(timeout = 5), silent = TRUE)
   try(backend_ssh_close_all(), silent = TRUE)
   invisible(NULL)
 }

@@ -115,6 +115,44 @@ value <- switch(what,
     for (i in 1:200) parallel::clusterEvalQ(node, NULL)
     per_call(function() parallel::clusterEvalQ(node, NULL), reps = 300L, then = parallel::stopCluster(cl))
   },
+  roundtrip_5k = {
+    # A master-to-worker message of 5 KB: larger than one Nagle-held segment.
+    cl <- local_cluster(2)
+    node <- cl[1]
+    arg <- as.raw(seq_len(5000) %% 256)
+    for (i in 1:50) parallel::clusterCall(node, length, arg)
+    per_call(function() parallel::clusterCall(node, length, arg), reps = 50L, then = parallel::stopCluster(cl))
+  },
+  future_null = {
+    # future's own per-future work (availableCores(), globals, connection checks) included.
+    if (impl == "base") NA else {
+      suppressPackageStartupMessages(library(future))
+      plan(multisession, workers = 2)
+      for (i in 1:10) value(future(NULL))
+      per_call(function() value(future(NULL)), reps = 20L, then = plan(sequential))
+    }
+  },
+  available_cores = {
+    if (impl == "base") NA else {
+      for (i in 1:5) availableCores()
+      per_call(function() availableCores(), reps = 50L)
+    }
+  },
+  connection_valid = {
+    if (impl == "base") NA else {
+      con <- rawConnection(raw(0L), open = "r")
+      for (i in 1:20) isConnectionValid(con)
+      per_call(function() isConnectionValid(con), reps = 500L, then = close(con))
+    }
+  },
+  stop_local = {
+    cl <- local_cluster(n)
+    parallel::clusterEvalQ(cl, NULL)
+    # Collect the setup's garbage first: a collection falling inside the timed call would
+    # be the setup's cost, and would make the figure a lottery (~50 ms either way).
+    gc()
+    elapsed(parallel::stopCluster(cl))
+  },
   parlapply = {
     cl <- local_cluster(2)
     for (i in 1:20) parallel::parLapply(cl, 1:1000, sqrt)

@@ -42,7 +42,9 @@ if (remote) {
 cases <- rbind(
   data.frame(measure = "setup_local", n = if (quick) c(1L, 2L) else c(1L, 2L, 8L, 32L)),
   data.frame(measure = "alive_local", n = if (quick) 1L else c(1L, 32L)),
-  data.frame(measure = c("kill_local", "clone_local", "roundtrip", "parlapply", "memory"), n = 1L),
+  data.frame(measure = c("kill_local", "clone_local", "roundtrip", "roundtrip_5k", "future_null", "available_cores",
+                         "connection_valid", "parlapply", "memory"), n = 1L),
+  data.frame(measure = "stop_local", n = if (quick) 2L else c(8L, 32L)),
   if (remote) data.frame(measure = "setup_remote", n = c(1L, 4L, 16L)),
   if (remote) data.frame(measure = c("alive_remote", "alive_remote", "clone_remote", "ssh_rscript"), n = c(1L, 32L, 1L, 1L))
 )

@@ -108,6 +108,40 @@ test_that("cgroups v2 cpu.max is read and 'max' means no limit", {
   expect_identical(parallelly:::getCGroups2CpuMax(root = root), 0.5)
 })
 
+test_that("cached cgroups lookups follow a changed limit, a move to another cgroup and new mounts", {
+  root <- make_cgroup_tree(v1_mounts,
+    cgroup = c("3:cpuset:/a", "2:cpu,cpuacct:/a"),
+    files = list("cpuset/a/cpuset.cpus" = "0-3", "cpuset/b/cpuset.cpus" = "4",
+                 "cpu,cpuacct/a/cpu.cfs_quota_us" = "200000",
+                 "cpu,cpuacct/a/cpu.cfs_period_us" = "100000"))
+  cpuset <- function() parallelly:::getCGroups1CpuSet(root = root)
+  quota <- function() parallelly:::getCGroups1CpuQuota(root = root)
+  expect_identical(cpuset(), 0:3)
+  expect_identical(quota(), 2)
+  # A quota or a cpuset changed in place is seen at once.
+  writeLines("50000", file.path(root, "sys/fs/cgroup/cpu,cpuacct/a/cpu.cfs_quota_us"))
+  writeLines("1-2", file.path(root, "sys/fs/cgroup/cpuset/a/cpuset.cpus"))
+  expect_identical(quota(), 0.5)
+  expect_identical(cpuset(), 1:2)
+  # The process is moved to another cgroup.
+  writeLines(c("3:cpuset:/b", "2:cpu,cpuacct:/b"), file.path(root, "proc/self/cgroup"))
+  expect_identical(cpuset(), 4L)
+  expect_identical(quota(), NA_real_)
+  # Our cgroup's directory appears after the first lookup (it was missing: the mount was used).
+  writeLines(c("3:cpuset:/c", "2:cpu,cpuacct:/b"), file.path(root, "proc/self/cgroup"))
+  writeLines("0-7", file.path(root, "sys/fs/cgroup/cpuset/cpuset.cpus"))
+  expect_identical(cpuset(), 0:7)
+  dir.create(file.path(root, "sys/fs/cgroup/cpuset/c"))
+  writeLines("6", file.path(root, "sys/fs/cgroup/cpuset/c/cpuset.cpus"))
+  expect_identical(cpuset(), 6L)
+  # The hierarchies are mounted anew as cgroups v2.
+  writeLines(v2_mounts, file.path(root, "proc/self/mounts"))
+  writeLines("0::/", file.path(root, "proc/self/cgroup"))
+  writeLines("300000 100000", file.path(root, "sys/fs/cgroup/cpu.max"))
+  expect_identical(cpuset(), integer(0))
+  expect_identical(parallelly:::getCGroups2CpuMax(root = root), 3)
+})
+
 test_that("no cgroups at all gives NA and empty sets", {
   root <- make_cgroup_tree("proc /proc proc rw 0 0", cgroup = character(0))
   expect_identical(parallelly:::getCGroups1CpuSet(root = root), integer(0))

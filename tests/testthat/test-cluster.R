@@ -46,7 +46,8 @@ test_that("stopCluster() also ends a worker busy in a long task", {
   send_sleep(cl[[1]], 120)
   t0 <- Sys.time()
   parallel::stopCluster(cl)
-  expect_false(process_running(pid))
+  # Terminated by the reaper after the 5 s grace period.
+  expect_true(wait_for(function() !process_running(pid), timeout = 15))
   expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 15)
 })
 
@@ -56,4 +57,37 @@ test_that("a node stays light (future hashes the cluster for every future) and m
   opts <- attr(cl[[1]], "options")$make_fcn(port = 11562L, action = "options")
   expect_s3_class(opts, "makeNodePSOCKOptions")
   expect_identical(opts$port, 11562L)
+})
+
+test_that("stopCluster() returns once the workers are told; a reaper thread sees all of them exit", {
+  before <- parallelly:::backend_child_count()
+  cl <- makeClusterPSOCK(I(8))
+  pids <- cluster_pids(cl)
+  parallel::stopCluster(cl)
+  expect_true(wait_for(function() !any(vapply(pids, process_running, logical(1))), timeout = 10))
+  # Reaped (no zombie left) and forgotten, and the thread has ended.
+  expect_true(wait_for(function() parallelly:::backend_reapers_active() == 0L, timeout = 10))
+  expect_false(any(file.exists(file.path("/proc", pids))))
+  expect_identical(intersect(parallelly:::backend_running_children(), pids), integer(0))
+  expect_lte(parallelly:::backend_child_count(), before)
+})
+
+test_that("R quitting right after stopCluster() leaves no worker behind, even a busy one", {
+  pidfile <- tempfile()
+  script <- tempfile(fileext = ".R")
+  writeLines(c(
+    "library(parallelly)",
+    "cl <- makeClusterPSOCK(2)",
+    sprintf("writeLines(as.character(sapply(cl, function(n) n$session_info$process$pid)), %s)", deparse(pidfile)),
+    "parallel:::sendCall(cl[[1]], fun = Sys.sleep, args = list(60))",
+    "parallel::stopCluster(cl)",
+    "quit(save = 'no')"
+  ), script)
+  t0 <- Sys.time()
+  status <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = FALSE, stderr = FALSE, timeout = 30)
+  expect_identical(status, 0L)
+  expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 20)
+  pids <- as.integer(readLines(pidfile))
+  expect_length(pids, 2L)
+  expect_true(wait_for(function() !any(vapply(pids, process_running, logical(1))), timeout = 5))
 })

@@ -81,3 +81,21 @@ test_that("all.equal() tells connections with the same index apart", {
   expect_true(all.equal(con1, con1))
   expect_true(all.equal(stdout(), stdout()))
 })
+
+test_that("isConnectionValid() tells apart connections that share an index, for sockets too", {
+  port <- freePort()
+  server <- serverSocket(port)
+  on.exit(close(server), add = TRUE)
+  a <- socketConnection("127.0.0.1", port, open = "a+b", blocking = TRUE)
+  expect_true(isConnectionValid(a))
+  index <- as.integer(a)
+  close(a)
+  # Reuse the index with another kind of connection.
+  b <- rawConnection(raw(0L), open = "r")
+  on.exit(close(b), add = TRUE)
+  expect_identical(as.integer(b), index)
+  expect_false(isConnectionValid(a))
+  expect_true(isConnectionValid(b))
+  expect_match(attr(connectionId(b), "raw_id"), "^<pointer: ")
+  expect_false(identical(connectionId(a), connectionId(b)))
+})

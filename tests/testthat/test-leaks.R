@@ -25,12 +25,21 @@ settled <- function(before) {
   }, timeout = 10)
 }
 
+# stopCluster() returns before its workers have exited (a reaper thread waits for them):
+# let a warm-up's workers end before taking the "before" snapshot.
+quiesce <- function() {
+  wait_for(function() length(parallelly:::backend_running_children()) == 0L &&
+             parallelly:::backend_reapers_active() == 0L, timeout = 10)
+  Sys.sleep(0.2)  # the output pipes close a moment after the exits
+}
+
 cycles <- as.integer(Sys.getenv("R_PARALLELLY_LEAK_CYCLES", "10"))
 
 test_that("local create/use/stop cycles leak nothing", {
   # Exited children are remembered (to say why a worker died) up to a cap: keep none here.
   withr::local_envvar(R_PARALLELLY_EXITED_CHILDREN_KEPT = "0")
   cl <- makeClusterPSOCK(1); parallel::stopCluster(cl)  # warm-up: lazy one-time state
+  quiesce()
   before <- resources()
   for (i in seq_len(cycles)) {
     cl <- makeClusterPSOCK(2)
@@ -45,6 +54,7 @@ test_that("mixed local and remote create/use/stop cycles leak nothing", {
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)
   cl <- makeClusterPSOCK(c("localhost", "testhost1")); parallel::stopCluster(cl)
+  quiesce()
   before <- resources()
   for (i in seq_len(max(2L, cycles %/% 2L))) {
     cl <- makeClusterPSOCK(c("localhost", "testhost1", "testhost2"))
@@ -61,6 +71,7 @@ test_that("fork-server cycles (local and remote) leak nothing, and no server out
   local_ssh_env(hosts)
   workers <- c("localhost", "localhost", "testhost1", "testhost1")
   cl <- makeClusterPSOCK(workers, setup_strategy = "fork"); parallel::stopCluster(cl)
+  quiesce()
   before <- resources()
   for (i in seq_len(max(2L, cycles %/% 2L))) {
     cl <- makeClusterPSOCK(workers, setup_strategy = "fork")

@@ -28,6 +28,20 @@ test_that("mdebug() and mdebugf() print timestamped messages only when debugging
   expect_silent(parallelly:::mdebug("quiet", debug = FALSE))
 })
 
+test_that("options(future.debug = TRUE) turns our debug output on when parallelly.debug is unset", {
+  withr::local_options(parallelly.debug = NULL, future.debug = TRUE)
+  expect_message(parallelly:::mdebug("from future.debug"), "from future.debug")
+  expect_message(parallelly:::mdebugf("n=%d", 1L), "n=1")
+  expect_true(formals(makeClusterPSOCK)$verbose |> eval(envir = asNamespace("parallelly")))
+  # parallelly.debug, when set, wins either way.
+  withr::local_options(parallelly.debug = FALSE)
+  expect_silent(parallelly:::mdebug("quiet"))
+  withr::local_options(parallelly.debug = TRUE, future.debug = FALSE)
+  expect_message(parallelly:::mdebug("loud"), "loud")
+  withr::local_options(parallelly.debug = NULL, future.debug = NULL)
+  expect_silent(parallelly:::mdebug("quiet"))
+})
+
 test_that("isFALSE() and isNA() accept only single values", {
   isFALSE <- parallelly:::isFALSE
   isNA <- parallelly:::isNA

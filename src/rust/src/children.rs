@@ -4,7 +4,6 @@
 //! No SIGCHLD handler is installed: R's own `system()` and `mclapply()` rely on theirs.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -42,28 +41,8 @@ fn exited_kept() -> usize {
 pub type Output = Arc<Mutex<VecDeque<u8>>>;
 
 /// How much of a worker's output is kept: enough for the lines that say why it died.
-const OUTPUT_CAP: usize = 16 * 1024;
-
-/// Drain `stream` into `output` on a thread of its own; the thread ends at end of file,
-/// i.e. when the worker (and whatever inherited its output) has exited.
-pub fn capture<R: Read + Send + 'static>(mut stream: R, output: Output, pid: u32) {
-    let _ = std::thread::Builder::new()
-        .name(format!("parallelly-output-{}", pid))
-        .spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
-                        out.extend(&buf[..n]);
-                        let excess = out.len().saturating_sub(OUTPUT_CAP);
-                        out.drain(..excess);
-                    }
-                }
-            }
-        });
-}
+/// The pipes are drained by one thread for all workers (drain.rs).
+pub const OUTPUT_CAP: usize = 16 * 1024;
 
 fn registry() -> MutexGuard<'static, HashMap<u32, Entry>> {
     static REGISTRY: OnceLock<Mutex<HashMap<u32, Entry>>> = OnceLock::new();

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use crate::children;
+use crate::drain;
 use crate::error::{Error, Kind, Result};
 use crate::process;
 
@@ -98,10 +99,10 @@ pub fn launch(spec: LaunchSpec) -> Result<Launched> {
         Output::Capture => {
             let buffer = children::Output::default();
             if let Some(out) = child.stdout.take() {
-                children::capture(out, Arc::clone(&buffer), pid);
+                drain::add(out, Arc::clone(&buffer));
             }
             if let Some(err) = child.stderr.take() {
-                children::capture(err, Arc::clone(&buffer), pid);
+                drain::add(err, Arc::clone(&buffer));
             }
             Some(buffer)
         }

@@ -6,15 +6,18 @@
 use extendr_api::prelude::*;
 
 mod children;
+mod drain;
 mod error;
 mod fork;
 mod launch;
 mod loopback;
 mod ports;
+mod reaper;
 mod process;
 mod ssh;
 
 use error::Error;
+use std::time::Duration;
 
 /// An error as a value: `list(kind, message)` of class `parallelly_backend_error`.
 fn error_value(e: Error) -> Robj {
@@ -418,6 +421,47 @@ fn rs_rebind_loopback(port: i32) -> Robj {
     }
 }
 
+/// TCP_NODELAY of this process's established connections on `port`: accepted on it
+/// (`remote = FALSE`, the master's side) or opened to it (`remote = TRUE`):
+/// list(fd = descriptors, nodelay = logicals).
+#[extendr]
+fn rs_connections_nodelay(port: i32, remote: bool) -> Robj {
+    let Ok(port) = u16::try_from(port) else {
+        return error_value(Error::new(error::Kind::InvalidArgument, format!("invalid port {}", port)));
+    };
+    let end = if remote { loopback::End::Remote } else { loopback::End::Local };
+    match loopback::connections_nodelay(port, end) {
+        Ok(v) => list!(fd = v.iter().map(|x| x.0).collect::<Vec<i32>>(), nodelay = v.iter().map(|x| x.1).collect::<Vec<bool>>()).into(),
+        Err(e) => error_value(e),
+    }
+}
+
+/// Hand our children `pids` (told to finish already) to a reaper thread: it waits up to
+/// `grace` seconds for their exits, then terminates the rest (SIGKILL `term_grace` seconds
+/// after SIGTERM), reaps and forgets them all. Returns at once.
+#[extendr]
+fn rs_stop_in_background(pids: Vec<i32>, grace: f64, term_grace: f64) {
+    let secs = |x: f64| Duration::from_secs_f64(if x.is_finite() && x > 0.0 { x.min(3600.0) } else { 0.0 });
+    let pids: Vec<u32> = pids.iter().filter_map(|&p| pid_of(p)).collect();
+    reaper::stop_in_background(pids, secs(grace), secs(term_grace));
+}
+
+/// Number of reaper threads still at work.
+#[extendr]
+fn rs_reapers_active() -> i32 {
+    i32::try_from(reaper::active()).unwrap_or(i32::MAX)
+}
+
+/// End the reapers' grace periods now and wait up to `timeout` seconds for them; then stop
+/// the output-draining thread (its workers are gone by then). TRUE if no thread is left.
+#[extendr]
+fn rs_reapers_shutdown(timeout: f64) -> bool {
+    let t = if timeout.is_finite() && timeout > 0.0 { timeout.min(60.0) } else { 0.0 };
+    let reapers = reaper::shutdown(Duration::from_secs_f64(t));
+    let drain = drain::shutdown(Duration::from_secs(1));
+    reapers && drain
+}
+
 /// Whether this process can fork clean workers (see fork.rs).
 #[extendr]
 fn rs_can_fork() -> bool {
@@ -471,6 +515,10 @@ extendr_module! {
     fn rs_fork_worker;
     fn rs_can_fork;
     fn rs_rebind_loopback;
+    fn rs_connections_nodelay;
+    fn rs_stop_in_background;
+    fn rs_reapers_active;
+    fn rs_reapers_shutdown;
     fn rs_forked_state;
     fn rs_exit_now;
     fn rs_ssh_connect;

@@ -12,10 +12,11 @@ use std::os::fd::RawFd;
 
 use crate::error::{Error, Kind, Result};
 
-/// One line of /proc/net/tcp: local port, state (0x0A is LISTEN), socket inode.
+/// One line of /proc/net/tcp: local port, remote port, state (0x0A is LISTEN), socket inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpEntry {
     pub port: u16,
+    pub remote_port: u16,
     pub state: u8,
     pub inode: u64,
 }
@@ -32,8 +33,10 @@ pub fn parse_proc_net_tcp(text: &str) -> Vec<TcpEntry> {
                 return None;
             }
             let (_, port) = fields[1].split_once(':')?;
+            let (_, remote_port) = fields[2].split_once(':')?;
             Some(TcpEntry {
                 port: u16::from_str_radix(port, 16).ok()?,
+                remote_port: u16::from_str_radix(remote_port, 16).ok()?,
                 state: u8::from_str_radix(fields[3], 16).ok()?,
                 inode: fields[9].parse().ok()?,
             })
@@ -46,21 +49,75 @@ pub fn parse_socket_link(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// Our descriptor that listens on `port` (IPv4).
-fn listening_fd(port: u16) -> Result<RawFd> {
-    let tcp = fs::read_to_string("/proc/net/tcp").map_err(|e| Error::new(Kind::System, format!("cannot read /proc/net/tcp: {}", e)))?;
-    let inodes: Vec<u64> = parse_proc_net_tcp(&tcp).into_iter().filter(|e| e.port == port && e.state == LISTEN).map(|e| e.inode).collect();
+/// The descriptors of this process whose socket inode is one of `inodes`, in fd order.
+fn fds_of_inodes(inodes: &[u64]) -> Result<Vec<RawFd>> {
     let dir = fs::read_dir("/proc/self/fd").map_err(|e| Error::new(Kind::System, format!("cannot list /proc/self/fd: {}", e)))?;
+    let mut fds = Vec::new();
     for entry in dir.flatten() {
         let Ok(link) = fs::read_link(entry.path()) else { continue };
         let Some(inode) = parse_socket_link(&link.to_string_lossy()) else { continue };
         if inodes.contains(&inode) {
             if let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() {
-                return Ok(fd);
+                fds.push(fd);
             }
         }
     }
-    Err(Error::new(Kind::System, format!("no socket of this process listens on port {}", port)))
+    fds.sort_unstable();
+    Ok(fds)
+}
+
+/// The IPv4 and IPv6 TCP sockets of this network namespace that `keep` selects.
+fn tcp_inodes(keep: impl Fn(&TcpEntry) -> bool) -> Result<Vec<u64>> {
+    let mut inodes = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        match fs::read_to_string(file) {
+            Ok(text) => inodes.extend(parse_proc_net_tcp(&text).iter().filter(|e| keep(e)).map(|e| e.inode)),
+            // IPv6 may be disabled; IPv4 must be there.
+            Err(_) if file.ends_with('6') => {}
+            Err(e) => return Err(Error::new(Kind::System, format!("cannot read {}: {}", file, e))),
+        }
+    }
+    Ok(inodes)
+}
+
+/// Our descriptor that listens on `port` (IPv4).
+fn listening_fd(port: u16) -> Result<RawFd> {
+    let inodes = tcp_inodes(|e| e.port == port && e.state == LISTEN)?;
+    fds_of_inodes(&inodes)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::new(Kind::System, format!("no socket of this process listens on port {}", port)))
+}
+
+const ESTABLISHED: u8 = 0x01;
+
+/// Which end of a connection `port` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Connections accepted on our port `port` (the master's side).
+    Local,
+    /// Connections we opened to port `port` (a worker's side).
+    Remote,
+}
+
+/// Whether TCP_NODELAY is set on a socket descriptor.
+pub fn nodelay(fd: RawFd) -> Result<bool> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` outlive the call; the kernel writes at most `len` bytes
+    // into `value` and updates `len`.
+    let rc = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &mut value as *mut _ as *mut libc::c_void, &mut len) };
+    if rc < 0 {
+        return Err(Error::new(Kind::System, format!("getsockopt(TCP_NODELAY) on descriptor {}: {}", fd, std::io::Error::last_os_error())));
+    }
+    Ok(value != 0)
+}
+
+/// The established TCP connections of this process on `port` (the `end` it names), as
+/// (descriptor, TCP_NODELAY set), in descriptor order.
+pub fn connections_nodelay(port: u16, end: End) -> Result<Vec<(RawFd, bool)>> {
+    let inodes = tcp_inodes(|e| e.state == ESTABLISHED && port == if end == End::Local { e.port } else { e.remote_port })?;
+    fds_of_inodes(&inodes)?.into_iter().map(|fd| Ok((fd, nodelay(fd)?))).collect()
 }
 
 /// Re-bind the socket this process listens on at `port` to 127.0.0.1 only, keeping its
@@ -119,7 +176,7 @@ mod tests {
     #[test]
     fn parses_listeners_and_connections() {
         let e = parse_proc_net_tcp(SAMPLE);
-        assert_eq!(e, vec![TcpEntry { port: 11111, state: 0x0A, inode: 4242 }, TcpEntry { port: 40000, state: 1, inode: 4343 }]);
+        assert_eq!(e, vec![TcpEntry { port: 11111, remote_port: 0, state: 0x0A, inode: 4242 }, TcpEntry { port: 40000, remote_port: 11111, state: 1, inode: 4343 }]);
         assert_eq!(parse_socket_link("socket:[4242]"), Some(4242));
         assert_eq!(parse_socket_link("pipe:[4242]"), None);
         assert_eq!(parse_socket_link("socket:[42"), None);
@@ -167,5 +224,21 @@ mod tests {
         assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
         assert!(TcpStream::connect(("127.0.0.2", port)).is_err());
         assert!(rebind_to_loopback(1).is_err());
+    }
+
+    #[test]
+    fn reads_and_sets_nodelay_on_live_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        assert_eq!(connections_nodelay(port, End::Local).expect("local"), vec![(accepted.as_raw_fd(), false)]);
+        assert_eq!(connections_nodelay(port, End::Remote).expect("remote"), vec![(client.as_raw_fd(), false)]);
+        accepted.set_nodelay(true).expect("set");
+        assert_eq!(connections_nodelay(port, End::Local).expect("local"), vec![(accepted.as_raw_fd(), true)]);
+        assert!(!nodelay(client.as_raw_fd()).expect("client"));
+        assert!(nodelay(-1).is_err());
+        let file = std::fs::File::open("/proc/self/status").expect("file");
+        assert!(nodelay(file.as_raw_fd()).is_err());
     }
 }
