@@ -17,7 +17,7 @@ if (impl == "fork") {
 }
 
 config <- Sys.getenv("BENCH_SSH_CONFIG")
-host <- Sys.getenv("BENCH_SSH_HOST", "testhost1")
+host <- Sys.getenv("BENCH_SSH_HOST", "testhost3")
 elapsed <- function(expr) { t0 <- proc.time()[["elapsed"]]; force(expr); proc.time()[["elapsed"]] - t0 }
 
 local_cluster <- function(n) {

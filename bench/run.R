@@ -30,10 +30,13 @@ remote <- !quick && identical(Sys.info()[["effective_user"]], "root") && file.ex
 if (remote) {
   dir <- tempfile("parallelly-bench-ssh-", tmpdir = "/tmp")
   Sys.setenv(SSH_TEST_HOSTS_OWNER_PID = Sys.getpid())
-  status <- system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "start", dir, "1"))
+  # testhost3 has our package in its login user's library (the fork server needs it; on the
+  # other hosts a "fork" setup falls back to plain workers).
+  Sys.setenv(SSH_TEST_HOSTS_PACKAGE = find.package("parallelly"))
+  status <- system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "start", dir, "3"))
   remote <- status == 0L
   if (remote) {
-    Sys.setenv(BENCH_SSH_CONFIG = file.path(dir, "ssh_config"), BENCH_SSH_HOST = "testhost1",
+    Sys.setenv(BENCH_SSH_CONFIG = file.path(dir, "ssh_config"), BENCH_SSH_HOST = "testhost3",
                R_PARALLELLY_SSH_CONFIG = file.path(dir, "ssh_config"),
                R_PARALLELLY_SSH_KNOWN_HOSTS = file.path(dir, "known_hosts"))
   }
