@@ -200,7 +200,7 @@ apply_cores_omit_max <- function(ncores, omit, max) {
 ## One method's count, or NA if it does not apply
 availableCoresMethod <- function(method, logical = TRUE) {
   n <- switch(method,
-    "system" = detectCores(logical = logical),
+    "system" = detect_cores(logical = logical),
     "/proc/self/status" = getCpusAllowedListCount(),
     "cgroups.cpuset" = {
       cpus <- getCGroups1CpuSet()
@@ -394,7 +394,7 @@ getNproc <- local({
 ## The number of cores on the machine; option
 ## parallelly.availableCores.system overrides it (for tests and for
 ## machines where parallel::detectCores() is wrong)
-detectCores <- local({
+detect_cores <- local({
   cache <- list()
   function(logical = TRUE) {
     value <- getOption2("parallelly.availableCores.system", NULL)

@@ -322,7 +322,7 @@ slurm_scontrol_hostnames <- function(nodelist) {
   bin <- Sys.which("scontrol")
   if (!nzchar(bin)) return(NULL)
   out <- tryCatch(suppressWarnings(
-    system2(bin, args = c("show", "hostnames", shQuote(nodelist)),
+    system2(bin, args = c("show", "hostnames", sh_quote(nodelist)),
             stdout = TRUE, stderr = FALSE)), error = function(ex) NULL)
   if (is.null(out) || !is.null(attr(out, "status"))) return(NULL)
   out[nzchar(out)]

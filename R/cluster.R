@@ -178,7 +178,7 @@ stop_remote_nodes <- function(group) {
     logs <- unlist(lapply(group, function(r) r$id$log))
     logs <- logs[!is.na(logs) & nzchar(logs)]
     if (length(logs) > 0L) {
-      try(backend_ssh_wait(backend_ssh_submit_script(conn, paste("rm -f", paste(shQuote(logs, type = "sh"), collapse = " "))),
+      try(backend_ssh_wait(backend_ssh_submit_script(conn, paste("rm -f", paste(sh_quote(logs, type = "sh"), collapse = " "))),
                            5, host, "removing worker logs"), silent = TRUE)
     }
   }

@@ -61,7 +61,7 @@ remote_last_output <- function(node, log, host, n) {
   if (!is.character(log) || is.na(log) || !nzchar(log)) return(character(0))
   key <- tryCatch(ssh_key_of(node), error = function(e) NULL)
   if (is.null(key)) return(character(0))
-  out <- tryCatch(backend_ssh_wait(backend_ssh_submit_script(key, sprintf("tail -n %d %s 2>/dev/null", n, shQuote(log, type = "sh"))),
+  out <- tryCatch(backend_ssh_wait(backend_ssh_submit_script(key, sprintf("tail -n %d %s 2>/dev/null", n, sh_quote(log, type = "sh"))),
                                    5, host, "reading a worker log"), error = function(e) "")
   lines <- strsplit(out, "\n", fixed = TRUE)[[1L]]
   lines[nzchar(lines)]

@@ -53,7 +53,7 @@ fork_server_for <- function(opts, port, verbose = FALSE) {
 
 fork_server_alive <- function(server) {
   con <- server$node$con
-  isTRUE(isConnectionValid(con)) && !isFALSE(probe_nodes(list(server$node), timeout = 5))
+  isTRUE(isConnectionValid(con)) && !is_false_like(probe_nodes(list(server$node), timeout = 5))
 }
 
 # A server that can no longer be asked: out of the registry (a new one takes its place for

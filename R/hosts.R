@@ -14,7 +14,9 @@ is_localhost <- function(worker, hostname = Sys.info()[["nodename"]],
        envir = localhost_cache)
     return(invisible(NULL))
   }
-  stop_if_not(is.character(worker), length(worker) == 1L, !is.na(worker))
+  if (!is.character(worker) || length(worker) != 1L || is.na(worker)) {
+    stop_arg("worker", "must be a single hostname: %s", deparse1(worker))
+  }
   if (worker %in% c("localhost", "127.0.0.1", "::1")) return(TRUE)
   if (identical(worker, hostname)) return(TRUE)
 

@@ -91,7 +91,7 @@ after_kill <- function(node, id) {
     if (dir.exists(tmp)) unlink(tmp, recursive = TRUE, force = TRUE)
   } else if (grepl("/Rtmp[[:alnum:]]+$", tmp)) {
     # Only ever an R session's own temporary directory.
-    try(backend_ssh_wait(backend_ssh_submit_script(ssh_key_of(node), paste("rm -rf", shQuote(tmp, type = "sh"))),
+    try(backend_ssh_wait(backend_ssh_submit_script(ssh_key_of(node), paste("rm -rf", sh_quote(tmp, type = "sh"))),
                          5, id$host, "removing the worker's temporary directory"), silent = TRUE)
   }
   invisible()

@@ -143,11 +143,11 @@ remote_launcher <- function(opts) {
       ok <- !is.na(launched$pid)
       if (any(ok)) remote_terminate(key, host, launched$pid[ok], launched$start_time[ok])
       logs <- launched$log[!is.na(launched$log)]
-      if (length(logs) > 0L) try(run(paste("rm -f", paste(shQuote(logs, type = "sh"), collapse = " ")), "removing logs", 5), silent = TRUE)
+      if (length(logs) > 0L) try(run(paste("rm -f", paste(sh_quote(logs, type = "sh"), collapse = " ")), "removing logs", 5), silent = TRUE)
     },
     log_tail = function(log) {
       if (is.na(log) || !nzchar(log)) return(character(0))
-      out <- tryCatch(run(sprintf("tail -n 10 %s 2>/dev/null", shQuote(log, type = "sh")), "reading a worker log", 10),
+      out <- tryCatch(run(sprintf("tail -n 10 %s 2>/dev/null", sh_quote(log, type = "sh")), "reading a worker log", 10),
                       error = function(e) "")
       lines <- strsplit(out, "\n", fixed = TRUE)[[1L]]
       lines[nzchar(lines)]
@@ -177,7 +177,7 @@ remote_exit_how <- function(key, host, pid) {
 remote_worker_command <- function(opts, port, token, keep_output = FALSE) {
   spec <- worker_launch_spec(opts, port)
   if (keep_output) spec$args[spec$args == "OUT=/dev/null"] <- "OUT="
-  q <- function(x) shQuote(x, type = "sh")
+  q <- function(x) sh_quote(x, type = "sh")
   env <- c(spec$env, R_PARALLELLY_WORKER_TOKEN = token)
   parts <- c(
     paste0("export ", paste(sprintf("%s=%s", names(env), q(env)), collapse = " ")),
@@ -254,7 +254,7 @@ external_ssh_command <- function(opts, command, tunnel = NULL) {
   rshcmd <- opts$rshcmd
   if (is.function(rshcmd)) {
     call <- rshcmd(rshopts = paste(rshopts, collapse = " "), worker = as.character(opts$worker))
-    return(c("/bin/sh", "-c", paste(call, shQuote(command, type = "sh"))))
+    return(c("/bin/sh", "-c", paste(call, sh_quote(command, type = "sh"))))
   }
   rshcmd <- as.character(rshcmd)
   rshcmd <- rshcmd[!grepl("^<.*>$", rshcmd)]
@@ -266,7 +266,7 @@ external_ssh_command <- function(opts, command, tunnel = NULL) {
 external_request <- function(opts, kind, pids, start_times, signal = 0L, timeout = 30) {
   script <- backend_remote_script(kind, pids, start_times, signal)
   argv <- external_ssh_command(opts, script)
-  out <- suppressWarnings(system2(argv[1L], shQuote(argv[-1L], type = "sh"), stdout = TRUE,
+  out <- suppressWarnings(system2(argv[1L], sh_quote(argv[-1L], type = "sh"), stdout = TRUE,
                                   stderr = FALSE, timeout = timeout))
   status <- attr(out, "status")
   if (!is.null(status) && status != 0L) {

@@ -163,7 +163,7 @@ resolve_node_options <- function(a) {
   check_strings(a$user, "user", single = TRUE)
   check_strings(a$rscript_libs, "rscript_libs")
   check_strings(a$socketOptions, "socketOptions", single = TRUE)
-  if (!is.null(a$rshlogfile) && !isTRUE(a$rshlogfile) && !isFALSE(a$rshlogfile)) {
+  if (!is.null(a$rshlogfile) && !isTRUE(a$rshlogfile) && !is_false_like(a$rshlogfile)) {
     check_strings(a$rshlogfile, "rshlogfile", single = TRUE)
   }
   builtin_ssh <- is.null(rshcmd)
@@ -228,7 +228,7 @@ resolve_node_options <- function(a) {
   if (!localhost && builtin_ssh) opts$ssh <- resolve_ssh_settings(a$user, a$rshopts)
   rshlogfile <- a$rshlogfile
   if (isTRUE(rshlogfile)) rshlogfile <- tempfile("parallelly_makeClusterPSOCK_", fileext = ".log")
-  if (isFALSE(rshlogfile)) rshlogfile <- NULL
+  if (is_false_like(rshlogfile)) rshlogfile <- NULL
   opts$rshlogfile <- rshlogfile
   opts$rshopts <- a$rshopts
   rank <- suppressWarnings(as.integer(a$rank))
@@ -242,7 +242,7 @@ resolve_node_options <- function(a) {
   opts$calls <- resolve_calls(a$calls)
   autoRestart <- a$autoRestart
   if (isTRUE(autoRestart)) autoRestart <- 3L
-  if (isFALSE(autoRestart)) autoRestart <- 0L
+  if (is_false_like(autoRestart)) autoRestart <- 0L
   opts$autoRestart <- check_count(autoRestart, "autoRestart")
   opts$retries <- check_count(a$retries, "retries")
 
@@ -267,7 +267,7 @@ resolve_node_options <- function(a) {
   opts$local_cmd <- opts$cmd
   if (!localhost) {
     opts$rsh_call <- rsh_call_line(opts)
-    opts$local_cmd <- paste(opts$rsh_call, shQuote(opts$cmd, type = opts$rscript_sh[2]))
+    opts$local_cmd <- paste(opts$rsh_call, sh_quote(opts$cmd, type = opts$rscript_sh[2]))
   }
   class(opts) <- c("makeNodePSOCKOptions", "makeNodeOptions")
   opts
@@ -366,7 +366,7 @@ resolve_rscript <- function(rscript, homogeneous) {
   program <- rscript[first]
   if (homogeneous && !as_is) program <- find_program(program)
   rest <- rscript[seq_along(rscript) > first]
-  display <- c(env_parts, shQuote(program), shQuote(rest))
+  display <- c(env_parts, sh_quote(program), sh_quote(rest))
   list(program = program, args = rest, env = env, display = paste(display, collapse = " "),
        is_r = grepl("^R(term)?(\\.exe)?$", basename(program), ignore.case = TRUE))
 }

@@ -161,7 +161,7 @@ inRCmdCheck <- function() {
 apply_r_cmd_check_settings <- function(in_check = inRCmdCheck()) {
   if (!isTRUE(in_check)) return(invisible(FALSE))
   nice <- Sys.getenv("R_PARALLELLY_R_CMD_CHECK_NICE", "TRUE")
-  if (isFALSE(as.logical(nice))) return(invisible(FALSE))
+  if (is_false_like(as.logical(nice))) return(invisible(FALSE))
   Sys.setenv(
     R_PARALLELLY_MAKENODEPSOCK_CONNECTTIMEOUT = "120",
     R_PARALLELLY_MAKENODEPSOCK_TIMEOUT = "120",

@@ -58,7 +58,7 @@ known_death <- function(node) {
   node <- current_node(node)
   if (isTRUE(node_identity(node)$local)) {
     health <- node_health(list(node))
-    if (!isFALSE(health$alive)) return(NULL)
+    if (!is_false_like(health$alive)) return(NULL)
     return(list(exit = health$exit, output = node_last_output(node)))
   }
   key <- node_key(node)

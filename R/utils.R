@@ -50,10 +50,24 @@ mdebugf <- function(fmtstr, ..., appendLF = TRUE, debug = debug_enabled()) {
 
 ## Like base::isFALSE() but also accepts length-one values that coerce to
 ## FALSE, e.g. "FALSE" from an environment variable.
-isFALSE <- function(x) {
+is_false_like <- function(x) {
   if (length(x) != 1L) return(FALSE)
   x <- suppressWarnings(as.logical(unclass(x)))
   identical(x, FALSE)
+}
+
+## stopifnot() whose error names the failing expression without the call; a classed
+## condition (parallellyAssertionError) like every other error of ours.
+stop_if_not <- function(...) {
+  res <- list(...)
+  for (kk in seq_along(res)) {
+    ok <- res[[kk]]
+    if (!is.logical(ok) || anyNA(ok) || !all(ok)) {
+      expr <- deparse(match.call()[[kk + 1L]], width.cutoff = 60L)[1]
+      stopf("Assertion", "%s is not TRUE", expr)
+    }
+  }
+  invisible(TRUE)
 }
 
 ## TRUE only for a single missing value
@@ -61,23 +75,10 @@ isNA <- function(x) {
   length(x) == 1L && is.na(x)
 }
 
-## stopifnot() whose error names the failing expression without the call
-stop_if_not <- function(...) {
-  res <- list(...)
-  for (kk in seq_along(res)) {
-    ok <- res[[kk]]
-    if (!is.logical(ok) || anyNA(ok) || !all(ok)) {
-      expr <- deparse(match.call()[[kk + 1L]], width.cutoff = 60L)[1]
-      stop(sprintf("%s is not TRUE", expr), call. = FALSE)
-    }
-  }
-  invisible(TRUE)
-}
-
-## shQuote() that also supports type = "none" (no quoting), which is needed
+## sh_quote() that also supports type = "none" (no quoting), which is needed
 ## when the command is passed on without a shell.  NULL means sh (this
 ## package runs on Linux only).
-shQuote <- function(s, type = NULL) {
+sh_quote <- function(s, type = NULL) {
   if (length(s) == 0L) return(s)
   if (is.null(type)) {
     type <- "sh"  # Linux only

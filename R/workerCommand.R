@@ -74,12 +74,12 @@ worker_command_line <- function(opts, port) {
   spec <- worker_launch_spec(opts, port)
   type <- opts$rscript_sh[1L]
   quote_arg <- function(a) {
-    if (type == "none" || grepl("^[[:alnum:]_./:=,+-]*$", a) && nzchar(a)) a else shQuote(a, type = type)
+    if (type == "none" || grepl("^[[:alnum:]_./:=,+-]*$", a) && nzchar(a)) a else sh_quote(a, type = type)
   }
   env <- spec$env
   env_txt <- if (length(env) > 0L) paste0(names(env), "=", vapply(env, quote_arg, character(1))) else character(0)
   unset_txt <- if (length(spec$unset) > 0L) c("env", paste("-u", spec$unset)) else character(0)
-  program <- if (type == "none") spec$program else shQuote(spec$program, type = type)
+  program <- if (type == "none") spec$program else sh_quote(spec$program, type = type)
   paste(c(unset_txt, env_txt, program, vapply(spec$args, quote_arg, character(1))), collapse = " ")
 }
 
@@ -95,11 +95,11 @@ rsh_call_line <- function(opts) {
   if (is.function(rshcmd)) {
     return(rshcmd(rshopts = paste(rshopts, collapse = " "), worker = as.character(opts$worker)))
   }
-  paste(c(shQuote(rshcmd), rshopts, as.character(opts$worker)), collapse = " ")
+  paste(c(sh_quote(rshcmd), rshopts, as.character(opts$worker)), collapse = " ")
 }
 
 worker_label <- function(label) {
-  if (is.null(label) || isFALSE(as.logical(label))) return(NULL)
+  if (is.null(label) || is_false_like(as.logical(label))) return(NULL)
   # Options set from environment variables arrive as strings ("TRUE").
   if (isTRUE(as.logical(label))) {
     script <- grep("^--file=", commandArgs(), value = TRUE)

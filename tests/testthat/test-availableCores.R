@@ -26,14 +26,14 @@ test_that("availableCores() gives a named integer >= 1", {
 
 test_that("detectCores() honours option parallelly.availableCores.system", {
   local_clean_cores(system = NULL)
-  n <- parallelly:::detectCores()
+  n <- parallelly:::detect_cores()
   expect_type(n, "integer")
   expect_gte(n, 1L)
   withr::local_options(parallelly.availableCores.system = 2L)
-  expect_identical(parallelly:::detectCores(), 2L)
+  expect_identical(parallelly:::detect_cores(), 2L)
   expect_identical(availableCores(methods = "system"), c(system = 2L))
   withr::local_options(parallelly.availableCores.system = NA_integer_)
-  expect_identical(parallelly:::detectCores(), n)
+  expect_identical(parallelly:::detect_cores(), n)
 })
 
 test_that("each scheduler's env vars are honoured", {

@@ -43,7 +43,7 @@ test_that("options(future.debug = TRUE) turns our debug output on when parallell
 })
 
 test_that("isFALSE() and isNA() accept only single values", {
-  isFALSE <- parallelly:::isFALSE
+  isFALSE <- parallelly:::is_false_like
   isNA <- parallelly:::isNA
   expect_true(isFALSE(FALSE))
   expect_true(isFALSE("FALSE"))
@@ -62,7 +62,7 @@ test_that("isFALSE() and isNA() accept only single values", {
 })
 
 test_that("shQuote() supports sh, cmd, none and the platform default", {
-  shQuote <- parallelly:::shQuote
+  shQuote <- parallelly:::sh_quote
   expect_identical(shQuote("a b", type = "sh"), "'a b'")
   expect_identical(shQuote("a b", type = "cmd"), "\"a b\"")
   expect_identical(shQuote("a b", type = "none"), "a b")
@@ -90,4 +90,12 @@ test_that("inRCmdCheck() detects R CMD check from _R_CHECK_PACKAGE_NAME_", {
   withr::local_envvar("_R_CHECK_PACKAGE_NAME_" = NA)
   res <- parallelly:::inRCmdCheck()
   expect_true(is.logical(res) && length(res) == 1L && !is.na(res))
+})
+
+test_that("internal assertions and host checks raise classed errors", {
+  expect_error(parallelly:::stop_if_not(1 > 2), class = "parallellyAssertionError")
+  expect_error(parallelly:::is_localhost(NA_character_), "'worker'", class = "parallellyArgumentError")
+  # Our helpers no longer mask base or parallel functions of the same name.
+  ns <- asNamespace("parallelly")
+  for (name in c("isFALSE", "shQuote", "detectCores")) expect_false(exists(name, envir = ns, inherits = FALSE), info = name)
 })
