@@ -166,6 +166,7 @@ mod tests {
         register(child, None);
         assert_eq!(state(pid), Some(State::Running));
         assert!(!forget(pid), "a running child must be kept");
+        // SAFETY: kill() takes no pointers; `pid` is the test's own sleeping child.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         let deadline = Instant::now() + Duration::from_secs(5);
         while state(pid) == Some(State::Running) && Instant::now() < deadline {

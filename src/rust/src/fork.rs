@@ -79,9 +79,9 @@ pub fn fork_worker() -> Result<u32> {
 
 fn remember(pid: i32) {
     // A reused PID: the entry of the earlier child of that PID goes.
-    for i in 0..SLOTS {
-        if PIDS[i].load(Ordering::Acquire) == pid {
-            PIDS[i].store(0, Ordering::Release);
+    for slot in PIDS.iter() {
+        if slot.load(Ordering::Acquire) == pid {
+            slot.store(0, Ordering::Release);
         }
     }
     // A free slot, else the next reaped one in turn (never one still running).

@@ -2,6 +2,7 @@
 //! plain arguments (R/backend.R has already checked and coerced them), calls one module, and
 //! returns either the value or a tagged error list that R/backend.R raises as a classed
 //! condition. Nothing here returns `Err` or panics into R.
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use extendr_api::prelude::*;
 
@@ -291,7 +292,7 @@ fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
     if let Err(e) = ssh_here() {
         return error_value(e);
     }
-    let wait = std::time::Duration::from_secs_f64((wait_ms.max(0.0).min(10_000.0)) / 1000.0);
+    let wait = std::time::Duration::from_secs_f64((wait_ms.clamp(0.0, 10_000.0)) / 1000.0);
     let tri = |v: Option<bool>| match v {
         Some(true) => Rbool::true_value(),
         Some(false) => Rbool::false_value(),

@@ -125,6 +125,9 @@ pub fn connections_nodelay(port: u16, end: End) -> Result<Vec<(RawFd, bool)>> {
 pub fn rebind_to_loopback(port: u16) -> Result<()> {
     let fd = listening_fd(port)?;
     let sys = |what: &str| Error::new(Kind::System, format!("{}: {}", what, std::io::Error::last_os_error()));
+    // SAFETY: plain socket calls on descriptors this function owns (`new`) or found as R's
+    // listening socket (`fd`); the only pointers passed are to live locals (`one`, `addr`)
+    // with their exact sizes.
     unsafe {
         let new = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         if new < 0 {

@@ -131,10 +131,9 @@ pub fn stop_in_background(pids: Vec<u32>, grace: Duration, term_grace: Duration)
     };
     let mut list = threads();
     list.retain(|h| !h.is_finished());
-    match std::thread::Builder::new().name("parallelly-reaper".into()).spawn(run) {
-        Ok(handle) => list.push(handle),
-        // No thread to be had: the exit and unload hooks still terminate and reap them.
-        Err(_) => {}
+    // No thread to be had: the exit and unload hooks still terminate and reap them.
+    if let Ok(handle) = std::thread::Builder::new().name("parallelly-reaper".into()).spawn(run) {
+        list.push(handle);
     }
 }
 
