@@ -27,6 +27,7 @@ PORT="${SLURM_TEST_CLUSTER_PORT:-16817}"
 NODES="n1 n2 n3 n4 n5"
 
 die() { echo "slurm-test-cluster: $*" >&2; exit 1; }
+. "$(dirname "$0")/end-processes.sh"
 
 node_num() { echo "${1#n}"; }
 # With the machine's name on a loopback address (Debian: 127.0.1.1 or 127.0.0.1), every daemon
@@ -100,20 +101,7 @@ cmd_stop() {
     if [[ "$init" =~ ^[0-9]+$ ]] && echo "$pids" | grep -qx "$init"; then
       kill -TERM "$init" 2>/dev/null || true
     fi
-    for i in $(seq 50); do
-      pids=$(cluster_processes "$dir" | sort -un)
-      [ -z "$pids" ] && break
-      sleep 0.1
-    done
-    if [ -n "$pids" ]; then
-      kill -KILL $pids 2>/dev/null || true
-      sleep 0.3
-      pids=$(cluster_processes "$dir" | sort -un)
-      if [ -n "$pids" ]; then
-        ps -o pid,ppid,stat,cmd -p "$(echo $pids | tr ' ' ',')" >&2 || true
-        die "processes of $dir survived SIGKILL: $pids"
-      fi
-    fi
+    end_processes cluster_processes "$dir" 50
   fi
   rm -rf "$dir"
   echo "slurm-test-cluster: stopped the cluster of $dir"

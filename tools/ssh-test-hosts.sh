@@ -38,6 +38,7 @@ PORT="${SSH_TEST_HOSTS_PORT:-2222}"
 TUSER="${SSH_TEST_HOSTS_USER:-ptest}"
 
 die() { echo "ssh-test-hosts: $*" >&2; exit 1; }
+. "$(dirname "$0")/end-processes.sh"
 
 host_addr() { echo "127.0.0.$(($1 + 1))"; }
 
@@ -191,20 +192,7 @@ cmd_stop() {
   # unshare itself ignores SIGTERM while it waits, but goes when its child does).
   pids=$(host_processes "$dir" | sort -un)
   [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 30); do
-    pids=$(host_processes "$dir" | sort -un)
-    [ -z "$pids" ] && break
-    sleep 0.1
-  done
-  if [ -n "$pids" ]; then
-    kill -KILL $pids 2>/dev/null || true
-    sleep 0.2
-    pids=$(host_processes "$dir" | sort -un)
-    if [ -n "$pids" ]; then
-      ps -o pid,ppid,stat,cmd -p "$(echo $pids | tr ' ' ',')" >&2 || true
-      die "processes of $dir survived SIGKILL: $pids"
-    fi
-  fi
+  end_processes host_processes "$dir" 30
   rm -rf "$dir"
   echo "ssh-test-hosts: stopped hosts of $dir"
 }
