@@ -77,6 +77,22 @@ ssh_connection <- function(options, timeout = options$connectTimeout) {
   )
 }
 
+# Start (re)opening the held connection for a node's options without waiting: a ticket for
+# ssh_connect_collect(), so that several hosts connect at once.
+ssh_connect_submit <- function(options, timeout) {
+  s <- options$ssh
+  backend_ssh_connect(as.character(options$worker), user = s$user, port = s$port, config = s$config,
+                      known_hosts = s$known_hosts, accept_new = s$accept_new, timeout = timeout,
+                      wait = FALSE)$ticket
+}
+
+# The connection's key, waiting at most `timeout` seconds; an error from the submit is raised.
+ssh_connect_collect <- function(ticket, timeout, host) {
+  if (inherits(ticket, "error")) stop(ticket)
+  tryCatch(backend_ssh_wait(ticket, timeout, host, "connecting"),
+           parallellyError = function(e) { e$host <- host; stop(e) })
+}
+
 # Connections in use: for each connection, the nodes (key -> pid and start time) that use
 # it. The connection is closed with its last live node: when a node is released, the others
 # are probed (one round trip) and dead ones -- killed and replaced by clones, say -- are
