@@ -136,3 +136,48 @@ test_that("cloneNode() honours the connectTimeout given to it on a partitioned h
   # The withdrawn launch started no worker.
   expect_setequal(remote_r_pids("testhost1", hosts), pids0)
 })
+
+test_that("kill + clone cycles leave only the current workers' watchdogs and logs", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_shared_pidns(hosts)
+  local_ssh_env(hosts)
+  shells_before <- remote_shells("testhost4", hosts)
+  cl <- local_cluster("testhost4")
+  # One setup: a control shell and one watchdog (a shell that sleeps).
+  shells1 <- remote_shells("testhost4", hosts)
+  logs1 <- remote_logs("testhost4", hosts)
+  expect_length(logs1, 1L)
+  for (i in 1:10) {
+    expect_true(killNode(cl[[1]]))
+    expect_true(wait_for(function() identical(isNodeAlive(cl[[1]]), FALSE), timeout = 10))
+    cl[[1]] <- cloneNode(cl[[1]])
+  }
+  expect_true(isNodeAlive(cl[[1]]))
+  # A watchdog polls every 2 s; an ended one is collected (no zombie) by the next probe.
+  expect_true(wait_for(function() {
+    isNodeAlive(cl[[1]])
+    length(remote_shells("testhost4", hosts)) <= length(shells1)
+  }, timeout = 8, interval = 0.5))
+  logs <- remote_logs("testhost4", hosts)
+  expect_length(logs, 1L)
+  expect_identical(logs, parallelly:::node_identity(cl[[1]])$log)
+  parallel::stopCluster(cl)
+  expect_true(wait_for(function() length(remote_logs("testhost4", hosts)) == 0L, timeout = 10))
+  expect_true(wait_for(function() length(remote_shells("testhost4", hosts)) <= length(shells_before), timeout = 6))
+})
+
+test_that("logs of clones' predecessors that died on their own go at stopCluster()", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_shared_pidns(hosts)
+  local_ssh_env(hosts)
+  cl <- local_cluster("testhost4")
+  for (i in 1:3) {
+    pid <- node_pid(cl[[1]])
+    remote_exec("testhost4", sprintf("kill -TERM %d", pid), hosts = hosts)
+    expect_true(wait_for(function() identical(isNodeAlive(cl[[1]]), FALSE), timeout = 10))
+    cl[[1]] <- cloneNode(cl[[1]])
+  }
+  expect_length(remote_logs("testhost4", hosts), 4L)
+  parallel::stopCluster(cl)
+  expect_true(wait_for(function() length(remote_logs("testhost4", hosts)) == 0L, timeout = 10))
+})
