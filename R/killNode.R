@@ -85,12 +85,6 @@ after_kill <- function(node, id) {
   mark_node_ended(node, "killed")
   try(close(node$con), silent = TRUE)
   forget_node_state(node)
-  if (!isTRUE(id$local) && is.character(id$log) && length(id$log) == 1L && !is.na(id$log) &&
-      grepl("^/tmp/parallelly-worker-[[:alnum:]]+[.]log$", id$log)) {
-    # A killed remote worker's log goes with it (stopCluster() only knows current nodes).
-    try(backend_ssh_wait(backend_ssh_submit_script(ssh_key_of(node, timeout = 5), paste("rm -f", shQuote(id$log, type = "sh"))),
-                         5, id$host, "removing the worker's log"), silent = TRUE)
-  }
   tmp <- node$session_info$tempdir
   if (!is.character(tmp) || length(tmp) != 1L || !nzchar(tmp)) return(invisible())
   if (isTRUE(id$local)) {

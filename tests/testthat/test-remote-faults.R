@@ -158,9 +158,9 @@ test_that("kill + clone cycles leave only the current workers' watchdogs and log
     isNodeAlive(cl[[1]])
     length(remote_shells("testhost4", hosts)) <= length(shells1)
   }, timeout = 8, interval = 0.5))
-  logs <- remote_logs("testhost4", hosts)
-  expect_length(logs, 1L)
-  expect_identical(logs, parallelly:::node_identity(cl[[1]])$log)
+  # The logs of the killed workers stay for diagnostics until stopCluster() (which now also
+  # knows the nodes the clones replaced).
+  expect_length(remote_logs("testhost4", hosts), 11L)
   parallel::stopCluster(cl)
   expect_true(wait_for(function() length(remote_logs("testhost4", hosts)) == 0L, timeout = 10))
   expect_true(wait_for(function() length(remote_shells("testhost4", hosts)) <= length(shells_before), timeout = 6))
@@ -180,4 +180,30 @@ test_that("logs of clones' predecessors that died on their own go at stopCluster
   expect_length(remote_logs("testhost4", hosts), 4L)
   parallel::stopCluster(cl)
   expect_true(wait_for(function() length(remote_logs("testhost4", hosts)) == 0L, timeout = 10))
+})
+
+test_that("isNodeAlive() reconnects lost hosts in parallel within its own timeout", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_shared_pidns(hosts)
+  skip_if_no_iptables()
+  local_ssh_env(hosts)
+  cl <- local_cluster(c("testhost1", "testhost2"))
+  # Lose both connections (end the hosts' sshd sessions, not their listeners) ...
+  ppid <- function(p) as.integer(sub("PPid:[[:space:]]*", "", grep("^PPid:", readLines(sprintf("/proc/%d/status", p)), value = TRUE)))
+  for (h in c("testhost1", "testhost2")) {
+    pids <- ssh_host_sshd_pids(h, hosts)
+    tools::pskill(pids[vapply(pids, function(p) ppid(p) %in% pids, logical(1))], tools::SIGKILL)
+  }
+  expect_true(wait_for(function() !any(parallelly:::backend_ssh_connections()$alive), timeout = 10))
+  # ... and make reconnecting impossible: each reconnect waits for its timeout.
+  heal <- local_partition(c("testhost1", "testhost2"), hosts)
+  warnings <- character()
+  t <- elapsed(res <- withCallingHandlers(isNodeAlive(cl, timeout = 1), warning = function(w) {
+    warnings <<- c(warnings, conditionMessage(w))
+    invokeRestart("muffleWarning")
+  }))
+  expect_identical(res, c(NA, NA))
+  expect_length(warnings, 2L)
+  expect_lt(t, 2)
+  heal()
 })

@@ -17,7 +17,8 @@ const STAT_FN: &str = r#"pstat() { if [ -r /proc/$1/stat ] && read -r l < /proc/
 
 /// Collect the watchdogs (see `launch_script`) that have ended, so that none stays behind
 /// as a zombie of the control shell; their PIDs are kept in `$_PW` between scripts.
-const REAP_WATCHDOGS: &str = r#"_pk=; for _w in $_PW; do set -- $(pstat $_w); if [ "$2" = - ] || [ "$2" = Z ]; then wait $_w 2>/dev/null; else _pk="$_pk $_w"; fi; done; _PW=$_pk"#;
+/// Builtins only (no command substitution): it forks nothing.
+const REAP_WATCHDOGS: &str = r#"_pk=; for _w in $_PW; do if read -r _l </proc/$_w/stat 2>/dev/null && _l=${_l##*) } && [ "${_l%% *}" != Z ]; then _pk="$_pk $_w"; else wait $_w 2>/dev/null; fi; done; _PW=$_pk"#;
 
 /// Start workers in the background, each in a subshell with stdin from /dev/null and its
 /// output appended to its log file. Each command must end by `exec`ing the worker, so that
@@ -67,7 +68,7 @@ pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> Str
     // removed. It ends by itself once none of its workers runs any more.
     let quoted_logs: Vec<String> = logs.iter().map(|l| sh_quote(l)).collect();
     s.push_str(&format!(
-        "( trap '' HUP INT; up() {{ for w in $W; do p=${{w%%:*}}; t=${{w#*:}}; set -- $(pstat $p); [ \"$3\" = \"$t\" ] && [ \"$2\" != Z ] && return 0; done; return 1; }}; while kill -0 $$ 2>/dev/null; do up || exit 0; sleep 2; done; for w in $W; do p=${{w%%:*}}; t=${{w#*:}}; set -- $(pstat $p); [ \"$3\" = \"$t\" ] && [ \"$2\" != Z ] && kill -TERM $p 2>/dev/null; done; rm -f {} ) </dev/null >/dev/null 2>&1 &\n_PW=\"$_PW $!\"\n",
+        "( trap '' HUP INT; up() {{ for w in $W; do p=${{w%%:*}}; t=${{w#*:}}; if read -r l </proc/$p/stat 2>/dev/null; then l=${{l##*) }}; set -- $l; [ \"${{20}}\" = \"$t\" ] && [ \"$1\" != Z ] && return 0; fi; done; return 1; }}; while kill -0 $$ 2>/dev/null; do up || exit 0; sleep 2; done; for w in $W; do p=${{w%%:*}}; t=${{w#*:}}; set -- $(pstat $p); [ \"$3\" = \"$t\" ] && [ \"$2\" != Z ] && kill -TERM $p 2>/dev/null; done; rm -f {} ) </dev/null >/dev/null 2>&1 &\n_PW=\"$_PW $!\"\n",
         quoted_logs.join(" ")
     ));
     // The test files go last: `rm` is the script's first process after the workers, so
