@@ -111,7 +111,7 @@ backend_port_is_free <- function(port) {
 # Open (or reuse) the held connection to a host: list(key, host, hostname, user, port).
 # The connect itself (TCP, handshake, authentication) is bounded by `timeout`.
 backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, known_hosts = NULL,
-                                accept_new = FALSE, timeout = 120) {
+                                accept_new = FALSE, timeout = 120, wait = TRUE) {
   res <- .Call(wrap__rs_ssh_connect,
     as.character(host)[1L],
     if (is.null(user)) "" else as.character(user)[1L],
@@ -121,6 +121,8 @@ backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, k
     isTRUE(accept_new), as.double(timeout)[1L]
   )
   res <- backend_value(res)
+  # With wait = FALSE the caller collects res$ticket itself (several hosts at once).
+  if (!wait) return(res)
   # Connecting runs on a thread of the backend; wait in interruptible slices.
   res$key <- backend_ssh_wait(res$ticket, as.double(timeout) + 5, as.character(host)[1L], "connecting")
   res$ticket <- NULL
@@ -129,11 +131,17 @@ backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, k
 
 # Wait for the answer to an SSH request, in short slices so that R stays interruptible.
 # On timeout the request is abandoned and a parallellyTimeoutError names the host.
+# A request is never run after its caller stopped waiting for it (see ssh_budget()): a
+# request submitted in the call `backend_ssh_wait(backend_ssh_submit_X(...), timeout, ...)`
+# gets `timeout` as its budget, since the ticket is forced here.
 backend_ssh_wait <- function(ticket, timeout, host, what) {
-  ticket <- backend_value(ticket)
+  old <- .package$ssh_budget
+  .package$ssh_budget <- as.double(timeout)
+  on.exit(.package$ssh_budget <- old, add = TRUE)
+  ticket <- backend_value(ticket)  # forces the submit, if it is one
   deadline <- Sys.time() + timeout
   done <- FALSE
-  on.exit(if (!done) .Call(wrap__rs_ssh_cancel, ticket))
+  on.exit(if (!done) .Call(wrap__rs_ssh_cancel, ticket), add = TRUE)
   repeat {
     res <- .Call(wrap__rs_ssh_poll, ticket, 25)
     if (!is.null(res)) {
@@ -148,22 +156,30 @@ backend_ssh_wait <- function(ticket, timeout, host, what) {
   }
 }
 
-backend_ssh_submit_probe <- function(key, pids, start_times) {
-  .Call(wrap__rs_ssh_submit_probe, key, as_pid(pids), as_start_time(start_times, length(pids)))
+# Seconds a request may take before it is withdrawn, on the host too (0: no limit): the
+# timeout of the backend_ssh_wait() that is forcing the submit, if any.
+ssh_budget <- function() {
+  b <- .package$ssh_budget
+  if (is.numeric(b) && length(b) == 1L && !is.na(b) && b > 0) b else 0
 }
 
-backend_ssh_submit_signal <- function(key, pids, start_times, signal) {
+backend_ssh_submit_probe <- function(key, pids, start_times, timeout = ssh_budget()) {
+  .Call(wrap__rs_ssh_submit_probe, key, as_pid(pids), as_start_time(start_times, length(pids)),
+        as.double(timeout)[1L])
+}
+
+backend_ssh_submit_signal <- function(key, pids, start_times, signal, timeout = ssh_budget()) {
   .Call(wrap__rs_ssh_submit_signal, key, as_pid(pids), as_start_time(start_times, length(pids)),
-        as.integer(signal)[1L])
+        as.integer(signal)[1L], as.double(timeout)[1L])
 }
 
-backend_ssh_submit_launch <- function(key, program, commands, logs) {
+backend_ssh_submit_launch <- function(key, program, commands, logs, timeout = ssh_budget()) {
   .Call(wrap__rs_ssh_submit_launch, key, as.character(program)[1L], as.character(commands),
-        as.character(logs))
+        as.character(logs), as.double(timeout)[1L])
 }
 
-backend_ssh_submit_script <- function(key, script) {
-  .Call(wrap__rs_ssh_submit_script, key, paste(script, collapse = "\n"))
+backend_ssh_submit_script <- function(key, script, timeout = ssh_budget()) {
+  .Call(wrap__rs_ssh_submit_script, key, paste(script, collapse = "\n"), as.double(timeout)[1L])
 }
 
 backend_ssh_submit_forward <- function(key, target_port) {
@@ -202,6 +218,10 @@ backend_child_output <- function(pid) .Call(wrap__rs_child_output, as_pid(pid)[1
 # Resource use per PID: list(rss = bytes, cpu = seconds, uptime = seconds); NA if not running.
 backend_usage <- function(pids) .Call(wrap__rs_usage, as_pid(pids))
 
-backend_ssh_submit_exit <- function(key, pids) .Call(wrap__rs_ssh_submit_exit, key, as_pid(pids))
+backend_ssh_submit_exit <- function(key, pids, timeout = ssh_budget()) {
+  .Call(wrap__rs_ssh_submit_exit, key, as_pid(pids), as.double(timeout)[1L])
+}
 
-backend_ssh_submit_usage <- function(key, pids) .Call(wrap__rs_ssh_submit_usage, key, as_pid(pids))
+backend_ssh_submit_usage <- function(key, pids, timeout = ssh_budget()) {
+  .Call(wrap__rs_ssh_submit_usage, key, as_pid(pids), as.double(timeout)[1L])
+}

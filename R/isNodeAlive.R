@@ -63,41 +63,53 @@ probe_nodes <- function(nodes, timeout = 0) {
 
 # Send a probe or signal request to every remote host of `nodes[remote]` (one command per
 # host, all hosts at once), then collect the answers: list(idx, host, value or error) per host.
+# All of it -- reconnecting lost connections (all hosts at once) and the requests -- keeps to
+# the one `timeout`; a request not answered by then is withdrawn, also on the host.
 ask_remote_hosts <- function(nodes, ids, remote, kind, signal = 0L, timeout = 0, what) {
   if (length(remote) == 0L) return(list())
+  budget <- ssh_probe_timeout(timeout)
+  deadline <- Sys.time() + budget
+  left <- function() max(as.double(deadline - Sys.time(), units = "secs"), 0.05)
   groups <- split(remote, vapply(ids[remote], remote_group, character(1)))
-  asked <- lapply(groups, function(idx) {
+  hosts <- lapply(groups, function(idx) {
+    options <- attr(nodes[[idx[1L]]], "options", exact = TRUE)
+    list(idx = idx, options = options, host = ids[[idx[1L]]]$host,
+         connecting = if (!is.null(options$ssh)) tryCatch(ssh_connect_submit(options, budget), error = function(e) e))
+  })
+  asked <- lapply(hosts, function(h) {
+    idx <- h$idx
     pids <- vapply(ids[idx], `[[`, integer(1), "pid")
     starts <- vapply(ids[idx], function(id) as.numeric(id$start_time), numeric(1))
-    options <- attr(nodes[[idx[1L]]], "options", exact = TRUE)
     ticket <- tryCatch(
-      if (is.null(options$ssh)) {
+      if (is.null(h$options$ssh)) {
         # An external client answers at once (synchronously).
-        external_request(options, kind, pids, starts, signal = signal, timeout = ssh_probe_timeout(timeout))
-      } else if (kind == "probe") {
-        backend_ssh_submit_probe(ssh_key_of(nodes[[idx[1L]]]), pids, starts)
+        external_request(h$options, kind, pids, starts, signal = signal, timeout = budget)
       } else {
-        backend_ssh_submit_signal(ssh_key_of(nodes[[idx[1L]]]), pids, starts, signal)
+        key <- ssh_connect_collect(h$connecting, left(), h$host)
+        if (kind == "probe") {
+          backend_ssh_submit_probe(key, pids, starts, timeout = left())
+        } else {
+          backend_ssh_submit_signal(key, pids, starts, signal, timeout = left())
+        }
       },
       error = function(e) e
     )
-    list(idx = idx, ticket = ticket)
+    list(idx = idx, host = h$host, ticket = ticket)
   })
   lapply(asked, function(a) {
-    host <- ids[[a$idx[1L]]]$host
     value <- if (inherits(a$ticket, "error") || is.logical(a$ticket)) a$ticket else tryCatch(
-      backend_ssh_wait(a$ticket, ssh_probe_timeout(timeout), host, what),
+      backend_ssh_wait(a$ticket, left(), a$host, what),
       error = function(e) e
     )
-    list(idx = a$idx, host = host, value = value)
+    list(idx = a$idx, host = a$host, value = value)
   })
 }
 
 remote_group <- function(id) if (is.character(id$ssh)) id$ssh else paste0("external:", id$host)
 
-# The held connection of a remote node, reopened if it was lost.
-ssh_key_of <- function(node) {
+# The held connection of a remote node, reopened if it was lost (within `timeout` seconds).
+ssh_key_of <- function(node, timeout = ssh_probe_timeout(0)) {
   options <- attr(node, "options", exact = TRUE)
-  if (!is.null(options$ssh)) return(ssh_connection(options, timeout = 30)$key)
+  if (!is.null(options$ssh)) return(ssh_connection(options, timeout = timeout)$key)
   stopf("Ssh", "No SSH connection is known for the node on host '%s'", as.character(node$host))
 }

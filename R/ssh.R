@@ -77,6 +77,22 @@ ssh_connection <- function(options, timeout = options$connectTimeout) {
   )
 }
 
+# Start (re)opening the held connection for a node's options without waiting: a ticket for
+# ssh_connect_collect(), so that several hosts connect at once.
+ssh_connect_submit <- function(options, timeout) {
+  s <- options$ssh
+  backend_ssh_connect(as.character(options$worker), user = s$user, port = s$port, config = s$config,
+                      known_hosts = s$known_hosts, accept_new = s$accept_new, timeout = timeout,
+                      wait = FALSE)$ticket
+}
+
+# The connection's key, waiting at most `timeout` seconds; an error from the submit is raised.
+ssh_connect_collect <- function(ticket, timeout, host) {
+  if (inherits(ticket, "error")) stop(ticket)
+  tryCatch(backend_ssh_wait(ticket, timeout, host, "connecting"),
+           parallellyError = function(e) { e$host <- host; stop(e) })
+}
+
 # Connections in use: for each connection, the nodes (key -> pid and start time) that use
 # it. The connection is closed with its last live node: when a node is released, the others
 # are probed (one round trip) and dead ones -- killed and replaced by clones, say -- are
@@ -85,7 +101,8 @@ ssh_register_node <- function(ssh_key, node) {
   users <- get0(ssh_key, envir = .package$ssh_users, inherits = FALSE)
   if (is.null(users)) users <- list()
   id <- node_identity(node)
-  users[[node_key(node)]] <- list(pid = id$pid, start_time = id$start_time)
+  users[[node_key(node)]] <- list(pid = id$pid, start_time = id$start_time,
+                                  log = if (is.character(id$log)) id$log else NA_character_)
   assign(ssh_key, users, envir = .package$ssh_users)
 }
 
@@ -98,6 +115,8 @@ ssh_release_node <- function(ssh_key, node_key) {
                                                 vapply(users, function(u) as.numeric(u$start_time), numeric(1))),
                        5, ssh_key, "checking which workers still use the connection"),
       error = function(e) rep(NA, length(users)))
+    # The logs of workers that are gone (killed, replaced by clones) go with them.
+    ssh_remove_logs(ssh_key, users[alive %in% FALSE])
     users <- users[!(alive %in% FALSE)]
   }
   if (length(users) > 0L) {
@@ -106,6 +125,16 @@ ssh_release_node <- function(ssh_key, node_key) {
     if (exists(ssh_key, envir = .package$ssh_users, inherits = FALSE)) rm(list = ssh_key, envir = .package$ssh_users)
     if (!ssh_held(ssh_key)) backend_ssh_close(ssh_key)
   }
+}
+
+# Remove the logs of `users` (entries of ssh_users) on the host; best effort, 5 s at most.
+ssh_remove_logs <- function(ssh_key, users) {
+  logs <- unlist(lapply(users, function(u) u$log))
+  logs <- logs[!is.na(logs) & nzchar(logs)]
+  if (length(logs) == 0L) return(invisible())
+  try(backend_ssh_wait(backend_ssh_submit_script(ssh_key, paste("rm -f", paste(shQuote(logs, type = "sh"), collapse = " "))),
+                       5, ssh_key, "removing worker logs"), silent = TRUE)
+  invisible()
 }
 
 ssh_close_if_unused <- function(ssh_key) {

@@ -249,8 +249,8 @@ fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_ho
 }
 
 #[extendr]
-fn rs_ssh_submit_script(key: &str, script: &str) -> Robj {
-    ticket_value(ssh_here().and_then(|_| ssh::submit_script(key, script.to_string())))
+fn rs_ssh_submit_script(key: &str, script: &str, timeout: f64) -> Robj {
+    ticket_value(ssh_here().and_then(|_| ssh::submit_script(key, script.to_string(), timeout)))
 }
 
 #[extendr]
@@ -262,28 +262,28 @@ fn rs_ssh_submit_forward(key: &str, target_port: i32) -> Robj {
 }
 
 #[extendr]
-fn rs_ssh_submit_probe(key: &str, pids: Vec<i32>, starts: Vec<f64>) -> Robj {
-    ticket_value(ssh_here().and_then(|_| ssh::submit_probe(key, pids, starts)))
+fn rs_ssh_submit_probe(key: &str, pids: Vec<i32>, starts: Vec<f64>, timeout: f64) -> Robj {
+    ticket_value(ssh_here().and_then(|_| ssh::submit_probe(key, pids, starts, timeout)))
 }
 
 #[extendr]
-fn rs_ssh_submit_signal(key: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32) -> Robj {
-    ticket_value(ssh_here().and_then(|_| ssh::submit_signal(key, pids, starts, signal)))
+fn rs_ssh_submit_signal(key: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32, timeout: f64) -> Robj {
+    ticket_value(ssh_here().and_then(|_| ssh::submit_signal(key, pids, starts, signal, timeout)))
 }
 
 #[extendr]
-fn rs_ssh_submit_launch(key: &str, program: &str, commands: Vec<String>, logs: Vec<String>) -> Robj {
-    ticket_value(ssh_here().and_then(|_| ssh::submit_launch(key, program, &commands, &logs)))
+fn rs_ssh_submit_launch(key: &str, program: &str, commands: Vec<String>, logs: Vec<String>, timeout: f64) -> Robj {
+    ticket_value(ssh_here().and_then(|_| ssh::submit_launch(key, program, &commands, &logs, timeout)))
 }
 
 #[extendr]
-fn rs_ssh_submit_exit(key: &str, pids: Vec<i32>) -> Robj {
-    ticket_value(ssh_here().and_then(|_| ssh::submit_exit(key, pids)))
+fn rs_ssh_submit_exit(key: &str, pids: Vec<i32>, timeout: f64) -> Robj {
+    ticket_value(ssh_here().and_then(|_| ssh::submit_exit(key, pids, timeout)))
 }
 
 #[extendr]
-fn rs_ssh_submit_usage(key: &str, pids: Vec<i32>) -> Robj {
-    ticket_value(ssh_here().and_then(|_| ssh::submit_usage(key, pids)))
+fn rs_ssh_submit_usage(key: &str, pids: Vec<i32>, timeout: f64) -> Robj {
+    ticket_value(ssh_here().and_then(|_| ssh::submit_usage(key, pids, timeout)))
 }
 
 /// NULL while pending; otherwise the answer (string, port, logicals, or launch list).

@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ssh2::{BlockDirections, Channel, ExtendedData, Listener, Session};
 
@@ -30,8 +30,10 @@ pub type Reply<T> = Sender<Result<T>>;
 pub enum Request {
     /// Run a script in the control shell; reply with its output. A script whose requester
     /// gave up (`cancelled`) before it was sent is never run: a kill that timed out must not
-    /// happen later.
-    Run { script: String, reply: Reply<String>, cancelled: Arc<AtomicBool> },
+    /// happen later. Nor is one that reaches the shell after its `deadline` (it may sit in
+    /// the network during a partition): the shell itself checks the deadline, on the host's
+    /// own monotonic clock, before running it (see `guard`).
+    Run { script: String, reply: Reply<String>, cancelled: Arc<AtomicBool>, deadline: Option<Instant> },
     /// Make sure the server forwards a port of its own to `target_port` on the master's
     /// loopback interface; reply with the server's port.
     Forward { target_port: u16, reply: Reply<u16> },
@@ -63,6 +65,43 @@ const MARKER: &str = "__PARALLELLY_END_";
 const CONTROL_SHELL: &str = "exec /bin/sh -c 'exec /bin/sh 2>&1'";
 const BUFFER_CAP: usize = 256 * 1024;
 
+/// What a guarded script prints instead of running when it reached the shell too late.
+const WITHDRAWN: &str = "__PARALLELLY_WITHDRAWN__";
+/// The first script on every control shell: the host's uptime (its monotonic clock, which
+/// wall-clock changes do not move), against which later scripts' deadlines are set.
+const CLOCK_SCRIPT: &str = "read -r _pu _pr </proc/uptime 2>/dev/null && echo \"__PARALLELLY_UPTIME_ $_pu\"";
+
+fn parse_uptime(out: &str) -> Option<f64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("__PARALLELLY_UPTIME_ "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| *v > 1.0)
+}
+
+fn withdrawn(host: &str) -> Error {
+    Error::new(
+        Kind::Timeout,
+        format!("the request to host '{}' was withdrawn: it reached the host after its deadline and was not run", host),
+    )
+}
+
+/// Wrap `script` so that the control shell runs it only while the host's uptime is below
+/// the deadline, translated to the host's clock through `clock` (measured once per
+/// connection; both clocks are monotonic, so only their drift over the connection's life
+/// matters). The host-side deadline falls a little before ours (by a quarter of the budget,
+/// at most 0.5 s), so that a script that does run has time to answer before we give up.
+/// /proc/uptime is read with the `read` builtin and compared in hundredths of a second by
+/// `[`, which reads numbers in decimal whatever their leading zeros.
+pub fn guard(script: &str, deadline: Instant, now: Instant, clock: (Instant, f64)) -> String {
+    let budget = deadline.saturating_duration_since(now).as_secs_f64();
+    let margin = (budget / 4.0).min(0.5);
+    let remote = clock.1 + deadline.saturating_duration_since(clock.0).as_secs_f64() - margin;
+    let cs = (remote * 100.0).floor().max(0.0) as u64;
+    format!(
+        "read -r _pu _pr </proc/uptime 2>/dev/null; _pu=${{_pu%.*}}${{_pu#*.}}\nif [ \"$_pu\" -lt {cs} ] 2>/dev/null; then\n{script}\nelse echo {WITHDRAWN}; fi"
+    )
+}
+
 fn eagain(e: &ssh2::Error) -> bool {
     matches!(e.code(), ssh2::ErrorCode::Session(-37))
 }
@@ -80,6 +119,7 @@ impl HostConnection {
             .map_err(|e| Error::new(Kind::Ssh, format!("cannot start a control shell on host '{}': {}", name, e)))?;
         session.set_blocking(false);
         let (tx, rx) = mpsc::channel();
+        let (clock_tx, clock_rx) = mpsc::channel();
         let (waker_rx, waker) =
             UnixStream::pair().map_err(|e| Error::new(Kind::System, format!("cannot create a waker: {}", e)))?;
         let _ = waker_rx.set_nonblocking(true);
@@ -92,7 +132,16 @@ impl HostConnection {
             rx,
             waker: waker_rx,
             status: Arc::clone(&status),
-            control: Control { channel: control, queue: VecDeque::new(), current: None, out: Vec::new(), pending_write: Vec::new(), next_id: 1 },
+            control: Control {
+                channel: control,
+                queue: VecDeque::from([Queued { script: CLOCK_SCRIPT.to_string(), reply: clock_tx, cancelled: Arc::new(AtomicBool::new(false)), deadline: None }]),
+                clock: None,
+                clock_rx: Some(clock_rx),
+                current: None,
+                out: Vec::new(),
+                pending_write: Vec::new(),
+                next_id: 1,
+            },
             forward: Forward { listener: None, port: None, target_port: None, waiting: Vec::new(), failed: None },
             pumps: Vec::new(),
             closing: Vec::new(),
@@ -126,10 +175,10 @@ impl HostConnection {
 
     /// Queue a control-shell script; the answer arrives on the returned receiver. Setting
     /// the returned flag withdraws the script if it has not been sent to the host yet.
-    pub fn submit(&self, script: String) -> Result<(Receiver<Result<String>>, Arc<AtomicBool>)> {
+    pub fn submit(&self, script: String, deadline: Option<Instant>) -> Result<(Receiver<Result<String>>, Arc<AtomicBool>)> {
         let (reply, rx) = mpsc::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
-        self.send(Request::Run { script, reply, cancelled: Arc::clone(&cancelled) })?;
+        self.send(Request::Run { script, reply, cancelled: Arc::clone(&cancelled), deadline })?;
         Ok((rx, cancelled))
     }
 
@@ -167,9 +216,20 @@ struct Job {
     reply: Reply<String>,
 }
 
+struct Queued {
+    script: String,
+    reply: Reply<String>,
+    cancelled: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+}
+
 struct Control {
     channel: Channel,
-    queue: VecDeque<(String, Reply<String>, Arc<AtomicBool>)>,
+    queue: VecDeque<Queued>,
+    /// (our instant, the host's uptime in seconds then), measured by the first script; the
+    /// host's uptime it gives is never later than the real one (it was read before we saw it).
+    clock: Option<(Instant, f64)>,
+    clock_rx: Option<Receiver<Result<String>>>,
     current: Option<Job>,
     out: Vec<u8>,
     pending_write: Vec<u8>,
@@ -260,8 +320,8 @@ impl Io {
         let mut progress = false;
         loop {
             match self.rx.try_recv() {
-                Ok(Request::Run { script, reply, cancelled }) => {
-                    self.control.queue.push_back((script, reply, cancelled));
+                Ok(Request::Run { script, reply, cancelled, deadline }) => {
+                    self.control.queue.push_back(Queued { script, reply, cancelled, deadline });
                     progress = true;
                 }
                 Ok(Request::Forward { target_port, reply }) => {
@@ -287,13 +347,38 @@ impl Io {
         let c = &mut self.control;
         let mut progress = false;
         if c.current.is_none() && c.pending_write.is_empty() {
-            while c.queue.front().is_some_and(|(_, _, cancelled)| cancelled.load(Ordering::SeqCst)) {
-                c.queue.pop_front();
+            if let Some(rx) = &c.clock_rx {
+                // The answer to the first script: the host's uptime when it ran.
+                match rx.try_recv() {
+                    Ok(r) => {
+                        c.clock = r.ok().and_then(|out| parse_uptime(&out)).map(|up| (Instant::now(), up));
+                        c.clock_rx = None;
+                    }
+                    Err(TryRecvError::Disconnected) => c.clock_rx = None,
+                    Err(TryRecvError::Empty) => {}
+                }
+            }
+            let now = Instant::now();
+            while let Some(q) = c.queue.front() {
+                if q.cancelled.load(Ordering::SeqCst) {
+                    c.queue.pop_front();
+                } else if q.deadline.is_some_and(|d| d <= now) {
+                    if let Some(q) = c.queue.pop_front() {
+                        let _ = q.reply.send(Err(withdrawn(&self.name)));
+                    }
+                } else {
+                    break;
+                }
                 progress = true;
             }
-            if let Some((script, reply, _)) = c.queue.pop_front() {
+            if let Some(q) = c.queue.pop_front() {
                 let id = c.next_id;
                 c.next_id += 1;
+                let script = match (q.deadline, c.clock) {
+                    (Some(d), Some(clock)) => guard(&q.script, d, now, clock),
+                    _ => q.script,
+                };
+                let reply = q.reply;
                 c.pending_write = format!("{}\necho; echo {}{}__\n", script, MARKER, id).into_bytes();
                 c.current = Some(Job { id, reply });
                 c.out.clear();
@@ -333,7 +418,8 @@ impl Io {
             if let Some(pos) = find(&c.out, marker.as_bytes()) {
                 let text = String::from_utf8_lossy(&c.out[..pos]).into_owned();
                 if let Some(job) = c.current.take() {
-                    let _ = job.reply.send(Ok(text));
+                    let answer = if text.lines().any(|l| l == WITHDRAWN) { Err(withdrawn(&self.name)) } else { Ok(text) };
+                    let _ = job.reply.send(answer);
                 }
                 c.out.drain(..pos + marker.len());
                 progress = true;
@@ -549,8 +635,8 @@ impl Io {
         if let Some(job) = self.control.current.take() {
             let _ = job.reply.send(Err(err()));
         }
-        for (_, reply, _) in self.control.queue.drain(..) {
-            let _ = reply.send(Err(err()));
+        for q in self.control.queue.drain(..) {
+            let _ = q.reply.send(Err(err()));
         }
         for reply in self.forward.waiting.drain(..) {
             let _ = reply.send(Err(err()));
@@ -566,4 +652,36 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         return None;
     }
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uptime() -> f64 {
+        let out = std::process::Command::new("/bin/sh").arg("-c").arg(CLOCK_SCRIPT).output().expect("sh");
+        parse_uptime(&String::from_utf8_lossy(&out.stdout)).expect("uptime")
+    }
+
+    fn run(script: &str) -> String {
+        let out = std::process::Command::new("/bin/sh").arg("-c").arg(script).output().expect("sh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn a_guarded_script_runs_before_its_deadline_only() {
+        let clock = (Instant::now(), uptime());
+        let now = Instant::now();
+        let soon = guard("echo ran", now + Duration::from_secs(5), now, clock);
+        assert_eq!(run(&soon).trim(), "ran");
+        // The same script reaching the shell after its deadline is not run.
+        let late = guard("echo ran", now + Duration::from_millis(400), now, clock);
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!(run(&late).trim(), WITHDRAWN);
+        // A clock measured late (the host's uptime read before we saw it) only moves the
+        // host's deadline earlier.
+        let skewed = (Instant::now() + Duration::from_secs(10), uptime());
+        let now = Instant::now();
+        assert_eq!(run(&guard("echo ran", now + Duration::from_secs(5), now, skewed)).trim(), WITHDRAWN);
+    }
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind, Result};
 use host::HostConnection;
@@ -121,8 +121,14 @@ fn file(pending: Pending, cancel: Option<Arc<AtomicBool>>) -> u64 {
     ticket
 }
 
-pub fn submit_script(key: &str, script: String) -> Result<u64> {
-    let (rx, cancel) = connection(key)?.submit(script)?;
+/// The deadline of a request its caller waits `timeout` seconds for (none if not positive):
+/// past it, the request is never run, not even if it already reached the host's network.
+fn deadline(timeout: f64) -> Option<Instant> {
+    (timeout.is_finite() && timeout > 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout.min(1e6)))
+}
+
+pub fn submit_script(key: &str, script: String, timeout: f64) -> Result<u64> {
+    let (rx, cancel) = connection(key)?.submit(script, deadline(timeout))?;
     Ok(file(Pending::Text(rx), Some(cancel)))
 }
 
@@ -131,31 +137,31 @@ pub fn submit_forward(key: &str, target_port: u16) -> Result<u64> {
     Ok(file(Pending::Port(rx), None))
 }
 
-pub fn submit_probe(key: &str, pids: Vec<i32>, starts: Vec<f64>) -> Result<u64> {
-    let (rx, cancel) = connection(key)?.submit(remote::probe_script(&pids))?;
+pub fn submit_probe(key: &str, pids: Vec<i32>, starts: Vec<f64>, timeout: f64) -> Result<u64> {
+    let (rx, cancel) = connection(key)?.submit(remote::probe_script(&pids), deadline(timeout))?;
     Ok(file(Pending::Probe { rx, pids, starts }, Some(cancel)))
 }
 
-pub fn submit_signal(key: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32) -> Result<u64> {
+pub fn submit_signal(key: &str, pids: Vec<i32>, starts: Vec<f64>, signal: i32, timeout: f64) -> Result<u64> {
     if !(1..=64).contains(&signal) {
         return Err(Error::new(Kind::InvalidArgument, format!("signal {} is out of range 1..64", signal)));
     }
-    let (rx, cancel) = connection(key)?.submit(remote::signal_script(&pids, &starts, signal))?;
+    let (rx, cancel) = connection(key)?.submit(remote::signal_script(&pids, &starts, signal), deadline(timeout))?;
     Ok(file(Pending::Signal { rx, pids }, Some(cancel)))
 }
 
-pub fn submit_exit(key: &str, pids: Vec<i32>) -> Result<u64> {
-    let (rx, cancel) = connection(key)?.submit(remote::exit_script(&pids))?;
+pub fn submit_exit(key: &str, pids: Vec<i32>, timeout: f64) -> Result<u64> {
+    let (rx, cancel) = connection(key)?.submit(remote::exit_script(&pids), deadline(timeout))?;
     Ok(file(Pending::Exit { rx, pids }, Some(cancel)))
 }
 
-pub fn submit_usage(key: &str, pids: Vec<i32>) -> Result<u64> {
-    let (rx, cancel) = connection(key)?.submit(remote::usage_script(&pids))?;
+pub fn submit_usage(key: &str, pids: Vec<i32>, timeout: f64) -> Result<u64> {
+    let (rx, cancel) = connection(key)?.submit(remote::usage_script(&pids), deadline(timeout))?;
     Ok(file(Pending::Usage { rx, pids }, Some(cancel)))
 }
 
-pub fn submit_launch(key: &str, program: &str, commands: &[String], logs: &[String]) -> Result<u64> {
-    let (rx, cancel) = connection(key)?.submit(remote::launch_script(program, commands, logs))?;
+pub fn submit_launch(key: &str, program: &str, commands: &[String], logs: &[String], timeout: f64) -> Result<u64> {
+    let (rx, cancel) = connection(key)?.submit(remote::launch_script(program, commands, logs), deadline(timeout))?;
     Ok(file(Pending::Launch(rx), Some(cancel)))
 }
 

@@ -15,6 +15,11 @@ pub fn sh_quote(s: &str) -> String {
 /// no such process. The comm field may hold spaces and parentheses: cut at the last ") ".
 const STAT_FN: &str = r#"pstat() { if [ -r /proc/$1/stat ] && read -r l < /proc/$1/stat 2>/dev/null; then l=${l##*) }; set -- $1 $l; echo "$1 $2 ${21}"; else echo "$1 - -"; fi; }"#;
 
+/// Collect the watchdogs (see `launch_script`) that have ended, so that none stays behind
+/// as a zombie of the control shell; their PIDs are kept in `$_PW` between scripts.
+/// Builtins only (no command substitution): it forks nothing.
+const REAP_WATCHDOGS: &str = r#"_pk=; for _w in $_PW; do if read -r _l </proc/$_w/stat 2>/dev/null && _l=${_l##*) } && [ "${_l%% *}" != Z ]; then _pk="$_pk $_w"; else wait $_w 2>/dev/null; fi; done; _PW=$_pk"#;
+
 /// Start workers in the background, each in a subshell with stdin from /dev/null and its
 /// output appended to its log file. Each command must end by `exec`ing the worker, so that
 /// `$!` is the worker's own PID and the control shell its parent (see `exit_script`);
@@ -28,6 +33,8 @@ const STAT_FN: &str = r#"pstat() { if [ -r /proc/$1/stat ] && read -r l < /proc/
 pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> String {
     let mut s = String::new();
     s.push_str(STAT_FN);
+    s.push('\n');
+    s.push_str(REAP_WATCHDOGS);
     s.push('\n');
     s.push_str(&format!(
         "if ! command -v {p} >/dev/null 2>&1; then echo \"missing {p}\"; else\n",
@@ -57,10 +64,13 @@ pub fn launch_script(program: &str, commands: &[String], logs: &[String]) -> Str
     }
     // A watchdog: when this control shell ends (the SSH connection is gone: the master
     // died or lost the host), the workers it started get SIGTERM, even busy ones, but only
-    // while they are still those processes (PID and start time).
-    s.push_str(
-        "( trap '' HUP INT; while kill -0 $$ 2>/dev/null; do sleep 2; done; for w in $W; do p=${w%%:*}; t=${w#*:}; set -- $(pstat $p); [ \"$3\" = \"$t\" ] && [ \"$2\" != Z ] && kill -TERM $p 2>/dev/null; done ) </dev/null >/dev/null 2>&1 &\n",
-    );
+    // while they are still those processes (PID and start time), and their logs are
+    // removed. It ends by itself once none of its workers runs any more.
+    let quoted_logs: Vec<String> = logs.iter().map(|l| sh_quote(l)).collect();
+    s.push_str(&format!(
+        "( trap '' HUP INT; up() {{ for w in $W; do p=${{w%%:*}}; t=${{w#*:}}; if read -r l </proc/$p/stat 2>/dev/null; then l=${{l##*) }}; set -- $l; [ \"${{20}}\" = \"$t\" ] && [ \"$1\" != Z ] && return 0; fi; done; return 1; }}; while kill -0 $$ 2>/dev/null; do up || exit 0; sleep 2; done; for w in $W; do p=${{w%%:*}}; t=${{w#*:}}; set -- $(pstat $p); [ \"$3\" = \"$t\" ] && [ \"$2\" != Z ] && kill -TERM $p 2>/dev/null; done; rm -f {} ) </dev/null >/dev/null 2>&1 &\n_PW=\"$_PW $!\"\n",
+        quoted_logs.join(" ")
+    ));
     // The test files go last: `rm` is the script's first process after the workers, so
     // the first worker gets the PID that follows the shell's last one.
     s.push_str("fi; rm -f $C 2>/dev/null; fi");
@@ -156,7 +166,7 @@ pub fn parse_exit(output: &str, pids: &[i32]) -> Vec<Option<i32>> {
 /// Print "PID STATE START" for each PID.
 pub fn probe_script(pids: &[i32]) -> String {
     let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-    format!("{}\nfor p in {}; do pstat $p; done", STAT_FN, list.join(" "))
+    format!("{}\n{}\nfor p in {}; do pstat $p; done", STAT_FN, REAP_WATCHDOGS, list.join(" "))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
