@@ -125,7 +125,9 @@ makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "
 # The options' `make_fcn` (as in the reference, the function that makes such a node): a small
 # forwarder rather than makeNodePSOCK() itself, whose body would add ~8 KB to every node, and
 # future hashes the whole cluster for every future.
-make_node_fcn <- local(function(...) parallelly::makeNodePSOCK(...), envir = baseenv())
+# Without source references: an install that keeps sources would attach this file's whole
+# text to it.
+make_node_fcn <- utils::removeSource(local(function(...) parallelly::makeNodePSOCK(...), envir = baseenv()))
 
 # Turn the arguments of makeNodePSOCK() into a complete, checked launch specification.
 resolve_node_options <- function(a) {

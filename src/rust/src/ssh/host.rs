@@ -7,8 +7,11 @@
 //! - the reverse port forward: the server listens on a port it picks, and each connection a
 //!   worker makes to it arrives here as a channel that is pumped to the master's loopback
 //!   port.
+//!
 //! Other threads talk to it through a channel of requests plus a waker in its poll set.
-//! See shared/reference/ssh2-findings.md for the measurements behind this design.
+//! Measured here before this design was chosen: a script on the held control shell costs
+//! ~0.1 ms, a fresh exec channel ~90 ms (the remote user's start-up files), and OpenSSH's
+//! default MaxSessions 10 caps the exec/shell channels of one connection.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -580,10 +583,7 @@ impl Io {
 
     fn close_step(&mut self) -> bool {
         let before = self.closing.len();
-        self.closing.retain_mut(|ch| match ch.close().and_then(|_| ch.wait_close()) {
-            Err(e) if eagain(&e) => true,
-            _ => false,
-        });
+        self.closing.retain_mut(|ch| matches!(ch.close().and_then(|_| ch.wait_close()), Err(e) if eagain(&e)));
         before != self.closing.len()
     }
 
