@@ -1,10 +1,17 @@
 # One measurement in a fresh R process, so that our package and the reference package
 # (same name, another library) never meet in one session. Prints one number (seconds, or
 # bytes for "memory"), or NA when the implementation cannot do it.
-#   Rscript bench/measure.R <ours|fork|base|reference> <measure> <n>
+#   Rscript bench/measure.R <ours|fork|base|base-tuned|reference> <measure> <n>
 # "fork" is our package with setup_strategy = "fork" (workers forked by a fork server).
+# "base-tuned" is base parallel with useXDR = FALSE and TCP_NODELAY on both ends
+# (options(socketOptions = "no-delay"), set on the worker before it connects back).
 args <- commandArgs(TRUE)
 impl <- args[1]
+tuned <- impl == "base-tuned"
+if (tuned) {
+  options(socketOptions = "no-delay")
+  impl <- "base"
+}
 what <- args[2]
 n <- as.integer(args[3])
 if (impl == "reference") .libPaths(c(Sys.getenv("BENCH_REFERENCE_LIB"), .libPaths()))
@@ -22,7 +29,14 @@ elapsed <- function(expr) { t0 <- proc.time()[["elapsed"]]; force(expr); proc.ti
 
 local_cluster <- function(n) {
   switch(impl,
-    base = parallel::makePSOCKcluster(n),
+    base = if (tuned) {
+      cl <- parallel::makePSOCKcluster(n, useXDR = FALSE,
+                                       rscript_args = c("-e", shQuote("options(socketOptions = 'no-delay')")))
+      # Check that the tuning took effect: the worker connects after the option is set.
+      stopifnot(inherits(cl[[1]], "SOCK0node"),
+                all(unlist(parallel::clusterEvalQ(cl, getOption("socketOptions"))) == "no-delay"))
+      cl
+    } else parallel::makePSOCKcluster(n),
     makeClusterPSOCK(I(n))
   )
 }
@@ -41,6 +55,12 @@ per_call <- function(f, reps, then = NULL) {
   force(then)
   best
 }
+# Proportional set size of a process (bytes): shared pages count by their share.
+pss <- function(pid) {
+  line <- grep("^Pss:", readLines(sprintf("/proc/%d/smaps_rollup", pid)), value = TRUE)
+  as.numeric(gsub("[^0-9]", "", line)) * 1024
+}
+tiny <- function(x) x
 rss <- function() {
   line <- grep("^VmRSS:", readLines("/proc/self/status"), value = TRUE)
   as.numeric(gsub("[^0-9]", "", line)) * 1024
@@ -114,6 +134,49 @@ value <- switch(what,
     node <- cl[1]
     for (i in 1:200) parallel::clusterEvalQ(node, NULL)
     per_call(function() parallel::clusterEvalQ(node, NULL), reps = 300L, then = parallel::stopCluster(cl))
+  },
+  roundtrip_2 = {
+    # clusterEvalQ() on both workers of a 2-worker cluster.
+    cl <- local_cluster(2)
+    for (i in 1:100) parallel::clusterEvalQ(cl, NULL)
+    per_call(function() parallel::clusterEvalQ(cl, NULL), reps = 200L, then = parallel::stopCluster(cl))
+  },
+  parlapplylb = {
+    # Seconds per task: 200 tiny tasks, one per chunk, load-balanced over 2 workers.
+    cl <- local_cluster(2)
+    for (i in 1:3) parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1)
+    per_call(function() parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1), reps = 3L,
+             then = parallel::stopCluster(cl)) / 200
+  },
+  clusterapply = {
+    # Seconds per task: clusterApply() of 200 tiny tasks over 2 workers.
+    cl <- local_cluster(2)
+    for (i in 1:3) parallel::clusterApply(cl, 1:200, tiny)
+    per_call(function() parallel::clusterApply(cl, 1:200, tiny), reps = 3L,
+             then = parallel::stopCluster(cl)) / 200
+  },
+  node_size = {
+    # Bytes of one serialized node object (future serializes and hashes the cluster).
+    cl <- local_cluster(2)
+    size <- length(serialize(cl[[1]], NULL))
+    parallel::stopCluster(cl)
+    size
+  },
+  digest_cluster = {
+    # digest::digest() of a 2-node cluster: future hashes the cluster for every future.
+    cl <- local_cluster(2)
+    for (i in 1:10) digest::digest(cl)
+    per_call(function() digest::digest(cl), reps = 50L, then = parallel::stopCluster(cl))
+  },
+  pss_idle = {
+    # Summed PSS of 8 idle workers (the workers only; not the master nor a fork server).
+    cl <- local_cluster(8)
+    # No gc() on the workers: a collection writes to every page and undoes the sharing of forked pages.
+    pids <- unlist(parallel::clusterEvalQ(cl, Sys.getpid()))
+    Sys.sleep(0.5)
+    total <- sum(vapply(pids, pss, 0))
+    parallel::stopCluster(cl)
+    total
   },
   roundtrip_5k = {
     # A master-to-worker message of 5 KB: larger than one Nagle-held segment.

@@ -21,9 +21,13 @@ reference_lib <- Sys.getenv("BENCH_REFERENCE_LIB", "/usr/lib/R/site-library")
 has_reference <- file.exists(file.path(reference_lib, "parallelly", "DESCRIPTION")) &&
   !grepl("^2\\.", read.dcf(file.path(reference_lib, "parallelly", "DESCRIPTION"), "Version"))
 Sys.setenv(BENCH_REFERENCE_LIB = reference_lib)
-impls <- c("ours", "fork", "base", if (has_reference) "reference")
-# Where the fork server makes a difference: starting workers.
-fork_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local")
+impls <- c("ours", "fork", "base", "base-tuned", if (has_reference) "reference")
+# Where the fork server makes a difference: starting workers (and their memory).
+fork_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle")
+# Where base parallel's own tuning (useXDR = FALSE, TCP_NODELAY) makes a difference.
+tuned_measures <- c("roundtrip", "roundtrip_2", "roundtrip_5k", "parlapplylb", "clusterapply")
+# Measures of bytes, not seconds.
+byte_measures <- c("memory", "pss_idle", "node_size")
 
 # SSH test hosts for the remote cases (root with sshd only).
 remote <- !quick && identical(Sys.info()[["effective_user"]], "root") && file.exists("/usr/sbin/sshd")
@@ -43,11 +47,12 @@ if (remote) {
 }
 
 cases <- rbind(
-  data.frame(measure = "setup_local", n = if (quick) c(1L, 2L) else c(1L, 2L, 8L, 32L)),
+  data.frame(measure = "setup_local", n = if (quick) c(1L, 2L) else c(1L, 2L, 4L, 8L, 16L, 32L, 64L)),
   data.frame(measure = "alive_local", n = if (quick) 1L else c(1L, 32L)),
   data.frame(measure = c("kill_local", "clone_local", "roundtrip", "roundtrip_5k", "future_null", "available_cores",
-                         "connection_valid", "parlapply", "memory"), n = 1L),
-  data.frame(measure = "stop_local", n = if (quick) 2L else c(8L, 32L)),
+                         "connection_valid", "parlapply", "memory", "roundtrip_2", "parlapplylb", "clusterapply",
+                         "node_size", "digest_cluster", "pss_idle"), n = 1L),
+  data.frame(measure = "stop_local", n = if (quick) 2L else c(8L, 32L, 64L)),
   if (remote) data.frame(measure = "setup_remote", n = c(1L, 4L, 16L)),
   if (remote) data.frame(measure = c("alive_remote", "alive_remote", "clone_remote", "ssh_rscript"), n = c(1L, 32L, 1L, 1L))
 )
@@ -62,9 +67,13 @@ run_one <- function(impl, measure, n) {
 
 results <- list()
 for (i in seq_len(nrow(cases))) {
-  for (rep in seq_len(reps)) {
+  # The largest clusters take seconds per setup: fewer repetitions.
+  case_reps <- if (cases$n[i] >= 64L) min(reps, 2L) else if (cases$n[i] >= 32L) min(reps, 3L) else reps
+  for (rep in seq_len(case_reps)) {
     for (impl in impls) {
-      value <- if (impl == "fork" && !cases$measure[i] %in% fork_measures) NA_real_ else run_one(impl, cases$measure[i], cases$n[i])
+      skip <- (impl == "fork" && !cases$measure[i] %in% fork_measures) ||
+        (impl == "base-tuned" && !cases$measure[i] %in% tuned_measures)
+      value <- if (skip) NA_real_ else run_one(impl, cases$measure[i], cases$n[i])
       results[[length(results) + 1L]] <- data.frame(measure = cases$measure[i], n = cases$n[i], impl = impl,
                                                     rep = rep, value = value)
     }
@@ -78,7 +87,8 @@ results <- do.call(rbind, results)
 fmt <- function(x, measure) {
   x <- x[!is.na(x)]
   if (length(x) == 0L) return("-")
-  if (measure == "memory") return(sprintf("%.1f MiB (%.1f-%.1f)", median(x) / 2^20, min(x) / 2^20, max(x) / 2^20))
+  if (measure == "node_size") return(sprintf("%.0f B (%.0f-%.0f)", median(x), min(x), max(x)))
+  if (measure %in% byte_measures) return(sprintf("%.1f MiB (%.1f-%.1f)", median(x) / 2^20, min(x) / 2^20, max(x) / 2^20))
   sprintf("%.4g s (%.4g-%.4g)", median(x), min(x), max(x))
 }
 table <- do.call(rbind, lapply(split(results, list(results$measure, results$n), drop = TRUE), function(d) {
@@ -88,6 +98,7 @@ table <- do.call(rbind, lapply(split(results, list(results$measure, results$n), 
   ratio <- function(a, b) if (is.na(med(a)) || is.na(med(b))) "-" else sprintf("%.3f", med(a) / med(b))
   row[["ours/base"]] <- ratio("ours", "base")
   row[["fork/base"]] <- ratio("fork", "base")
+  row[["ours/base-tuned"]] <- ratio("ours", "base-tuned")
   if (has_reference) {
     row[["ours/reference"]] <- ratio("ours", "reference")
     row[["fork/reference"]] <- ratio("fork", "reference")
@@ -104,18 +115,36 @@ out_dir <- file.path(root, "bench", "results")
 dir.create(out_dir, showWarnings = FALSE)
 # A partial run (--only) does not overwrite the full run's results.
 utils::write.csv(results, file.path(out_dir, if (is.na(only)) "results.csv" else "results-partial.csv"), row.names = FALSE)
+cols <- c(ours = "firebrick", fork = "darkorange", base = "grey30", "base-tuned" = "grey65", reference = "steelblue")
+# (a) Setup time against n, log-log, one line per peer.
 setup <- results[results$measure == "setup_local" & !is.na(results$value), ]
 if (nrow(setup) > 0L && !quick) {
   grDevices::png(file.path(out_dir, "setup-local.png"), width = 800, height = 500)
   meds <- aggregate(value ~ impl + n, data = setup, FUN = median)
-  plot(NA, xlim = range(meds$n), ylim = c(0, max(meds$value)), log = "", xlab = "local workers (n)",
-       ylab = "setup time (s, median)", main = "makeClusterPSOCK() setup time")
-  cols <- c(ours = "firebrick", fork = "darkorange", base = "grey30", reference = "steelblue")
-  for (impl in unique(meds$impl)) {
+  peers <- intersect(names(cols), unique(meds$impl))
+  plot(NA, xlim = range(meds$n), ylim = range(meds$value), log = "xy", xlab = "local workers (n)",
+       ylab = "setup time (s, median)", main = "makeClusterPSOCK() setup time (log-log)", xaxt = "n")
+  axis(1, at = sort(unique(meds$n)))
+  for (impl in peers) {
     d <- meds[meds$impl == impl, ]
     lines(d$n, d$value, type = "b", col = cols[[impl]], pch = 19, lwd = 2)
   }
-  legend("topleft", legend = unique(meds$impl), col = cols[unique(meds$impl)], lwd = 2, pch = 19)
+  legend("topleft", legend = peers, col = cols[peers], lwd = 2, pch = 19)
   grDevices::dev.off()
   cat("Plot:", file.path(out_dir, "setup-local.png"), "\n")
+}
+# (b) Per-task costs as grouped bars per peer (microseconds, medians).
+per_task <- c(roundtrip = "round trip (1 node)", parlapplylb = "parLapplyLB per task",
+              clusterapply = "clusterApply per task")
+tasks <- results[results$measure %in% names(per_task) & !is.na(results$value), ]
+if (nrow(tasks) > 0L && !quick) {
+  meds <- aggregate(value ~ impl + measure, data = tasks, FUN = median)
+  peers <- intersect(names(cols), unique(meds$impl))
+  m <- matrix(NA_real_, length(peers), length(per_task), dimnames = list(peers, per_task))
+  for (k in seq_len(nrow(meds))) m[meds$impl[k], per_task[[meds$measure[k]]]] <- meds$value[k] * 1e6
+  grDevices::png(file.path(out_dir, "per-task.png"), width = 800, height = 500)
+  barplot(m, beside = TRUE, col = cols[peers], legend.text = peers, ylab = "microseconds (median)",
+          main = "Per-task cost, 2 local workers", args.legend = list(x = "topleft"))
+  grDevices::dev.off()
+  cat("Plot:", file.path(out_dir, "per-task.png"), "\n")
 }
