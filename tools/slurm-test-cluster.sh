@@ -27,7 +27,7 @@ PORT="${SLURM_TEST_CLUSTER_PORT:-16817}"
 NODES="n1 n2 n3 n4 n5"
 
 die() { echo "slurm-test-cluster: $*" >&2; exit 1; }
-. "$(dirname "$0")/end-processes.sh"
+. "$(dirname "$0")/processes.sh"
 
 node_num() { echo "${1#n}"; }
 # With the machine's name on a loopback address (Debian: 127.0.1.1 or 127.0.0.1), every daemon
@@ -54,16 +54,6 @@ pid_is_ours() {
   [ -r "/proc/$pid/cmdline" ] || return 1
   cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
   [[ "$cmd" == *"$dir"* ]]
-}
-
-# Every process in the PID namespace with inode INO.
-pidns_members() {
-  local ino=$1 p
-  [ -n "$ino" ] || return 0
-  for p in /proc/[0-9]*; do
-    [ "$(stat -L -c %i "$p/ns/pid" 2>/dev/null || true)" = "$ino" ] && echo "${p#/proc/}"
-  done
-  return 0
 }
 
 # The unshare process and everything in its namespace (the namespace is only searched while

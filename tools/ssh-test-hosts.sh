@@ -38,7 +38,7 @@ PORT="${SSH_TEST_HOSTS_PORT:-2222}"
 TUSER="${SSH_TEST_HOSTS_USER:-ptest}"
 
 die() { echo "ssh-test-hosts: $*" >&2; exit 1; }
-. "$(dirname "$0")/end-processes.sh"
+. "$(dirname "$0")/processes.sh"
 
 host_addr() { echo "127.0.0.$(($1 + 1))"; }
 
@@ -148,16 +148,6 @@ descendants() {
   local pid=$1 c
   echo "$pid"
   for c in $(children_of "$pid"); do descendants "$c"; done
-}
-
-# Every process in the PID namespace with inode INO (a host's sessions, its orphans, ...).
-pidns_members() {
-  local ino=$1 p
-  [ -n "$ino" ] || return 0
-  for p in /proc/[0-9]*; do
-    [ "$(stat -L -c %i "$p/ns/pid" 2>/dev/null || true)" = "$ino" ] && echo "${p#/proc/}"
-  done
-  return 0
 }
 
 # PIDs of everything that belongs to the hosts recorded in DIR.

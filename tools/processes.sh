@@ -1,4 +1,16 @@
-# Sourced by tools/ssh-test-hosts.sh and tools/slurm-test-cluster.sh (which define die()).
+# Process helpers sourced by tools/ssh-test-hosts.sh and tools/slurm-test-cluster.sh (which
+# define die()).
+
+# Every process in the PID namespace with inode INO.
+pidns_members() {
+  local ino=$1 p
+  [ -n "$ino" ] || return 0
+  for p in /proc/[0-9]*; do
+    [ "$(stat -L -c %i "$p/ns/pid" 2>/dev/null || true)" = "$ino" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
 # end_processes LIST DIR TRIES: wait up to TRIES x 0.1 s for the processes that `LIST DIR`
 # prints (PIDs, one a line) to be gone, then SIGKILL what is left; fail if anything survives.
 end_processes() {
