@@ -26,6 +26,8 @@ impls <- c("ours", "fork", "base", "base-tuned", if (has_reference) "reference")
 fork_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle")
 # Where base parallel's own tuning (useXDR = FALSE, TCP_NODELAY) makes a difference.
 tuned_measures <- c("roundtrip", "roundtrip_2", "roundtrip_5k", "parlapplylb", "clusterapply")
+# The smoke run (--quick) runs these for our package only, to stay short.
+quick_ours_only <- c("roundtrip_2", "parlapplylb", "clusterapply", "node_size", "digest_cluster", "pss_idle")
 # Measures of bytes, not seconds.
 byte_measures <- c("memory", "pss_idle", "node_size")
 
@@ -72,7 +74,8 @@ for (i in seq_len(nrow(cases))) {
   for (rep in seq_len(case_reps)) {
     for (impl in impls) {
       skip <- (impl == "fork" && !cases$measure[i] %in% fork_measures) ||
-        (impl == "base-tuned" && !cases$measure[i] %in% tuned_measures)
+        (impl == "base-tuned" && !cases$measure[i] %in% tuned_measures) ||
+        (quick && impl != "ours" && cases$measure[i] %in% quick_ours_only)
       value <- if (skip) NA_real_ else run_one(impl, cases$measure[i], cases$n[i])
       results[[length(results) + 1L]] <- data.frame(measure = cases$measure[i], n = cases$n[i], impl = impl,
                                                     rep = rep, value = value)
@@ -144,7 +147,8 @@ if (nrow(tasks) > 0L && !quick) {
   for (k in seq_len(nrow(meds))) m[meds$impl[k], per_task[[meds$measure[k]]]] <- meds$value[k] * 1e6
   grDevices::png(file.path(out_dir, "per-task.png"), width = 800, height = 500)
   barplot(m, beside = TRUE, col = cols[peers], legend.text = peers, ylab = "microseconds (median)",
-          main = "Per-task cost, 2 local workers", args.legend = list(x = "topleft"))
+          ylim = c(0, 1.3 * max(m, na.rm = TRUE)), main = "Per-task cost, 2 local workers",
+          args.legend = list(x = "top", horiz = TRUE, bty = "n"))
   grDevices::dev.off()
   cat("Plot:", file.path(out_dir, "per-task.png"), "\n")
 }
