@@ -221,30 +221,6 @@ test_that("a forked worker relays future's immediate conditions and progressr up
   cl <- local_cluster(2, setup_strategy = "fork")
   oplan <- future::plan(future::cluster, workers = cl)
   on.exit(future::plan(oplan), add = TRUE)
-  f <- future::future({
-    signalCondition(structure(class = c("immediateCondition", "condition"),
-                              list(message = "started", call = NULL)))
-    Sys.sleep(2)
-    Sys.getpid()
-  })
-  got <- NULL
-  deadline <- Sys.time() + 20
-  withCallingHandlers(
-    while (is.null(got) && Sys.time() < deadline) { future::resolved(f); Sys.sleep(0.05) },
-    immediateCondition = function(c) got <<- list(message = conditionMessage(c), resolved = future::resolved(f))
-  )
-  expect_identical(got$message, "started")
-  expect_false(got$resolved)
-  expect_true(future::value(f) %in% cluster_pids(cl))
-
-  seen <- 0L
-  recorder <- progressr::make_progression_handler("recorder", reporter = list(
-    update = function(config, state, progression, ...) if (inherits(progression, "progression")) seen <<- seen + 1L
-  ), enable = TRUE)
-  progressr::with_progress({
-    p <- progressr::progressor(steps = 4L)
-    res <- future.apply::future_lapply(1:4, function(i) { p(); i })
-  }, handlers = recorder, enable = TRUE)
-  expect_identical(unlist(res), 1:4)
-  expect_gte(seen, 4L)
+  expect_immediate_conditions_relayed(cluster_pids(cl))
+  expect_progress_relayed()
 })
