@@ -97,8 +97,10 @@ forked_worker_main <- function(req) {
               format(Sys.time(), "%H:%M:%OS3")))
   deadline <- Sys.time() + req$setup_timeout
   repeat {
+    # The worker's own socket options ("no-delay" by default), as a launched worker sets them.
     con <- tryCatch(socketConnection(req$master, port = req$port, blocking = TRUE, open = "a+b",
-                                     timeout = req$timeout), error = function(e) e)
+                                     timeout = req$timeout, options = req$socket_options),
+                    error = function(e) e)
     if (inherits(con, "connection")) break
     if (Sys.time() >= deadline) stop(con)
     Sys.sleep(0.05)
