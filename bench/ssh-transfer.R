@@ -26,12 +26,18 @@ if (length(args) >= 3L && args[1] == "--child") {
   stopifnot((impl == "reference") == (packageVersion("parallelly") < "2.0.0"))
   config <- Sys.getenv("BENCH_SSH_CONFIG")
   host <- Sys.getenv("BENCH_SSH_HOST")
-  cl <- switch(impl,
-    ours = makeClusterPSOCK(host),
-    "ours-ssh" = makeClusterPSOCK(host, rshcmd = "ssh", rshopts = c("-F", config)),
-    reference = makeClusterPSOCK(host, rshopts = c("-F", config), homogeneous = TRUE)
+  # Two workers, and the second is measured: the test hosts share this machine's network,
+  # so the far end of `ssh -R` for worker 1 (the master's own port) cannot bind, and that
+  # worker reaches the master directly, bypassing SSH; worker 2's tunnel port (one up) is
+  # free, so its bytes go through ssh as on a real remote host.
+  workers <- c(host, host)
+  all <- switch(impl,
+    ours = makeClusterPSOCK(workers),
+    "ours-ssh" = makeClusterPSOCK(workers, rshcmd = "ssh", rshopts = c("-F", config)),
+    reference = makeClusterPSOCK(workers, rshopts = c("-F", config), homogeneous = TRUE)
   )
-  on.exit(parallel::stopCluster(cl))
+  on.exit(parallel::stopCluster(all))
+  cl <- all[2]
   n <- as.integer(mb * 1e6)
   elapsed <- function(expr) { t0 <- proc.time()[["elapsed"]]; force(expr); proc.time()[["elapsed"]] - t0 }
   # Random bytes: nothing on the way may shrink them.
