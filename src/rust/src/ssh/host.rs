@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::{BlockDirections, Channel, ExtendedData, Listener, Session};
 
+use super::exec::Scripts;
 use crate::error::{Error, Kind, Result};
 
 pub type Reply<T> = Sender<Result<T>>;
@@ -37,6 +38,9 @@ pub enum Request {
     /// the network during a partition): the shell itself checks the deadline, on the host's
     /// own monotonic clock, before running it (see `guard`).
     Run { script: String, reply: Reply<String>, cancelled: Arc<AtomicBool>, deadline: Option<Instant> },
+    /// Run a script that may hang on an exec channel of its own (see `exec`), under the
+    /// same rules as `Run`.
+    Exec { script: String, reply: Reply<String>, cancelled: Arc<AtomicBool>, deadline: Option<Instant> },
     /// Make sure the server forwards a port of its own to `target_port` on the master's
     /// loopback interface; reply with the server's port.
     Forward { target_port: u16, reply: Reply<u16> },
@@ -65,11 +69,11 @@ const MARKER: &str = "__PARALLELLY_END_";
 /// The control shell, as a command line for the remote user's login shell: sh with stderr
 /// merged into stdout. It must mean the same in sh, bash, dash, csh/tcsh and fish, so the
 /// redirection (which tcsh and fish read differently) sits in a single-quoted sh script.
-const CONTROL_SHELL: &str = "exec /bin/sh -c 'exec /bin/sh 2>&1'";
+pub(super) const CONTROL_SHELL: &str = "exec /bin/sh -c 'exec /bin/sh 2>&1'";
 const BUFFER_CAP: usize = 256 * 1024;
 
 /// What a guarded script prints instead of running when it reached the shell too late.
-const WITHDRAWN: &str = "__PARALLELLY_WITHDRAWN__";
+pub(super) const WITHDRAWN: &str = "__PARALLELLY_WITHDRAWN__";
 /// The first script on every control shell: the host's uptime (its monotonic clock, which
 /// wall-clock changes do not move), against which later scripts' deadlines are set.
 const CLOCK_SCRIPT: &str = "read -r _pu _pr </proc/uptime 2>/dev/null && echo \"__PARALLELLY_UPTIME_ $_pu\"";
@@ -81,7 +85,7 @@ fn parse_uptime(out: &str) -> Option<f64> {
         .filter(|v| *v > 1.0)
 }
 
-fn withdrawn(host: &str) -> Error {
+pub(super) fn withdrawn(host: &str) -> Error {
     Error::new(
         Kind::Timeout,
         format!("the request to host '{}' was withdrawn: it reached the host after its deadline and was not run", host),
@@ -145,6 +149,7 @@ impl HostConnection {
                 pending_write: Vec::new(),
                 next_id: 1,
             },
+            scripts: Scripts::default(),
             forward: Forward { listener: None, port: None, target_port: None, waiting: Vec::new(), failed: None },
             pumps: Vec::new(),
             closing: Vec::new(),
@@ -185,6 +190,15 @@ impl HostConnection {
         Ok((rx, cancelled))
     }
 
+    /// Like `submit`, for a script that may hang: it runs on a channel of its own, and
+    /// setting the flag also ends it on the host if it already runs.
+    pub fn submit_exec(&self, script: String, deadline: Option<Instant>) -> Result<(Receiver<Result<String>>, Arc<AtomicBool>)> {
+        let (reply, rx) = mpsc::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.send(Request::Exec { script, reply, cancelled: Arc::clone(&cancelled), deadline })?;
+        Ok((rx, cancelled))
+    }
+
     pub fn forward(&self, target_port: u16) -> Result<Receiver<Result<u16>>> {
         let (reply, rx) = mpsc::channel();
         self.send(Request::Forward { target_port, reply })?;
@@ -219,11 +233,11 @@ struct Job {
     reply: Reply<String>,
 }
 
-struct Queued {
-    script: String,
-    reply: Reply<String>,
-    cancelled: Arc<AtomicBool>,
-    deadline: Option<Instant>,
+pub(super) struct Queued {
+    pub(super) script: String,
+    pub(super) reply: Reply<String>,
+    pub(super) cancelled: Arc<AtomicBool>,
+    pub(super) deadline: Option<Instant>,
 }
 
 struct Control {
@@ -267,6 +281,7 @@ struct Io {
     waker: UnixStream,
     status: Arc<Mutex<Status>>,
     control: Control,
+    scripts: Scripts,
     forward: Forward,
     pumps: Vec<Pump>,
     /// Channels being closed (non-blocking close must complete before they are dropped).
@@ -309,6 +324,7 @@ impl Io {
     fn pass(&mut self) -> std::result::Result<bool, Fatal> {
         let mut progress = self.drain_requests()?;
         progress |= self.control_step()?;
+        progress |= self.script_step();
         progress |= self.forward_step()?;
         progress |= self.pump_step();
         progress |= self.close_step();
@@ -325,6 +341,10 @@ impl Io {
             match self.rx.try_recv() {
                 Ok(Request::Run { script, reply, cancelled, deadline }) => {
                     self.control.queue.push_back(Queued { script, reply, cancelled, deadline });
+                    progress = true;
+                }
+                Ok(Request::Exec { script, reply, cancelled, deadline }) => {
+                    self.scripts.push(Queued { script, reply, cancelled, deadline });
                     progress = true;
                 }
                 Ok(Request::Forward { target_port, reply }) => {
@@ -429,6 +449,14 @@ impl Io {
             }
         }
         Ok(progress)
+    }
+
+    /// Scripts on exec channels of their own; they wait for the host's clock, and go to
+    /// the control shell if the server gives them no channel.
+    fn script_step(&mut self) -> bool {
+        let c = &mut self.control;
+        let clock = if c.clock_rx.is_some() { None } else { Some(c.clock) };
+        self.scripts.step(&self.name, &self.session, clock, &mut self.closing, &mut c.queue)
     }
 
     fn forward_step(&mut self) -> std::result::Result<bool, Fatal> {
@@ -638,6 +666,7 @@ impl Io {
         for q in self.control.queue.drain(..) {
             let _ = q.reply.send(Err(err()));
         }
+        self.scripts.fail_all(err);
         for reply in self.forward.waiting.drain(..) {
             let _ = reply.send(Err(err()));
         }

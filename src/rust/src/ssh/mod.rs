@@ -6,6 +6,7 @@
 //! host stays interruptible and bounded by the caller's timeout.
 
 pub mod config;
+pub mod exec;
 pub mod host;
 pub mod jump;
 pub mod known_hosts;
@@ -128,7 +129,8 @@ fn deadline(timeout: f64) -> Option<Instant> {
 }
 
 pub fn submit_script(key: &str, script: String, timeout: f64) -> Result<u64> {
-    let (rx, cancel) = connection(key)?.submit(script, deadline(timeout))?;
+    // Not on the control shell: a script that hangs must not hold up later probes.
+    let (rx, cancel) = connection(key)?.submit_exec(script, deadline(timeout))?;
     Ok(file(Pending::Text(rx), Some(cancel)))
 }
 
