@@ -319,3 +319,128 @@ impl Scripts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// Start the wrapped `script` as a script channel's shell would: /bin/sh reading it from
+    /// a stdin that stays open until the returned child's stdin is dropped.
+    fn start(script: &str, deadline: Option<Instant>) -> std::process::Child {
+        shell(&wrap(script, deadline, Instant::now(), None))
+    }
+
+    fn shell(text: &str) -> std::process::Child {
+        let mut sh = Command::new("/bin/sh").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("sh");
+        sh.stdin.as_mut().expect("stdin").write_all(text.as_bytes()).expect("write");
+        sh
+    }
+
+    /// What the shell printed until it ended; its stdin stays open meanwhile.
+    fn output_of(mut sh: std::process::Child) -> Vec<u8> {
+        let mut out = Vec::new();
+        sh.stdout.take().expect("stdout").read_to_end(&mut out).expect("read");
+        let _ = sh.wait();
+        out
+    }
+
+    /// PIDs of running processes whose command line holds `token`.
+    fn running(token: &str) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'));
+            if !zombie && String::from_utf8_lossy(&cmd).contains(token) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn eventually(cond: impl Fn() -> bool) -> bool {
+        (0..100).any(|_| {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        })
+    }
+
+    fn token(name: &str) -> String {
+        format!("parallelly-exec-test-{}-{}", std::process::id(), name)
+    }
+
+    #[test]
+    fn output_comes_after_the_start_up_noise_with_stderr_merged() {
+        let mut sh = start("echo out; echo err >&2; exit 3", None);
+        let mut out = String::new();
+        sh.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
+        // The script ended by itself although stdin is still open.
+        assert_eq!(sh.wait().expect("wait").code(), Some(3));
+        assert_eq!(unwrap("h", format!("motd from .bashrc\n{}", out).as_bytes()).expect("output"), "out\nerr\n");
+        drop(sh.stdin.take());
+    }
+
+    #[test]
+    fn closing_stdin_ends_the_script_and_its_children() {
+        let t = token("close");
+        let mut sh = start(&format!("sleep 300; echo {}", t), None);
+        assert!(eventually(|| !running(&t).is_empty()), "the script did not start");
+        drop(sh.stdin.take());
+        assert!(eventually(|| running(&t).is_empty()), "the script outlived its channel");
+        assert!(sh.wait().is_ok());
+    }
+
+    #[test]
+    fn what_a_script_leaves_behind_in_its_group_is_killed_when_it_ends() {
+        let t = token("left");
+        let mut sh = start(&format!("sh -c 'sleep 300; : {}' & echo started", t), None);
+        let mut out = String::new();
+        sh.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
+        assert!(out.ends_with("started\n"), "{}", out);
+        assert!(eventually(|| running(&t).is_empty()), "a background process of the script was left running");
+        drop(sh.stdin.take());
+        let _ = sh.wait();
+    }
+
+    #[test]
+    fn the_host_ends_a_script_past_its_deadline_by_itself() {
+        // Stdin stays open (our close never arrived): the timer ends it (deadline + 2 s).
+        let t = token("timer");
+        let mut sh = start(&format!("sleep 300; echo {}", t), Some(Instant::now() + Duration::from_millis(200)));
+        assert!(eventually(|| !running(&t).is_empty()), "the script did not start");
+        assert!((0..120).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            running(&t).is_empty()
+        }), "the script outlived its deadline");
+        let mut out = String::new();
+        sh.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
+        assert!(sh.wait().is_ok());
+        drop(sh.stdin.take());
+    }
+
+    #[test]
+    fn a_script_reaching_the_host_late_is_not_run() {
+        let clock = {
+            let up = std::fs::read_to_string("/proc/uptime").expect("uptime");
+            (Instant::now(), up.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).expect("uptime"))
+        };
+        let now = Instant::now();
+        let late = wrap("echo ran", Some(now + Duration::from_millis(100)), now, Some(clock));
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(unwrap("h", &output_of(shell(&late))).err().map(|e| e.kind), Some(Kind::Timeout));
+        let soon = wrap("echo ran", Some(Instant::now() + Duration::from_secs(10)), Instant::now(), Some(clock));
+        assert_eq!(unwrap("h", &output_of(shell(&soon))).expect("ran"), "ran\n");
+    }
+
+    #[test]
+    fn a_shell_that_never_started_is_an_error() {
+        let e = unwrap("h", b"/bin/sh: not found\n").expect_err("no marker");
+        assert_eq!(e.kind, Kind::Ssh);
+        assert!(e.message.contains("host 'h'") && e.message.contains("not found"), "{}", e.message);
+    }
+}
