@@ -698,6 +698,23 @@ mod tests {
     }
 
     #[test]
+    fn the_hosts_clock_is_read_from_the_first_scripts_output_only() {
+        assert_eq!(parse_uptime("motd\n__PARALLELLY_UPTIME_ 1234.56\n"), Some(1234.56));
+        for bad in ["", "__PARALLELLY_UPTIME_ x", "__PARALLELLY_UPTIME_ 0.5", " __PARALLELLY_UPTIME_ 99", "__PARALLELLY_UPTIME_"] {
+            assert_eq!(parse_uptime(bad), None, "{:?}", bad);
+        }
+        assert!(parse_uptime(&run(CLOCK_SCRIPT)).is_some());
+    }
+
+    #[test]
+    fn end_markers_are_found_anywhere_in_the_output() {
+        assert_eq!(find(b"abc\n__M1__\n", b"\n__M1__\n"), Some(3));
+        assert_eq!(find(b"__M", b"__M1__"), None);
+        assert_eq!(find(b"abc", b""), None);
+        assert_eq!(find(b"xx__M1__\n__M1__\n", b"__M1__\n"), Some(2));
+    }
+
+    #[test]
     fn a_guarded_script_runs_before_its_deadline_only() {
         let clock = (Instant::now(), uptime());
         let now = Instant::now();
