@@ -75,6 +75,12 @@ pub fn key_of(target: &session::Target) -> String {
 /// for it in interruptible slices.
 pub fn submit_connect(target: session::Target) -> Result<u64> {
     let (reply, rx) = std::sync::mpsc::channel();
+    // Connected already (every probe asks): answered at once, no thread.
+    let key = key_of(&target);
+    if registry().connections.get(&key).is_some_and(|c| c.is_alive()) {
+        let _ = reply.send(Ok(key));
+        return Ok(file(Pending::Text(rx), None));
+    }
     std::thread::Builder::new()
         .name(format!("parallelly-connect-{}", target.alias))
         .spawn(move || {

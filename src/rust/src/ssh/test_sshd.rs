@@ -82,9 +82,13 @@ impl Sshd {
         Some(server)
     }
 
-    fn connect(&self, host: &str) -> Result<String> {
+    fn target(&self, host: &str) -> Result<session::Target> {
         let opts = session::Options { user: None, port: None, config_file: Some(&self.config), known_hosts_file: None, accept_new: false, timeout: Duration::from_secs(10) };
-        connect(&session::resolve(host, &opts)?)
+        session::resolve(host, &opts)
+    }
+
+    fn connect(&self, host: &str) -> Result<String> {
+        connect(&self.target(host)?)
     }
 }
 
@@ -157,6 +161,9 @@ fn a_held_connection_runs_probes_kills_launches_and_scripts() {
     let key = server.connect("plain").expect("connect");
     assert_eq!(server.connect("plain").expect("reuse"), key, "a live connection is reused");
     assert_eq!(list().iter().filter(|c| c.0 == key && c.1).count(), 1);
+    // Asking again while connected (as every probe does) is answered at once.
+    let again = submit_connect(server.target("plain").expect("target")).expect("submit");
+    assert!(matches!(poll(again, Duration::ZERO), Ok(Some(Answer::Text(k))) if k == key));
 
     // A script on its own channel: its output only, stderr merged.
     assert_eq!(text(wait(submit_script(&key, "echo hi; echo err >&2; exit 3".to_string(), 10.0).expect("script"), 15)), "hi\nerr\n");
