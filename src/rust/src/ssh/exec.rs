@@ -13,8 +13,10 @@
 //!   close from arriving); a script that reaches the host too late does not run (`guard`);
 //! - whatever the script left behind in its group is killed once it ends.
 //!
-//! Where `setsid` is missing only the script's shell is killed; its children end by
-//! themselves (the timer's `sleep` within the deadline).
+//! Where `setsid` is missing, the watcher and the timer kill the channel's whole process
+//! group instead (sshd made the channel's shell a group leader): the script, its children
+//! and the channel's shell; what a script that ended by itself left behind stays (the
+//! timer's `sleep` ends 2 s past the deadline).
 //!
 //! At most `MAX_OPEN` script channels are open per connection (OpenSSH's MaxSessions 10
 //! counts them with the control shell); more wait their turn, bounded by their deadlines.
@@ -59,7 +61,7 @@ pub fn wrap(script: &str, deadline: Option<Instant>, now: Instant, clock: Option
     let timer = match deadline {
         // A second beyond ours: normally our close arrives first.
         Some(d) => format!(
-            "$_s /bin/sh -c \"sleep {}; kill -KILL -$_p $_p 2>/dev/null\" </dev/null >/dev/null 2>&1 3<&- & _t=$!\n",
+            "$_s /bin/sh -c \"sleep {}; kill -KILL $_k 2>/dev/null\" </dev/null >/dev/null 2>&1 3<&- & _t=$!\n",
             d.saturating_duration_since(now).as_secs() + 2
         ),
         None => "_t=\n".to_string(),
@@ -67,11 +69,12 @@ pub fn wrap(script: &str, deadline: Option<Instant>, now: Instant, clock: Option
     let body = format!(
         "if command -v setsid >/dev/null 2>&1; then _s=setsid; else _s=; fi\n\
          $_s /bin/sh -c {job} 3<&- 2>&1 & _p=$!\n\
-         ( while read -r _x; do :; done; kill -KILL -$_p $_p 2>/dev/null ) <&3 >/dev/null 2>&1 & _e=$!\n\
+         if [ -n \"$_s\" ]; then _k=\"-$_p $_p\"; else _k=0; fi\n\
+         ( while read -r _x; do :; done; kill -KILL $_k 2>/dev/null ) <&3 >/dev/null 2>&1 & _e=$!\n\
          exec 3<&-\n\
          {timer}\
          wait $_p; _rc=$?\n\
-         kill -KILL -$_p 2>/dev/null; [ -n \"$_t\" ] && kill -KILL -$_t $_t 2>/dev/null; kill $_e 2>/dev/null\n\
+         [ -n \"$_s\" ] && kill -KILL -$_p 2>/dev/null; [ -n \"$_t\" ] && kill -KILL -$_t $_t 2>/dev/null; kill $_e 2>/dev/null\n\
          exit $_rc"
     );
     let body = match (deadline, clock) {
@@ -323,6 +326,7 @@ impl Scripts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use std::process::{Command, Stdio};
 
     /// Start the wrapped `script` as a script channel's shell would: /bin/sh reading it from
@@ -393,6 +397,32 @@ mod tests {
         drop(sh.stdin.take());
         assert!(eventually(|| running(&t).is_empty()), "the script outlived its channel");
         assert!(sh.wait().is_ok());
+    }
+
+    #[test]
+    fn without_setsid_closing_stdin_ends_the_channels_group() {
+        use std::os::unix::process::CommandExt;
+        // A PATH with `sleep` but no `setsid`; a group of its own, as sshd gives a channel.
+        let t = token("nosetsid");
+        let dir = std::env::temp_dir().join(&t);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let sleep = ["/usr/bin/sleep", "/bin/sleep"].into_iter().find(|p| Path::new(p).exists()).expect("sleep");
+        std::os::unix::fs::symlink(sleep, dir.join("sleep")).expect("symlink");
+        let mut sh = Command::new("/bin/sh")
+            .env("PATH", &dir)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sh");
+        // The script's child holds the token too, and must end with it.
+        let text = wrap(&format!("/bin/sh -c 'sleep 300; : {}'; :", t), None, Instant::now(), None);
+        sh.stdin.as_mut().expect("stdin").write_all(text.as_bytes()).expect("write");
+        assert!(eventually(|| running(&t).len() == 2), "the script did not start");
+        drop(sh.stdin.take());
+        assert!(eventually(|| running(&t).is_empty()), "the script outlived its channel");
+        assert!(sh.wait().is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
