@@ -77,3 +77,25 @@ test_that("scripts run on hosts whose login shell is dash, tcsh or fish", {
     expect_identical(out, "a b|it's\n", info = host)
   }
 })
+
+test_that("each kind of request answers in its one shape", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  s <- parallelly:::resolve_ssh_settings(NULL, NULL)
+  key <- parallelly:::backend_ssh_connect("testhost1", config = s$config, known_hosts = s$known_hosts, timeout = 10)$key
+  withr::defer(parallelly:::backend_ssh_close(key))
+  h <- "testhost1"
+  log <- sprintf("/tmp/parallelly-shape-%d.log", Sys.getpid())
+  l <- parallelly:::backend_ssh_launch(key, "sleep", "exec sleep 300", log, 10, h)
+  expect_type(l$pid, "integer")
+  expect_length(l$pid, 1L)
+  expect_identical(parallelly:::backend_ssh_probe(key, c(l$pid, 999999L), c(l$start_time, 0), 5, h), c(TRUE, FALSE))
+  u <- parallelly:::backend_ssh_usage(key, l$pid, 5, h)
+  expect_gt(u$rss, 0)
+  expect_identical(parallelly:::backend_ssh_signal(key, l$pid, l$start_time, tools::SIGKILL, 5, h), TRUE)
+  expect_true(wait_for(function() identical(parallelly:::backend_ssh_probe(key, l$pid, l$start_time, 5, h), FALSE)))
+  expect_identical(parallelly:::backend_ssh_exit_status(key, l$pid, 5, h), 137L)
+  expect_identical(parallelly:::backend_ssh_run(key, paste("rm -f", log, "&& echo removed"), 5, h), "removed\n")
+  expect_type(parallelly:::backend_ssh_forward(key, 12345L, 5, h), "integer")
+  expect_error(parallelly:::ssh_shaped("x", is.logical, h, "probing"), class = "parallellySshError")
+})
