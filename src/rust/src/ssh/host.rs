@@ -4,6 +4,8 @@
 //! - a long-lived control shell (`/bin/sh`, whatever the login shell is), which runs our launch, probe and kill
 //!   scripts one at a time, each followed by an end marker: a probe costs a round trip, not
 //!   a login or the remote user's shell start-up files;
+//! - exec channels for the other scripts (reading logs, removing files), which may hang on
+//!   the host and so must not hold up the control shell (see `exec`);
 //! - the reverse port forward: the server listens on a port it picks, and each connection a
 //!   worker makes to it arrives here as a channel that is pumped to the master's loopback
 //!   port.

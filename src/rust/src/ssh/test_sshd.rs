@@ -208,7 +208,12 @@ fn a_held_connection_runs_probes_kills_launches_and_scripts() {
     assert_eq!(probe(&single, me, 0.0), remote::Probe::Alive);
     assert_eq!(text(wait(submit_script(&single, "echo two".to_string(), 10.0).expect("script"), 15)), "two\n");
 
+    // Closing the connection ends a script still running on it.
+    let hang = submit_script(&key, format!("sleep 305; : {}", token), 120.0).expect("hang");
+    assert!(eventually(|| running(&token) > 0), "the hanging script did not start");
     assert!(close(&key) && close(&single));
+    assert_eq!(poll(hang, Duration::from_secs(1)).err().map(|e| e.kind), Some(Kind::Ssh));
+    assert!(eventually(|| running(&token) == 0), "a script outlived its connection");
     assert!(!list().iter().any(|c| c.0 == key || c.0 == single));
     assert_eq!(submit_script(&key, "true".to_string(), 1.0).err().map(|e| e.kind), Some(Kind::Ssh));
 
