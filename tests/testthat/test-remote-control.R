@@ -5,7 +5,8 @@
 
 # Command lines of the processes on `host` that mention `text`.
 remote_processes_mentioning <- function(host, text, hosts) {
-  out <- remote_exec(host, "for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null) && [ -n \"$c\" ] && echo \"${p#/proc/} $c\"; done",
+  # Processes may end while we look: errors go to /dev/null before the file is opened.
+  out <- remote_exec(host, "for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' 2>/dev/null < $p/cmdline) && [ -n \"$c\" ] && echo \"${p#/proc/} $c\"; done; true",
                      hosts = hosts)
   grep(text, out, fixed = TRUE, value = TRUE)
 }
