@@ -189,6 +189,54 @@ backend_ssh_submit_forward <- function(key, target_port) {
   .Call(wrap__rs_ssh_submit_forward, key, as.integer(target_port)[1L])
 }
 
+# One function per kind of request, each answering in one shape: submit, then wait at most
+# `timeout` seconds (a parallellyTimeoutError names `host` and `what`). For several hosts at
+# once, submit to each with backend_ssh_submit_*() and collect with backend_ssh_wait().
+backend_ssh_run <- function(key, script, timeout, host, what = "running a script") {
+  ssh_shaped(backend_ssh_wait(backend_ssh_submit_script(key, script), timeout, host, what),
+             function(x) is.character(x) && length(x) == 1L, host, what)
+}
+
+backend_ssh_probe <- function(key, pids, start_times, timeout, host, what = "probing workers") {
+  ssh_shaped(backend_ssh_wait(backend_ssh_submit_probe(key, pids, start_times), timeout, host, what),
+             function(x) is.logical(x) && length(x) == length(pids), host, what)
+}
+
+backend_ssh_signal <- function(key, pids, start_times, signal, timeout, host, what = "signalling workers") {
+  ssh_shaped(backend_ssh_wait(backend_ssh_submit_signal(key, pids, start_times, signal), timeout, host, what),
+             function(x) is.logical(x) && length(x) == length(pids), host, what)
+}
+
+backend_ssh_exit_status <- function(key, pids, timeout, host, what = "reading exit statuses") {
+  ssh_shaped(backend_ssh_wait(backend_ssh_submit_exit(key, pids), timeout, host, what),
+             function(x) is.numeric(x) && length(x) == length(pids), host, what)
+}
+
+backend_ssh_usage <- function(key, pids, timeout, host, what = "reading resource use") {
+  ssh_shaped(backend_ssh_wait(backend_ssh_submit_usage(key, pids), timeout, host, what),
+             function(x) is.list(x) && identical(names(x), c("rss", "cpu", "uptime")), host, what)
+}
+
+backend_ssh_launch <- function(key, program, commands, logs, timeout, host, what = "launching workers") {
+  ssh_shaped(backend_ssh_wait(backend_ssh_submit_launch(key, program, commands, logs), timeout, host, what),
+             function(x) is.list(x) && all(c("pid", "start_time", "log", "missing", "unwritable") %in% names(x)),
+             host, what)
+}
+
+backend_ssh_forward <- function(key, target_port, timeout, host, what = "setting up the reverse tunnel") {
+  ssh_shaped(backend_ssh_wait(backend_ssh_submit_forward(key, target_port), timeout, host, what),
+             function(x) is.numeric(x) && length(x) == 1L, host, what)
+}
+
+# `value` if `ok(value)`, else an error: an answer of another kind is a bug of ours.
+ssh_shaped <- function(value, ok, host, what) {
+  if (!isTRUE(ok(value))) {
+    stopf("Ssh", "Host '%s' answered %s with a %s of length %d, which is not the expected answer",
+          host, what, class(value)[1L], length(value), fields = list(host = host))
+  }
+  value
+}
+
 # A submitted request's answer right now, or NULL if still pending.
 backend_ssh_poll <- function(ticket) backend_value(.Call(wrap__rs_ssh_poll, ticket, 0))
 

@@ -174,7 +174,6 @@ fork_server_children_alive <- function(server) {
   kids <- server$children
   if (is.null(kids) || nrow(kids) == 0L) return(logical(0))
   if (server$local) return(backend_probe(kids$pid, kids$start_time))
-  tryCatch(backend_ssh_wait(backend_ssh_submit_probe(server$ssh, kids$pid, kids$start_time), 10,
-                            server$host, "checking forked workers"), error = function(e) rep(NA, nrow(kids)))
+  tryCatch(backend_ssh_probe(server$ssh, kids$pid, kids$start_time, 10, server$host, "checking forked workers"), error = function(e) rep(NA, nrow(kids)))
 }
 

@@ -72,8 +72,7 @@ fork_launcher <- function(base, opts, port, verbose = FALSE) {
   launcher$launch <- function(options_list, port, launched) {
     worker_port <- port
     if (!server$local && isTRUE(opts$revtunnel)) {
-      worker_port <- backend_ssh_wait(backend_ssh_submit_forward(server$ssh, port), opts$connectTimeout,
-                                      server$host, "setting up the reverse tunnel")
+      worker_port <- backend_ssh_forward(server$ssh, port, opts$connectTimeout, server$host, "setting up the reverse tunnel")
     }
     requests <- lapply(seq_along(options_list), function(i) {
       o <- options_list[[i]]

@@ -22,7 +22,7 @@ node_kind_ssh <- list(
   exit_cause = function(ids) ssh_exit_causes(ids),
   usage = function(ids, timeout) {
     key <- ssh_key_of(ids[[1L]]$node)
-    backend_ssh_wait(backend_ssh_submit_usage(key, ids_pids(ids)), timeout, ids[[1L]]$host, "reading resource use")
+    backend_ssh_usage(key, ids_pids(ids), timeout, ids[[1L]]$host, "reading resource use")
   },
   last_output = function(id, n) {
     key <- tryCatch(ssh_key_of(id$node), error = function(e) NULL)
@@ -84,7 +84,7 @@ stop_remote_nodes <- function(ids) {
   conn <- tryCatch(ssh_key_of(ids[[1L]]$node), error = function(e) NULL)
   if (!is.null(conn) && length(live) > 0L) {
     alive <- function() tryCatch(
-      backend_ssh_wait(backend_ssh_submit_probe(conn, pids, starts), 10, host, "waiting for workers to exit"),
+      backend_ssh_probe(conn, pids, starts, 10, host, "waiting for workers to exit"),
       error = function(e) NA)
     if (!wait_until(function() !any(alive() %in% TRUE), timeout = 5, interval = 0.05)) {
       remote_terminate(conn, host, pids, starts)
@@ -101,8 +101,7 @@ ssh_exit_causes <- function(ids, timeout = 5) {
   key <- tryCatch(ssh_key_of(ids[[1L]]$node), error = function(e) NULL)
   causes <- rep(NA_character_, length(ids))
   if (is.null(key)) return(causes)
-  status <- tryCatch(backend_ssh_wait(backend_ssh_submit_exit(key, ids_pids(ids)), timeout, ids[[1L]]$host,
-                                      "reading exit statuses"), error = function(e) NULL)
+  status <- tryCatch(backend_ssh_exit_status(key, ids_pids(ids), timeout, ids[[1L]]$host, "reading exit statuses"), error = function(e) NULL)
   for (k in seq_along(ids)) {
     # 127: the shell did not start this worker (a new connection), or has told already.
     s <- if (is.null(status)) NA_integer_ else status[k]
@@ -119,8 +118,7 @@ ssh_exit_causes <- function(ids, timeout = 5) {
 # The last `n` lines of a file on the host ("" and NA: none); best effort.
 ssh_tail <- function(key, host, path, n, timeout) {
   if (!is.character(path) || length(path) != 1L || is.na(path) || !nzchar(path)) return(character(0))
-  out <- tryCatch(backend_ssh_wait(backend_ssh_submit_script(key, sprintf("tail -n %d %s 2>/dev/null", as.integer(n), sh_quote(path, type = "sh"))),
-                                   timeout, host, "reading a worker log"), error = function(e) "")
+  out <- tryCatch(backend_ssh_run(key, sprintf("tail -n %d %s 2>/dev/null", as.integer(n), sh_quote(path, type = "sh")), timeout, host, "reading a worker log"), error = function(e) "")
   lines <- strsplit(out, "\n", fixed = TRUE)[[1L]]
   lines[nzchar(lines)]
 }
@@ -130,7 +128,7 @@ ssh_remove_files <- function(key, host, paths, recursive = FALSE, timeout = 5) {
   paths <- paths[!is.na(paths) & nzchar(paths)]
   if (length(paths) == 0L) return(invisible())
   command <- paste(if (recursive) "rm -rf" else "rm -f", paste(sh_quote(paths, type = "sh"), collapse = " "))
-  try(backend_ssh_wait(backend_ssh_submit_script(key, command), timeout, host, "removing worker files"), silent = TRUE)
+  try(backend_ssh_run(key, command, timeout, host, "removing worker files"), silent = TRUE)
   invisible()
 }
 
@@ -151,15 +149,13 @@ remote_launcher <- function(opts) {
     launch = function(options_list, port, launched) {
       worker_port <- port
       if (isTRUE(opts$revtunnel)) {
-        worker_port <- backend_ssh_wait(backend_ssh_submit_forward(key, port), timeout, host,
-                                        "setting up the reverse tunnel")
+        worker_port <- backend_ssh_forward(key, port, timeout, host, "setting up the reverse tunnel")
       }
       commands <- vapply(seq_along(options_list), function(i) {
         remote_worker_command(options_list[[i]], worker_port, launched$token[i], keep_output = TRUE)
       }, character(1))
       logs <- remote_log_path(launched$token)
-      res <- backend_ssh_wait(backend_ssh_submit_launch(key, opts$launcher$program, commands, logs),
-                              timeout, host, "launching workers")
+      res <- backend_ssh_launch(key, opts$launcher$program, commands, logs, timeout, host, "launching workers")
       check_remote_launch(res, host, opts$launcher$program, nrow(launched))
       launched$pid <- res$pid
       launched$start_time <- res$start_time
@@ -225,7 +221,7 @@ check_remote_launch <- function(res, host, program, n) {
 # How a remote worker that the control shell started ended, as describe_exit() says it:
 # the shell, its parent, tells the exit status (once). "exited" if it cannot tell.
 remote_exit_how <- function(key, host, pid) {
-  status <- tryCatch(backend_ssh_wait(backend_ssh_submit_exit(key, pid), 5, host, "reading an exit status"),
+  status <- tryCatch(backend_ssh_exit_status(key, pid, 5, host, "reading an exit status"),
                      error = function(e) NA_integer_)
   status <- suppressWarnings(as.integer(status[1L]))
   if (is.na(status) || status == 127L) return("exited")
@@ -235,16 +231,14 @@ remote_exit_how <- function(key, host, pid) {
 
 # Stop remote processes: SIGTERM, then SIGKILL for those still there after `grace` seconds.
 remote_terminate <- function(key, host, pids, start_times, grace = 1, timeout = 10) {
-  ask <- function(submit, what) backend_ssh_wait(submit, timeout, host, what)
   reachable <- TRUE
   terminate_until_gone(
     alive = function() {
       if (!reachable) return(rep(NA, length(pids)))
-      tryCatch(ask(backend_ssh_submit_probe(key, pids, start_times), "probing workers"),
-               error = function(e) rep(NA, length(pids)))
+      tryCatch(backend_ssh_probe(key, pids, start_times, timeout, host), error = function(e) rep(NA, length(pids)))
     },
     send = function(k, signal) {
-      sent <- tryCatch(ask(backend_ssh_submit_signal(key, pids[k], start_times[k], signal), "stopping workers"),
+      sent <- tryCatch(backend_ssh_signal(key, pids[k], start_times[k], signal, timeout, host, "stopping workers"),
                        error = function(e) NULL)
       # A host that cannot be told is not waited for.
       if (is.null(sent)) reachable <<- FALSE

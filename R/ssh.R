@@ -111,9 +111,9 @@ ssh_release_node <- function(ssh_key, node_key) {
   users[[node_key]] <- NULL
   if (length(users) > 0L) {
     alive <- tryCatch(
-      backend_ssh_wait(backend_ssh_submit_probe(ssh_key, vapply(users, `[[`, integer(1), "pid"),
-                                                vapply(users, function(u) as.numeric(u$start_time), numeric(1))),
-                       5, ssh_key, "checking which workers still use the connection"),
+      backend_ssh_probe(ssh_key, vapply(users, `[[`, integer(1), "pid"),
+                        vapply(users, function(u) as.numeric(u$start_time), numeric(1)),
+                        5, ssh_key, "checking which workers still use the connection"),
       error = function(e) rep(NA, length(users)))
     # The logs of workers that are gone (killed, replaced by clones) go with them.
     ssh_remove_logs(ssh_key, users[alive %in% FALSE])

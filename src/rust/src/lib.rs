@@ -294,64 +294,76 @@ fn rs_ssh_submit_usage(key: &str, pids: Vec<i32>, timeout: f64) -> Robj {
     ticket_value(ssh_here().and_then(|_| ssh::submit_usage(key, pids, timeout)))
 }
 
-/// NULL while pending; otherwise the answer (string, port, logicals, or launch list).
+/// NULL while pending; otherwise the answer, in the one shape of its kind of request
+/// (R/backend.R's typed wait functions check it): a string (script, connect), an integer
+/// (forward), logicals (probe, signal), integers (exit), or a list (launch, usage).
 #[extendr]
 fn rs_ssh_poll(ticket: f64, wait_ms: f64) -> Robj {
     if let Err(e) = ssh_here() {
         return error_value(e);
     }
     let wait = std::time::Duration::from_secs_f64((wait_ms.clamp(0.0, 10_000.0)) / 1000.0);
+    match ssh::poll(ticket as u64, wait) {
+        Ok(None) => Robj::from(()),
+        Ok(Some(answer)) => answer_value(answer),
+        Err(e) => error_value(e),
+    }
+}
+
+fn answer_value(answer: ssh::Answer) -> Robj {
     let tri = |v: Option<bool>| match v {
         Some(true) => Rbool::true_value(),
         Some(false) => Rbool::false_value(),
         None => Rbool::na_value(),
     };
-    match ssh::poll(ticket as u64, wait) {
-        Ok(None) => Robj::from(()),
-        Ok(Some(ssh::Answer::Text(t))) => Robj::from(t),
-        Ok(Some(ssh::Answer::Port(p))) => Robj::from(i32::from(p)),
-        Ok(Some(ssh::Answer::Probe(v))) => Logicals::from_values(v.into_iter().map(|p| match p {
+    match answer {
+        ssh::Answer::Text(t) => Robj::from(t),
+        ssh::Answer::Port(p) => Robj::from(i32::from(p)),
+        ssh::Answer::Probe(v) => Logicals::from_values(v.into_iter().map(|p| match p {
             ssh::remote::Probe::Alive => Rbool::true_value(),
             ssh::remote::Probe::Dead => Rbool::false_value(),
             ssh::remote::Probe::Unknown => Rbool::na_value(),
         }))
         .into(),
-        Ok(Some(ssh::Answer::Signal(v))) => Logicals::from_values(v.into_iter().map(tri)).into(),
-        Ok(Some(ssh::Answer::Launch(v))) => {
-            let mut pid = Vec::new();
-            let mut start = Vec::new();
-            let mut log = Vec::new();
-            let mut missing = Vec::new();
-            let mut unwritable = Vec::new();
-            for l in v {
-                match l {
-                    ssh::remote::Launched::Worker { pid: p, start: s, log: g } => {
-                        pid.push(p);
-                        start.push(s);
-                        log.push(g);
-                    }
-                    ssh::remote::Launched::Missing(m) => missing.push(m),
-                    ssh::remote::Launched::Unwritable(d) => unwritable.push(d),
-                }
-            }
-            List::from_pairs(vec![
-                ("pid", Robj::from(pid)),
-                ("start_time", Robj::from(start)),
-                ("log", Robj::from(log)),
-                ("missing", Robj::from(missing)),
-                ("unwritable", Robj::from(unwritable)),
-            ])
-            .into()
-        }
-        Ok(Some(ssh::Answer::Exit(v))) => Robj::from(v),
-        Ok(Some(ssh::Answer::Usage(v))) => List::from_pairs(vec![
+        ssh::Answer::Signal(v) => Logicals::from_values(v.into_iter().map(tri)).into(),
+        ssh::Answer::Launch(v) => launch_value(v),
+        ssh::Answer::Exit(v) => Robj::from(v),
+        ssh::Answer::Usage(v) => List::from_pairs(vec![
             ("rss", Robj::from(v.iter().map(|u| u.map(|u| u.0)).collect::<Vec<_>>())),
             ("cpu", Robj::from(v.iter().map(|u| u.map(|u| u.1)).collect::<Vec<_>>())),
             ("uptime", Robj::from(v.iter().map(|u| u.map(|u| u.2)).collect::<Vec<_>>())),
         ])
         .into(),
-        Err(e) => error_value(e),
     }
+}
+
+/// list(pid, start_time, log) of the started workers, and the missing programs and
+/// unwritable directories reported instead.
+fn launch_value(v: Vec<ssh::remote::Launched>) -> Robj {
+    let mut pid = Vec::new();
+    let mut start = Vec::new();
+    let mut log = Vec::new();
+    let mut missing = Vec::new();
+    let mut unwritable = Vec::new();
+    for l in v {
+        match l {
+            ssh::remote::Launched::Worker { pid: p, start: s, log: g } => {
+                pid.push(p);
+                start.push(s);
+                log.push(g);
+            }
+            ssh::remote::Launched::Missing(m) => missing.push(m),
+            ssh::remote::Launched::Unwritable(d) => unwritable.push(d),
+        }
+    }
+    List::from_pairs(vec![
+        ("pid", Robj::from(pid)),
+        ("start_time", Robj::from(start)),
+        ("log", Robj::from(log)),
+        ("missing", Robj::from(missing)),
+        ("unwritable", Robj::from(unwritable)),
+    ])
+    .into()
 }
 
 #[extendr]

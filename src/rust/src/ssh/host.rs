@@ -4,6 +4,8 @@
 //! - a long-lived control shell (`/bin/sh`, whatever the login shell is), which runs our launch, probe and kill
 //!   scripts one at a time, each followed by an end marker: a probe costs a round trip, not
 //!   a login or the remote user's shell start-up files;
+//! - exec channels for the other scripts (reading logs, removing files), which may hang on
+//!   the host and so must not hold up the control shell (see `exec`);
 //! - the reverse port forward: the server listens on a port it picks, and each connection a
 //!   worker makes to it arrives here as a channel that is pumped to the master's loopback
 //!   port.
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::{BlockDirections, Channel, ExtendedData, Listener, Session};
 
+use super::exec::Scripts;
 use crate::error::{Error, Kind, Result};
 
 pub type Reply<T> = Sender<Result<T>>;
@@ -37,6 +40,9 @@ pub enum Request {
     /// the network during a partition): the shell itself checks the deadline, on the host's
     /// own monotonic clock, before running it (see `guard`).
     Run { script: String, reply: Reply<String>, cancelled: Arc<AtomicBool>, deadline: Option<Instant> },
+    /// Run a script that may hang on an exec channel of its own (see `exec`), under the
+    /// same rules as `Run`.
+    Exec { script: String, reply: Reply<String>, cancelled: Arc<AtomicBool>, deadline: Option<Instant> },
     /// Make sure the server forwards a port of its own to `target_port` on the master's
     /// loopback interface; reply with the server's port.
     Forward { target_port: u16, reply: Reply<u16> },
@@ -65,7 +71,7 @@ const MARKER: &str = "__PARALLELLY_END_";
 /// The control shell, as a command line for the remote user's login shell: sh with stderr
 /// merged into stdout. It must mean the same in sh, bash, dash, csh/tcsh and fish, so the
 /// redirection (which tcsh and fish read differently) sits in a single-quoted sh script.
-const CONTROL_SHELL: &str = "exec /bin/sh -c 'exec /bin/sh 2>&1'";
+pub(super) const CONTROL_SHELL: &str = "exec /bin/sh -c 'exec /bin/sh 2>&1'";
 /// Bytes a tunnel holds in each direction.
 const BUFFER_CAP: usize = 256 * 1024;
 /// The most libssh2 puts in one channel packet (it splits writes at 32700 bytes): tunnel
@@ -75,7 +81,7 @@ const PACKET: usize = 32700;
 const PUMP_ROUNDS: usize = 8;
 
 /// What a guarded script prints instead of running when it reached the shell too late.
-const WITHDRAWN: &str = "__PARALLELLY_WITHDRAWN__";
+pub(super) const WITHDRAWN: &str = "__PARALLELLY_WITHDRAWN__";
 /// The first script on every control shell: the host's uptime (its monotonic clock, which
 /// wall-clock changes do not move), against which later scripts' deadlines are set.
 const CLOCK_SCRIPT: &str = "read -r _pu _pr </proc/uptime 2>/dev/null && echo \"__PARALLELLY_UPTIME_ $_pu\"";
@@ -87,7 +93,7 @@ fn parse_uptime(out: &str) -> Option<f64> {
         .filter(|v| *v > 1.0)
 }
 
-fn withdrawn(host: &str) -> Error {
+pub(super) fn withdrawn(host: &str) -> Error {
     Error::new(
         Kind::Timeout,
         format!("the request to host '{}' was withdrawn: it reached the host after its deadline and was not run", host),
@@ -151,6 +157,7 @@ impl HostConnection {
                 pending_write: Vec::new(),
                 next_id: 1,
             },
+            scripts: Scripts::default(),
             forward: Forward { listener: None, port: None, target_port: None, waiting: Vec::new(), failed: None },
             pumps: Vec::new(),
             closing: Vec::new(),
@@ -191,6 +198,15 @@ impl HostConnection {
         Ok((rx, cancelled))
     }
 
+    /// Like `submit`, for a script that may hang: it runs on a channel of its own, and
+    /// setting the flag also ends it on the host if it already runs.
+    pub fn submit_exec(&self, script: String, deadline: Option<Instant>) -> Result<(Receiver<Result<String>>, Arc<AtomicBool>)> {
+        let (reply, rx) = mpsc::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.send(Request::Exec { script, reply, cancelled: Arc::clone(&cancelled), deadline })?;
+        Ok((rx, cancelled))
+    }
+
     pub fn forward(&self, target_port: u16) -> Result<Receiver<Result<u16>>> {
         let (reply, rx) = mpsc::channel();
         self.send(Request::Forward { target_port, reply })?;
@@ -225,11 +241,11 @@ struct Job {
     reply: Reply<String>,
 }
 
-struct Queued {
-    script: String,
-    reply: Reply<String>,
-    cancelled: Arc<AtomicBool>,
-    deadline: Option<Instant>,
+pub(super) struct Queued {
+    pub(super) script: String,
+    pub(super) reply: Reply<String>,
+    pub(super) cancelled: Arc<AtomicBool>,
+    pub(super) deadline: Option<Instant>,
 }
 
 struct Control {
@@ -330,6 +346,7 @@ struct Io {
     waker: UnixStream,
     status: Arc<Mutex<Status>>,
     control: Control,
+    scripts: Scripts,
     forward: Forward,
     pumps: Vec<Pump>,
     /// Channels being closed (non-blocking close must complete before they are dropped).
@@ -472,6 +489,7 @@ impl Io {
     fn pass(&mut self) -> std::result::Result<bool, Fatal> {
         let mut progress = self.drain_requests()?;
         progress |= self.control_step()?;
+        progress |= self.script_step();
         progress |= self.forward_step()?;
         progress |= self.pump_step();
         progress |= self.close_step();
@@ -488,6 +506,10 @@ impl Io {
             match self.rx.try_recv() {
                 Ok(Request::Run { script, reply, cancelled, deadline }) => {
                     self.control.queue.push_back(Queued { script, reply, cancelled, deadline });
+                    progress = true;
+                }
+                Ok(Request::Exec { script, reply, cancelled, deadline }) => {
+                    self.scripts.push(Queued { script, reply, cancelled, deadline });
                     progress = true;
                 }
                 Ok(Request::Forward { target_port, reply }) => {
@@ -592,6 +614,14 @@ impl Io {
             }
         }
         Ok(progress)
+    }
+
+    /// Scripts on exec channels of their own; they wait for the host's clock, and go to
+    /// the control shell if the server gives them no channel.
+    fn script_step(&mut self) -> bool {
+        let c = &mut self.control;
+        let clock = if c.clock_rx.is_some() { None } else { Some(c.clock) };
+        self.scripts.step(&self.name, &self.session, clock, &mut self.closing, &mut c.queue)
     }
 
     fn forward_step(&mut self) -> std::result::Result<bool, Fatal> {
@@ -741,6 +771,7 @@ impl Io {
         for q in self.control.queue.drain(..) {
             let _ = q.reply.send(Err(err()));
         }
+        self.scripts.fail_all(err);
         for reply in self.forward.waiting.drain(..) {
             let _ = reply.send(Err(err()));
         }
@@ -769,6 +800,23 @@ mod tests {
     fn run(script: &str) -> String {
         let out = std::process::Command::new("/bin/sh").arg("-c").arg(script).output().expect("sh");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn the_hosts_clock_is_read_from_the_first_scripts_output_only() {
+        assert_eq!(parse_uptime("motd\n__PARALLELLY_UPTIME_ 1234.56\n"), Some(1234.56));
+        for bad in ["", "__PARALLELLY_UPTIME_ x", "__PARALLELLY_UPTIME_ 0.5", " __PARALLELLY_UPTIME_ 99", "__PARALLELLY_UPTIME_"] {
+            assert_eq!(parse_uptime(bad), None, "{:?}", bad);
+        }
+        assert!(parse_uptime(&run(CLOCK_SCRIPT)).is_some());
+    }
+
+    #[test]
+    fn end_markers_are_found_anywhere_in_the_output() {
+        assert_eq!(find(b"abc\n__M1__\n", b"\n__M1__\n"), Some(3));
+        assert_eq!(find(b"__M", b"__M1__"), None);
+        assert_eq!(find(b"abc", b""), None);
+        assert_eq!(find(b"xx__M1__\n__M1__\n", b"__M1__\n"), Some(2));
     }
 
     #[test]

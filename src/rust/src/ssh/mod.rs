@@ -7,11 +7,14 @@
 
 pub mod config;
 pub mod crypto;
+pub mod exec;
 pub mod host;
 pub mod jump;
 pub mod known_hosts;
 pub mod remote;
 pub mod session;
+#[cfg(test)]
+mod test_sshd;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,6 +76,12 @@ pub fn key_of(target: &session::Target) -> String {
 /// for it in interruptible slices.
 pub fn submit_connect(target: session::Target) -> Result<u64> {
     let (reply, rx) = std::sync::mpsc::channel();
+    // Connected already (every probe asks): answered at once, no thread.
+    let key = key_of(&target);
+    if registry().connections.get(&key).is_some_and(|c| c.is_alive()) {
+        let _ = reply.send(Ok(key));
+        return Ok(file(Pending::Text(rx), None));
+    }
     std::thread::Builder::new()
         .name(format!("parallelly-connect-{}", target.alias))
         .spawn(move || {
@@ -129,7 +138,8 @@ fn deadline(timeout: f64) -> Option<Instant> {
 }
 
 pub fn submit_script(key: &str, script: String, timeout: f64) -> Result<u64> {
-    let (rx, cancel) = connection(key)?.submit(script, deadline(timeout))?;
+    // Not on the control shell: a script that hangs must not hold up later probes.
+    let (rx, cancel) = connection(key)?.submit_exec(script, deadline(timeout))?;
     Ok(file(Pending::Text(rx), Some(cancel)))
 }
 
@@ -238,4 +248,132 @@ pub fn list() -> Vec<(String, bool, Option<u16>, usize)> {
             (k.clone(), s.alive, s.remote_port, s.tunnels)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    pub(super) fn target(alias: &str, user: &str, hostname: &str, port: u16) -> session::Target {
+        session::Target {
+            alias: alias.to_string(),
+            hostname: hostname.to_string(),
+            port,
+            user: user.to_string(),
+            identity_files: Vec::new(),
+            identities_only: true,
+            use_agent: false,
+            address_family: None,
+            known_hosts: Vec::new(),
+            host_keys: session::HostKeyPolicy::Strict,
+            hash_known_hosts: false,
+            timeout: Duration::from_secs(5),
+            via: None,
+        }
+    }
+
+    #[test]
+    fn a_key_names_user_host_port_and_the_route() {
+        let mut t = target("web", "alice", "web.example.org", 2200);
+        assert_eq!(key_of(&t), "alice@web.example.org:2200");
+        let mut hop = target("j2", "me", "j2", 22);
+        hop.via = Some(Box::new(target("j1", "jumper", "bastion", 22)));
+        t.via = Some(Box::new(hop));
+        assert_eq!(key_of(&t), "alice@web.example.org:2200 via me@j2:22 via jumper@bastion:22");
+    }
+
+    #[test]
+    fn only_positive_finite_timeouts_set_a_deadline() {
+        for t in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(deadline(t).is_none(), "{}", t);
+        }
+        let d = deadline(2.0).expect("deadline");
+        assert!(d > Instant::now() + Duration::from_secs(1) && d <= Instant::now() + Duration::from_secs(2));
+        // Huge ones are capped rather than overflowing.
+        assert!(deadline(1e300).is_some());
+    }
+
+    #[test]
+    fn a_ticket_is_pending_until_answered_then_gone() {
+        let (tx, rx) = mpsc::channel();
+        let ticket = file(Pending::Text(rx), None);
+        assert!(matches!(poll(ticket, Duration::ZERO), Ok(None)));
+        assert!(matches!(poll(ticket, Duration::from_millis(10)), Ok(None)), "still pending after a wait");
+        tx.send(Ok("out".to_string())).expect("send");
+        assert!(matches!(poll(ticket, Duration::ZERO), Ok(Some(Answer::Text(t))) if t == "out"));
+        // Answered once: the ticket is gone.
+        assert_eq!(poll(ticket, Duration::ZERO).err().map(|e| e.kind), Some(Kind::InvalidArgument));
+        // Errors arrive as errors; a sender gone without answering is a lost connection.
+        let (tx, rx) = mpsc::channel::<Result<String>>();
+        let ticket = file(Pending::Text(rx), None);
+        tx.send(Err(Error::new(Kind::Timeout, "late"))).expect("send");
+        assert_eq!(poll(ticket, Duration::ZERO).err().map(|e| e.kind), Some(Kind::Timeout));
+        let (tx, rx) = mpsc::channel::<Result<String>>();
+        let ticket = file(Pending::Text(rx), None);
+        drop(tx);
+        assert_eq!(poll(ticket, Duration::ZERO).err().map(|e| e.kind), Some(Kind::Ssh));
+    }
+
+    #[test]
+    fn answers_are_parsed_by_the_kind_of_request() {
+        let (tx, rx) = mpsc::channel();
+        let probe = file(Pending::Probe { rx, pids: vec![5, 6, 7], starts: vec![100.0, 0.0, 0.0] }, None);
+        tx.send(Ok("5 S 100\n6 Z 1\n".to_string())).expect("send");
+        assert!(matches!(poll(probe, Duration::ZERO), Ok(Some(Answer::Probe(v))) if v == [remote::Probe::Alive, remote::Probe::Dead, remote::Probe::Unknown]));
+        let (tx, rx) = mpsc::channel();
+        let signal = file(Pending::Signal { rx, pids: vec![5, 6] }, None);
+        tx.send(Ok("5 1\n6 0\n".to_string())).expect("send");
+        assert!(matches!(poll(signal, Duration::ZERO), Ok(Some(Answer::Signal(v))) if v == [Some(true), Some(false)]));
+        let (tx, rx) = mpsc::channel();
+        let launch = file(Pending::Launch(rx), None);
+        tx.send(Ok("pid 9 42 /tmp/w.log\n".to_string())).expect("send");
+        assert!(matches!(poll(launch, Duration::ZERO), Ok(Some(Answer::Launch(v))) if v.len() == 1));
+        let (tx, rx) = mpsc::channel();
+        let exit = file(Pending::Exit { rx, pids: vec![9] }, None);
+        tx.send(Ok("9 137\n".to_string())).expect("send");
+        assert!(matches!(poll(exit, Duration::ZERO), Ok(Some(Answer::Exit(v))) if v == [Some(137)]));
+        let (tx, rx) = mpsc::channel();
+        let usage = file(Pending::Usage { rx, pids: vec![9] }, None);
+        tx.send(Ok("9 - - - -\n".to_string())).expect("send");
+        assert!(matches!(poll(usage, Duration::ZERO), Ok(Some(Answer::Usage(v))) if v == [None]));
+        let (tx, rx) = mpsc::channel();
+        let port = file(Pending::Port(rx), None);
+        tx.send(Ok(4242)).expect("send");
+        assert!(matches!(poll(port, Duration::ZERO), Ok(Some(Answer::Port(4242)))));
+    }
+
+    #[test]
+    fn cancelling_withdraws_the_request_and_forgets_the_ticket() {
+        let (_tx, rx) = mpsc::channel::<Result<String>>();
+        let flag = Arc::new(AtomicBool::new(false));
+        let ticket = file(Pending::Text(rx), Some(Arc::clone(&flag)));
+        cancel(ticket);
+        assert!(flag.load(Ordering::SeqCst), "the I/O thread was not told");
+        assert_eq!(poll(ticket, Duration::ZERO).err().map(|e| e.kind), Some(Kind::InvalidArgument));
+        cancel(ticket); // twice, or unknown: nothing happens
+        cancel(u64::MAX);
+    }
+
+    #[test]
+    fn requests_for_no_connection_fail_cleanly() {
+        let key = "nobody@nowhere.invalid:1";
+        for r in [
+            submit_script(key, "true".to_string(), 1.0),
+            submit_probe(key, vec![1], vec![0.0], 1.0),
+            submit_exit(key, vec![1], 1.0),
+            submit_usage(key, vec![1], 1.0),
+            submit_launch(key, "R", &[], &[], 1.0),
+            submit_forward(key, 1),
+        ] {
+            assert_eq!(r.err().map(|e| e.kind), Some(Kind::Ssh));
+        }
+        // The signal is checked before the connection.
+        for s in [0, 65, -9] {
+            assert_eq!(submit_signal(key, vec![1], vec![0.0], s, 1.0).err().map(|e| e.kind), Some(Kind::InvalidArgument));
+        }
+        assert_eq!(submit_signal(key, vec![1], vec![0.0], 15, 1.0).err().map(|e| e.kind), Some(Kind::Ssh));
+        assert!(!close(key));
+        assert!(!list().iter().any(|c| c.0 == key));
+    }
 }

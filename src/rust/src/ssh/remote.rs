@@ -87,24 +87,47 @@ pub enum Launched {
 }
 
 pub fn parse_launch(output: &str) -> Vec<Launched> {
-    let mut res = Vec::new();
+    output
+        .lines()
+        .filter_map(|line| match fields(line).as_slice() {
+            ["pid", pid, rest @ ..] => Some(Launched::Worker {
+                pid: pid.parse().ok()?,
+                start: rest.first().and_then(|t| t.parse().ok()).unwrap_or(0.0),
+                log: rest.get(1).unwrap_or(&"").to_string(),
+            }),
+            // The rest of the line: a path may hold spaces.
+            ["missing", ..] => Some(Launched::Missing(tail_after(line, "missing"))),
+            ["unwritable", ..] => Some(Launched::Unwritable(tail_after(line, "unwritable"))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The fields of one line of a script's output.
+fn fields(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// What follows the first word `tag` of `line`, trimmed.
+fn tail_after(line: &str, tag: &str) -> String {
+    line.trim_start().strip_prefix(tag).unwrap_or("").trim().to_string()
+}
+
+/// The one parser of per-PID output: every line of exactly `width` fields whose first is a
+/// PID becomes a typed record through `record` (None: a malformed line, skipped). Returns,
+/// for each of `pids` in order, the record of its last well-formed line, if any.
+fn per_pid<T: Clone>(output: &str, pids: &[i32], width: usize, record: impl Fn(&[&str]) -> Option<T>) -> Vec<Option<T>> {
+    let mut seen = std::collections::HashMap::new();
     for line in output.lines() {
-        let mut it = line.split_whitespace();
-        match it.next() {
-            Some("pid") => {
-                let pid = it.next().and_then(|p| p.parse().ok());
-                let start = it.next().and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
-                let log = it.next().unwrap_or("").to_string();
-                if let Some(pid) = pid {
-                    res.push(Launched::Worker { pid, start, log });
-                }
-            }
-            Some("missing") => res.push(Launched::Missing(line["missing".len()..].trim().to_string())),
-            Some("unwritable") => res.push(Launched::Unwritable(line["unwritable".len()..].trim().to_string())),
-            _ => {}
+        let f = fields(line);
+        if f.len() != width {
+            continue;
+        }
+        if let (Ok(pid), Some(r)) = (f[0].parse::<i32>(), record(&f[1..])) {
+            seen.insert(pid, r);
         }
     }
-    res
+    pids.iter().map(|p| seen.get(p).cloned()).collect()
 }
 
 /// Print "PID RSS_BYTES CPU_SECONDS UPTIME_SECONDS" for each running PID ("PID - - -" for
@@ -120,21 +143,11 @@ for p in {}; do if read -r l < /proc/$p/stat 2>/dev/null && read -r sz res rest 
 
 /// (rss bytes, cpu seconds, uptime seconds) per PID, None when not running.
 pub fn parse_usage(output: &str, pids: &[i32]) -> Vec<Option<(f64, f64, f64)>> {
-    let mut seen = std::collections::HashMap::new();
-    for line in output.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() != 5 {
-            continue;
-        }
-        let (Ok(pid), Ok(rss), Ok(cpu), Ok(up), Ok(start)) =
-            (f[0].parse::<i32>(), f[1].parse::<f64>(), f[2].parse::<f64>(), f[3].parse::<f64>(), f[4].parse::<f64>())
-        else {
-            continue;
-        };
+    per_pid(output, pids, 5, |f| {
+        let n: Vec<f64> = f.iter().map(|v| v.parse::<f64>().ok()).collect::<Option<_>>()?;
         // cpu and start are in hundredths of a second; uptime in whole seconds.
-        seen.insert(pid, (rss, cpu / 100.0, (up - start / 100.0).max(0.0)));
-    }
-    pids.iter().map(|p| seen.get(p).copied()).collect()
+        Some((n[0], n[1] / 100.0, (n[2] - n[3] / 100.0).max(0.0)))
+    })
 }
 
 /// How each PID ended, for workers this control shell started (it is their parent and
@@ -151,16 +164,7 @@ pub fn exit_script(pids: &[i32]) -> String {
 
 /// Exit status per PID (None while running or unknown).
 pub fn parse_exit(output: &str, pids: &[i32]) -> Vec<Option<i32>> {
-    let mut seen = std::collections::HashMap::new();
-    for line in output.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() == 2 {
-            if let (Ok(pid), Ok(status)) = (f[0].parse::<i32>(), f[1].parse::<i32>()) {
-                seen.insert(pid, status);
-            }
-        }
-    }
-    pids.iter().map(|p| seen.get(p).copied()).collect()
+    per_pid(output, pids, 2, |f| f[0].parse::<i32>().ok())
 }
 
 /// Print "PID STATE START" for each PID.
@@ -176,32 +180,36 @@ pub enum Probe {
     Unknown,
 }
 
+/// A process as the probe script saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Seen {
+    /// No such process.
+    Gone,
+    /// A zombie or a dead process not yet reaped.
+    Ended,
+    /// Running (any other state), with its start time if it reads as a number.
+    Running(Option<f64>),
+}
+
 /// Alive when the process exists, is not a zombie, and (if `expected` is non-zero) started
 /// at the expected time.
 pub fn parse_probe(output: &str, pids: &[i32], expected: &[f64]) -> Vec<Probe> {
-    let mut seen = std::collections::HashMap::new();
-    for line in output.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() != 3 {
-            continue;
-        }
-        if let Ok(pid) = f[0].parse::<i32>() {
-            seen.insert(pid, (f[1].to_string(), f[2].to_string()));
-        }
-    }
-    pids.iter()
+    let seen = per_pid(output, pids, 3, |f| {
+        Some(match f[0] {
+            "-" => Seen::Gone,
+            "Z" | "X" => Seen::Ended,
+            _ => Seen::Running(f[1].parse().ok()),
+        })
+    });
+    seen.into_iter()
         .enumerate()
-        .map(|(i, pid)| match seen.get(pid) {
-            None => Probe::Unknown,
-            Some((state, _)) if state == "-" => Probe::Dead,
-            Some((state, _)) if state == "Z" || state == "X" => Probe::Dead,
-            Some((_, start)) => {
-                let want = expected.get(i).copied().unwrap_or(0.0);
-                match start.parse::<f64>() {
-                    Ok(s) if want > 0.0 && (s - want).abs() > 0.5 => Probe::Dead,
-                    Ok(_) => Probe::Alive,
-                    Err(_) => Probe::Unknown,
-                }
+        .map(|(i, s)| {
+            let want = expected.get(i).copied().unwrap_or(0.0);
+            match s {
+                None | Some(Seen::Running(None)) => Probe::Unknown,
+                Some(Seen::Gone | Seen::Ended) => Probe::Dead,
+                Some(Seen::Running(Some(start))) if want > 0.0 && (start - want).abs() > 0.5 => Probe::Dead,
+                Some(Seen::Running(Some(_))) => Probe::Alive,
             }
         })
         .collect()
@@ -222,17 +230,9 @@ pub fn signal_script(pids: &[i32], expected: &[f64], signal: i32) -> String {
     s
 }
 
+/// Whether each PID was signalled (None: no answer for it).
 pub fn parse_signal(output: &str, pids: &[i32]) -> Vec<Option<bool>> {
-    let mut seen = std::collections::HashMap::new();
-    for line in output.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() == 2 {
-            if let Ok(pid) = f[0].parse::<i32>() {
-                seen.insert(pid, f[1] == "1");
-            }
-        }
-    }
-    pids.iter().map(|p| seen.get(p).copied()).collect()
+    per_pid(output, pids, 2, |f| Some(f[0] == "1"))
 }
 
 #[cfg(test)]
@@ -280,7 +280,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let log = dir.join("w.log").display().to_string();
         // The launching shell stays up (as the control shell does) while we look.
-        let script = format!("{}\nsleep 3", launch_script("sleep", &["export T=1; exec sleep 30".to_string()], &[log.clone()]));
+        let script = format!("{}\nsleep 3", launch_script("sleep", &["export T=1; exec sleep 30".to_string()], std::slice::from_ref(&log)));
         let mut shell = Command::new("/bin/sh").arg("-c").arg(script).stdout(std::process::Stdio::piped()).spawn().expect("sh");
         let mut first = String::new();
         BufReader::new(shell.stdout.take().expect("stdout")).read_line(&mut first).expect("line");
@@ -301,7 +301,7 @@ mod tests {
             }
             other => panic!("unexpected {:?} from {:?}", other, first),
         }
-        let out = sh(&launch_script("/no/such/Rscript", &["x".to_string()], &[log.clone()]));
+        let out = sh(&launch_script("/no/such/Rscript", &["x".to_string()], std::slice::from_ref(&log)));
         assert_eq!(parse_launch(&out), vec![Launched::Missing("/no/such/Rscript".to_string())]);
         // A log directory that cannot be written to: reported, nothing started.
         let readonly = dir.join("readonly");
@@ -345,6 +345,34 @@ mod tests {
         assert!(rss > 1e6, "rss {}", rss);
         assert!(cpu >= 0.0 && up >= 0.0, "cpu {} uptime {}", cpu, up);
         assert_eq!(u[1], None);
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped_and_the_last_good_line_wins() {
+        // Wrong widths, non-numbers, out-of-range PIDs and noise around good lines.
+        let out = "7 R 100\n7 R\n7 R 100 extra\nx R 100\n99999999999 R 1\n8 Z 5\n\n   \n9 S notanumber\n10 - -\r\n";
+        assert_eq!(
+            parse_probe(out, &[7, 8, 9, 10, 11], &[100.0, 0.0, 0.0, 0.0, 0.0]),
+            vec![Probe::Alive, Probe::Dead, Probe::Unknown, Probe::Dead, Probe::Unknown]
+        );
+        // A later line for the same PID replaces an earlier one; a malformed one does not.
+        assert_eq!(parse_probe("7 R 100\n7 R 300\n7 R\n", &[7], &[100.0]), vec![Probe::Dead]);
+        assert_eq!(parse_exit("5 0\n5 -\n6 x\n6 1 2\n-1 4\n", &[5, 6, -1]), vec![Some(0), None, Some(4)]);
+        assert_eq!(parse_signal("3 1\n4 0\n5 yes\n6\n3 1 1\n", &[3, 4, 5, 6]), vec![Some(true), Some(false), Some(false), None]);
+        assert_eq!(
+            parse_usage("1 4096 250 1000 5000\n2 - - - -\n3 1 2 3\n4 1 2 3 4 5\n5 1 x 10 0\n", &[1, 2, 3, 4, 5]),
+            vec![Some((4096.0, 2.5, 950.0)), None, None, None, None]
+        );
+        assert_eq!(
+            parse_launch("pid 12 345 /tmp/a.log\npid x 1 /tmp/b\npid\npid 13\n  missing /opt/R 4/bin/Rscript\nunwritable\nnoise\n\u{2028}\u{85}missing x\n"),
+            vec![
+                Launched::Worker { pid: 12, start: 345.0, log: "/tmp/a.log".to_string() },
+                Launched::Worker { pid: 13, start: 0.0, log: String::new() },
+                Launched::Missing("/opt/R 4/bin/Rscript".to_string()),
+                Launched::Unwritable(String::new()),
+                Launched::Missing("x".to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -440,6 +440,158 @@ fn authenticate(session: &Session, target: &Target) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A config file of its own for one test; removed when dropped.
+    struct ConfigFile(PathBuf);
+
+    impl ConfigFile {
+        fn new(name: &str, text: &str) -> ConfigFile {
+            let dir = std::env::temp_dir().join(format!("parallelly-session-{}-{}", std::process::id(), name));
+            std::fs::create_dir_all(&dir).expect("dir");
+            let path = dir.join("config");
+            std::fs::write(&path, text).expect("config");
+            ConfigFile(path)
+        }
+    }
+
+    impl Drop for ConfigFile {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn options(config: &Path) -> Options<'_> {
+        Options { user: None, port: None, config_file: Some(config), known_hosts_file: None, accept_new: false, timeout: Duration::from_secs(30) }
+    }
+
+    #[test]
+    fn the_config_resolves_into_a_target() {
+        let cfg = ConfigFile::new(
+            "resolve",
+            "Host web\n  HostName %h.example.org\n  Port 2200\n  User alice\n  IdentityFile /keys/%r@%h\n  IdentitiesOnly yes\n  ConnectTimeout 5\n  UserKnownHostsFile /kh/%h\n  StrictHostKeyChecking accept-new\n  AddressFamily inet\nHost loose\n  StrictHostKeyChecking no\n",
+        );
+        let t = resolve("web", &options(&cfg.0)).expect("resolve");
+        assert_eq!((t.alias.as_str(), t.hostname.as_str(), t.port, t.user.as_str()), ("web", "web.example.org", 2200, "alice"));
+        assert_eq!(t.identity_files, vec![PathBuf::from("/keys/alice@web.example.org")]);
+        assert!(t.identities_only);
+        assert_eq!(t.known_hosts, vec![PathBuf::from("/kh/web.example.org")]);
+        assert_eq!(t.host_keys, HostKeyPolicy::AcceptNew);
+        assert_eq!(t.address_family.as_deref(), Some("inet"));
+        // ConnectTimeout only shortens the caller's timeout.
+        assert_eq!(t.timeout, Duration::from_secs(5));
+        assert!(t.via.is_none());
+        // What the caller gives wins over the config.
+        let kh = PathBuf::from("/other/known_hosts");
+        let o = Options { user: Some("bob"), port: Some(22), known_hosts_file: Some(&kh), timeout: Duration::from_secs(2), ..options(&cfg.0) };
+        let t = resolve("web", &o).expect("resolve");
+        assert_eq!((t.user.as_str(), t.port, t.timeout), ("bob", 22, Duration::from_secs(2)));
+        assert_eq!(t.known_hosts, vec![kh]);
+        assert_eq!(t.host_keys, HostKeyPolicy::AcceptNew);
+        assert_eq!(resolve("loose", &options(&cfg.0)).expect("resolve").host_keys, HostKeyPolicy::Off);
+        // A host the config does not name: the name itself, port 22, strict host keys.
+        let t = resolve("plain.example.org", &Options { accept_new: false, ..options(&cfg.0) }).expect("resolve");
+        assert_eq!((t.hostname.as_str(), t.port, t.host_keys), ("plain.example.org", 22, HostKeyPolicy::Strict));
+        assert_eq!(resolve("plain.example.org", &Options { accept_new: true, ..options(&cfg.0) }).expect("resolve").host_keys, HostKeyPolicy::AcceptNew);
+    }
+
+    #[test]
+    fn proxy_jump_chains_resolve_in_order_and_loops_are_refused() {
+        let cfg = ConfigFile::new(
+            "jump",
+            "Host inner\n  HostName 10.0.0.5\n  ProxyJump j1,me@j2:2022\nHost j1\n  HostName bastion.example.org\n  User jumper\nHost loop1\n  ProxyJump loop2\nHost loop2\n  ProxyJump loop1\nHost bad\n  ProxyJump me@:22\nHost direct\n  ProxyJump none\n",
+        );
+        let t = resolve("inner", &options(&cfg.0)).expect("resolve");
+        // The last hop is the target's `via`; the first hop is the last hop's.
+        let last = t.via.as_deref().expect("via");
+        assert_eq!((last.hostname.as_str(), last.user.as_str(), last.port), ("j2", "me", 2022));
+        let first = last.via.as_deref().expect("first hop");
+        assert_eq!((first.hostname.as_str(), first.user.as_str()), ("bastion.example.org", "jumper"));
+        assert!(first.via.is_none());
+        assert_eq!(via_text(&t), " via jump host 'j2'");
+        assert_eq!(via_text(first), "");
+        for (host, words) in [("loop1", "more than 8 jump hosts"), ("bad", "is not [user@]host[:port]")] {
+            match resolve(host, &options(&cfg.0)) {
+                Err(e) => {
+                    assert_eq!(e.kind, Kind::Ssh);
+                    assert!(e.message.contains(words) && e.message.contains(host), "{}", e.message);
+                }
+                Ok(t) => panic!("{} resolved to {:?}", host, t),
+            }
+        }
+        assert!(resolve("direct", &options(&cfg.0)).expect("resolve").via.is_none());
+    }
+
+    #[test]
+    fn unsupported_directives_and_unreadable_configs_are_errors() {
+        let cfg = ConfigFile::new("refused", "Host proxied\n  ProxyCommand nc %h %p\n");
+        let e = resolve("proxied", &options(&cfg.0)).expect_err("ProxyCommand");
+        assert_eq!(e.kind, Kind::Ssh);
+        assert!(e.message.contains("ProxyCommand"), "{}", e.message);
+        // A missing config file is no error (OpenSSH reads none then); a directory is.
+        let missing = cfg.0.with_file_name("absent");
+        assert!(resolve("x", &options(&missing)).is_ok());
+        let dir = cfg.0.parent().expect("dir").to_path_buf();
+        assert!(resolve("x", &options(&dir)).is_err());
+    }
+
+    fn target_at(hostname: &str, port: u16, timeout: Duration) -> Target {
+        Target {
+            alias: "t".to_string(),
+            hostname: hostname.to_string(),
+            port,
+            user: "u".to_string(),
+            identity_files: Vec::new(),
+            identities_only: true,
+            use_agent: false,
+            address_family: None,
+            known_hosts: Vec::new(),
+            host_keys: HostKeyPolicy::Strict,
+            hash_known_hosts: false,
+            timeout,
+            via: None,
+        }
+    }
+
+    #[test]
+    fn connection_failures_map_to_their_kinds() {
+        // Nobody listens: refused.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let e = open(&target_at("127.0.0.1", port, Duration::from_secs(5))).err().expect("refused");
+        assert_eq!(e.kind, Kind::Connect, "{}", e.message);
+        assert!(e.message.contains("host 't'"), "{}", e.message);
+        // A name that is no host name.
+        let e = open(&target_at("no such host", 22, Duration::from_secs(5))).err().expect("dns");
+        assert_eq!(e.kind, Kind::Dns, "{}", e.message);
+        // Only IPv6 wanted, only an IPv4 address known.
+        let t = Target { address_family: Some("inet6".to_string()), ..target_at("127.0.0.1", port, Duration::from_secs(5)) };
+        assert_eq!(open(&t).err().expect("family").kind, Kind::Dns);
+        // A server that is no SSH server: the handshake fails, naming the host.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                use std::io::Write;
+                let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+            }
+        });
+        let e = open(&target_at("127.0.0.1", port, Duration::from_secs(5))).err().expect("handshake");
+        assert_eq!(e.kind, Kind::Ssh, "{}", e.message);
+        assert!(e.message.contains("handshake with host 't'"), "{}", e.message);
+        let _ = server.join();
+    }
+
+    #[test]
+    fn known_hosts_names_and_key_types() {
+        assert_eq!(known_hosts_name(&target_at("h", 22, Duration::from_secs(1))), "h");
+        assert_eq!(known_hosts_name(&target_at("h", 2222, Duration::from_secs(1))), "[h]:2222");
+        assert_eq!(key_type_name(ssh2::HostKeyType::Ed25519), Some("ssh-ed25519"));
+        assert_eq!(key_type_name(ssh2::HostKeyType::Unknown), None);
+    }
+
     #[test]
     fn proxy_jump_hops() {
         assert_eq!(parse_hop("bastion"), Some((None, "bastion", None)));
