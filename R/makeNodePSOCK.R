@@ -139,7 +139,10 @@ resolve_node_options <- function(a) {
   if (grepl("[[:space:]]", worker)) {
     stop_arg("worker", "must be a hostname without spaces: '%s'", worker)
   }
+  srun <- identical(a$rshcmd, "<srun>")
   localhost <- attr(worker, "localhost", exact = TRUE)
+  # rshcmd = "<srun>": the workers of the node the master runs on are local ones.
+  if (srun && !is.logical(localhost) && srun_is_batch_host(worker)) localhost <- TRUE
   if (!is.logical(localhost) || length(localhost) != 1L || is.na(localhost)) {
     localhost_names <- c(getOption2("parallelly.localhost.hostname", "localhost"), "localhost", "127.0.0.1")
     localhost <- worker %in% localhost_names
@@ -177,9 +180,17 @@ resolve_node_options <- function(a) {
   # As in the reference: NA means a reverse tunnel for a remote worker reached by SSH (our
   # built-in client or an ssh-like rshcmd), none for any other launcher (e.g. srun).
   if (is.na(revtunnel)) revtunnel <- !localhost && (builtin_ssh || rshcmd_is_ssh(rshcmd))
+  if (srun && !localhost && revtunnel) {
+    stop_arg("revtunnel", "must be FALSE or NA with rshcmd = \"<srun>\": a Slurm job step has no reverse tunnel, its worker connects to the master directly (see argument 'master')")
+  }
   opts$revtunnel <- revtunnel
 
   master <- a$master
+  if (srun && !localhost && !isTRUE(a$dryrun)) srun_job_id()  # an allocation is needed
+  if (is.null(master) && srun && !localhost) {
+    # The address the allocation's nodes reach the master at.
+    master <- srun_master_address()
+  }
   if (is.null(master)) {
     # A tunnelled remote worker connects to the server's end of the tunnel, which listens
     # on the remote host's IPv4 loopback address.
@@ -258,8 +269,10 @@ resolve_node_options <- function(a) {
   }
   # Parallel setup: all local workers at once, and all workers of a remote host at once
   # over its held SSH connection; never for manual or dry runs or an external SSH client.
-  parallel_ok <- !opts$manual && !opts$dryrun && ((localhost && homogeneous) || (!localhost && builtin_ssh))
+  parallel_ok <- !opts$manual && !opts$dryrun && ((localhost && homogeneous) || (!localhost && (builtin_ssh || srun)))
   if (setup_strategy %in% c("parallel", "fork") && !parallel_ok) setup_strategy <- "sequential"
+  # Job steps are started all at once; there is no fork server on a Slurm node.
+  if (srun && !localhost && setup_strategy == "fork") setup_strategy <- "parallel"
   opts$setup_strategy <- setup_strategy
   opts$localMachine <- localhost
   opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
@@ -268,7 +281,9 @@ resolve_node_options <- function(a) {
   opts$cmd <- worker_command_line(opts, port = opts$port)
   opts$local_cmd <- opts$cmd
   if (!localhost) {
-    opts$rsh_call <- rsh_call_line(opts)
+    opts$rsh_call <- if (srun) {
+      paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(worker)), collapse = " ")
+    } else rsh_call_line(opts)
     opts$local_cmd <- paste(opts$rsh_call, sh_quote(opts$cmd, type = opts$rscript_sh[2]))
   }
   class(opts) <- c("makeNodePSOCKOptions", "makeNodeOptions")
