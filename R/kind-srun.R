@@ -156,11 +156,15 @@ srun_launcher <- function(opts) {
 
 # Start one srun per worker, then wait until each step runs (so that its id is known before
 # the worker connects); fail at once when a step waits for CPUs or srun gives up.
-srun_launch <- function(options_list, port, launched, job, pending_grace = 3, step_timeout = 30) {
+srun_launch <- function(options_list, port, launched, job, pending_grace = 2, step_timeout = 30) {
   srun <- find_program("srun")
   launched$step <- NA_character_
   launched$step_start <- NA_real_
   names <- sprintf("parallelly-%d-%s", Sys.getpid(), substr(launched$token, 1L, 8L))
+  # connect_workers() only learns of the sruns once this returns: on failure they (and any
+  # step already created) are stopped here, srun itself, never a shell.
+  done <- FALSE
+  on.exit(if (!done) srun_stop_steps(launched$pid, launched$step, launched$log))
   for (i in seq_along(options_list)) {
     o <- options_list[[i]]
     spec <- worker_launch_spec(o, port)
@@ -217,6 +221,7 @@ srun_launch <- function(options_list, port, launched, job, pending_grace = 3, st
     }
     Sys.sleep(0.03)
   }
+  done <- TRUE
   launched
 }
 
