@@ -1,7 +1,7 @@
 # Helpers for tests against a real Slurm cluster on this machine (tools/slurm-test-cluster.sh):
 # munged, slurmctld and five slurmd in a PID namespace of their own, with all files in a
 # temporary directory. Nodes n1, n2 (4 CPUs, partition "big"), n3, n4, n5 (2 CPUs, partition
-# "small", the default).
+# "small", the default); partition "all" has every node.
 #
 #   cluster <- skip_if_no_slurm()                        # skip unless the cluster runs
 #   slurm_cmd(c("squeue", "-h"))                         # a client command, with a timeout
