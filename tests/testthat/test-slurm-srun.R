@@ -267,3 +267,47 @@ test_that("rshcmd = \"<srun>\" outside an allocation, or with revtunnel = TRUE: 
                         action = "options")
   expect_false(opts$revtunnel)
 })
+
+test_that("stopCluster() with a busy step worker: its step is cancelled after the 5 s grace", {
+  skip_if_no_slurm()
+  got <- slurm_r("sbatch", c("-N2", "-n4"), bquote({
+    steps_of_job <- .(steps_of_job)
+    wait_for <- .(wait_for)
+    library(parallelly)
+    cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>")
+    parallel:::sendCall(cl[[1]], Sys.sleep, list(100))
+    t0 <- Sys.time()
+    parallel::stopCluster(cl)
+    returned <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+    left <- wait_for(function() length(steps_of_job()) == 0L, timeout = 12)
+    list(returned = returned, left = left, secs = as.numeric(difftime(Sys.time(), t0, units = "secs")))
+  }))
+  expect_lt(got$returned, 1)
+  expect_true(got$left)
+  expect_lt(got$secs, 10)
+})
+
+test_that("a master that dies takes its steps with it", {
+  skip_if_no_slurm()
+  got <- slurm_r("sbatch", c("-N2", "-n4"), bquote({
+    steps_of_job <- .(steps_of_job)
+    wait_for <- .(wait_for)
+    inner <- tempfile(fileext = ".R")
+    steps_file <- tempfile()
+    writeLines(c(
+      "library(parallelly)",
+      "cl <- makeClusterPSOCK(c('n4', 'n4'), rshcmd = '<srun>')",
+      sprintf("writeLines(vapply(cl, function(n) attr(n, 'process')$step, ''), %s)", deparse(steps_file)),
+      "tools::pskill(Sys.getpid(), tools::SIGKILL)"
+    ), inner)
+    status <- system2(file.path(R.home("bin"), "Rscript"), inner)
+    t0 <- Sys.time()
+    list(status = status, steps = readLines(steps_file),
+         left = wait_for(function() length(steps_of_job()) == 0L, timeout = 10),
+         secs = as.numeric(difftime(Sys.time(), t0, units = "secs")))
+  }))
+  expect_identical(got$status, 137L)
+  expect_length(got$steps, 2L)
+  expect_true(got$left)
+  expect_lt(got$secs, 5)
+})
