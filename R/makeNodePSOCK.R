@@ -9,7 +9,8 @@
 #' @param worker Hostname or IP address of the worker. A logical attribute `localhost` forces
 #' the local/remote decision. A `makeNodePSOCKOptions` object is launched as is.
 #' @param master Hostname the worker connects back to (default: "localhost" for local
-#' workers).
+#' workers; with `rshcmd = "<srun>"`, the address Slurm has for the node the master runs
+#' on, or this machine's name outside the allocation).
 #' @param port The port the master listens on.
 #' @param connectTimeout Seconds to wait for the worker to connect.
 #' @param timeout Socket inactivity timeout (seconds) on both sides.
@@ -42,10 +43,14 @@
 #' @param renice A positive niceness increment for the worker process (local workers).
 #' @param rshcmd `NULL` (the default) uses the built-in SSH client for remote workers; a
 #' command such as `"ssh"`, or a `function(rshopts, worker)` returning a command line, uses
-#' that external client instead.
+#' that external client instead. `"<srun>"`, inside a Slurm allocation, starts the worker
+#' as a job step of it on node `worker` (`srun --nodes=1 --ntasks=1 --overlap -w worker`,
+#' no shell; `rshopts` are added srun options); the master's own node gets local workers.
+#' See `vignette("slurm", package = "parallelly")`.
 #' @param user The user name on a remote host.
 #' @param revtunnel Whether a remote worker reaches the master through a reverse tunnel over
-#' the SSH connection (`NA`: yes for remote workers).
+#' the SSH connection (`NA`: yes for remote workers reached by SSH, no for other `rshcmd`s
+#' such as `"<srun>"`).
 #' @param rshlogfile A log file for an external SSH client.
 #' @param rshopts SSH options: for the built-in client `-p`, `-l`, `-F` and `-o`
 #' Port/User/UserKnownHostsFile/StrictHostKeyChecking; passed as they are to an external
