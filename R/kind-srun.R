@@ -160,7 +160,9 @@ srun_launch <- function(options_list, port, launched, job, pending_grace = 2, st
   srun <- find_program("srun")
   launched$step <- NA_character_
   launched$step_start <- NA_real_
-  names <- sprintf("parallelly-%d-%s", Sys.getpid(), substr(launched$token, 1L, 8L))
+  # Step names for people reading squeue (master PID, worker rank); steps are matched by
+  # their srun's PID, and the token stays out of sight.
+  names <- sprintf("parallelly-%d-%d", Sys.getpid(), vapply(options_list, function(o) as.integer(o$rank), 1L))
   # connect_workers() only learns of the sruns once this returns: on failure they (and any
   # step already created) are stopped here, srun itself, never a shell.
   done <- FALSE
