@@ -247,7 +247,7 @@ srun_fail_launch <- function(opts, launched, job, how) {
   } else if (any(grepl("More processors requested than permitted", output))) {
     hint <- sprintf(" The step asks for more CPUs than job %s has on node '%s' (check 'rshopts').", job, opts$worker)
   }
-  stopf("Launch", "Failed to launch R worker #%d as a job step on Slurm node '%s' (job %s): srun (PID %d) %s before the step started.%s%s",
+  stopf("Launch", "Failed to launch R worker #%d as a job step on Slurm node '%s' (job %s): srun (PID %d) %s before its worker connected.%s%s",
         opts$rank, opts$worker, job, launched$pid, how, hint, format_output(output, list(outfile = NULL)),
         extra_class = "PSOCKConnectionError",
         fields = list(host = as.character(opts$worker), pid = launched$pid, rank = opts$rank, job = job, output = output))
