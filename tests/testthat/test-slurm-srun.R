@@ -311,3 +311,56 @@ test_that("a master that dies takes its steps with it", {
   expect_true(got$left)
   expect_lt(got$secs, 5)
 })
+
+# The host PID of the test cluster's slurmctld (its command line names the cluster's config).
+slurmctld_pid <- function(cluster) {
+  for (d in list.files("/proc", pattern = "^[0-9]+$")) {
+    cmd <- tryCatch(readBin(file.path("/proc", d, "cmdline"), "raw", 4096L), error = function(e) raw(0))
+    words <- strsplit(rawToChar(replace(cmd, cmd == as.raw(0), as.raw(32))), " ", fixed = TRUE)[[1]]
+    if (length(words) > 0L && basename(words[1]) == "slurmctld" && cluster$conf %in% words) return(as.integer(d))
+  }
+  NA_integer_
+}
+
+test_that("isNodeAlive() and killNode() keep to their timeouts when the controller does not answer", {
+  cluster <- skip_if_no_slurm()
+  ctld <- slurmctld_pid(cluster)
+  skip_if(is.na(ctld), "slurmctld of the test cluster not found")
+  dir <- withr::local_tempdir("srun-ctld-")
+  ready <- file.path(dir, "ready")
+  stopped <- file.path(dir, "stopped")
+  done <- file.path(dir, "done")
+  # Stops the controller (SIGSTOP) once the job's cluster is up, resumes it when the job has
+  # measured (at most 20 s later); resumed here too, whatever happens.
+  script <- sprintf(paste(
+    "i=0; while [ ! -e %s ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done;",
+    "kill -STOP %d; touch %s;",
+    "i=0; while [ ! -e %s ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; kill -CONT %d"),
+    shQuote(ready), ctld, shQuote(stopped), shQuote(done), ctld)
+  system2("sh", c("-c", shQuote(script)), wait = FALSE)
+  withr::defer(tools::pskill(ctld, tools::SIGCONT))
+  got <- slurm_r("sbatch", c("-N2", "-n4"), timeout = 90, bquote({
+    wait_for <- .(wait_for)
+    library(parallelly)
+    cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>")
+    file.create(.(ready))
+    wait_for(function() file.exists(.(stopped)), timeout = 30)
+    t0 <- Sys.time()
+    alive <- suppressWarnings(isNodeAlive(cl, timeout = 1))
+    probe_s <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+    t0 <- Sys.time()
+    killed <- suppressWarnings(killNode(cl[[1]], timeout = 1))
+    kill_s <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+    file.create(.(done))
+    # With the controller back, the workers are still there (nothing was signalled).
+    Sys.sleep(0.5)
+    after <- isNodeAlive(cl, timeout = 10)
+    parallel::stopCluster(cl)
+    list(alive = alive, probe_s = probe_s, killed = killed, kill_s = kill_s, after = after)
+  }))
+  expect_identical(got$alive, c(NA, NA))
+  expect_lt(got$probe_s, 2.5)
+  expect_identical(got$killed, NA)
+  expect_lt(got$kill_s, 2.5)
+  expect_identical(got$after, c(TRUE, TRUE))
+})
