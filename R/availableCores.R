@@ -125,17 +125,16 @@ availableCores <- function(constraints = NULL,
 
 check_cores_args <- function(constraints, methods, omit, max) {
   if (!is.null(constraints) && !is.character(constraints)) {
-    stop_classed("Argument", "Argument 'constraints' must be NULL or a character vector")
+    stop_arg("constraints", "must be NULL or a character vector")
   }
   if (!is.character(methods)) {
-    stop_classed("Argument", "Argument 'methods' must be a character vector")
+    stop_arg("methods", "must be a character vector")
   }
   if (length(omit) != 1L || !is.numeric(omit) || is.na(omit) || omit < 0) {
-    stop_classed("Argument", "Argument 'omit' must be a single non-negative integer: ",
-         hpaste(omit))
+    stop_arg("omit", "must be a single non-negative integer: %s", hpaste(omit))
   }
   if (length(max) != 1L || !is.numeric(max) || is.na(max) || max < 1) {
-    stop_classed("Argument", "Argument 'max' must be a single number >= 1: ", hpaste(max))
+    stop_arg("max", "must be a single number >= 1: %s", hpaste(max))
   }
 }
 
@@ -143,8 +142,7 @@ check_cores_args <- function(constraints, methods, omit, max) {
 check_core_counts <- function(ncores) {
   bad <- !is.na(ncores) & ncores <= 0L
   if (any(bad)) {
-    stop_classed("Input", "Detected invalid (zero or less) core settings: ",
-         hpaste(sprintf("%s = %d", sQuote(names(ncores)[bad], q = FALSE),
+    stopf("Input", "Detected invalid (zero or less) core settings: %s", hpaste(sprintf("%s = %d", sQuote(names(ncores)[bad], q = FALSE),
                         ncores[bad]), maxHead = Inf))
   }
 }
@@ -177,8 +175,7 @@ apply_cores_fallback <- function(ncores) {
 apply_cores_min <- function(ncores) {
   min <- getOption2("parallelly.availableCores.min", 1L)
   if (length(min) != 1L || !is.numeric(min) || is.na(min) || min < 1) {
-    stop_classed("Option", "Option 'parallelly.availableCores.min' must be a single number >= 1: ",
-         hpaste(min))
+    stopf("Option", "Option 'parallelly.availableCores.min' must be a single number >= 1: %s", hpaste(min))
   }
   low <- !is.na(ncores) & ncores < min
   if (any(low)) {
@@ -233,8 +230,7 @@ envvar_integer <- function(name) {
   if (is.na(value)) return(NA_integer_)
   n <- suppressWarnings(as.integer(value))
   if (is.na(n)) {
-    stop_classed("Option", sprintf("Environment variable %s must be an integer: %s",
-                 name, sQuote(value, q = FALSE)))
+    stopf("Option", "Environment variable %s must be an integer: %s", name, sQuote(value, q = FALSE))
   }
   n
 }
@@ -243,8 +239,7 @@ option_integer <- function(value, name) {
   if (is.null(value)) return(NA_integer_)
   n <- suppressWarnings(as.integer(value))
   if (length(n) != 1L || (is.na(n) && !isNA(value))) {
-    stop_classed("Option", sprintf("Option %s must be a single integer: %s",
-                 sQuote(name, q = FALSE), hpaste(value)))
+    stopf("Option", "Option %s must be a single integer: %s", sQuote(name, q = FALSE), hpaste(value))
   }
   n
 }
@@ -322,7 +317,7 @@ availableCoresSlurm <- function() {
 custom_option_function <- function(name) {
   fcn <- getOption2(name, NULL)
   if (!is.null(fcn) && !is.function(fcn)) {
-    stop_classed("Option", sprintf("Option '%s' must be a function", name))
+    stopf("Option", "Option '%s' must be a function", name)
   }
   fcn
 }
@@ -333,8 +328,7 @@ availableCoresCustom <- function() {
   if (is.null(fcn)) return(NA_integer_)
   n <- fcn()
   if (length(n) != 1L || !is.numeric(n)) {
-    stop_classed("Option", "The function in option 'parallelly.availableCores.custom' must ",
-         "return a single integer: ", hpaste(n))
+    stopf("Option", "The function in option 'parallelly.availableCores.custom' must return a single integer: %s", hpaste(n))
   }
   as.integer(n)
 }

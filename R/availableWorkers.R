@@ -73,7 +73,7 @@ availableWorkers <- function(constraints = NULL,
                              which = c("auto", "min", "max", "all")) {
   which <- match.arg(which)
   if (!is.character(methods)) {
-    stop_classed("Argument", "Argument 'methods' must be a character vector")
+    stop_arg("methods", "must be a character vector")
   }
   localhost <- getOption2("parallelly.localhost.hostname", "localhost")
   workers <- lapply(methods, FUN = availableWorkersMethod,
@@ -226,8 +226,7 @@ availableWorkersCustom <- function() {
   if (is.null(fcn)) return(NULL)
   w <- fcn()
   if (!is.character(w) || anyNA(w)) {
-    stop_classed("Option", "The function in option 'parallelly.availableWorkers.custom' must ",
-         "return a character vector of hostnames without NAs")
+    stopf("Option", "The function in option 'parallelly.availableWorkers.custom' must return a character vector of hostnames without NAs")
   }
   w
 }
@@ -249,7 +248,7 @@ sort_nodes <- function(nodes) {
 read_pbs_nodefile <- function(pathname, sort = TRUE) {
   nodes <- read_host_lines(pathname)
   if (length(nodes) == 0L) {
-    stop_classed("Input", sprintf("PBS node file is empty: %s", sQuote(pathname, q = FALSE)))
+    stopf("Input", "PBS node file is empty: %s", sQuote(pathname, q = FALSE))
   }
   if (sort) nodes <- sort_nodes(nodes)
   data.frame(node = nodes, stringsAsFactors = FALSE)
@@ -278,16 +277,14 @@ read_pe_hostfile <- function(pathname, expand = FALSE) {
   fields <- strsplit(lines, split = "[[:space:]]+")
   bad <- lengths(fields) < 2L
   if (any(bad)) {
-    stop_classed("Input", sprintf("Invalid line in SGE host file %s: %s",
-                 sQuote(pathname, q = FALSE), sQuote(lines[bad][1], q = FALSE)))
+    stopf("Input", "Invalid line in SGE host file %s: %s", sQuote(pathname, q = FALSE), sQuote(lines[bad][1], q = FALSE))
   }
   field <- function(k) vapply(fields, function(f) if (length(f) >= k) f[k] else NA_character_, "")
   data <- data.frame(node = field(1L), count = suppressWarnings(as.integer(field(2L))),
                      via = field(3L), request = field(4L),
                      stringsAsFactors = FALSE)
   if (anyNA(data$count) || any(data$count < 1L)) {
-    stop_classed("Input", sprintf("Invalid slot count in SGE host file %s: %s",
-                 sQuote(pathname, q = FALSE), hpaste(field(2L))))
+    stopf("Input", "Invalid slot count in SGE host file %s: %s", sQuote(pathname, q = FALSE), hpaste(field(2L)))
   }
   if (expand) sge_expand_node_count_pairs(data) else data
 }
@@ -295,7 +292,7 @@ read_pe_hostfile <- function(pathname, expand = FALSE) {
 ## data.frame(node, count) -> each node repeated 'count' times
 sge_expand_node_count_pairs <- function(data) {
   if (!is.data.frame(data) || !all(c("node", "count") %in% names(data))) {
-    stop_classed("Argument", "Argument 'data' must be a data.frame with columns 'node' and 'count'")
+    stop_arg("data", "must be a data.frame with columns 'node' and 'count'")
   }
   rep(data$node, times = data$count)
 }
@@ -306,7 +303,7 @@ sge_expand_node_count_pairs <- function(data) {
 slurm_expand_nodelist <- function(nodelist,
                                   manual = getOption2("parallelly.slurm_expand_nodelist.manual", FALSE)) {
   if (!is.character(nodelist) || length(nodelist) != 1L || is.na(nodelist)) {
-    stop_classed("Argument", "Argument 'nodelist' must be a single string")
+    stop_arg("nodelist", "must be a single string")
   }
   if (!isTRUE(manual)) {
     hosts <- slurm_scontrol_hostnames(nodelist)
@@ -344,8 +341,7 @@ expand_hostlist_spec <- function(spec, nodelist = spec) {
   m <- regexpr("\\[[^][]*\\]", spec)
   if (m == -1L) {
     if (grepl("[][]", spec)) {
-      stop_classed("Input", sprintf("Unbalanced brackets in Slurm node list: %s",
-                   sQuote(nodelist, q = FALSE)))
+      stopf("Input", "Unbalanced brackets in Slurm node list: %s", sQuote(nodelist, q = FALSE))
     }
     return(spec)
   }
@@ -365,16 +361,14 @@ expand_hostlist_range <- function(inner, nodelist = inner) {
     m <- regmatches(part, regexec("^([0-9]+)-([0-9]+)$", part))[[1]]
     if (length(m) == 0L) {
       if (!grepl("^[[:alnum:]_.]+$", part)) {
-        stop_classed("Input", sprintf("Invalid range %s in Slurm node list: %s",
-                     sQuote(part, q = FALSE), sQuote(nodelist, q = FALSE)))
+        stopf("Input", "Invalid range %s in Slurm node list: %s", sQuote(part, q = FALSE), sQuote(nodelist, q = FALSE))
       }
       return(part)
     }
     from <- as.integer(m[2])
     to <- as.integer(m[3])
     if (from > to) {
-      stop_classed("Input", sprintf("Invalid range %s in Slurm node list: %s",
-                   sQuote(part, q = FALSE), sQuote(nodelist, q = FALSE)))
+      stopf("Input", "Invalid range %s in Slurm node list: %s", sQuote(part, q = FALSE), sQuote(nodelist, q = FALSE))
     }
     formatC(seq(from, to), width = nchar(m[2]), flag = "0")
   }), use.names = FALSE)

@@ -25,17 +25,20 @@ as_start_time <- function(start_time, n) {
   rep_len(start_time, n)
 }
 
-# Start a process without a shell. `output` is a log file, or "" to share the master's
-# stdout/stderr. Returns list(pid, start_time).
+# Start a process without a shell. Its output goes to the log file `output`, or with
+# output = "" to the master's stdout/stderr; with `capture`, into memory (the last 16 KiB,
+# see backend_child_output()). Returns list(pid, start_time).
 # `env` is a named character vector to set, `unset` the names of variables to remove.
 backend_launch <- function(program, args, env = character(0), unset = character(0),
-                           output = "", nice = 0L) {
+                           output = "", nice = 0L, capture = FALSE) {
   env_names <- as.character(names(env))
   if (length(env) == 0L) env_names <- character(0)
+  output <- as.character(output)[1L]
+  mode <- if (isTRUE(capture)) "capture" else if (nzchar(output)) "file" else "inherit"
   res <- .Call(wrap__rs_launch,
     as.character(program)[1L], as.character(args),
     env_names, as.character(unname(env)), as.character(unset),
-    as.character(output)[1L], as.integer(nice)[1L]
+    mode, output, as.integer(nice)[1L]
   )
   backend_value(res)
 }

@@ -86,13 +86,10 @@ stopCluster.RichSOCKcluster <- function(cl = NULL) {
 }
 
 # `background`: leave the waiting for our local children to a reaper thread; otherwise
-# return only once they have exited (or been terminated).
+# return only once they have exited (or been terminated). Each group of nodes (the local
+# workers, a remote host's) is stopped by its kind.
 stop_nodes <- function(cl, background = FALSE) {
-  pids <- integer(0)
-  logs <- character(0)
-  remote <- list()
-  forked <- list()
-  servers <- character(0)
+  ids <- list()
   # The DONE messages go out in one tight loop after the bookkeeping: each one wakes a
   # worker that then competes for the CPU with whatever the master still has to do.
   done <- list()
@@ -111,76 +108,16 @@ stop_nodes <- function(cl, background = FALSE) {
     mark_node_ended(node)
     forget_node(node)
     id <- node_identity(node)
-    process <- attr(node, "process", exact = TRUE)
-    client <- process$client_pid
-    if (is.character(process$fork_server)) servers <- c(servers, process$fork_server)
-    if (is.character(process$fork_server) && isTRUE(id$local)) {
-      # Forked by a fork server: not our child; known by PID and start time.
-      if (!killed) forked[[length(forked) + 1L]] <- id
-      if (is.character(id$log)) logs <- c(logs, id$log)
-    } else if (isTRUE(id$local) || is.numeric(client)) {
-      # Our own child processes: local workers, or the external SSH clients of remote ones.
-      if (is.numeric(id$launcher_pid)) pids <- c(pids, id$launcher_pid)
-      if (is.character(id$log)) logs <- c(logs, id$log)
-    } else if (is.character(id$ssh) && !is.na(id$pid)) {
-      # A killed worker needs no stopping, only its log removed and its connection released.
-      remote[[length(remote) + 1L]] <- list(node = node, id = id, killed = killed)
-    }
+    id$killed <- killed
+    ids[[length(ids) + 1L]] <- id
   }
-  pids <- pids[!is.na(pids)]
-  ours <- if (length(pids) > 0L) pids[backend_child_state(pids)$state != "unknown"] else integer(0)
   done_msg <- list(type = "DONE", data = NULL, tag = NULL)
   for (d in done) {
     try(serialize(done_msg, d$con, xdr = d$xdr), silent = TRUE)
     try(close(d$con), silent = TRUE)
   }
-  if (length(ours) > 0L) {
-    if (background) {
-      backend_stop_in_background(ours, grace = 5, term_grace = 1)
-    } else {
-      wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = 5)
-      terminate_processes(ours)
-    }
-  }
-  if (length(forked) > 0L) {
-    fpids <- vapply(forked, `[[`, integer(1), "pid")
-    fstarts <- vapply(forked, function(id) as.numeric(id$start_time), numeric(1))
-    if (!wait_until(function() !any(backend_probe(fpids, fstarts) %in% TRUE), timeout = 5)) {
-      terminate_forked(fpids, fstarts)
-    }
-  }
-  remove_logs(logs)
-  for (group in split(remote, vapply(remote, function(r) r$id$ssh, character(1)))) {
-    stop_remote_nodes(group)
-  }
+  for (g in node_groups(ids)) try(g$kind$stop(g$ids, background = background), silent = TRUE)
+  servers <- unlist(lapply(ids, function(id) id$fork_server))
   if (length(servers) > 0L) fork_servers_release(servers)
   invisible(NULL)
-}
-
-# The remote workers of one host: wait up to 5 s for them to exit after DONE, terminate the
-# rest, remove their logs, and close the host's connection if no other node uses it.
-stop_remote_nodes <- function(group) {
-  key <- group[[1L]]$id$ssh
-  host <- group[[1L]]$id$host
-  live <- Filter(function(r) !isTRUE(r$killed), group)
-  pids <- vapply(live, function(r) r$id$pid, integer(1))
-  starts <- vapply(live, function(r) as.numeric(r$id$start_time), numeric(1))
-  conn <- tryCatch(ssh_key_of(group[[1L]]$node), error = function(e) NULL)
-  if (!is.null(conn) && length(live) > 0L) {
-    alive <- function() tryCatch(
-      backend_ssh_wait(backend_ssh_submit_probe(conn, pids, starts), 10, host, "waiting for workers to exit"),
-      error = function(e) NA)
-    if (!wait_until(function() !any(alive() %in% TRUE), timeout = 5, interval = 0.05)) {
-      remote_terminate(conn, host, pids, starts)
-    }
-  }
-  if (!is.null(conn)) {
-    logs <- unlist(lapply(group, function(r) r$id$log))
-    logs <- logs[!is.na(logs) & nzchar(logs)]
-    if (length(logs) > 0L) {
-      try(backend_ssh_wait(backend_ssh_submit_script(conn, paste("rm -f", paste(sh_quote(logs, type = "sh"), collapse = " "))),
-                           5, host, "removing worker logs"), silent = TRUE)
-    }
-  }
-  for (r in group) ssh_release_node(key, node_key(r$node))
 }

@@ -39,8 +39,3 @@ stopf <- function(class, fmt, ..., call = NULL, extra_class = NULL, fields = lis
 stop_arg <- function(arg, fmt, ...) {
   stopf("Argument", paste0("Argument '%s' ", fmt), arg, ..., fields = list(argument = arg))
 }
-
-# stop() with a classed condition, the message pasted from `...` as stop() does.
-stop_classed <- function(class, ..., fields = list()) {
-  stop(do.call(parallellyCondition, c(list(paste0(...), class = class), fields)))
-}

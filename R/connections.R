@@ -32,8 +32,7 @@ availableConnections <- function() {
   if (!is.null(value)) {
     value <- suppressWarnings(as.numeric(value))
     if (length(value) != 1L || is.na(value) || value < 3) {
-      stop_classed("Option", "Option 'parallelly.availableConnections' must be a single ",
-           "number >= 3: ", hpaste(value))
+      stopf("Option", "Option 'parallelly.availableConnections' must be a single number >= 3: %s", hpaste(value))
     }
     return(value)
   }
@@ -139,7 +138,7 @@ hex_to_double <- function(hex) {
 #' @export
 isConnectionValid <- function(con) {
   if (!inherits(con, "connection")) {
-    stop_classed("Argument", "Argument 'con' must be a connection: ", class(con)[1])
+    stop_arg("con", "must be a connection: %s", class(con)[1])
   }
   index <- as.integer(con)
   if (index %in% 0:2) return(TRUE)

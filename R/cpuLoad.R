@@ -52,8 +52,7 @@ freeCores <- function(memory = c("5min", "15min", "1min"), fraction = 0.90,
   memory <- match.arg(memory)
   if (length(fraction) != 1L || !is.numeric(fraction) || is.na(fraction) ||
       fraction <= 0 || fraction > 1) {
-    stop_classed("Argument", "Argument 'fraction' must be a single number in (0, 1]: ",
-         hpaste(fraction))
+    stop_arg("fraction", "must be a single number in (0, 1]: %s", hpaste(fraction))
   }
   ncores <- availableCores(methods = c("system", "fallback"), logical = logical)
   if (ncores == 1L) return(1L)

@@ -59,8 +59,7 @@ resolve_port_spec <- function(ports) {
   }
   if (!is.numeric(ports) || anyNA(ports) || any(ports < 0 | ports > 65535) ||
       any(ports != round(ports))) {
-    stop_classed("Argument", "Argument 'ports' must be integers in [0, 65535] or \"auto\" or ",
-         "\"random\": ", hpaste(ports))
+    stop_arg("ports", "must be integers in [0, 65535] or \"auto\" or \"random\": %s", hpaste(ports))
   }
   as.integer(ports)
 }
@@ -94,15 +93,13 @@ parse_port_specs <- function(value, name = "ports") {
           all(bounds >= 0L & bounds <= 65535L) && bounds[1] <= bounds[length(bounds)] &&
           grepl("^[0-9]+(:[0-9]+)?$", spec)
     if (!ok) {
-      stop_classed("Input", sprintf(
-        "Invalid port specification %s in %s: expected 'N' or 'A:B' with integers in [0, 65535]",
-        sQuote(spec, q = FALSE), name))
+      stopf("Input", "Invalid port specification %s in %s: expected 'N' or 'A:B' with integers in [0, 65535]", sQuote(spec, q = FALSE), name)
     }
     seq(bounds[1], bounds[length(bounds)])
   })
   ports <- unique(unlist(ports, use.names = FALSE))
   if (length(ports) == 0L) {
-    stop_classed("Input", sprintf("No ports specified in %s: %s", name, sQuote(value, q = FALSE)))
+    stopf("Input", "No ports specified in %s: %s", name, sQuote(value, q = FALSE))
   }
   as.integer(ports)
 }
@@ -112,8 +109,7 @@ default_port <- function(default, ports) {
   if (identical(default, "first")) return(ports[1])
   port <- suppressWarnings(as.integer(default))
   if (length(port) != 1L || (is.na(port) && !isNA(default))) {
-    stop_classed("Argument", "Argument 'default' must be \"random\", \"first\", an integer ",
-         "port, or NA: ", hpaste(default))
+    stop_arg("default", "must be \"random\", \"first\", an integer port, or NA: %s", hpaste(default))
   }
   port
 }

@@ -46,32 +46,27 @@ killNode.RichSOCKnode <- function(x, signal = tools::SIGTERM, timeout = 0, ...) 
   signal_nodes(list(x), signal = signal, timeout = timeout)
 }
 
-# Signal nodes: local ones through the backend, remote ones with one command per host.
-# After a successful SIGTERM or SIGKILL a node's connection is closed and its worker's
-# temporary directory removed.
+# Signal nodes: each group (local workers, a remote host) in one request, all groups at
+# once. After a successful SIGTERM or SIGKILL a node's connection is closed and what its
+# worker left behind (its R temporary directory) is removed.
 signal_nodes <- function(nodes, signal, timeout = 0) {
   check_seconds(timeout, "timeout")
   nodes <- lapply(nodes, current_node)
   signal <- as.integer(signal)
   ids <- lapply(nodes, node_identity)
   res <- rep(NA, length(nodes))
-  for (i in seq_along(nodes)) {
-    if (is.na(ids[[i]]$pid)) {
-      warning(sprintf("killNode() is not supported for this 'RichSOCKnode' (its process ID is unknown). Signal %d was not sent", signal), call. = FALSE)
-    } else if (isTRUE(ids[[i]]$local)) {
-      res[i] <- backend_signal(ids[[i]]$pid, signal, start_time = ids[[i]]$start_time)
-    }
+  known <- which(!is.na(ids_pids(ids)))
+  for (i in setdiff(seq_along(ids), known)) {
+    warning(sprintf("killNode() is not supported for this 'RichSOCKnode' (its process ID is unknown). Signal %d was not sent", signal), call. = FALSE)
   }
-  remote <- which(vapply(ids, function(id) !is.na(id$pid) && !isTRUE(id$local), logical(1)))
-  answers <- ask_remote_hosts(nodes, ids, remote, "signal", signal = signal, timeout = timeout,
-                              what = "signalling workers")
+  answers <- ask_groups(ids[known], "signal", list(signal = signal, timeout = timeout),
+                        timeout = ssh_probe_timeout(timeout))
   for (a in answers) {
     if (inherits(a$value, "error")) {
       warning(sprintf("Could not kill %d RichSOCKnode node(s) on remote host '%s'. Reason reported: %s",
                       length(a$idx), a$host, conditionMessage(a$value)), call. = FALSE)
-      res[a$idx] <- NA
     } else {
-      res[a$idx] <- a$value %in% TRUE
+      res[known[a$idx]] <- a$value %in% TRUE
     }
   }
   if (signal %in% c(tools::SIGTERM, tools::SIGKILL)) {
@@ -85,14 +80,6 @@ after_kill <- function(node, id) {
   mark_node_ended(node, "killed")
   try(close(node$con), silent = TRUE)
   forget_node_state(node)
-  tmp <- node$session_info$tempdir
-  if (!is.character(tmp) || length(tmp) != 1L || !nzchar(tmp)) return(invisible())
-  if (isTRUE(id$local)) {
-    if (dir.exists(tmp)) unlink(tmp, recursive = TRUE, force = TRUE)
-  } else if (grepl("/Rtmp[[:alnum:]]+$", tmp)) {
-    # Only ever an R session's own temporary directory.
-    try(backend_ssh_wait(backend_ssh_submit_script(ssh_key_of(node), paste("rm -rf", sh_quote(tmp, type = "sh"))),
-                         5, id$host, "removing the worker's temporary directory"), silent = TRUE)
-  }
+  try(node_kind(id$kind)$after_kill(id), silent = TRUE)
   invisible()
 }

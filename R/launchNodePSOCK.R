@@ -91,13 +91,7 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
   port <- options_list[[1L]]$port
   if (port == 0L) stop_arg("port", "must be a port number in 1..65535 that the workers can be told: 0")
   first <- options_list[[1L]]
-  launcher <- if (isTRUE(attr(first$worker, "localhost"))) {
-    local_launcher()
-  } else if (!is.null(first$ssh)) {
-    remote_launcher(first)
-  } else {
-    external_launcher(first)
-  }
+  launcher <- kind_for_options(first)$launcher(first)
   server <- NULL
   launched <- data.frame(pid = rep(NA_integer_, n), start_time = NA_real_, token = NA_character_,
                          log = NA_character_, stringsAsFactors = FALSE)
@@ -186,8 +180,10 @@ new_node <- function(con, options, pid, launched, port, launcher) {
   launcher_pid <- launched$pid
   start_time <- if (!is.na(launcher_pid) && identical(pid, launcher_pid)) launched$start_time else launcher$start_time(pid)
   process <- list(pid = pid, start_time = start_time, launcher_pid = launcher_pid,
-                  log = launched$log, ssh = launcher$ssh_key)
-  if (is.null(launcher$ssh_key) && launcher$remote) process$client_pid <- launcher_pid
+                  log = launched$log, ssh = launcher$ssh_key, kind = launcher$kind)
+  # What a kind's launcher recorded beyond these (a Slurm step, say) stays with the node.
+  extra <- setdiff(names(launched), c("pid", "start_time", "token", "log"))
+  for (field in extra) process[[field]] <- launched[[field]]
   process$fork_server <- launcher$fork_server
   process$key <- worker_key(launcher, options, pid, start_time, launcher_pid)
   node <- list(con = con, host = options$worker, rank = options$rank)
@@ -294,19 +290,6 @@ format_output <- function(output, opts) {
 remove_logs <- function(logs) {
   logs <- logs[!is.na(logs) & nzchar(logs)]
   if (length(logs) > 0L) unlink(logs)
-}
-
-# Stop processes we started: SIGTERM, then SIGKILL after `grace` seconds; reap them all.
-terminate_processes <- function(pids, grace = 1) {
-  pids <- unique(pids[!is.na(pids)])
-  if (length(pids) == 0L) return(invisible(TRUE))
-  running <- function() pids[backend_child_state(pids)$state == "running"]
-  for (pid in running()) try(backend_signal(pid, tools::SIGTERM), silent = TRUE)
-  wait_until(function() length(running()) == 0L, timeout = grace)
-  for (pid in running()) try(backend_signal(pid, tools::SIGKILL), silent = TRUE)
-  gone <- wait_until(function() length(running()) == 0L, timeout = 2)
-  for (pid in pids) backend_forget_child(pid)
-  invisible(gone)
 }
 
 # Poll `condition` in short slices until it is TRUE or `timeout` seconds have passed.

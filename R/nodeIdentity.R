@@ -14,9 +14,14 @@ node_identity <- function(node) {
     nodename <- node$session_info$system$nodename
     local <- is.character(nodename) && identical(nodename, Sys.info()[["nodename"]])
   }
-  list(pid = as.integer(pid), start_time = start_time, local = local,
-       host = as.character(node$host), launcher_pid = process$launcher_pid, log = process$log,
-       ssh = process$ssh)
+  kind <- process$kind
+  if (!is.character(kind) || length(kind) != 1L) kind <- if (local) "local" else "rsh"
+  tmp <- node$session_info$tempdir
+  list(pid = as.integer(pid), start_time = start_time, local = local, kind = kind,
+       host = as.character(node$host), key = node_key(node), launcher_pid = process$launcher_pid,
+       log = process$log, ssh = process$ssh, fork_server = process$fork_server,
+       tempdir = if (is.character(tmp) && length(tmp) == 1L && nzchar(tmp)) tmp else NA_character_,
+       process = process, node = node)
 }
 
 #' Check whether a process with a given PID exists (internal)

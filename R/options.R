@@ -95,10 +95,7 @@ coerce_option_value <- function(value, spec, envvar) {
   if (spec$mode == "character") out[na_text] <- NA_character_
   bad <- is.na(out) & !na_text
   if (any(bad) || (!spec$na && anyNA(out)) || length(out) == 0L) {
-    stop_classed("Option", sprintf(
-      "Environment variable %s has an invalid value for option 'parallelly.%s' (expected %s%s): %s",
-      envvar, spec$name, spec$mode, if (spec$na) " or NA" else "",
-      sQuote(paste(value, collapse = ","), q = FALSE)))
+    stopf("Option", "Environment variable %s has an invalid value for option 'parallelly.%s' (expected %s%s): %s", envvar, spec$name, spec$mode, if (spec$na) " or NA" else "", sQuote(paste(value, collapse = ","), q = FALSE))
   }
   out
 }

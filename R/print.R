@@ -46,7 +46,7 @@ remember_remote_deaths <- function(nodes, health) {
   for (i in which(health$alive %in% FALSE)) {
     node <- nodes[[i]]
     key <- node_key(node)
-    if (is.null(key) || isTRUE(node_identity(node)$local)) next
+    if (is.null(key) || answers_locally(node)) next
     if (exists(key, envir = known_deaths(), inherits = FALSE)) next
     assign(key, list(exit = health$exit[i], output = node_last_output(node)), envir = known_deaths())
   }
@@ -56,7 +56,7 @@ remember_remote_deaths <- function(nodes, health) {
 # NULL when it is alive or nothing is known.
 known_death <- function(node) {
   node <- current_node(node)
-  if (isTRUE(node_identity(node)$local)) {
+  if (answers_locally(node)) {
     health <- node_health(list(node))
     if (!is_false_like(health$alive)) return(NULL)
     return(list(exit = health$exit, output = node_last_output(node)))
@@ -64,6 +64,12 @@ known_death <- function(node) {
   key <- node_key(node)
   if (is.null(key)) return(NULL)
   get0(key, envir = known_deaths(), inherits = FALSE)
+}
+
+# Whether a node's worker can be checked with a system call (print() may do that).
+answers_locally <- function(node) {
+  id <- node_identity(node)
+  isTRUE(node_kind(id$kind)$answers_locally(id))
 }
 
 # The reference's columns of summary(): what the nodes told at setup, and their connections.

@@ -129,12 +129,7 @@ ssh_release_node <- function(ssh_key, node_key) {
 
 # Remove the logs of `users` (entries of ssh_users) on the host; best effort, 5 s at most.
 ssh_remove_logs <- function(ssh_key, users) {
-  logs <- unlist(lapply(users, function(u) u$log))
-  logs <- logs[!is.na(logs) & nzchar(logs)]
-  if (length(logs) == 0L) return(invisible())
-  try(backend_ssh_wait(backend_ssh_submit_script(ssh_key, paste("rm -f", paste(shQuote(logs, type = "sh"), collapse = " "))),
-                       5, ssh_key, "removing worker logs"), silent = TRUE)
-  invisible()
+  ssh_remove_files(ssh_key, ssh_key, unlist(lapply(users, function(u) u$log)))
 }
 
 ssh_close_if_unused <- function(ssh_key) {

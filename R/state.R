@@ -15,7 +15,7 @@ init_package_state <- function() {
   .package$host_failures <- table()  # by host: deaths in a row; removed when a worker answers
   .package$ssh_users <- table()      # by host: the login user of the held connection
   .package$fork_servers <- table()   # by host and launch spec (R/forkServer.R)
-  .package$fork_refusals <- table()
+  .package$fork_refusals <- table()  # by host and launch spec: until when; expire (R/forkServer.R)
   .package$retired_fork_servers <- table()
   .package$aborts <- 0L              # sends/receives left by an error or interrupt (R/nodeTraffic.R)
   .package$relaunches <- 0L          # in-place relaunches so far (R/selfHealing.R)

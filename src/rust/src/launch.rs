@@ -36,7 +36,7 @@ pub struct LaunchSpec {
 
 pub struct Launched {
     pub pid: u32,
-    /// Seconds since the epoch, as `process::start_time()` reports it; 0 if unknown.
+    /// Clock ticks since boot, as `process::start_time()` reports it; 0 if unknown.
     pub start_time: u64,
 }
 

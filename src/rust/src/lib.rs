@@ -46,19 +46,27 @@ fn rs_launch(
     env_names: Vec<String>,
     env_values: Vec<String>,
     env_unset: Vec<String>,
-    output: &str,
+    output_mode: &str,
+    output_path: &str,
     nice: i32,
 ) -> Robj {
+    let output = match output_mode {
+        "inherit" => launch::Output::Inherit,
+        "capture" => launch::Output::Capture,
+        "file" if !output_path.is_empty() => launch::Output::File(output_path.to_string()),
+        other => {
+            return error_value(Error::new(
+                error::Kind::InvalidArgument,
+                format!("output mode '{}' (path '{}') is not one of inherit, capture, file PATH", other, output_path),
+            ))
+        }
+    };
     let spec = launch::LaunchSpec {
         program: program.to_string(),
         args,
         env_set: env_names.into_iter().zip(env_values).collect(),
         env_unset,
-        output: match output {
-            "" => launch::Output::Inherit,
-            "|capture" => launch::Output::Capture,
-            path => launch::Output::File(path.to_string()),
-        },
+        output,
         nice,
     };
     match launch::launch(spec) {
@@ -113,7 +121,7 @@ fn rs_probe(pids: Vec<i32>, start_times: Vec<f64>) -> Robj {
     Logicals::from_values(values).into()
 }
 
-/// Start time (seconds since the epoch) of a PID, or NA.
+/// Start time (clock ticks since boot) of a PID, or NA.
 #[extendr]
 fn rs_start_time(pid: i32) -> Robj {
     match pid_of(pid).and_then(process::start_time) {

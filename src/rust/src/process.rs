@@ -1,9 +1,6 @@
-//! Probe and signal processes by identity (pid, start time), so that a PID the kernel has
-//! handed to another process never reads as our worker.
-
-use std::sync::{Mutex, MutexGuard, OnceLock};
-
-use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
+//! Probe and signal processes by identity (pid, start time in clock ticks since boot, read
+//! from /proc/PID/stat), so that a PID the kernel has handed to another process never reads
+//! as our worker.
 
 use crate::children::{self, State};
 use crate::error::{Error, Kind, Result};
@@ -15,51 +12,65 @@ pub enum Liveness {
     Unknown,
 }
 
-/// Start times come from sysinfo in whole seconds (boot time + ticks); allow for rounding.
-const START_TIME_SLACK: u64 = 1;
-
-fn system() -> Option<MutexGuard<'static, System>> {
-    static SYSTEM: OnceLock<Option<Mutex<System>>> = OnceLock::new();
-    SYSTEM
-        .get_or_init(|| System::new().ok().map(Mutex::new))
-        .as_ref()
-        .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+/// What /proc/PID/stat says of a process. Start times are clock ticks since boot (field
+/// 22), the unit the remote probes (and ps) use: exact, so no slack is needed.
+struct Stat {
+    gone: bool,
+    cpu_ticks: u64,
+    start_ticks: u64,
+    rss_pages: u64,
 }
 
-/// What sysinfo knows of `pid` right now: (start time, zombie or dead?).
-fn lookup(pid: u32) -> Option<Option<(u64, bool)>> {
-    let mut sys = system()?;
-    let spid = Pid::from_u32(pid);
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[spid]),
-        true,
-        ProcessRefreshKind::nothing(),
-    );
-    Some(sys.process(spid).map(|p| {
-        let gone = matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead);
-        (p.start_time(), gone)
-    }))
+/// `None` when no such process exists (or /proc cannot be read).
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{}/stat", pid)).ok()?;
+    parse_stat(&text)
+}
+
+/// Fields after the command name, which is in parentheses and may itself hold spaces or
+/// parentheses: hence the last ')'.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); field N is fields[N - 3].
+    let num = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    Some(Stat {
+        gone: matches!(fields.first(), Some(&"Z") | Some(&"X") | Some(&"x")),
+        cpu_ticks: num(14)? + num(15)?,
+        start_ticks: num(22)?,
+        rss_pages: num(24)?,
+    })
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf() only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+fn page_size() -> f64 {
+    // SAFETY: sysconf() only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as f64 } else { 4096.0 }
+}
+
+/// Seconds since boot.
+fn uptime() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Resource use of a running process: (RSS bytes, CPU seconds, seconds since it started).
 pub fn usage(pid: u32) -> Option<(f64, f64, f64)> {
-    let mut sys = system()?;
-    let spid = Pid::from_u32(pid);
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[spid]),
-        true,
-        ProcessRefreshKind::nothing().with_memory().with_cpu(),
-    );
-    let p = sys.process(spid)?;
-    if matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead) {
-        return None;
-    }
-    Some((p.memory() as f64, p.accumulated_cpu_time() as f64 / 1000.0, p.run_time() as f64))
+    let st = stat(pid).filter(|st| !st.gone)?;
+    let hz = clock_ticks_per_second();
+    let up = uptime().map(|u| (u - st.start_ticks as f64 / hz).max(0.0)).unwrap_or(f64::NAN);
+    Some((st.rss_pages as f64 * page_size(), st.cpu_ticks as f64 / hz, up))
 }
 
-/// Start time of `pid` in seconds since the epoch, if such a process exists.
+/// Start time of `pid` in clock ticks since boot, if such a process exists.
 pub fn start_time(pid: u32) -> Option<u64> {
-    lookup(pid).flatten().map(|(t, _)| t)
+    stat(pid).map(|st| st.start_ticks)
 }
 
 /// Whether the process (`pid`, `expected_start`) is running. An `expected_start` of 0
@@ -69,17 +80,12 @@ pub fn probe(pid: u32, expected_start: u64) -> Liveness {
     if let Some(State::Exited(_)) = children::state(pid) {
         return Liveness::Dead;
     }
-    match lookup(pid) {
+    match stat(pid) {
+        None if std::path::Path::new("/proc/self/stat").exists() => Liveness::Dead,
         None => Liveness::Unknown,
-        Some(None) => Liveness::Dead,
-        Some(Some((_, true))) => Liveness::Dead,
-        Some(Some((start, false))) => {
-            if expected_start != 0 && start.abs_diff(expected_start) > START_TIME_SLACK {
-                Liveness::Dead
-            } else {
-                Liveness::Alive
-            }
-        }
+        Some(st) if st.gone => Liveness::Dead,
+        Some(st) if expected_start != 0 && st.start_ticks != expected_start => Liveness::Dead,
+        Some(_) => Liveness::Alive,
     }
 }
 
@@ -118,7 +124,21 @@ mod tests {
         let start = start_time(me).expect("own start time");
         assert_eq!(probe(me, start), Liveness::Alive);
         assert_eq!(probe(me, 0), Liveness::Alive);
-        assert_eq!(probe(me, start + 3600), Liveness::Dead, "wrong start time must read as dead");
+        assert_eq!(probe(me, start + 1), Liveness::Dead, "wrong start time must read as dead");
+        let (rss, cpu, up) = usage(me).expect("own usage");
+        assert!(rss > 0.0 && cpu >= 0.0 && up >= 0.0);
+    }
+
+    #[test]
+    fn stat_lines_with_odd_command_names_parse() {
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 123456 1000 250 18446744073709551615";
+        let st = parse_stat(line).expect("parses");
+        assert!(!st.gone);
+        assert_eq!(st.cpu_ticks, 10);
+        assert_eq!(st.start_ticks, 123456);
+        assert_eq!(st.rss_pages, 250);
+        assert!(parse_stat("42 (x) Z 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 0 0").unwrap().gone);
+        assert!(parse_stat("garbage").is_none());
     }
 
     #[test]

@@ -1,0 +1,106 @@
+# The fork server's side (see R/forkServer.R for the master's): the call the master sends
+# it, what it does for each request, and what a forked child does to become a worker.
+# Everything here runs in the server process or in its children, never in the master.
+
+# The call the server runs: it looks the request up in its own parallelly, so that a host
+# with another version (or none) answers NULL instead of failing.
+fork_server_dispatch <- function(what, args) {
+  loaded <- loadedNamespaces()
+  ns <- tryCatch(asNamespace("parallelly"), error = function(e) NULL)
+  fun <- if (is.environment(ns)) get0(paste0("fork_server_do_", what), envir = ns, inherits = FALSE)
+  if (!is.function(fun)) return(NULL)
+  fun(args, loaded)
+}
+environment(fork_server_dispatch) <- baseenv()
+
+# The first request: which namespaces the server had loaded before the master asked, so
+# that forked workers can tell whether to unload parallelly.
+fork_server_do_ready <- function(args, loaded) {
+  .package$namespaces_before_fork <- loaded
+  .Platform$OS.type == "unix" && isTRUE(backend_can_fork())
+}
+
+fork_server_do_state <- function(pids, loaded) {
+  res <- backend_forked_state(pids)
+  res$running <- NULL
+  res
+}
+
+# Fork one worker per request; the server answers with their PIDs and start times (clock
+# ticks since boot, as the remote probes use them).
+fork_server_do_fork <- function(requests, loaded) {
+  backend_forked_state(integer(0))  # reaps the workers that exited since last time
+  pids <- integer(length(requests))
+  server_tmp <- tempdir()
+  for (i in seq_along(requests)) {
+    pid <- backend_fork_worker()
+    if (pid == 0) {
+      # The child: never returns into the server's worker loop.
+      worker_temp_dir(server_tmp)
+      status <- tryCatch({
+        forked_worker_main(requests[[i]])
+        0L
+      }, error = function(e) {
+        message("Forked worker failed: ", conditionMessage(e))
+        1L
+      })
+      quit(save = "no", status = status)
+    }
+    pids[i] <- as.integer(pid)
+  }
+  list(pid = pids, start_time = vapply(pids, proc_start_ticks, numeric(1)))
+}
+
+proc_start_ticks <- function(pid) {
+  line <- tryCatch(readLines(sprintf("/proc/%d/stat", pid), n = 1L, warn = FALSE), error = function(e) "")
+  fields <- strsplit(sub("^.*\\) ", "", line), " ", fixed = TRUE)[[1L]]
+  if (length(fields) < 20L) NA_real_ else as.numeric(fields[20L])
+}
+
+# In a forked child, first of all: the backend left R without a temporary directory, and R
+# makes a new one (and deletes that one, not the server's, when this worker exits). Should
+# that fail, R still holds the server's path for its exit clean-up: end without R's exit.
+worker_temp_dir <- function(server_tmp) {
+  tmp <- tryCatch(tempdir(check = TRUE), error = function(e) NULL)
+  if (!is.character(tmp) || identical(normalizePath(tmp, mustWork = FALSE), normalizePath(server_tmp, mustWork = FALSE)) ||
+      !dir.exists(tmp)) {
+    backend_exit_now(70L)
+  }
+  Sys.setenv(R_SESSION_TMPDIR = tmp)
+}
+
+# A forked child becomes a worker: drop what it inherited from the server, connect to the
+# master and serve it, as parallel:::.workRSOCK() does in a fresh process.
+forked_worker_main <- function(req) {
+  while (sink.number() > 0L) sink()
+  if (sink.number(type = "message") != 2L) sink(type = "message")
+  ids <- getAllConnections()  # showConnections() would cost ~60 ms here
+  for (id in ids[ids > 2L]) try(close(getConnection(id)), silent = TRUE)
+  if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
+    rm(list = ".Random.seed", envir = globalenv())
+  }
+  Sys.setenv(R_PARALLELLY_WORKER_TOKEN = req$token)
+  # Everything needed from our namespace is fetched before it is unloaded: a lazy-loaded
+  # object used afterwards would load it again.
+  work_loop <- importParallel("workLoop")
+  .package$forked_child <- TRUE
+  # parallelly goes (a fresh worker has not loaded it); its imports stay: unloading 'tools'
+  # would only make parallel's exit handler load it again, at ~30 ms a worker.
+  if (!"parallelly" %in% .package$namespaces_before_fork) try(unloadNamespace("parallelly"), silent = TRUE)
+  if (nzchar(req$outfile)) {
+    out <- file(req$outfile, open = "a")
+    sink(out)
+    sink(out, type = "message")
+  }
+  cat(sprintf("starting worker pid=%d on %s:%d at %s\n", Sys.getpid(), req$master, req$port,
+              format(Sys.time(), "%H:%M:%OS3")))
+  deadline <- Sys.time() + req$setup_timeout
+  repeat {
+    con <- tryCatch(socketConnection(req$master, port = req$port, blocking = TRUE, open = "a+b",
+                                     timeout = req$timeout), error = function(e) e)
+    if (inherits(con, "connection")) break
+    if (Sys.time() >= deadline) stop(con)
+    Sys.sleep(0.05)
+  }
+  work_loop(structure(list(con = con), class = if (isTRUE(req$xdr)) "SOCKnode" else "SOCK0node"))
+}

@@ -1,0 +1,123 @@
+# Kind "fork": a worker forked by a fork server (setup_strategy = "fork", R/forkServer.R)
+# on this machine or on a remote host. It is reached like any worker of its host (by PID
+# and start time here, over the held SSH connection there), but its parent is the server,
+# which is the one to ask how it ended.
+
+node_kind_fork <- list(
+  name = "fork",
+  priority = 40,
+  # Chosen by the setup strategy, on top of the host's own kind (connect_workers()).
+  claims = function(opts) FALSE,
+  launcher = function(opts) stopf("Argument", "Forked workers are launched by setup_strategy = \"fork\""),
+  answers_locally = function(id) isTRUE(id$local),
+  group = function(id) paste("fork", fork_host_kind(id)$group(id)),
+  probe = function(ids, timeout) fork_host_kind(ids[[1L]])$probe(ids, timeout),
+  signal = function(ids, signal, timeout) fork_host_kind(ids[[1L]])$signal(ids, signal, timeout),
+  stop = function(ids, background) {
+    if (!isTRUE(ids[[1L]]$local)) return(stop_remote_nodes(ids))
+    live <- Filter(function(id) !isTRUE(id$killed) && !is.na(id$pid), ids)
+    pids <- ids_pids(live)
+    starts <- ids_starts(live)
+    if (length(live) > 0L && !wait_until(function() !any(backend_probe(pids, starts) %in% TRUE), timeout = 5)) {
+      terminate_forked(pids, starts)
+    }
+    remove_logs(ids_logs(ids))
+  },
+  exit_cause = function(ids) {
+    causes <- rep(NA_character_, length(ids))
+    servers <- vapply(ids, function(id) id$fork_server, character(1))
+    for (idx in split(seq_along(ids), servers)) {
+      st <- fork_server_exit_states(servers[idx[1L]], ids_pids(ids[idx]))
+      causes[idx] <- vapply(seq_along(idx), function(k) exit_cause(st$state[k], st$status[k], st$signal[k]), character(1))
+    }
+    causes
+  },
+  usage = function(ids, timeout) fork_host_kind(ids[[1L]])$usage(ids, timeout),
+  last_output = function(id, n) fork_host_kind(id)$last_output(id, n),
+  after_kill = function(id) fork_host_kind(id)$after_kill(id)
+)
+
+# The kind of the forked worker's host: how it is reached.
+fork_host_kind <- function(id) if (isTRUE(id$local)) node_kind_local else node_kind_ssh
+
+# `base` for workers asked for with setup_strategy = "fork" on a host that cannot fork:
+# they are launched as "parallel" workers (parallel's worker loop knows no "fork").
+plain_launcher <- function(base) {
+  launch <- base$launch
+  base$launch <- function(options_list, port, launched) {
+    options_list <- lapply(options_list, function(o) {
+      if (identical(o$setup_strategy, "fork")) o$setup_strategy <- "parallel"
+      o
+    })
+    launch(options_list, port, launched)
+  }
+  base
+}
+
+# The launcher of connect_workers() for a host with a fork server: the same interface as
+# `base`, but the workers are forked by the server. Falls back to `base` when the host
+# cannot fork.
+fork_launcher <- function(base, opts, port, verbose = FALSE) {
+  # The plain launcher already has the host's connection: keep it open while a refused
+  # server is stopped.
+  if (is.character(base$ssh_key)) {
+    ssh_hold(base$ssh_key)
+    on.exit(ssh_unhold(base$ssh_key))
+  }
+  server <- fork_server_for(opts, port, verbose = verbose)
+  if (is.null(server)) return(plain_launcher(base))
+  launcher <- base
+  launcher$kind <- "fork"
+  launcher$fork_server <- server$key
+  launcher$launch <- function(options_list, port, launched) {
+    worker_port <- port
+    if (!server$local && isTRUE(opts$revtunnel)) {
+      worker_port <- backend_ssh_wait(backend_ssh_submit_forward(server$ssh, port), opts$connectTimeout,
+                                      server$host, "setting up the reverse tunnel")
+    }
+    requests <- lapply(seq_along(options_list), function(i) {
+      o <- options_list[[i]]
+      # Output that would go to /dev/null goes to a log of ours instead, removed with the
+      # node, so that a worker's death can be explained with what it said last.
+      out <- if (is.null(o$outfile)) "" else o$outfile
+      if (identical(out, "/dev/null")) {
+        out <- if (server$local) tempfile("parallelly-worker-", fileext = ".log") else remote_log_path(launched$token[i])
+        launched$log[i] <<- out
+      }
+      list(token = launched$token[i], master = o$master, port = worker_port, timeout = o$timeout,
+           setup_timeout = o$connectTimeout, xdr = isTRUE(o$useXDR), outfile = out)
+    })
+    res <- fork_server_call(server, "fork", requests, timeout = opts$connectTimeout)
+    launched$pid <- as.integer(res$pid)
+    launched$start_time <- res$start_time  # clock ticks since boot, read by the server
+    fork_server_add_children(server, launched$pid, launched$start_time)
+    launched
+  }
+  if (server$local) {
+    launcher$check <- function(launched, waiting) {
+      if (length(waiting) == 0L) return(NULL)
+      alive <- backend_probe(launched$pid[waiting], launched$start_time[waiting])
+      dead <- which(alive %in% FALSE)
+      if (length(dead) == 0L) return(NULL)
+      k <- waiting[dead[1L]]
+      st <- fork_server_exit_states(server$key, launched$pid[k])
+      list(index = k, how = describe_exit(st$state[1L], st$status[1L], st$signal[1L]))
+    }
+    launcher$stop <- function(launched) {
+      ok <- !is.na(launched$pid)
+      terminate_forked(launched$pid[ok], launched$start_time[ok])
+      remove_logs(launched$log)
+    }
+  }
+  launcher
+}
+
+# Stop local forked workers (not our children: probed and signalled by PID and start time).
+terminate_forked <- function(pids, start_times, grace = 1) {
+  invisible(terminate_until_gone(
+    alive = function() backend_probe(pids, start_times),
+    send = function(k, signal) {
+      for (j in k) try(backend_signal(pids[j], signal, start_time = start_times[j]), silent = TRUE)
+    },
+    n = length(pids), grace = grace))
+}

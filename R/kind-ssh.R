@@ -1,0 +1,248 @@
+# Kind "ssh": a worker on another machine, reached through the built-in SSH client's held
+# connection to its host (one per user, host and port). One control-shell command starts
+# all of a host's workers; it is their parent, so it can tell how they ended. Probes,
+# signals and resource use are one command per host, for all of its workers at once.
+
+node_kind_ssh <- list(
+  name = "ssh",
+  priority = 60,
+  claims = function(opts) !is.null(opts$ssh),
+  launcher = function(opts) remote_launcher(opts),
+  answers_locally = function(id) FALSE,
+  group = function(id) id$ssh,
+  probe = function(ids, timeout) {
+    ssh_ask(ids, timeout, "checking whether workers are alive",
+            function(key, left) backend_ssh_submit_probe(key, ids_pids(ids), ids_starts(ids), timeout = left))
+  },
+  signal = function(ids, signal, timeout) {
+    ssh_ask(ids, timeout, "signalling workers",
+            function(key, left) backend_ssh_submit_signal(key, ids_pids(ids), ids_starts(ids), signal, timeout = left))
+  },
+  stop = function(ids, background) stop_remote_nodes(ids),
+  exit_cause = function(ids) ssh_exit_causes(ids),
+  usage = function(ids, timeout) {
+    key <- ssh_key_of(ids[[1L]]$node)
+    backend_ssh_wait(backend_ssh_submit_usage(key, ids_pids(ids)), timeout, ids[[1L]]$host, "reading resource use")
+  },
+  last_output = function(id, n) {
+    key <- tryCatch(ssh_key_of(id$node), error = function(e) NULL)
+    if (is.null(key)) return(character(0))
+    ssh_tail(key, id$host, id$log, n = n, timeout = 5)
+  },
+  after_kill = function(id) {
+    # Only ever an R session's own temporary directory.
+    if (is.na(id$tempdir) || !grepl("/Rtmp[[:alnum:]]+$", id$tempdir)) return(invisible())
+    key <- tryCatch(ssh_key_of(id$node), error = function(e) NULL)
+    if (!is.null(key)) ssh_remove_files(key, id$host, id$tempdir, recursive = TRUE)
+    invisible()
+  }
+)
+
+# A request to the host of `ids` as stages: (re)connect if the held connection was lost,
+# submit, collect; all within `timeout` (0: option parallelly.ssh.timeout). `submit(key,
+# left)` submits the request with `left` seconds of budget.
+ssh_ask <- function(ids, timeout, what, submit) {
+  budget <- ssh_probe_timeout(timeout)
+  host <- ids[[1L]]$host
+  key <- ids[[1L]]$ssh
+  options <- attr(ids[[1L]]$node, "options", exact = TRUE)
+  connecting <- if (!ssh_connection_alive(key)) ssh_connect_submit(options, budget)
+  function(left) {
+    if (!is.null(connecting)) key <- ssh_connect_collect(connecting, left(), host)
+    ticket <- submit(key, left())
+    function(left) backend_ssh_wait(ticket, left(), host, what)
+  }
+}
+
+# Whether the held connection `key` is open now (no network round trip).
+ssh_connection_alive <- function(key) {
+  if (!is.character(key) || length(key) != 1L) return(FALSE)
+  conns <- backend_ssh_connections()
+  any(conns$key == key & conns$alive)
+}
+
+# The held connection of a remote node, reopened if it was lost (within `timeout` seconds).
+ssh_key_of <- function(node, timeout = ssh_probe_timeout(0)) {
+  key <- attr(node, "process", exact = TRUE)$ssh
+  if (ssh_connection_alive(key)) return(key)
+  options <- attr(node, "options", exact = TRUE)
+  if (!is.null(options$ssh)) return(ssh_connection(options, timeout = timeout)$key)
+  stopf("Ssh", "No SSH connection is known for the node on host '%s'", as.character(node$host))
+}
+
+# The remote workers of one host, sent DONE already: wait up to 5 s for them to exit,
+# terminate the rest, remove their logs, and close the host's connection if no other node
+# uses it. A killed worker needs no stopping, only its log removed.
+stop_remote_nodes <- function(ids) {
+  ids <- Filter(function(id) !is.na(id$pid), ids)
+  if (length(ids) == 0L) return(invisible())
+  key <- ids[[1L]]$ssh
+  host <- ids[[1L]]$host
+  live <- Filter(function(id) !isTRUE(id$killed), ids)
+  pids <- ids_pids(live)
+  starts <- ids_starts(live)
+  conn <- tryCatch(ssh_key_of(ids[[1L]]$node), error = function(e) NULL)
+  if (!is.null(conn) && length(live) > 0L) {
+    alive <- function() tryCatch(
+      backend_ssh_wait(backend_ssh_submit_probe(conn, pids, starts), 10, host, "waiting for workers to exit"),
+      error = function(e) NA)
+    if (!wait_until(function() !any(alive() %in% TRUE), timeout = 5, interval = 0.05)) {
+      remote_terminate(conn, host, pids, starts)
+    }
+  }
+  if (!is.null(conn)) ssh_remove_files(conn, host, ids_logs(ids))
+  for (id in ids) ssh_release_node(key, id$key)
+  invisible()
+}
+
+# How the remote workers of `ids` (dead) ended, as their parent shell tells (once; what it
+# told is kept for later questions).
+ssh_exit_causes <- function(ids, timeout = 5) {
+  key <- tryCatch(ssh_key_of(ids[[1L]]$node), error = function(e) NULL)
+  causes <- rep(NA_character_, length(ids))
+  if (is.null(key)) return(causes)
+  status <- tryCatch(backend_ssh_wait(backend_ssh_submit_exit(key, ids_pids(ids)), timeout, ids[[1L]]$host,
+                                      "reading exit statuses"), error = function(e) NULL)
+  for (k in seq_along(ids)) {
+    # 127: the shell did not start this worker (a new connection), or has told already.
+    s <- if (is.null(status)) NA_integer_ else status[k]
+    if (!is.na(s) && s != 127L) {
+      causes[k] <- shell_exit_cause(s)
+      assign(ids[[k]]$key, causes[k], envir = .package$exit_causes)
+    } else {
+      causes[k] <- get0(ids[[k]]$key, envir = .package$exit_causes, inherits = FALSE, ifnotfound = NA_character_)
+    }
+  }
+  causes
+}
+
+# The last `n` lines of a file on the host ("" and NA: none); best effort.
+ssh_tail <- function(key, host, path, n, timeout) {
+  if (!is.character(path) || length(path) != 1L || is.na(path) || !nzchar(path)) return(character(0))
+  out <- tryCatch(backend_ssh_wait(backend_ssh_submit_script(key, sprintf("tail -n %d %s 2>/dev/null", as.integer(n), sh_quote(path, type = "sh"))),
+                                   timeout, host, "reading a worker log"), error = function(e) "")
+  lines <- strsplit(out, "\n", fixed = TRUE)[[1L]]
+  lines[nzchar(lines)]
+}
+
+# Remove files (or, with `recursive`, directories) on the host; best effort, bounded.
+ssh_remove_files <- function(key, host, paths, recursive = FALSE, timeout = 5) {
+  paths <- paths[!is.na(paths) & nzchar(paths)]
+  if (length(paths) == 0L) return(invisible())
+  command <- paste(if (recursive) "rm -rf" else "rm -f", paste(sh_quote(paths, type = "sh"), collapse = " "))
+  try(backend_ssh_wait(backend_ssh_submit_script(key, command), timeout, host, "removing worker files"), silent = TRUE)
+  invisible()
+}
+
+# Where a remote worker's log goes (its host's /tmp, named after its token).
+remote_log_path <- function(token) sprintf("/tmp/parallelly-worker-%s.log", substr(token, 1L, 16L))
+
+remote_launcher <- function(opts) {
+  host <- as.character(opts$worker)
+  key <- ssh_connection(opts)$key
+  timeout <- max(opts$connectTimeout, 1)
+  probing <- new.env(parent = emptyenv())
+  probing$ticket <- NULL
+  probing$last <- Sys.time() - 10
+  list(
+    kind = "ssh",
+    remote = TRUE,
+    ssh_key = key,
+    launch = function(options_list, port, launched) {
+      worker_port <- port
+      if (isTRUE(opts$revtunnel)) {
+        worker_port <- backend_ssh_wait(backend_ssh_submit_forward(key, port), timeout, host,
+                                        "setting up the reverse tunnel")
+      }
+      commands <- vapply(seq_along(options_list), function(i) {
+        remote_worker_command(options_list[[i]], worker_port, launched$token[i], keep_output = TRUE)
+      }, character(1))
+      logs <- remote_log_path(launched$token)
+      res <- backend_ssh_wait(backend_ssh_submit_launch(key, opts$launcher$program, commands, logs),
+                              timeout, host, "launching workers")
+      if (length(res$missing) > 0L) {
+        stopf("Launch",
+          "Cannot launch R workers on host '%s': the R launcher '%s' was not found there. Set argument 'rscript' to the path of Rscript on that host, e.g. rscript = \"/usr/bin/Rscript\".",
+          host, opts$launcher$program, extra_class = "PSOCKConnectionError", fields = list(host = host))
+      }
+      if (length(res$unwritable) > 0L) {
+        dir <- res$unwritable[1L]
+        stopf("Launch",
+          "Cannot launch R workers on host '%s': its directory '%s' is full or not writable (a one-byte test write there failed), and the workers need it for their logs and as R's temporary directory. Free space in '%s' on that host, or fix its permissions (see 'df %s' and 'ls -ld %s' there).",
+          host, dir, dir, dir, dir, extra_class = "PSOCKConnectionError", fields = list(host = host, directory = dir))
+      }
+      if (length(res$pid) != nrow(launched)) {
+        stopf("Launch", "Launching %d R workers on host '%s' started %d of them.", nrow(launched), host,
+              length(res$pid), extra_class = "PSOCKConnectionError", fields = list(host = host))
+      }
+      launched$pid <- res$pid
+      launched$start_time <- res$start_time
+      launched$log <- res$log
+      probing$worker_port <- worker_port
+      launched
+    },
+    # The port the workers connect to on their host (the reverse tunnel's, with revtunnel).
+    worker_port = function() probing$worker_port,
+    check = function(launched, waiting) {
+      # One probe at a time, at most twice a second, never blocking the accept loop.
+      if (!is.null(probing$ticket)) {
+        alive <- tryCatch(backend_ssh_poll(probing$ticket), parallellyError = function(e) NULL)
+        if (is.null(alive)) return(NULL)
+        probing$ticket <- NULL
+        gone <- which(probing$pids %in% launched$pid[waiting] & alive %in% FALSE)
+        if (length(gone) > 0L) {
+          pid <- probing$pids[gone[1L]]
+          return(list(index = match(pid, launched$pid), how = remote_exit_how(key, host, pid)))
+        }
+        return(NULL)
+      }
+      if (length(waiting) == 0L || difftime(Sys.time(), probing$last, units = "secs") < 0.5) return(NULL)
+      probing$last <- Sys.time()
+      probing$pids <- launched$pid[waiting]
+      probing$ticket <- backend_ssh_submit_probe(key, launched$pid[waiting], launched$start_time[waiting])
+      NULL
+    },
+    stop = function(launched) {
+      if (!is.null(probing$ticket)) backend_ssh_cancel(probing$ticket)
+      ok <- !is.na(launched$pid)
+      if (any(ok)) remote_terminate(key, host, launched$pid[ok], launched$start_time[ok])
+      ssh_remove_files(key, host, launched$log[!is.na(launched$log)])
+    },
+    log_tail = function(log) ssh_tail(key, host, log, n = 10L, timeout = 10),
+    start_time = function(pid) NA_real_,
+    connected = function(nodes) {
+      for (node in nodes) ssh_register_node(key, node)
+    }
+  )
+}
+
+# How a remote worker that the control shell started ended, as describe_exit() says it:
+# the shell, its parent, tells the exit status (once). "exited" if it cannot tell.
+remote_exit_how <- function(key, host, pid) {
+  status <- tryCatch(backend_ssh_wait(backend_ssh_submit_exit(key, pid), 5, host, "reading an exit status"),
+                     error = function(e) NA_integer_)
+  status <- suppressWarnings(as.integer(status[1L]))
+  if (is.na(status) || status == 127L) return("exited")
+  if (status > 128L && status <= 192L) return(describe_exit("signalled", NA_integer_, status - 128L))
+  describe_exit("exited", status, NA_integer_)
+}
+
+# Stop remote processes: SIGTERM, then SIGKILL for those still there after `grace` seconds.
+remote_terminate <- function(key, host, pids, start_times, grace = 1, timeout = 10) {
+  ask <- function(submit, what) backend_ssh_wait(submit, timeout, host, what)
+  reachable <- TRUE
+  terminate_until_gone(
+    alive = function() {
+      if (!reachable) return(rep(NA, length(pids)))
+      tryCatch(ask(backend_ssh_submit_probe(key, pids, start_times), "probing workers"),
+               error = function(e) rep(NA, length(pids)))
+    },
+    send = function(k, signal) {
+      sent <- tryCatch(ask(backend_ssh_submit_signal(key, pids[k], start_times[k], signal), "stopping workers"),
+                       error = function(e) NULL)
+      # A host that cannot be told is not waited for.
+      if (is.null(sent)) reachable <<- FALSE
+    },
+    n = length(pids), grace = grace, interval = 0.05)
+  invisible(reachable)
+}

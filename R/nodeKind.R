@@ -1,0 +1,127 @@
+# Node kinds: how a node's worker is launched, watched, signalled, stopped and cleaned up.
+# Each kind is one file, R/kind-<name>.R, that defines a list `node_kind_<name>`; the
+# operations (isNodeAlive(), killNode(), stopCluster(), summary(), print(), setup) find a
+# node's kind by the name recorded in the node and never look at how the worker runs.
+# A new kind of node is one new file.
+#
+# Fields of a kind (ids: node identities, see node_identity(); all of one group):
+#   name, priority      a kind claims options before kinds of higher priority
+#   claims(opts)        whether this kind launches workers for these resolved options
+#   launcher(opts)      the setup launcher that connect_workers() drives: launch(),
+#                       check(), stop(), log_tail(), start_time(), connected() (see
+#                       R/launchNodePSOCK.R); it names its kind in field `kind`
+#   answers_locally     probes are system calls (print() may probe; it never uses the network)
+#   group(id)           nodes of one group (a host, a connection) are asked together
+#   probe(ids, timeout)            TRUE/FALSE/NA per node, or a stage
+#   signal(ids, signal, timeout)   TRUE when sent, FALSE when not running, NA; or a stage
+#   stop(ids, background)          after DONE: wait for exits, terminate the rest, remove
+#                                  logs, release what the workers held
+#   exit_cause(ids)                how each worker ended, NA when unknown
+#   usage(ids, timeout)            list(rss, cpu, uptime), NA where unknown
+#   last_output(id, n)             the last lines a worker wrote
+#   after_kill(id)                 remove what a killed worker left behind (its R tempdir)
+#   describe(id)                   optional: a short note for print(), e.g. a Slurm step
+#
+# A stage is function(left) that returns the answer or a further stage; `left()` gives
+# the seconds left of the caller's timeout. Stages let every group be asked at once: the
+# first stage of each group runs, then the second of each, and so on.
+
+# The fields every kind has.
+kind_interface_fields <- c("name", "priority", "claims", "launcher", "answers_locally", "group", "probe",
+                      "signal", "stop", "exit_cause", "usage", "last_output", "after_kill")
+
+# Every kind, in the order they claim options.
+node_kinds <- function() {
+  kinds <- .package$node_kinds
+  if (is.null(kinds)) {
+    ns <- asNamespace("parallelly")
+    kinds <- mget(ls(ns, pattern = "^node_kind_[a-z]+$"), envir = ns)
+    kinds <- Filter(is.list, kinds)
+    kinds <- kinds[order(vapply(kinds, `[[`, numeric(1), "priority"))]
+    names(kinds) <- vapply(kinds, `[[`, character(1), "name")
+    .package$node_kinds <- kinds
+  }
+  kinds
+}
+
+# Add (or replace) a kind at run time, as if it had its own file; NULL removes it again.
+# For kinds that live outside the package's sources (the test suite's, say).
+register_node_kind <- function(kind, name = kind$name) {
+  kinds <- node_kinds()
+  kinds[[name]] <- kind
+  if (!is.null(kind)) kinds <- kinds[order(vapply(kinds, `[[`, numeric(1), "priority"))]
+  .package$node_kinds <- kinds
+  invisible()
+}
+
+node_kind <- function(name) {
+  kind <- node_kinds()[[name]]
+  if (is.null(kind)) stopf("Argument", "Unknown node kind '%s'", name)
+  kind
+}
+
+# The kind that launches workers for `opts`.
+kind_for_options <- function(opts) {
+  for (kind in node_kinds()) if (isTRUE(kind$claims(opts))) return(kind)
+  stopf("Argument", "No node kind can launch a worker on '%s'", as.character(opts$worker),
+        fields = list(host = as.character(opts$worker)))
+}
+
+# Split `nodes` into groups of one kind and group: list(kind, idx, ids) each.
+node_groups <- function(ids) {
+  if (length(ids) == 0L) return(list())
+  labels <- vapply(ids, function(id) paste(id$kind, node_kind(id$kind)$group(id), sep = "\r"), character(1))
+  lapply(unname(split(seq_along(ids), factor(labels, levels = unique(labels)))), function(idx) {
+    list(kind = node_kind(ids[[idx[1L]]]$kind), idx = idx, ids = ids[idx])
+  })
+}
+
+# Call `method` of each group's kind with the group's ids and the arguments `args`; run the
+# stages it returns until all are answered or `timeout` seconds have passed. A list per
+# group: idx, host and value (the answer, or the error that stopped it).
+ask_groups <- function(ids, method, args = list(), timeout = Inf) {
+  deadline <- Sys.time() + timeout
+  left <- function() max(as.double(deadline - Sys.time(), units = "secs"), 0.05)
+  answers <- lapply(node_groups(ids), function(g) {
+    value <- tryCatch(do.call(g$kind[[method]], c(list(g$ids), args)), error = function(e) e)
+    list(idx = g$idx, host = g$ids[[1L]]$host, value = value)
+  })
+  repeat {
+    pending <- which(vapply(answers, function(a) is.function(a$value), logical(1)))
+    if (length(pending) == 0L) return(answers)
+    for (k in pending) answers[[k]]$value <- tryCatch(answers[[k]]$value(left), error = function(e) e)
+  }
+}
+
+# Stop processes: SIGTERM, then SIGKILL for those still alive after `grace` seconds.
+# `alive()` says, per process, whether it still runs (TRUE/FALSE/NA); `send(which, signal)`
+# signals the processes `which` (indices). TRUE once all are gone.
+terminate_until_gone <- function(alive, send, n, grace = 1, kill_wait = 2, interval = 0.02) {
+  if (n == 0L) return(TRUE)
+  running <- function() which(alive() %in% TRUE)
+  k <- running()
+  if (length(k) == 0L) return(TRUE)
+  send(k, tools::SIGTERM)
+  if (wait_until(function() length(running()) == 0L, timeout = grace, interval = interval)) return(TRUE)
+  k <- running()
+  if (length(k) > 0L) send(k, tools::SIGKILL)
+  wait_until(function() length(running()) == 0L, timeout = kill_wait, interval = interval)
+}
+
+# Integer PIDs and numeric start times of `ids`, for the backend's vectorised calls.
+ids_pids <- function(ids) vapply(ids, function(id) as.integer(id$pid), integer(1))
+ids_starts <- function(ids) vapply(ids, function(id) as.numeric(id$start_time), numeric(1))
+ids_launcher_pids <- function(ids) {
+  vapply(ids, function(id) if (is.numeric(id$launcher_pid)) as.integer(id$launcher_pid) else NA_integer_, integer(1))
+}
+
+ids_logs <- function(ids) {
+  logs <- unlist(lapply(ids, function(id) if (is.character(id$log)) id$log))
+  logs[!is.na(logs) & nzchar(logs)]
+}
+
+# What a kind does not know.
+unknown_usage <- function(ids) {
+  n <- length(ids)
+  list(rss = rep(NA_real_, n), cpu = rep(NA_real_, n), uptime = rep(NA_real_, n))
+}

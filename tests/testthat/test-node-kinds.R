@@ -1,0 +1,85 @@
+# Node kinds (R/nodeKind.R): every kind has the whole interface, every node records its kind,
+# and a kind added from outside the operations' files is used by all of them.
+
+test_that("every node kind has the whole interface", {
+  kinds <- parallelly:::node_kinds()
+  expect_true(all(c("local", "fork", "ssh", "rsh") %in% names(kinds)))
+  for (kind in kinds) {
+    missing <- setdiff(parallelly:::kind_interface_fields, names(kind))
+    expect_identical(missing, character(0), label = sprintf("missing fields of kind '%s'", kind$name))
+    fns <- setdiff(parallelly:::kind_interface_fields, c("name", "priority"))
+    expect_true(all(vapply(kind[fns], is.function, logical(1))), label = kind$name)
+  }
+  # Kinds claim options in increasing priority: the external client is the last resort.
+  expect_identical(tail(names(kinds), 1L), "rsh")
+})
+
+test_that("nodes record their kind: local children and forked workers", {
+  cl <- makeClusterPSOCK(2, setup_strategy = "sequential")
+  on.exit(parallel::stopCluster(cl))
+  expect_identical(vapply(cl, function(node) attr(node, "process")$kind, ""), c("local", "local"))
+  fl <- makeClusterPSOCK(2, setup_strategy = "fork")
+  on.exit(parallel::stopCluster(fl), add = TRUE)
+  expect_identical(vapply(fl, function(node) attr(node, "process")$kind, ""), c("fork", "fork"))
+  expect_identical(parallelly:::node_identity(fl[[1]])$kind, "fork")
+})
+
+test_that("a kind added at run time is used by setup and by every operation", {
+  calls <- new.env(parent = emptyenv())
+  count <- function(what) assign(what, get0(what, envir = calls, inherits = FALSE, ifnotfound = 0L) + 1L, envir = calls)
+  local <- parallelly:::node_kind_local
+  # A kind of its own that starts local children, recording each operation it is asked for.
+  wrap <- function(name) {
+    force(name)
+    function(...) { count(name); local[[name]](...) }
+  }
+  kind <- local
+  kind$name <- "counted"
+  kind$priority <- 1
+  kind$claims <- function(opts) isTRUE(getOption("test.counted.kind"))
+  kind$launcher <- function(opts) {
+    count("launcher")
+    l <- local$launcher(opts)
+    l$kind <- "counted"
+    l
+  }
+  for (name in c("probe", "signal", "stop", "exit_cause", "usage", "last_output", "after_kill")) kind[[name]] <- wrap(name)
+  parallelly:::register_node_kind(kind)
+  on.exit(parallelly:::register_node_kind(NULL, name = "counted"), add = TRUE)
+  old <- options(test.counted.kind = TRUE)
+  on.exit(options(old), add = TRUE)
+
+  cl <- makeClusterPSOCK(2, setup_strategy = "sequential")
+  options(old)
+  expect_identical(vapply(cl, function(node) attr(node, "process")$kind, ""), c("counted", "counted"))
+  expect_identical(calls[["launcher"]], 2L)
+  expect_identical(unlist(parallel::clusterEvalQ(cl, 1 + 1)), c(2, 2))
+  expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
+  # One request for the whole group, not one per node.
+  expect_identical(calls[["probe"]], 1L)
+  pids <- vapply(cl, function(node) attr(node, "process")$pid, 0L)
+  expect_true(killNode(cl[[2]]))
+  expect_identical(calls[["signal"]], 1L)
+  expect_identical(calls[["after_kill"]], 1L)
+  expect_true(parallelly:::wait_until(function() isFALSE(isNodeAlive(cl[[2]])), timeout = 10))
+  s <- summary(cl)
+  expect_identical(s$alive, c(TRUE, FALSE))
+  expect_match(s$exit[2], "SIGTERM")
+  expect_true(s$rss[1] > 0)
+  expect_gte(calls[["exit_cause"]], 1L)
+  expect_gte(calls[["usage"]], 1L)
+  expect_output(print(cl[[2]]), "no longer running")
+  expect_gte(calls[["last_output"]], 1L)
+  parallel::stopCluster(cl)
+  expect_identical(calls[["stop"]], 1L)
+  expect_true(parallelly:::wait_until(function() !any(parallelly:::backend_probe(pids) %in% TRUE), timeout = 10))
+})
+
+test_that("the three ways to stop processes share one TERM -> wait -> KILL loop", {
+  # A process that ignores SIGTERM is killed after the grace period; one that obeys is not.
+  stubborn <- parallelly:::backend_launch("/bin/sh", c("-c", "trap '' TERM; sleep 60"))
+  obeying <- parallelly:::backend_launch("/bin/sleep", "60")
+  Sys.sleep(0.2)
+  expect_true(parallelly:::terminate_processes(c(stubborn$pid, obeying$pid), grace = 0.5))
+  expect_identical(parallelly:::backend_probe(c(stubborn$pid, obeying$pid)), c(FALSE, FALSE))
+})
