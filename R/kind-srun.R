@@ -284,9 +284,14 @@ srun_step_of <- function(id) {
 stage_left <- function(left) as.double(if (is.function(left)) left() else left)
 
 # A stage that waits for the Slurm command `h` without blocking, then answers `finish(res)`.
+# Each call waits a short slice (the caller runs the stages of all groups in turn, without
+# sleeping); the command's own deadline counts as well as the caller's, whose left() never
+# drops below its 0.05 s floor.
 slurm_stage <- function(h, finish) {
   stage <- function(left) {
-    if (slurm_command_done(h) || stage_left(left) <= 0) return(finish(slurm_command_collect(h, wait = 0.2)))
+    remaining <- min(stage_left(left), as.double(difftime(h$deadline, Sys.time(), units = "secs")))
+    if (remaining > 0.05) wait_until(function() slurm_command_done(h), timeout = min(0.02, remaining - 0.05), interval = 0.005)
+    if (slurm_command_done(h) || remaining <= 0.05) return(finish(slurm_command_collect(h, wait = 0)))
     stage
   }
   stage
@@ -301,7 +306,13 @@ srun_running <- function(ids) {
 # failed (then FALSE where our srun has ended, which ends its step).
 srun_listed <- function(ids, res, running) {
   steps <- vapply(ids, srun_step_of, character(1))
-  if (!identical(res$status, 0L)) return(ifelse(running, NA, FALSE))
+  if (!identical(res$status, 0L)) {
+    # The generic code turns this into a warning and NA for the group.
+    why <- if (is.na(res$status)) "did not answer in time" else sprintf("failed (exit status %d)", res$status)
+    stopf("Timeout", "Slurm's squeue %s: cannot tell whether the job steps %s still run. Check the Slurm controller (scontrol ping).%s",
+          why, paste(steps[!is.na(steps)], collapse = ", "), format_output(utils::tail(res$output, 3L), list(outfile = NULL)),
+          fields = list(host = ids[[1L]]$host, steps = steps))
+  }
   listed <- trimws(res$output)
   steps %in% listed & !is.na(steps)
 }
@@ -426,6 +437,8 @@ node_kind_srun <- list(
   priority = 10,
   claims = function(opts) identical(opts$rshcmd, "<srun>") && !isTRUE(attr(opts$worker, "localhost")),
   launcher = function(opts) srun_launcher(opts),
+  # The answers come from the controller (squeue), not from this machine's process table.
+  answers_locally = function(id) FALSE,
   group = function(id) {
     step <- srun_step_of(id)
     paste0("srun:", if (is.na(step)) "" else sub("[.].*$", "", step))

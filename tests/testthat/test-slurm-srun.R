@@ -338,7 +338,10 @@ test_that("isNodeAlive() and killNode() keep to their timeouts when the controll
     "i=0; while [ ! -e %s ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; kill -CONT %d"),
     shQuote(ready), ctld, shQuote(stopped), shQuote(done), ctld)
   system2("sh", c("-c", shQuote(script)), wait = FALSE)
-  withr::defer(tools::pskill(ctld, tools::SIGCONT))
+  withr::defer({
+    file.create(done)  # the background script resumes the controller and ends
+    tools::pskill(ctld, tools::SIGCONT)
+  })
   got <- slurm_r("sbatch", c("-N2", "-n4"), timeout = 90, bquote({
     wait_for <- .(wait_for)
     library(parallelly)
