@@ -91,6 +91,10 @@ test_that("killNode() of a busy step worker: scancel, no new step; isNodeAlive()
     s <- summary(cl)
     printed <- capture.output(print(cl[[1]]))
     old_step <- attr(cl[[1]], "process")$step
+    # The killed worker's R temporary directory (the nodes share /tmp here) is removed at
+    # stopCluster(), by a step of its own: killNode() starts none.
+    tmp <- cl[[1]]$session_info$tempdir
+    tmp_after_kill <- dir.exists(tmp)
     cl[[1]] <- cloneNode(cl[[1]])
     res <- list(before = before, alive0 = alive0, probe_s = probe_s, killed = killed,
                 kill_s = kill_s, dead = dead, dead_s = dead_s, after = after,
@@ -101,6 +105,8 @@ test_that("killNode() of a busy step worker: scancel, no new step; isNodeAlive()
     parallel::stopCluster(cl)
     # Idle workers end on DONE; none is busy here (the killed one was replaced).
     res$left <- wait_for(function() length(steps_of_job()) == 0L)
+    res$tmp_after_kill <- tmp_after_kill
+    res$tmp_removed <- wait_for(function() !dir.exists(tmp))
     res
   }))
   expect_length(got$before, 2L)
@@ -123,6 +129,8 @@ test_that("killNode() of a busy step worker: scancel, no new step; isNodeAlive()
   expect_identical(unname(got$values[1]), sub("^.*[.]", "", got$new_step))
   expect_length(got$steps_now, 2L)
   expect_true(got$left)
+  expect_true(got$tmp_after_kill)
+  expect_true(got$tmp_removed)
 })
 
 test_that("a step that would wait for CPUs (--exact, 3 workers on 2 CPUs) is an immediate error; nothing is left", {
