@@ -375,3 +375,21 @@ test_that("isNodeAlive() and killNode() keep to their timeouts when the controll
   expect_lt(got$kill_s, 2.5)
   expect_identical(got$after, c(TRUE, TRUE))
 })
+
+test_that("scontrol's step lines are parsed, pending steps included; srun options", {
+  # As Slurm 22.05 prints them (shortened), a running and a pending step.
+  lines <- c(
+    "StepId=5.0 UserId=0 StartTime=2026-12-02T00:54:43 TimeLimit=UNLIMITED State=RUNNING Partition=small NodeList=n3 Nodes=1 CPUs=2 Tasks=2 Name=holder Network=(null) SrunHost:Pid=vm:763",
+    "StepId=5.TDB UserId=0 StartTime=Unknown TimeLimit=UNLIMITED State=PENDING Partition=small NodeList=n3 Nodes=1 CPUs=1 Tasks=1 Name=(null) Network=(null) SrunHost:Pid=login1.example.org:782",
+    "scontrol: some other line")
+  steps <- parallelly:::parse_slurm_steps(lines)
+  expect_identical(steps$step, c("5.0", "5.TDB"))
+  expect_identical(steps$job, c("5", "5"))
+  expect_identical(steps$state, c("RUNNING", "PENDING"))
+  expect_identical(steps$nodes, c("n3", "n3"))
+  expect_identical(steps$srun_host, c("vm", "login1.example.org"))
+  expect_identical(steps$srun_pid, c(763L, 782L))
+  expect_identical(parallelly:::srun_options(NULL), "--overlap")
+  expect_identical(parallelly:::srun_options("--exact --mem=100"), c("--exact", "--mem=100"))
+  expect_identical(parallelly:::srun_options(c("-c", "1")), c("--overlap", "-c", "1"))
+})
