@@ -209,9 +209,12 @@ srun_step_of <- function(id) {
 }
 
 
+# Whether each worker's srun (our child) runs: FALSE once it ended, which ends its step; NA
+# when the backend does not know it (then only the controller can tell).
 srun_running <- function(ids) {
   pids <- vapply(ids, function(id) as.integer(if (is.null(id$launcher_pid)) NA else id$launcher_pid), integer(1))
-  backend_child_state(pids)$state == "running"
+  state <- backend_child_state(pids)$state
+  ifelse(state == "unknown", NA, state == "running")
 }
 
 # The running steps of `ids` as the controller lists them: TRUE/FALSE per id, NA if squeue
@@ -226,7 +229,8 @@ srun_listed <- function(ids, res, running) {
           fields = list(host = ids[[1L]]$host, steps = steps))
   }
   listed <- trimws(res$output)
-  steps %in% listed & !is.na(steps)
+  # A step still listed while it completes has ended for us once its srun did.
+  steps %in% listed & !is.na(steps) & !(running %in% FALSE)
 }
 
 srun_squeue <- function(ids, timeout) {
@@ -239,7 +243,7 @@ srun_timeout <- function(timeout) if (is.numeric(timeout) && timeout > 0) timeou
 
 srun_probe <- function(ids, timeout = 0) {
   running <- srun_running(ids)
-  if (!any(running)) return(rep(FALSE, length(ids)))
+  if (all(running %in% FALSE)) return(rep(FALSE, length(ids)))
   slurm_stage(srun_squeue(ids, srun_timeout(timeout)), function(res) srun_listed(ids, res, running))
 }
 
@@ -249,7 +253,7 @@ srun_signal <- function(ids, signal, timeout = 0) {
   timeout <- srun_timeout(timeout)
   deadline <- Sys.time() + timeout
   running <- srun_running(ids)
-  if (!any(running)) return(rep(FALSE, length(ids)))
+  if (all(running %in% FALSE)) return(rep(FALSE, length(ids)))
   slurm_stage(srun_squeue(ids, timeout), function(res) {
     present <- srun_listed(ids, res, running)
     if (!any(present %in% TRUE)) return(present)
@@ -279,7 +283,7 @@ srun_stop <- function(ids, background = FALSE) {
       for (pid in ours) backend_forget_child(pid)
       remove_logs(logs)
     } else {
-      srun_stop_steps(ours, steps[srun_running(ids)], logs)
+      srun_stop_steps(ours, steps[srun_running(ids) %in% TRUE], logs)
     }
   }
   srun_remove_leftovers(unique(vapply(ids, function(id) as.character(id$host), character(1))))
