@@ -83,6 +83,7 @@ forked_worker_main <- function(req) {
   # Everything needed from our namespace is fetched before it is unloaded: a lazy-loaded
   # object used afterwards would load it again.
   work_loop <- importParallel("workLoop")
+  hide_server_master()
   .package$forked_child <- TRUE
   # parallelly goes (a fresh worker has not loaded it); its imports stay: unloading 'tools'
   # would only make parallel's exit handler load it again, at ~30 ms a worker.
@@ -96,11 +97,26 @@ forked_worker_main <- function(req) {
               format(Sys.time(), "%H:%M:%OS3")))
   deadline <- Sys.time() + req$setup_timeout
   repeat {
+    # The worker's own socket options ("no-delay" by default), as a launched worker sets them.
     con <- tryCatch(socketConnection(req$master, port = req$port, blocking = TRUE, open = "a+b",
-                                     timeout = req$timeout), error = function(e) e)
+                                     timeout = req$timeout, options = req$socket_options),
+                    error = function(e) e)
     if (inherits(con, "connection")) break
     if (Sys.time() >= deadline) stop(con)
     Sys.sleep(0.05)
   }
   work_loop(structure(list(con = con), class = if (isTRUE(req$xdr)) "SOCKnode" else "SOCK0node"))
 }
+
+# The child runs on top of the server's frames, one of which holds the server's own
+# connection to the master as `master`. future relays immediate conditions (progressr's
+# updates among them) to the first `master` node it finds on the stack, from the outermost
+# frame in: it must find this worker's, not the server's (closed here). The server's
+# frames never resume in the child.
+hide_server_master <- function() {
+  for (env in sys.frames()) {
+    m <- get0("master", envir = env, mode = "list", inherits = FALSE)
+    if (inherits(m, c("SOCKnode", "SOCK0node"))) rm(list = "master", envir = env)
+  }
+}
+

@@ -160,21 +160,7 @@ remote_launcher <- function(opts) {
       logs <- remote_log_path(launched$token)
       res <- backend_ssh_wait(backend_ssh_submit_launch(key, opts$launcher$program, commands, logs),
                               timeout, host, "launching workers")
-      if (length(res$missing) > 0L) {
-        stopf("Launch",
-          "Cannot launch R workers on host '%s': the R launcher '%s' was not found there. Set argument 'rscript' to the path of Rscript on that host, e.g. rscript = \"/usr/bin/Rscript\".",
-          host, opts$launcher$program, extra_class = "PSOCKConnectionError", fields = list(host = host))
-      }
-      if (length(res$unwritable) > 0L) {
-        dir <- res$unwritable[1L]
-        stopf("Launch",
-          "Cannot launch R workers on host '%s': its directory '%s' is full or not writable (a one-byte test write there failed), and the workers need it for their logs and as R's temporary directory. Free space in '%s' on that host, or fix its permissions (see 'df %s' and 'ls -ld %s' there).",
-          host, dir, dir, dir, dir, extra_class = "PSOCKConnectionError", fields = list(host = host, directory = dir))
-      }
-      if (length(res$pid) != nrow(launched)) {
-        stopf("Launch", "Launching %d R workers on host '%s' started %d of them.", nrow(launched), host,
-              length(res$pid), extra_class = "PSOCKConnectionError", fields = list(host = host))
-      }
+      check_remote_launch(res, host, opts$launcher$program, nrow(launched))
       launched$pid <- res$pid
       launched$start_time <- res$start_time
       launched$log <- res$log
@@ -214,6 +200,26 @@ remote_launcher <- function(opts) {
       for (node in nodes) ssh_register_node(key, node)
     }
   )
+}
+
+# What the host answered to a launch: every worker started, or an error that says why not.
+check_remote_launch <- function(res, host, program, n) {
+  if (length(res$missing) > 0L) {
+    stopf("Launch",
+      "Cannot launch R workers on host '%s': the R launcher '%s' was not found there. Set argument 'rscript' to the path of Rscript on that host, e.g. rscript = \"/usr/bin/Rscript\".",
+      host, program, extra_class = "PSOCKConnectionError", fields = list(host = host))
+  }
+  if (length(res$unwritable) > 0L) {
+    dir <- res$unwritable[1L]
+    stopf("Launch",
+      "Cannot launch R workers on host '%s': its directory '%s' is full or not writable (a one-byte test write there failed), and the workers need it for their logs and as R's temporary directory. Free space in '%s' on that host, or fix its permissions (see 'df %s' and 'ls -ld %s' there).",
+      host, dir, dir, dir, dir, extra_class = "PSOCKConnectionError", fields = list(host = host, directory = dir))
+  }
+  if (length(res$pid) != n) {
+    stopf("Launch", "Launching %d R workers on host '%s' started %d of them.", n, host,
+          length(res$pid), extra_class = "PSOCKConnectionError", fields = list(host = host))
+  }
+  invisible(res)
 }
 
 # How a remote worker that the control shell started ended, as describe_exit() says it:

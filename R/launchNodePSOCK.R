@@ -126,36 +126,21 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
     socks <- c(list(server), lapply(pending, `[[`, "con"))
     ready <- socketSelect(socks, write = FALSE, timeout = min(0.1, remaining))
     if (ready[1L]) {
-      con <- tryCatch(
-        # "no-delay" (TCP_NODELAY): without it, a message over one segment waits for the
-        # worker's delayed ACK (~40 ms) before its last part leaves.
-        socketAccept(server, blocking = TRUE, open = "a+b", timeout = max(1, min(30, connect_timeout)),
-                     options = "no-delay"),
-        error = function(e) NULL
-      )
-      if (!is.null(con)) {
-        ok <- tryCatch({
-          serialize(list(type = "EXEC", data = list(fun = handshake, args = list(), return = TRUE, tag = NULL), tag = NULL), con, xdr = FALSE)
-          TRUE
-        }, error = function(e) FALSE)
-        if (ok) pending[[length(pending) + 1L]] <- list(con = con, since = Sys.time()) else close(con)
-      }
+      newcomer <- accept_newcomer(server, handshake, timeout = max(1, min(30, connect_timeout)))
+      if (!is.null(newcomer)) pending[[length(pending) + 1L]] <- newcomer
     }
     for (k in rev(which(ready[-1L]))) {
       con <- pending[[k]]$con
       pending[[k]] <- NULL
-      msg <- tryCatch(unserialize(con), error = function(e) NULL)
-      value <- if (is.list(msg) && identical(msg$type, "VALUE")) msg$value
-      i <- if (is.list(value) && is.character(value$token)) match(value$token, launched$token) else NA_integer_
-      # A worker started by hand cannot know a token: take it for the next free slot.
-      if (manual && is.list(value) && is.numeric(value$pid)) i <- which(vapply(nodes, is.null, logical(1)))[1L]
-      if (is.na(i) || !is.null(nodes[[i]])) {
+      answer <- read_handshake(con, launched$token, free = which(vapply(nodes, is.null, logical(1))), manual = manual)
+      if (is.null(answer)) {
         mdebug("Closed a connection that did not present a worker token")
         close(con)
         next
       }
-      nodes[[i]] <- new_node(con, options_list[[i]], pid = as.integer(value$pid),
-                             launched = launched[i, ], port = port, launcher = launcher)
+      i <- answer$slot
+      nodes[[i]] <- new_node(con, options_list[[i]], pid = answer$pid, launched = launched[i, ],
+                             port = port, launcher = launcher)
     }
     # Strangers that connect but never answer must not hold the loop forever.
     stale <- vapply(pending, function(p) difftime(Sys.time(), p$since, units = "secs") > 30, logical(1))
@@ -171,6 +156,40 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
   launcher$connected(nodes)
   done <- TRUE
   nodes
+}
+
+# Accept a connection and send it the handshake; list(con, since), or NULL if that failed.
+accept_newcomer <- function(server, handshake, timeout) {
+  con <- tryCatch(
+    # "no-delay" (TCP_NODELAY): without it, a message over one segment waits for the
+    # worker's delayed ACK (~40 ms) before its last part leaves.
+    socketAccept(server, blocking = TRUE, open = "a+b", timeout = timeout, options = "no-delay"),
+    error = function(e) NULL
+  )
+  if (is.null(con)) return(NULL)
+  msg <- list(type = "EXEC", data = list(fun = handshake, args = list(), return = TRUE, tag = NULL), tag = NULL)
+  ok <- tryCatch({
+    serialize(msg, con, xdr = FALSE)
+    TRUE
+  }, error = function(e) FALSE)
+  if (!ok) {
+    close(con)
+    return(NULL)
+  }
+  list(con = con, since = Sys.time())
+}
+
+# The answer to the handshake on `con`: list(slot, pid) for the worker whose token it
+# presents (a worker started by hand cannot know one: it takes the first `free` slot), or
+# NULL for a stranger.
+read_handshake <- function(con, tokens, free, manual) {
+  msg <- tryCatch(unserialize(con), error = function(e) NULL)
+  value <- if (is.list(msg) && identical(msg$type, "VALUE")) msg$value
+  if (!is.list(value) || !is.numeric(value$pid) || length(value$pid) != 1L) return(NULL)
+  slot <- if (is.character(value$token)) match(value$token, tokens) else NA_integer_
+  if (manual) slot <- free[1L]
+  if (is.na(slot) || !(slot %in% free)) return(NULL)
+  list(slot = slot, pid = as.integer(value$pid))
 }
 
 new_node <- function(con, options, pid, launched, port, launcher) {

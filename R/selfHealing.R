@@ -67,11 +67,33 @@ relaunch <- function(node, cur, for_retry = FALSE) {
   old_con <- .subset2(cur, "con")
   try(close(old_con), silent = TRUE)
   new <- cloneNode(cur)
+  retire_worker(cur, original = node)
   assign(node_key(node), new, envir = .package$incarnations)
   .package$relaunches <- .package$relaunches + 1L
   assign(host, failures + 1L, envir = .package$host_failures)
   l$restarts <- l$restarts + 1L
   new
+}
+
+# A replaced incarnation leaves nothing behind: a worker still running (its connection
+# broke) is killed; a dead one's temporary directory, log and share of its host's
+# connection go (after the new incarnation took its share, so the connection stays open).
+retire_worker <- function(cur, original) {
+  if (node_ended(cur)) return(invisible())
+  id <- node_identity(cur)
+  kind <- node_kind(id$kind)
+  alive <- suppressWarnings(probe_nodes(list(cur), timeout = 5))
+  if (isTRUE(alive)) {
+    suppressWarnings(signal_nodes(list(cur), tools::SIGTERM, timeout = 5))
+  } else if (identical(alive, FALSE)) {
+    try(kind$after_kill(id), silent = TRUE)
+  }
+  id$killed <- TRUE
+  try(kind$stop(list(id), background = TRUE), silent = TRUE)
+  mark_node_ended(cur, "killed")
+  # The original node's entries (its lineage, its incarnations) outlive its first worker.
+  if (!identical(node_key(cur), node_key(original))) forget_node(cur)
+  invisible()
 }
 
 # A worker answered: its host is healthy again.

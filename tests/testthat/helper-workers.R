@@ -39,3 +39,37 @@ local_cluster <- function(..., env = parent.frame()) {
 send_sleep <- function(node, seconds) {
   parallel:::sendCall(node, fun = Sys.sleep, args = list(seconds))
 }
+
+# Under the current future plan: every progressr update reaches the master's handler.
+expect_progress_relayed <- function() {
+  seen <- 0L
+  recorder <- progressr::make_progression_handler("recorder", reporter = list(
+    update = function(config, state, progression, ...) if (inherits(progression, "progression")) seen <<- seen + 1L
+  ), enable = TRUE)
+  progressr::with_progress({
+    p <- progressr::progressor(steps = 4L)
+    res <- future.apply::future_lapply(1:4, function(i) { p(); i })
+  }, handlers = recorder, enable = TRUE)
+  expect_identical(unlist(res), 1:4)
+  expect_gte(seen, 4L)
+}
+
+# Under the current future plan: an immediate condition comes back while the future still
+# runs (not only with its value), from a worker among `pids`.
+expect_immediate_conditions_relayed <- function(pids) {
+  f <- future::future({
+    signalCondition(structure(class = c("immediateCondition", "condition"),
+                              list(message = "started", call = NULL)))
+    Sys.sleep(3)
+    Sys.getpid()
+  })
+  got <- NULL
+  deadline <- Sys.time() + 20
+  withCallingHandlers(
+    while (is.null(got) && Sys.time() < deadline) { future::resolved(f); Sys.sleep(0.05) },
+    immediateCondition = function(c) got <<- list(message = conditionMessage(c), resolved = future::resolved(f))
+  )
+  expect_identical(got$message, "started")
+  expect_false(got$resolved)
+  expect_true(future::value(f) %in% pids)
+}

@@ -24,34 +24,8 @@ check_future_clients <- function(pids) {
   expect_identical(furrr::future_map_dbl(1:4, ~ runif(1), .options = opts),
                    furrr::future_map_dbl(1:4, ~ runif(1), .options = opts))
 
-  # progressr: every progress update reaches the master's handler.
-  seen <- 0L
-  recorder <- progressr::make_progression_handler("recorder", reporter = list(
-    update = function(config, state, progression, ...) if (inherits(progression, "progression")) seen <<- seen + 1L
-  ), enable = TRUE)
-  progressr::with_progress({
-    p <- progressr::progressor(steps = 4L)
-    res <- future.apply::future_lapply(1:4, function(i) { p(); i })
-  }, handlers = recorder, enable = TRUE)
-  expect_identical(unlist(res), 1:4)
-  expect_gte(seen, 4L)
-
-  # Immediate conditions come back while the future still runs, not only with its value.
-  f <- future::future({
-    signalCondition(structure(class = c("immediateCondition", "condition"),
-                              list(message = "started", call = NULL)))
-    Sys.sleep(3)
-    Sys.getpid()
-  })
-  got <- NULL
-  deadline <- Sys.time() + 20
-  withCallingHandlers(
-    while (is.null(got) && Sys.time() < deadline) { future::resolved(f); Sys.sleep(0.05) },
-    immediateCondition = function(c) got <<- list(message = conditionMessage(c), resolved = future::resolved(f))
-  )
-  expect_identical(got$message, "started")
-  expect_false(got$resolved)
-  expect_true(future::value(f) %in% pids)
+  expect_progress_relayed()
+  expect_immediate_conditions_relayed(pids)
 }
 
 # foreach with doParallel and doRNG on a cluster of ours.

@@ -214,3 +214,13 @@ test_that("a forked worker that cannot have a temporary directory of its own end
   # The child ended by _exit(70): mccollect() got no value from it.
   expect_null(res[[1]])
 })
+
+test_that("a forked worker relays future's immediate conditions and progressr updates to the master", {
+  skip_if_not_installed("future")
+  skip_if_not_installed("progressr")
+  cl <- local_cluster(2, setup_strategy = "fork")
+  oplan <- future::plan(future::cluster, workers = cl)
+  on.exit(future::plan(oplan), add = TRUE)
+  expect_immediate_conditions_relayed(cluster_pids(cl))
+  expect_progress_relayed()
+})

@@ -83,3 +83,37 @@ test_that("the three ways to stop processes share one TERM -> wait -> KILL loop"
   expect_true(parallelly:::terminate_processes(c(stubborn$pid, obeying$pid), grace = 0.5))
   expect_identical(parallelly:::backend_probe(c(stubborn$pid, obeying$pid)), c(FALSE, FALSE))
 })
+
+test_that("remote nodes record kind 'ssh'; probes and kills reuse the open connection", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  cl <- local_cluster(c("testhost1", "testhost1"))
+  expect_identical(vapply(cl, function(node) attr(node, "process")$kind, ""), c("ssh", "ssh"))
+  connects <- 0L
+  suppressMessages(trace(parallelly:::backend_ssh_connect, quote(connects <<- connects + 1L), print = FALSE,
+                         where = asNamespace("parallelly")))
+  on.exit(suppressMessages(untrace(parallelly:::backend_ssh_connect, where = asNamespace("parallelly"))), add = TRUE)
+  for (i in 1:3) expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
+  s <- summary(cl)
+  expect_true(all(s$rss > 0))
+  expect_true(killNode(cl[[2]]))
+  expect_true(wait_for(function() identical(isNodeAlive(cl), c(TRUE, FALSE)), timeout = 10))
+  expect_identical(connects, 0L)
+})
+
+test_that("a fork-server refusal expires: soon after a failure, later after an answer", {
+  key <- "test-refusal-key"
+  on.exit(suppressWarnings(rm(list = key, envir = parallelly:::.package$fork_refusals)), add = TRUE)
+  expect_false(parallelly:::fork_refused(key))
+  parallelly:::fork_refuse(key, answered = FALSE)
+  expect_true(parallelly:::fork_refused(key))
+  until <- get(key, envir = parallelly:::.package$fork_refusals)
+  expect_lte(as.numeric(difftime(until, Sys.time(), units = "secs")), 60)
+  parallelly:::fork_refuse(key, answered = TRUE)
+  until <- get(key, envir = parallelly:::.package$fork_refusals)
+  expect_gt(as.numeric(difftime(until, Sys.time(), units = "secs")), 600)
+  # Once expired, the host is asked again (the entry goes).
+  assign(key, Sys.time() - 1, envir = parallelly:::.package$fork_refusals)
+  expect_false(parallelly:::fork_refused(key))
+  expect_false(exists(key, envir = parallelly:::.package$fork_refusals, inherits = FALSE))
+})

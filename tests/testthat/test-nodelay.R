@@ -60,3 +60,13 @@ test_that("a remote worker's tunnel has TCP_NODELAY on the master's socket and o
   big <- as.raw(seq_len(70000) %% 256)
   expect_identical(parallel::clusterCall(cl, identity, big), list(big))
 })
+
+test_that("forked workers' sockets have TCP_NODELAY too", {
+  cl <- local_cluster(2, setup_strategy = "fork")
+  port <- attr(cl[[1]], "options")$port
+  worker <- parallel::clusterCall(cl, function(port) {
+    # The worker has not loaded parallelly (it is a fresh worker): ask through its namespace.
+    parallelly:::backend_connections_nodelay(port, remote = TRUE)$nodelay
+  }, port)
+  expect_identical(worker, list(TRUE, TRUE))
+})
