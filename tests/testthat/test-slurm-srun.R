@@ -323,7 +323,9 @@ test_that("a master that dies takes its steps with it", {
 # The host PID of the test cluster's slurmctld (its command line names the cluster's config).
 slurmctld_pid <- function(cluster) {
   for (d in list.files("/proc", pattern = "^[0-9]+$")) {
-    cmd <- tryCatch(readBin(file.path("/proc", d, "cmdline"), "raw", 4096L), error = function(e) raw(0))
+    # Processes come and go while we look: a vanished one reads as empty.
+    cmd <- tryCatch(suppressWarnings(readBin(file.path("/proc", d, "cmdline"), "raw", 4096L)),
+                    error = function(e) raw(0))
     words <- strsplit(rawToChar(replace(cmd, cmd == as.raw(0), as.raw(32))), " ", fixed = TRUE)[[1]]
     if (length(words) > 0L && basename(words[1]) == "slurmctld" && cluster$conf %in% words) return(as.integer(d))
   }
