@@ -395,3 +395,25 @@ test_that("scontrol's step lines are parsed, pending steps included; srun option
   expect_identical(parallelly:::srun_options("--exact --mem=100"), c("--exact", "--mem=100"))
   expect_identical(parallelly:::srun_options(c("-c", "1")), c("--overlap", "-c", "1"))
 })
+
+test_that("a master inside a job step of its own: its node's workers local, the others steps beside it", {
+  skip_if_no_slurm()
+  got <- slurm_r("srun", c("-N2", "-n4", "--", "-N1", "-n1"), bquote({
+    steps_of_job <- .(steps_of_job)
+    wait_for <- .(wait_for)
+    library(parallelly)
+    cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>")
+    res <- list(master_step = Sys.getenv("SLURM_STEP_ID"),
+                ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
+                local = vapply(cl, function(n) isTRUE(attr(n$host, "localhost")), NA),
+                alive = isNodeAlive(cl))
+    parallel::stopCluster(cl)
+    res$left <- wait_for(function() length(steps_of_job()) <= 1L)  # the master's own step
+    res
+  }))
+  expect_identical(got$master_step, "0")
+  expect_identical(unname(got$ran_on), c("n3", "n3", "n4", "n4"))
+  expect_identical(unname(got$local), c(TRUE, TRUE, FALSE, FALSE))
+  expect_identical(got$alive, rep(TRUE, 4))
+  expect_true(got$left)
+})
