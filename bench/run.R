@@ -84,6 +84,8 @@ for (i in seq_len(nrow(cases))) {
   cat(".")
 }
 cat("\n")
+# Large transfers through the SSH tunnel, ours against OpenSSH's (prints its own table).
+if (remote && (is.na(only) || grepl(only, "ssh_transfer"))) system2(file.path(R.home("bin"), "Rscript"), file.path(root, "bench", "ssh-transfer.R"))
 if (remote) system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "stop", dir))
 results <- do.call(rbind, results)
 

@@ -66,7 +66,13 @@ const MARKER: &str = "__PARALLELLY_END_";
 /// merged into stdout. It must mean the same in sh, bash, dash, csh/tcsh and fish, so the
 /// redirection (which tcsh and fish read differently) sits in a single-quoted sh script.
 const CONTROL_SHELL: &str = "exec /bin/sh -c 'exec /bin/sh 2>&1'";
+/// Bytes a tunnel holds in each direction.
 const BUFFER_CAP: usize = 256 * 1024;
+/// The most libssh2 puts in one channel packet (it splits writes at 32700 bytes): tunnel
+/// data goes to the channel in pieces of this size, not in the remainders of TCP reads.
+const PACKET: usize = 32700;
+/// Rounds a busy tunnel gets in one pass before the other work of the connection.
+const PUMP_ROUNDS: usize = 8;
 
 /// What a guarded script prints instead of running when it reached the shell too late.
 const WITHDRAWN: &str = "__PARALLELLY_WITHDRAWN__";
@@ -251,12 +257,69 @@ struct Forward {
 struct Pump {
     channel: Channel,
     tcp: TcpStream,
-    to_tcp: Vec<u8>,
-    to_channel: Vec<u8>,
+    to_tcp: Buf,
+    to_channel: Buf,
+    /// The last channel write would block: it may have left a packet half sent, which
+    /// libssh2 finishes only for the same channel's next write (all other sends on the
+    /// session get EAGAIN until then), so it is retried whatever is pending.
+    write_blocked: bool,
     channel_eof: bool,
     tcp_eof: bool,
     eof_sent: bool,
     failed: bool,
+}
+
+/// Bytes on their way through a tunnel in one direction: a fixed buffer (made on first use)
+/// read into and written from in place, so that large transfers are not copied around
+/// (a Vec drained from the front moved the rest on every write).
+struct Buf {
+    data: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        Buf { data: Box::default(), start: 0, end: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// The free space at the end (none when full), moving what is pending to the front
+    /// only when the tail is too short for a whole SSH packet.
+    fn space(&mut self) -> &mut [u8] {
+        if self.data.is_empty() {
+            self.data = vec![0u8; BUFFER_CAP].into_boxed_slice();
+        }
+        if self.data.len() - self.end < PACKET && self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.data[self.end..]
+    }
+
+    fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
 }
 
 struct Io {
@@ -271,6 +334,106 @@ struct Io {
     pumps: Vec<Pump>,
     /// Channels being closed (non-blocking close must complete before they are dropped).
     closing: Vec<Channel>,
+}
+
+impl Pump {
+    /// Move what can move without waiting, both ways; true when anything moved.
+    fn step(&mut self) -> bool {
+        let mut progress = false;
+        // channel -> tcp: libssh2 copies packets straight into the buffer.
+        while !self.channel_eof && !self.failed && self.to_tcp.len() < BUFFER_CAP {
+            let space = self.to_tcp.space();
+            if space.is_empty() {
+                break;
+            }
+            match self.channel.read(space) {
+                Ok(0) => {
+                    if self.channel.eof() {
+                        self.channel_eof = true;
+                        progress = true;
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    self.to_tcp.filled(n);
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => self.failed = true,
+            }
+        }
+        while !self.to_tcp.is_empty() && !self.failed {
+            match self.tcp.write(self.to_tcp.pending()) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.to_tcp.consume(n);
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => self.failed = true,
+            }
+        }
+        if self.channel_eof && self.to_tcp.is_empty() && !self.tcp_eof {
+            let _ = self.tcp.shutdown(Shutdown::Write);
+        }
+        // tcp -> channel: read until the socket is empty or the buffer full, so that the
+        // channel gets whole packets.
+        let mut tcp_empty = self.tcp_eof;
+        while !self.tcp_eof && !self.failed {
+            let space = self.to_channel.space();
+            if space.is_empty() {
+                break;
+            }
+            match self.tcp.read(space) {
+                Ok(0) => {
+                    self.tcp_eof = true;
+                    tcp_empty = true;
+                    progress = true;
+                }
+                Ok(n) => {
+                    self.to_channel.filled(n);
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    tcp_empty = true;
+                    break;
+                }
+                Err(_) => self.failed = true,
+            }
+        }
+        // A piece shorter than a packet goes only when no more is there to join it. After
+        // EAGAIN the same bytes must be offered again: they stay at the head.
+        while !self.to_channel.is_empty()
+            && !self.failed
+            && (self.to_channel.len() >= PACKET || tcp_empty || self.write_blocked)
+        {
+            let n = self.to_channel.len().min(PACKET);
+            match self.channel.write(&self.to_channel.pending()[..n]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.to_channel.consume(n);
+                    self.write_blocked = false;
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    break;
+                }
+                Err(_) => self.failed = true,
+            }
+        }
+        if self.tcp_eof && self.to_channel.is_empty() && !self.eof_sent {
+            match self.channel.send_eof() {
+                Ok(()) => {
+                    self.eof_sent = true;
+                    progress = true;
+                }
+                Err(e) if eagain(&e) => {}
+                Err(_) => self.failed = true,
+            }
+        }
+        progress
+    }
 }
 
 enum Fatal {
@@ -469,8 +632,9 @@ impl Io {
                             self.pumps.push(Pump {
                                 channel,
                                 tcp,
-                                to_tcp: Vec::new(),
-                                to_channel: Vec::new(),
+                                to_tcp: Buf::new(),
+                                to_channel: Buf::new(),
+                                write_blocked: false,
                                 channel_eof: false,
                                 tcp_eof: false,
                                 eof_sent: false,
@@ -493,75 +657,14 @@ impl Io {
 
     fn pump_step(&mut self) -> bool {
         let mut progress = false;
-        let mut buf = [0u8; 32768];
         for p in self.pumps.iter_mut() {
-            // channel -> tcp
-            if !p.channel_eof && p.to_tcp.len() < BUFFER_CAP {
-                match p.channel.read(&mut buf) {
-                    Ok(0) => {
-                        if p.channel.eof() {
-                            p.channel_eof = true;
-                            progress = true;
-                        }
-                    }
-                    Ok(n) => {
-                        p.to_tcp.extend_from_slice(&buf[..n]);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(_) => p.failed = true,
+            // A busy tunnel moves up to a buffer each way per round; a few rounds per pass
+            // spare the other steps' reads of the transport while data streams.
+            for _ in 0..PUMP_ROUNDS {
+                if !p.step() {
+                    break;
                 }
-            }
-            while !p.to_tcp.is_empty() && !p.failed {
-                match p.tcp.write(&p.to_tcp) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        p.to_tcp.drain(..n);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => p.failed = true,
-                }
-            }
-            if p.channel_eof && p.to_tcp.is_empty() && !p.tcp_eof {
-                let _ = p.tcp.shutdown(Shutdown::Write);
-            }
-            // tcp -> channel
-            if !p.tcp_eof && p.to_channel.len() < BUFFER_CAP {
-                match p.tcp.read(&mut buf) {
-                    Ok(0) => {
-                        p.tcp_eof = true;
-                        progress = true;
-                    }
-                    Ok(n) => {
-                        p.to_channel.extend_from_slice(&buf[..n]);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(_) => p.failed = true,
-                }
-            }
-            // After EAGAIN the same bytes must be offered again: they stay at the head.
-            while !p.to_channel.is_empty() && !p.failed {
-                match p.channel.write(&p.to_channel) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        p.to_channel.drain(..n);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => p.failed = true,
-                }
-            }
-            if p.tcp_eof && p.to_channel.is_empty() && !p.eof_sent {
-                match p.channel.send_eof() {
-                    Ok(()) => {
-                        p.eof_sent = true;
-                        progress = true;
-                    }
-                    Err(e) if eagain(&e) => {}
-                    Err(_) => p.failed = true,
-                }
+                progress = true;
             }
         }
         // Retire finished or failed tunnels; their channels are closed before being dropped.

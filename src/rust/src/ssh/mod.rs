@@ -6,6 +6,7 @@
 //! host stays interruptible and bounded by the caller's timeout.
 
 pub mod config;
+pub mod crypto;
 pub mod host;
 pub mod jump;
 pub mod known_hosts;
