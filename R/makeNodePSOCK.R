@@ -9,7 +9,8 @@
 #' @param worker Hostname or IP address of the worker. A logical attribute `localhost` forces
 #' the local/remote decision. A `makeNodePSOCKOptions` object is launched as is.
 #' @param master Hostname the worker connects back to (default: "localhost" for local
-#' workers).
+#' workers; with `rshcmd = "<srun>"`, the address Slurm has for the node the master runs
+#' on, or this machine's name outside the allocation).
 #' @param port The port the master listens on.
 #' @param connectTimeout Seconds to wait for the worker to connect.
 #' @param timeout Socket inactivity timeout (seconds) on both sides.
@@ -42,10 +43,14 @@
 #' @param renice A positive niceness increment for the worker process (local workers).
 #' @param rshcmd `NULL` (the default) uses the built-in SSH client for remote workers; a
 #' command such as `"ssh"`, or a `function(rshopts, worker)` returning a command line, uses
-#' that external client instead.
+#' that external client instead. `"<srun>"`, inside a Slurm allocation, starts the worker
+#' as a job step of it on node `worker` (`srun --nodes=1 --ntasks=1 --overlap -w worker`,
+#' no shell; `rshopts` are added srun options); the master's own node gets local workers.
+#' See `vignette("slurm", package = "parallelly")`.
 #' @param user The user name on a remote host.
 #' @param revtunnel Whether a remote worker reaches the master through a reverse tunnel over
-#' the SSH connection (`NA`: yes for remote workers).
+#' the SSH connection (`NA`: yes for remote workers reached by SSH, no for other `rshcmd`s
+#' such as `"<srun>"`).
 #' @param rshlogfile A log file for an external SSH client.
 #' @param rshopts SSH options: for the built-in client `-p`, `-l`, `-F` and `-o`
 #' Port/User/UserKnownHostsFile/StrictHostKeyChecking; passed as they are to an external
@@ -139,7 +144,10 @@ resolve_node_options <- function(a) {
   if (grepl("[[:space:]]", worker)) {
     stop_arg("worker", "must be a hostname without spaces: '%s'", worker)
   }
+  srun <- identical(a$rshcmd, "<srun>")
   localhost <- attr(worker, "localhost", exact = TRUE)
+  # rshcmd = "<srun>": the workers of the node the master runs on are local ones.
+  if (srun && !is.logical(localhost) && srun_is_batch_host(worker)) localhost <- TRUE
   if (!is.logical(localhost) || length(localhost) != 1L || is.na(localhost)) {
     localhost_names <- c(getOption2("parallelly.localhost.hostname", "localhost"), "localhost", "127.0.0.1")
     localhost <- worker %in% localhost_names
@@ -177,9 +185,17 @@ resolve_node_options <- function(a) {
   # As in the reference: NA means a reverse tunnel for a remote worker reached by SSH (our
   # built-in client or an ssh-like rshcmd), none for any other launcher (e.g. srun).
   if (is.na(revtunnel)) revtunnel <- !localhost && (builtin_ssh || rshcmd_is_ssh(rshcmd))
+  if (srun && !localhost && revtunnel) {
+    stop_arg("revtunnel", "must be FALSE or NA with rshcmd = \"<srun>\": a Slurm job step has no reverse tunnel, its worker connects to the master directly (see argument 'master')")
+  }
   opts$revtunnel <- revtunnel
 
   master <- a$master
+  if (srun && !localhost && !isTRUE(a$dryrun)) srun_job_id()  # an allocation is needed
+  if (is.null(master) && srun && !localhost) {
+    # The address the allocation's nodes reach the master at.
+    master <- srun_master_address()
+  }
   if (is.null(master)) {
     # A tunnelled remote worker connects to the server's end of the tunnel, which listens
     # on the remote host's IPv4 loopback address.
@@ -258,8 +274,10 @@ resolve_node_options <- function(a) {
   }
   # Parallel setup: all local workers at once, and all workers of a remote host at once
   # over its held SSH connection; never for manual or dry runs or an external SSH client.
-  parallel_ok <- !opts$manual && !opts$dryrun && ((localhost && homogeneous) || (!localhost && builtin_ssh))
+  parallel_ok <- !opts$manual && !opts$dryrun && ((localhost && homogeneous) || (!localhost && (builtin_ssh || srun)))
   if (setup_strategy %in% c("parallel", "fork") && !parallel_ok) setup_strategy <- "sequential"
+  # Job steps are started all at once; there is no fork server on a Slurm node.
+  if (srun && !localhost && setup_strategy == "fork") setup_strategy <- "parallel"
   opts$setup_strategy <- setup_strategy
   opts$localMachine <- localhost
   opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
@@ -268,7 +286,9 @@ resolve_node_options <- function(a) {
   opts$cmd <- worker_command_line(opts, port = opts$port)
   opts$local_cmd <- opts$cmd
   if (!localhost) {
-    opts$rsh_call <- rsh_call_line(opts)
+    opts$rsh_call <- if (srun) {
+      paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(worker)), collapse = " ")
+    } else rsh_call_line(opts)
     opts$local_cmd <- paste(opts$rsh_call, sh_quote(opts$cmd, type = opts$rscript_sh[2]))
   }
   class(opts) <- c("makeNodePSOCKOptions", "makeNodeOptions")

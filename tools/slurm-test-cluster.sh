@@ -10,6 +10,7 @@
 # Nodes (name, CPUs, partition), each slurmd on a port of its own:
 #   n1, n2      4 CPUs   partition "big"
 #   n3, n4, n5  2 CPUs   partition "small" (the default)
+# and partition "all" with every node (jobs of more than three nodes).
 # Each node has RealMemory=1000 (MB), so that --mem-per-cpu is accepted.
 #
 # Clients use the cluster with SLURM_CONF=DIR/slurm.conf (and USER set).
@@ -169,6 +170,7 @@ EOF
   cat >>"$dir/slurm.conf" <<EOF
 PartitionName=small Nodes=n3,n4,n5 Default=YES MaxTime=INFINITE State=UP
 PartitionName=big Nodes=n1,n2 MaxTime=INFINITE State=UP
+PartitionName=all Nodes=n1,n2,n3,n4,n5 MaxTime=INFINITE State=UP
 EOF
 }
 

@@ -1,7 +1,7 @@
 # Helpers for tests against a real Slurm cluster on this machine (tools/slurm-test-cluster.sh):
 # munged, slurmctld and five slurmd in a PID namespace of their own, with all files in a
 # temporary directory. Nodes n1, n2 (4 CPUs, partition "big"), n3, n4, n5 (2 CPUs, partition
-# "small", the default).
+# "small", the default); partition "all" has every node.
 #
 #   cluster <- skip_if_no_slurm()                        # skip unless the cluster runs
 #   slurm_cmd(c("squeue", "-h"))                         # a client command, with a timeout
@@ -166,9 +166,9 @@ slurm_r <- function(launcher, args, expr, timeout = 60, cluster = slurm_test_clu
         stop("sbatch failed: ", paste(c(res$stdout, res$stderr), collapse = "\n"), call. = FALSE)
       deadline <- Sys.time() + timeout
       repeat {
-        running <- slurm_cmd(c("squeue", "-h", "-j", job, "-o", "%i"), timeout = 10,
-                             cluster = cluster)$stdout
-        if (length(running) == 0L) break
+        res <- slurm_cmd(c("squeue", "-h", "-j", job, "-o", "%i"), timeout = 10, cluster = cluster)
+        # A controller that does not answer (status 124) says nothing about the job.
+        if (res$status == 0L && length(res$stdout) == 0L) break
         if (Sys.time() > deadline) {
           slurm_cmd(c("scancel", job), cluster = cluster)
           stop(sprintf("sbatch job %s timed out after %g s", job, timeout), call. = FALSE)

@@ -17,7 +17,8 @@ test_that("the test cluster runs and its jobs load the package under test", {
   res <- slurm_cmd(c("sinfo", "-h", "-N", "-o", "%N %c %P %t"))
   expect_identical(res$status, 0L)
   expect_setequal(res$stdout, c("n1 4 big idle", "n2 4 big idle", "n3 2 small* idle",
-                                "n4 2 small* idle", "n5 2 small* idle"))
+                                "n4 2 small* idle", "n5 2 small* idle",
+                                sprintf("n%d %d all idle", 1:5, c(4, 4, 2, 2, 2))))
   got <- slurm_r("salloc", "-n1", probe)
   expect_identical(got$version, as.character(utils::packageVersion("parallelly")))
   expect_identical(normalizePath(got$lib), normalizePath(dirname(find.package("parallelly"))))
