@@ -92,11 +92,18 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
 
 # Which nodes start together: the parallel ones grouped by host (all local workers at once,
 # all workers of a remote host at once over its SSH connection); sequential ones one by one.
+# The workers of one host start together; a kind may group them otherwise (all of a Slurm
+# job's steps, whatever their nodes, say) with its optional `batch()`.
+setup_batch_key <- function(o) {
+  if (isTRUE(attr(o$worker, "localhost"))) return("")
+  kind <- kind_for_options(o)
+  if (is.function(kind$batch)) return(paste0(kind$name, ":", kind$batch(o)))
+  paste(o$ssh$user, as.character(o$worker), o$ssh$port)
+}
+
 setup_batches <- function(options) {
   parallel <- vapply(options, function(o) o$setup_strategy %in% c("parallel", "fork"), logical(1))
-  host <- vapply(options, function(o) {
-    if (isTRUE(attr(o$worker, "localhost"))) "" else paste(o$ssh$user, as.character(o$worker), o$ssh$port)
-  }, character(1))
+  host <- vapply(options, setup_batch_key, character(1))
   batches <- c(split(which(parallel), host[parallel]), as.list(which(!parallel)))
   batches[order(vapply(batches, min, integer(1)))]
 }

@@ -21,10 +21,16 @@
 #   last_output(id, n)             the last lines a worker wrote
 #   after_kill(id)                 remove what a killed worker left behind (its R tempdir)
 #   describe(id)                   optional: a short note for print(), e.g. a Slurm step
+#   batch(opts)                    optional: which workers start in one setup call (default:
+#                                  those of one host)
+# A group whose answer cannot be had (a host that does not answer) raises an error: the
+# operation then warns and reports NA for its nodes.
 #
 # A stage is function(left) that returns the answer or a further stage; `left()` gives
-# the seconds left of the caller's timeout. Stages let every group be asked at once: the
-# first stage of each group runs, then the second of each, and so on.
+# the seconds left of the caller's timeout (never less than 0.05). Stages let every group be
+# asked at once: the first stage of each group runs, then the second of each, and so on. A
+# stage that polls and is not ready yet waits a short slice (~20 ms) before returning the
+# next one, so that the rounds do not spin.
 
 # The fields every kind has.
 kind_interface_fields <- c("name", "priority", "claims", "launcher", "answers_locally", "group", "probe",

@@ -66,6 +66,15 @@ known_death <- function(node) {
   get0(key, envir = known_deaths(), inherits = FALSE)
 }
 
+# What the node's kind adds about it (a Slurm step, say), or NA; known locally.
+node_description <- function(node) {
+  id <- node_identity(node)
+  describe <- node_kind(id$kind)$describe
+  if (!is.function(describe)) return(NA_character_)
+  note <- tryCatch(describe(id), error = function(e) NA_character_)
+  if (is.character(note) && length(note) == 1L) note else NA_character_
+}
+
 # Whether a node's worker can be checked with a system call (print() may do that).
 answers_locally <- function(node) {
   id <- node_identity(node)
@@ -127,8 +136,10 @@ print.RichSOCKnode <- function(x, ...) {
     output <- known$output
     if (length(output) > 0L) death <- sprintf("%s. Its last output was:\n   %s", death, paste(output, collapse = "\n   "))
   }
-  cat(sprintf("%s of a socket cluster on %s host '%s' with pid %s (%s, %s) using socket connection #%s ('%s')%s\n",
-              class(x)[1L], where, s$host, s$pid, s$r_version, s$platform, s$connection_index, s$connection, death))
+  note <- node_description(current_node(x))
+  if (!is.na(note)) note <- sprintf(" (%s)", note) else note <- ""
+  cat(sprintf("%s of a socket cluster on %s host '%s' with pid %s (%s, %s) using socket connection #%s ('%s')%s%s\n",
+              class(x)[1L], where, s$host, s$pid, s$r_version, s$platform, s$connection_index, s$connection, note, death))
   invisible(x)
 }
 

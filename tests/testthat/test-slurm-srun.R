@@ -100,6 +100,7 @@ test_that("killNode() of a busy step worker: scancel, no new step; isNodeAlive()
                 kill_s = kill_s, dead = dead, dead_s = dead_s, after = after,
                 exit = s$exit, alive_summary = s$alive, printed = printed, old_step = old_step,
                 new_step = attr(cl[[1]], "process")$step,
+                live_step = attr(cl[[2]], "process")$step, printed_live = capture.output(print(cl[[2]])),
                 values = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURM_STEP_ID"))),
                 steps_now = steps_of_job())
     parallel::stopCluster(cl)
@@ -128,6 +129,8 @@ test_that("killNode() of a busy step worker: scancel, no new step; isNodeAlive()
   expect_identical(sub("[.].*$", "", got$new_step), sub("[.].*$", "", got$old_step))
   expect_identical(unname(got$values[1]), sub("^.*[.]", "", got$new_step))
   expect_length(got$steps_now, 2L)
+  # print() of a live step worker names its step (without asking Slurm).
+  expect_match(paste(got$printed_live, collapse = "\n"), sprintf("(Slurm job step %s)", got$live_step), fixed = TRUE)
   expect_true(got$left)
   expect_true(got$tmp_after_kill)
   expect_true(got$tmp_removed)
