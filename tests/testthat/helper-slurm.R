@@ -141,7 +141,9 @@ slurm_r <- function(launcher, args, expr, timeout = 60, cluster = slurm_test_clu
   result <- tempfile(fileext = ".rds")
   on.exit(unlink(c(result, paste0(result, ".part"))), add = TRUE)
   # Written under another name, then renamed: a reader never sees half a file.
-  code <- sprintf("saveRDS(local(%s), %s); file.rename(%s, %s)",
+  # The job's R runs as a user's batch script would, also when the suite runs under R CMD
+  # check: not limited to check's 2 cores (availableWorkers() would drop the other nodes).
+  code <- sprintf("Sys.unsetenv(c('_R_CHECK_LIMIT_CORES_', '_R_CHECK_PACKAGE_NAME_')); saveRDS(local(%s), %s); file.rename(%s, %s)",
                   paste(deparse(expr), collapse = "\n"), deparse(paste0(result, ".part")),
                   deparse(paste0(result, ".part")), deparse(result))
   rscript <- file.path(R.home("bin"), "Rscript")

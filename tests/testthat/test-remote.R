@@ -201,7 +201,7 @@ test_that("keys held by ssh-agent authenticate; without the agent the same login
   expect_s3_class(err, "parallellyAuthError")
 
   sock <- file.path(withr::local_tempdir(), "agent.sock")
-  agent <- parallelly:::backend_launch(Sys.which("ssh-agent"), c("-D", "-a", sock), output = "|capture")$pid
+  agent <- parallelly:::backend_launch(Sys.which("ssh-agent"), c("-D", "-a", sock), capture = TRUE)$pid
   withr::defer(parallelly:::terminate_processes(agent))
   expect_true(wait_for(function() file.exists(sock), timeout = 10))
   withr::local_envvar(SSH_AUTH_SOCK = sock)
