@@ -72,7 +72,7 @@ ask_remote_hosts <- function(nodes, ids, remote, kind, signal = 0L, timeout = 0,
   left <- function() max(as.double(deadline - Sys.time(), units = "secs"), 0.05)
   groups <- split(remote, vapply(ids[remote], remote_group, character(1)))
   hosts <- lapply(groups, function(idx) {
-    options <- attr(nodes[[idx[1L]]], "options", exact = TRUE)
+    options <- node_options(nodes[[idx[1L]]])
     list(idx = idx, options = options, host = ids[[idx[1L]]]$host,
          connecting = if (!is.null(options$ssh)) tryCatch(ssh_connect_submit(options, budget), error = function(e) e))
   })
@@ -109,7 +109,7 @@ remote_group <- function(id) if (is.character(id$ssh)) id$ssh else paste0("exter
 
 # The held connection of a remote node, reopened if it was lost (within `timeout` seconds).
 ssh_key_of <- function(node, timeout = ssh_probe_timeout(0)) {
-  options <- attr(node, "options", exact = TRUE)
+  options <- node_options(node)
   if (!is.null(options$ssh)) return(ssh_connection(options, timeout = timeout)$key)
   stopf("Ssh", "No SSH connection is known for the node on host '%s'", as.character(node$host))
 }

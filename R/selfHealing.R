@@ -16,12 +16,12 @@ current_node <- function(node) {
 
 # Whether self-healing is on for a node (asked for every message: kept cheap).
 healing_on <- function(node) {
-  options <- attr(node, "options", exact = TRUE)
+  options <- node_options(node)
   isTRUE(options$autoRestart > 0L) || isTRUE(options$retries > 0L)
 }
 
 healing_policy <- function(node) {
-  options <- attr(node, "options", exact = TRUE)
+  options <- node_options(node)
   list(autoRestart = if (is.numeric(options$autoRestart)) options$autoRestart else 0L,
        retries = if (is.numeric(options$retries)) options$retries else 0L)
 }

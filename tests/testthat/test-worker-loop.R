@@ -18,7 +18,7 @@ environment(worker_loop_kind) <- baseenv()
 test_that("local workers run the lean loop; the worker command still starts parallel:::.workRSOCK()", {
   cl <- local_cluster(2)
   expect_identical(parallel::clusterCall(cl, worker_loop_kind), list("lean", "lean"))
-  expect_match(attr(cl[[1]], "options")$cmd, "parallel:::.workRSOCK", fixed = TRUE)
+  expect_match(parallelly:::node_options(cl[[1]])$cmd, "parallel:::.workRSOCK", fixed = TRUE)
   # A user's own entry code is left alone: base R's loop serves.
   cl2 <- local_cluster(1, rscript_args = c("-e", "parallel:::.workRSOCK()"))
   expect_identical(parallel::clusterCall(cl2, worker_loop_kind), list("parallel"))
