@@ -30,7 +30,7 @@ cloneNode.cluster <- function(x, ..., method = c("as-is", "vanilla")) {
   method <- match.arg(method)
   res <- vector("list", length(x))
   # RichSOCKnodes are relaunched together per host, like a parallel setup.
-  rich <- which(vapply(x, function(node) inherits(node, "RichSOCKnode") && !is.null(attr(node, "options")), logical(1)))
+  rich <- which(vapply(x, function(node) inherits(node, "RichSOCKnode") && !is.null(node_options(node)), logical(1)))
   options <- lapply(x[rich], clone_options, overrides = list(...), method = method)
   for (batch in setup_batches(options)) {
     if (length(batch) == 1L) next
@@ -60,7 +60,7 @@ cloneNode.RichSOCKnode <- function(x, ..., method = c("as-is", "vanilla")) {
 
 # The launch options of a new copy of `node`.
 clone_options <- function(node, overrides = list(), method = "as-is") {
-  options <- attr(node, "options", exact = TRUE)
+  options <- node_options(node)
   restarts <- if (is.numeric(options$restarts)) options$restarts else 0L
   if (!inherits(options, "makeNodePSOCKOptions")) {
     stopf("Argument", "Cannot clone this %s: it carries no launch options", class(node)[1L],

@@ -50,7 +50,7 @@ node_health <- function(nodes, timeout = 5) {
   if (length(rich) == 0L) return(res)
   res$alive[rich] <- suppressWarnings(probe_nodes(nodes[rich], timeout = timeout))
   res$restarts[rich] <- vapply(nodes[rich], function(node) {
-    r <- attr(node, "options", exact = TRUE)$restarts
+    r <- node_options(node)$restarts
     if (is.numeric(r)) as.integer(r) else 0L
   }, integer(1))
   dead <- rich[res$alive[rich] %in% FALSE]

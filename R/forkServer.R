@@ -11,11 +11,20 @@
 
 # Which launch specifications can share a server: everything R starts with (program,
 # R arguments, environment, niceness), not what a worker is told when it connects.
+# The key is a short name for that specification ("fork-server-3 on <host>"): forked nodes
+# carry it, and nodes are kept small (future hashes the cluster for every future).
 fork_server_key <- function(opts, host_key) {
   spec <- worker_launch_spec(opts, port = 0L)
   setup <- grepl("^(MASTER|PORT|OUT|TIMEOUT|SETUPTIMEOUT|XDR|SETUPSTRATEGY)=", spec$args)
-  paste(c(host_key, spec$program, spec$args[!setup], names(spec$env), spec$env, spec$unset,
-          opts$renice), collapse = "\r")
+  full <- paste(c(host_key, spec$program, spec$args[!setup], names(spec$env), spec$env, spec$unset,
+                  opts$renice), collapse = "\r")
+  names <- .package$fork_server_names
+  key <- get0(full, envir = names, inherits = FALSE)
+  if (is.null(key)) {
+    key <- sprintf("fork-server-%d on %s", length(ls(names)) + 1L, host_key)
+    assign(full, key, envir = names)
+  }
+  key
 }
 
 # The server for the host and launch specification of `opts`: the running one, or a new

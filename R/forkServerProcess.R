@@ -82,7 +82,7 @@ forked_worker_main <- function(req) {
   Sys.setenv(R_PARALLELLY_WORKER_TOKEN = req$token)
   # Everything needed from our namespace is fetched before it is unloaded: a lazy-loaded
   # object used afterwards would load it again.
-  work_loop <- importParallel("workLoop")
+  work_loop <- lean_work_loop()  # made in the base environment: survives the unload below
   hide_server_master()
   .package$forked_child <- TRUE
   # parallelly goes (a fresh worker has not loaded it); its imports stay: unloading 'tools'

@@ -21,7 +21,7 @@ node_kind_rsh <- list(
 )
 
 rsh_request <- function(ids, kind, signal, timeout) {
-  options <- attr(ids[[1L]]$node, "options", exact = TRUE)
+  options <- node_options(ids[[1L]]$node)
   external_request(options, kind, ids_pids(ids), ids_starts(ids), signal = signal,
                    timeout = ssh_probe_timeout(timeout))
 }

@@ -45,7 +45,7 @@ ssh_ask <- function(ids, timeout, what, submit) {
   budget <- ssh_probe_timeout(timeout)
   host <- ids[[1L]]$host
   key <- ids[[1L]]$ssh
-  options <- attr(ids[[1L]]$node, "options", exact = TRUE)
+  options <- node_options(ids[[1L]]$node)
   connecting <- if (!ssh_connection_alive(key)) ssh_connect_submit(options, budget)
   function(left) {
     if (!is.null(connecting)) key <- ssh_connect_collect(connecting, left(), host)
@@ -65,7 +65,7 @@ ssh_connection_alive <- function(key) {
 ssh_key_of <- function(node, timeout = ssh_probe_timeout(0)) {
   key <- attr(node, "process", exact = TRUE)$ssh
   if (ssh_connection_alive(key)) return(key)
-  options <- attr(node, "options", exact = TRUE)
+  options <- node_options(node)
   if (!is.null(options$ssh)) return(ssh_connection(options, timeout = timeout)$key)
   stopf("Ssh", "No SSH connection is known for the node on host '%s'", as.character(node$host))
 }

@@ -152,7 +152,7 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
       if (!is.null(dead)) fail_worker_exited(options_list[[dead$index]], launched[dead$index, ], dead$how, port, launcher)
     }
   }
-  for (node in nodes) socketTimeout(node$con, timeout = attr(node, "options")$timeout)
+  for (node in nodes) socketTimeout(node$con, timeout = node_options(node)$timeout)
   launcher$connected(nodes)
   done <- TRUE
   nodes
@@ -206,11 +206,12 @@ new_node <- function(con, options, pid, launched, port, launcher) {
   process$fork_server <- launcher$fork_server
   process$key <- worker_key(launcher, options, pid, start_time, launcher_pid)
   node <- list(con = con, host = options$worker, rank = options$rank)
-  structure(node,
-    options = options,
+  node <- structure(node,
     process = process,
     class = c("RichSOCKnode", if (isTRUE(options$useXDR)) "SOCKnode" else "SOCK0node")
   )
+  node_options(node) <- options
+  node
 }
 
 # The key of a worker in this package's tables: it always names the host. A worker started

@@ -3,8 +3,9 @@
 #' `makeNodePSOCK()` resolves the arguments of one worker into a launch specification (an
 #' object of class `makeNodePSOCKOptions`) and, unless `action = "options"`, launches the
 #' worker and connects to it. Local workers are started directly by the Rust backend, without
-#' a shell; the resolved specification is kept in `attr(node, "options")` so that
-#' [cloneNode()] can start the same worker again.
+#' a shell; the resolved specification is kept for the node in this R session (not in the
+#' node object, which stays small to serialize and hash) so that [cloneNode()] can start the
+#' same worker again.
 #'
 #' @param worker Hostname or IP address of the worker. A logical attribute `localhost` forces
 #' the local/remote decision. A `makeNodePSOCKOptions` object is launched as is.

@@ -26,18 +26,25 @@ node_key <- function(node) {
   sprintf("%s/%d@%.0f", host, as.integer(process$pid), as.numeric(process$start_time))
 }
 
+# A node's bookkeeping: one lookup by the key its process record carries (every node we
+# make has one), computed only for nodes made without it.
 node_state <- function(node) {
-  key <- node_key(node)
-  if (is.null(key)) return(NULL)
+  key <- .subset2(attr(node, "process", exact = TRUE), "key")
+  if (!is.character(key)) {
+    key <- node_key(node)
+    if (is.null(key)) return(NULL)
+  }
   states <- .package$node_states
-  state <- get0(key, envir = states, inherits = FALSE)
+  state <- .subset2(states, key)
   if (is.null(state)) {
     state <- new.env(parent = emptyenv())
     state$sent <- 0L         # sequence number of the last task sent
     state$read <- 0L         # sequence number of the last result read
     state$stale_below <- 0L  # results of tasks numbered below this are stale
     state$aborts <- 0L       # .package$aborts when the last task was sent
-    state$healing <- healing_on(node)  # read once: asked for every message
+    # Read once, as they are needed for every message.
+    state$healing <- healing_on(node)
+    state$xdr <- node_xdr(node)
     assign(key, state, envir = states)
   }
   state
@@ -111,12 +118,14 @@ accept_message <- function(state, msg) {
 
 sendData.RichSOCKnode <- function(node, data) {
   state <- node_state(node)
-  if (isTRUE(state$healing)) return(send_healing(node, data, state))
-  # The common path, kept short: it runs for every task.
-  if (!is.null(state) && identical(data$type, "EXEC")) data <- number_task(state, data)
+  if (is.null(state)) return(invisible(serialize(data, .subset2(node, "con"), xdr = node_xdr(node), ascii = FALSE)))
+  if (state$healing) return(send_healing(node, data, state))
+  # The common path, kept short: it runs for every task. (`ascii = FALSE` given, serialize()
+  # need not ask the connection's summary() for it.)
+  if (identical(.subset2(data, "type"), "EXEC")) data <- number_task(state, data)
   done <- FALSE
   on.exit(if (!done) note_abort())
-  serialize(data, .subset2(node, "con"), xdr = node_xdr(node))
+  serialize(data, .subset2(node, "con"), xdr = state$xdr, ascii = FALSE)
   done <- TRUE
   invisible(NULL)
 }
@@ -165,41 +174,56 @@ task_done <- function(node, cur) {
 
 recvData.RichSOCKnode <- function(node) {
   state <- node_state(node)
-  healing <- isTRUE(state$healing)
-  cur <- if (healing) current_node(node) else node
+  if (!is.null(state) && state$healing) return(recv_healing(node, state))
+  con <- .subset2(node, "con")
   done <- FALSE
   on.exit(if (!done) note_abort())
   repeat {
-    con <- .subset2(cur, "con")
-    msg <- if (healing) tryCatch(unserialize(con), error = function(e) e) else unserialize(con)
+    msg <- accept_message(state, unserialize(con))
+    if (!is.null(msg)) break
+  }
+  done <- TRUE
+  msg
+}
+
+recv_healing <- function(node, state) {
+  cur <- current_node(node)
+  done <- FALSE
+  on.exit(if (!done) note_abort())
+  repeat {
+    msg <- tryCatch(unserialize(.subset2(cur, "con")), error = function(e) e)
     if (inherits(msg, "error")) {
       cur <- recover_from_crash(node, cur, msg)
       next
     }
     msg <- accept_message(state, msg)
     if (is.null(msg)) next
-    if (healing) task_done(node, cur)
+    task_done(node, cur)
     done <- TRUE
     return(msg)
   }
 }
 
+# One result from whichever node has one (parallel's load-balanced calls). Until a worker
+# is relaunched in place, a node's connection is its own: no look-up per node.
 recvOneData.RichSOCKcluster <- function(cl) {
   done <- FALSE
   on.exit(if (!done) note_abort())
   repeat {
-    curs <- lapply(cl, current_node)
+    healed <- .package$relaunches > 0L
+    curs <- if (healed) lapply(cl, current_node) else cl
     cons <- lapply(curs, .subset2, "con")
     ready <- socketSelect(cons)
     if (!any(ready)) next
     n <- which.max(ready)
-    healing <- healing_on(cl[[n]])
+    state <- node_state(.subset2(cl, n))
+    healing <- !is.null(state) && state$healing
     msg <- if (healing) tryCatch(unserialize(cons[[n]]), error = function(e) e) else unserialize(cons[[n]])
     if (inherits(msg, "error")) {
       recover_from_crash(cl[[n]], curs[[n]], msg)
       next
     }
-    msg <- accept_message(node_state(cl[[n]]), msg)
+    msg <- accept_message(state, msg)
     if (is.null(msg)) next
     if (healing) task_done(cl[[n]], curs[[n]])
     done <- TRUE

@@ -16,12 +16,12 @@ current_node <- function(node) {
 
 # Whether self-healing is on for a node (asked for every message: kept cheap).
 healing_on <- function(node) {
-  options <- attr(node, "options", exact = TRUE)
+  options <- node_options(node)
   isTRUE(options$autoRestart > 0L) || isTRUE(options$retries > 0L)
 }
 
 healing_policy <- function(node) {
-  options <- attr(node, "options", exact = TRUE)
+  options <- node_options(node)
   list(autoRestart = if (is.numeric(options$autoRestart)) options$autoRestart else 0L,
        retries = if (is.numeric(options$retries)) options$retries else 0L)
 }
@@ -170,6 +170,13 @@ bulk_call_frame <- function() {
 # its fields (node$session_info, node$con, node$host, as future's post-mortems and
 # socketSelect() do) gives the relaunched worker's, not the dead one's. The node object itself
 # stays as it was (future identifies a cluster by its hash).
-`$.RichSOCKnode` <- function(x, name) .subset2(current_node(x), name, exact = FALSE)
+`$.RichSOCKnode` <- function(x, name) node_field(current_node(x), name, exact = FALSE)
 
-`[[.RichSOCKnode` <- function(x, i, exact = TRUE) .subset2(current_node(x), i, exact = exact)
+`[[.RichSOCKnode` <- function(x, i, exact = TRUE) node_field(current_node(x), i, exact = exact)
+
+# The worker's session information is kept for the node in this session (R/nodeOptions.R).
+node_field <- function(node, name, exact) {
+  value <- .subset2(node, name, exact = exact)
+  if (is.null(value) && identical(name, "session_info")) value <- node_session_info(node)
+  value
+}

@@ -31,7 +31,7 @@ add_cluster_session_info <- function(cl) {
   infos <- parallel::clusterCall(cl[todo], without_bytecode(worker_session_info, asNamespace("utils")), pkgs = pkgs)
   for (k in seq_along(todo)) {
     node <- cl[[todo[k]]]
-    node$session_info <- infos[[k]]
+    node_session_info(node) <- infos[[k]]
     cl[[todo[k]]] <- node
   }
   cl

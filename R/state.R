@@ -17,6 +17,7 @@ init_package_state <- function() {
   .package$fork_servers <- table()   # by host and launch spec (R/forkServer.R)
   .package$fork_refusals <- table()  # by host and launch spec: until when; expire (R/forkServer.R)
   .package$retired_fork_servers <- table()
+  .package$fork_server_names <- table()  # launch spec -> short server key; one per spec, kept
   .package$aborts <- 0L              # sends/receives left by an error or interrupt (R/nodeTraffic.R)
   .package$relaunches <- 0L          # in-place relaunches so far (R/selfHealing.R)
   invisible()

@@ -30,7 +30,9 @@ worker_r_args <- function(opts) {
   }
   user_args <- opts$rscript_args
   if (!any(grepl("parallel:::[.](workRSOCK|slaveRSOCK)", user_args))) {
-    internal <- c(internal, "-e", worker_entry_code)
+    # Local workers serve with our leaner loop (R/workerLoop.R); others with base R's.
+    entry <- if (isTRUE(attr(opts$worker, "localhost"))) lean_worker_entry_code else worker_entry_code
+    internal <- c(internal, "-e", entry)
   }
   star <- which(user_args == "*")
   if (length(star) == 1L) {

@@ -2,6 +2,8 @@
 # (same name, another library) never meet in one session. Prints one number (seconds, or
 # bytes for "memory"), or NA when the implementation cannot do it.
 #   Rscript bench/measure.R <ours|fork|base|base-tuned|reference> <measure> <n>
+#   Rscript bench/measure.R <impl> <measure,measure,...> <n,n,...>   several in one process
+#     (the smoke run: prints "measure n value" lines; BENCH_QUICK=1 also cuts repetitions)
 # "fork" is our package with setup_strategy = "fork" (workers forked by a fork server).
 # "base-tuned" is base parallel with useXDR = FALSE and TCP_NODELAY on both ends
 # (options(socketOptions = "no-delay"), set on the worker before it connects back).
@@ -12,8 +14,11 @@ if (tuned) {
   options(socketOptions = "no-delay")
   impl <- "base"
 }
-what <- args[2]
-n <- as.integer(args[3])
+whats <- strsplit(args[2], ",", fixed = TRUE)[[1]]
+ns <- as.integer(strsplit(args[3], ",", fixed = TRUE)[[1]])
+quick <- nzchar(Sys.getenv("BENCH_QUICK"))
+# Repetitions: a tenth in the smoke run, which checks that each measure runs, not its figure.
+scale <- function(k) if (quick) max(1L, k %/% 10L) else k
 if (impl == "reference") .libPaths(c(Sys.getenv("BENCH_REFERENCE_LIB"), .libPaths()))
 if (impl != "base") suppressPackageStartupMessages(library(parallelly))
 if (impl != "base" && impl == "reference" && packageVersion("parallelly") >= "2.0.0") stop("reference library holds our package")
@@ -51,7 +56,7 @@ remote_cluster <- function(n) {
 # Mean seconds per call of `f` over `reps` calls: the fastest of 5 blocks.
 per_call <- function(f, reps, then = NULL) {
   best <- Inf
-  for (block in 1:5) best <- min(best, elapsed(for (i in seq_len(reps)) f()) / reps)
+  for (block in seq_len(if (quick) 1L else 5L)) best <- min(best, elapsed(for (i in seq_len(reps)) f()) / reps)
   force(then)
   best
 }
@@ -66,7 +71,7 @@ rss <- function() {
   as.numeric(gsub("[^0-9]", "", line)) * 1024
 }
 
-value <- switch(what,
+measure <- function(what, n) switch(what,
   setup_local = {
     t <- elapsed(cl <- local_cluster(n))
     parallel::stopCluster(cl)
@@ -82,7 +87,7 @@ value <- switch(what,
   alive_local = {
     if (impl == "base") NA else {
       cl <- local_cluster(n)
-      reps <- 20L
+      reps <- scale(20L)
       t <- elapsed(for (i in seq_len(reps)) isNodeAlive(cl)) / reps
       parallel::stopCluster(cl)
       t
@@ -91,7 +96,7 @@ value <- switch(what,
   alive_remote = {
     if (impl == "base") NA else {
       cl <- remote_cluster(n)
-      reps <- if (impl == "ours") 50L else 3L
+      reps <- if (impl == "ours") scale(50L) else 3L
       t <- elapsed(for (i in seq_len(reps)) stopifnot(all(isNodeAlive(cl)))) / reps
       parallel::stopCluster(cl)
       t
@@ -132,27 +137,27 @@ value <- switch(what,
   roundtrip = {
     cl <- local_cluster(2)
     node <- cl[1]
-    for (i in 1:200) parallel::clusterEvalQ(node, NULL)
-    per_call(function() parallel::clusterEvalQ(node, NULL), reps = 300L, then = parallel::stopCluster(cl))
+    for (i in seq_len(scale(200L))) parallel::clusterEvalQ(node, NULL)
+    per_call(function() parallel::clusterEvalQ(node, NULL), reps = scale(300L), then = parallel::stopCluster(cl))
   },
   roundtrip_2 = {
     # clusterEvalQ() on both workers of a 2-worker cluster.
     cl <- local_cluster(2)
-    for (i in 1:100) parallel::clusterEvalQ(cl, NULL)
-    per_call(function() parallel::clusterEvalQ(cl, NULL), reps = 200L, then = parallel::stopCluster(cl))
+    for (i in seq_len(scale(100L))) parallel::clusterEvalQ(cl, NULL)
+    per_call(function() parallel::clusterEvalQ(cl, NULL), reps = scale(200L), then = parallel::stopCluster(cl))
   },
   parlapplylb = {
     # Seconds per task: 200 tiny tasks, one per chunk, load-balanced over 2 workers.
     cl <- local_cluster(2)
-    for (i in 1:3) parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1)
-    per_call(function() parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1), reps = 3L,
+    for (i in seq_len(scale(3L))) parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1)
+    per_call(function() parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1), reps = scale(3L),
              then = parallel::stopCluster(cl)) / 200
   },
   clusterapply = {
     # Seconds per task: clusterApply() of 200 tiny tasks over 2 workers.
     cl <- local_cluster(2)
-    for (i in 1:3) parallel::clusterApply(cl, 1:200, tiny)
-    per_call(function() parallel::clusterApply(cl, 1:200, tiny), reps = 3L,
+    for (i in seq_len(scale(3L))) parallel::clusterApply(cl, 1:200, tiny)
+    per_call(function() parallel::clusterApply(cl, 1:200, tiny), reps = scale(3L),
              then = parallel::stopCluster(cl)) / 200
   },
   node_size = {
@@ -165,8 +170,8 @@ value <- switch(what,
   digest_cluster = {
     # digest::digest() of a 2-node cluster: future hashes the cluster for every future.
     cl <- local_cluster(2)
-    for (i in 1:10) digest::digest(cl)
-    per_call(function() digest::digest(cl), reps = 50L, then = parallel::stopCluster(cl))
+    for (i in seq_len(scale(10L))) digest::digest(cl)
+    per_call(function() digest::digest(cl), reps = scale(50L), then = parallel::stopCluster(cl))
   },
   pss_idle = {
     # Summed PSS of 8 idle workers (the workers only; not the master nor a fork server).
@@ -183,29 +188,29 @@ value <- switch(what,
     cl <- local_cluster(2)
     node <- cl[1]
     arg <- as.raw(seq_len(5000) %% 256)
-    for (i in 1:50) parallel::clusterCall(node, length, arg)
-    per_call(function() parallel::clusterCall(node, length, arg), reps = 50L, then = parallel::stopCluster(cl))
+    for (i in seq_len(scale(50L))) parallel::clusterCall(node, length, arg)
+    per_call(function() parallel::clusterCall(node, length, arg), reps = scale(50L), then = parallel::stopCluster(cl))
   },
   future_null = {
     # future's own per-future work (availableCores(), globals, connection checks) included.
     if (impl == "base") NA else {
       suppressPackageStartupMessages(library(future))
       plan(multisession, workers = 2)
-      for (i in 1:10) value(future(NULL))
-      per_call(function() value(future(NULL)), reps = 20L, then = plan(sequential))
+      for (i in seq_len(scale(10L))) value(future(NULL))
+      per_call(function() value(future(NULL)), reps = scale(20L), then = plan(sequential))
     }
   },
   available_cores = {
     if (impl == "base") NA else {
-      for (i in 1:5) availableCores()
-      per_call(function() availableCores(), reps = 50L)
+      for (i in seq_len(scale(5L))) availableCores()
+      per_call(function() availableCores(), reps = scale(50L))
     }
   },
   connection_valid = {
     if (impl == "base") NA else {
       con <- rawConnection(raw(0L), open = "r")
-      for (i in 1:20) isConnectionValid(con)
-      per_call(function() isConnectionValid(con), reps = 500L, then = close(con))
+      for (i in seq_len(scale(20L))) isConnectionValid(con)
+      per_call(function() isConnectionValid(con), reps = scale(500L), then = close(con))
     }
   },
   stop_local = {
@@ -218,8 +223,8 @@ value <- switch(what,
   },
   parlapply = {
     cl <- local_cluster(2)
-    for (i in 1:20) parallel::parLapply(cl, 1:1000, sqrt)
-    per_call(function() parallel::parLapply(cl, 1:1000, sqrt), reps = 30L, then = parallel::stopCluster(cl))
+    for (i in seq_len(scale(20L))) parallel::parLapply(cl, 1:1000, sqrt)
+    per_call(function() parallel::parLapply(cl, 1:1000, sqrt), reps = scale(30L), then = parallel::stopCluster(cl))
   },
   memory = {
     gc()
@@ -233,4 +238,11 @@ value <- switch(what,
   },
   stop("unknown measure: ", what)
 )
-cat(format(value, digits = 6), "\n")
+if (length(whats) == 1L) {
+  cat(format(measure(whats, ns), digits = 6), "\n")
+} else {
+  for (k in seq_along(whats)) {
+    value <- tryCatch(measure(whats[k], ns[k]), error = function(e) NA_real_)
+    cat(whats[k], ns[k], format(value, digits = 6), "\n")
+  }
+}

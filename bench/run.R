@@ -4,7 +4,8 @@
 # the table gives medians with min-max and the ratios ours/peer.
 #
 #   Rscript bench/run.R            full run (several minutes; starts SSH test hosts as root)
-#   Rscript bench/run.R --quick    smoke run: one repetition of small cases (CI)
+#   Rscript bench/run.R --quick    smoke run (CI): every measure once, small cases, our package
+#                                  only, all in one R process with a tenth of the repetitions
 #   Rscript bench/run.R --only=REGEX   only the measures whose name matches REGEX
 #
 # The reference package: Debian's r-cran-parallelly, which lives in /usr/lib/R/site-library
@@ -26,8 +27,6 @@ impls <- c("ours", "fork", "base", "base-tuned", if (has_reference) "reference")
 fork_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle")
 # Where base parallel's own tuning (useXDR = FALSE, TCP_NODELAY) makes a difference.
 tuned_measures <- c("roundtrip", "roundtrip_2", "roundtrip_5k", "parlapplylb", "clusterapply")
-# The smoke run (--quick) runs these for our package only, to stay short.
-quick_ours_only <- c("roundtrip_2", "parlapplylb", "clusterapply", "node_size", "digest_cluster", "pss_idle")
 # Measures of bytes, not seconds.
 byte_measures <- c("memory", "pss_idle", "node_size")
 
@@ -67,15 +66,28 @@ run_one <- function(impl, measure, n) {
   if (length(value) == 0L) NA_real_ else value
 }
 
+# The smoke run: one process measures every case for our package (it checks that each
+# measure works, not the figures, which need the fresh processes and repetitions below).
+run_quick <- function(cases) {
+  out <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"),
+                                  c(measure_script, "ours", paste(cases$measure, collapse = ","), paste(cases$n, collapse = ",")),
+                                  stdout = TRUE, stderr = FALSE, env = "BENCH_QUICK=1"))
+  lines <- strsplit(trimws(grep("^[a-z_0-9]+ [0-9]+ ", out, value = TRUE)), " +")
+  got <- data.frame(measure = vapply(lines, `[`, "", 1L), n = as.integer(vapply(lines, `[`, "", 2L)),
+                    value = suppressWarnings(as.numeric(vapply(lines, `[`, "", 3L))))
+  value <- got$value[match(paste(cases$measure, cases$n), paste(got$measure, got$n))]
+  data.frame(measure = cases$measure, n = cases$n, impl = "ours", rep = 1L, value = value)
+}
+
 results <- list()
-for (i in seq_len(nrow(cases))) {
+if (quick) results[[1L]] <- run_quick(cases)
+for (i in seq_len(if (quick) 0L else nrow(cases))) {
   # The largest clusters take seconds per setup: fewer repetitions.
   case_reps <- if (cases$n[i] >= 64L) min(reps, 2L) else if (cases$n[i] >= 32L) min(reps, 3L) else reps
   for (rep in seq_len(case_reps)) {
     for (impl in impls) {
       skip <- (impl == "fork" && !cases$measure[i] %in% fork_measures) ||
-        (impl == "base-tuned" && !cases$measure[i] %in% tuned_measures) ||
-        (quick && impl != "ours" && cases$measure[i] %in% quick_ours_only)
+        (impl == "base-tuned" && !cases$measure[i] %in% tuned_measures)
       value <- if (skip) NA_real_ else run_one(impl, cases$measure[i], cases$n[i])
       results[[length(results) + 1L]] <- data.frame(measure = cases$measure[i], n = cases$n[i], impl = impl,
                                                     rep = rep, value = value)
@@ -87,6 +99,9 @@ cat("\n")
 # Large transfers through the SSH tunnel, ours against OpenSSH's (prints its own table).
 if (remote && (is.na(only) || grepl(only, "ssh_transfer"))) system2(file.path(R.home("bin"), "Rscript"), file.path(root, "bench", "ssh-transfer.R"))
 if (remote) system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "stop", dir))
+# A Slurm cluster of 8 workers on 4 nodes in one sbatch job (prints its own table; says why
+# and goes on where the Slurm test cluster cannot start).
+if (!quick && (is.na(only) || grepl(only, "slurm_setup"))) system2(file.path(R.home("bin"), "Rscript"), file.path(root, "bench", "slurm-setup.R"))
 results <- do.call(rbind, results)
 
 fmt <- function(x, measure) {

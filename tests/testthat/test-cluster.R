@@ -56,11 +56,11 @@ test_that("a node stays light (future hashes the cluster for every future) and m
   # The options' make_fcn is a small forwarder, not makeNodePSOCK() itself (~8 KB more per
   # node), and carries no source references. (The rest of a node varies with the set-up: R
   # CMD check's settings add ~3 KB of launch options.)
-  make_fcn <- attr(cl[[1]], "options")$make_fcn
+  make_fcn <- parallelly:::node_options(cl[[1]])$make_fcn
   expect_lt(length(serialize(make_fcn, NULL)), 1000L)
   expect_null(attr(make_fcn, "srcref"))
   expect_false(identical(make_fcn, makeNodePSOCK))
-  opts <- attr(cl[[1]], "options")$make_fcn(port = 11562L, action = "options")
+  opts <- parallelly:::node_options(cl[[1]])$make_fcn(port = 11562L, action = "options")
   expect_s3_class(opts, "makeNodePSOCKOptions")
   expect_identical(opts$port, 11562L)
 })

@@ -11,7 +11,7 @@ test_that("both setup strategies give working RichSOCKclusters with session info
       expect_true(process_running(node_pid(node)))
       expect_identical(node$session_info$system$nodename, Sys.info()[["nodename"]])
       expect_true(dir.exists(node$session_info$tempdir))
-      opts <- attr(node, "options")
+      opts <- parallelly:::node_options(node)
       expect_s3_class(opts, "makeNodePSOCKOptions")
       expect_identical(opts$setup_strategy, strategy)
     }
@@ -116,7 +116,7 @@ test_that("outfile sends what the worker prints to a file", {
 test_that("port = 'random' and R_PARALLELLY_RANDOM_PORTS pick the listening port", {
   withr::local_envvar(R_PARALLELLY_RANDOM_PORTS = "40100:40150")
   cl <- local_cluster(1, port = "random")
-  port <- attr(cl[[1]], "options")$port
+  port <- parallelly:::node_options(cl[[1]])$port
   expect_true(port >= 40100L && port <= 40150L)
 })
 

@@ -3,7 +3,7 @@
 # for the peer's delayed ACK (~40 ms) before its last part is sent.
 
 master_nodelay <- function(cl) {
-  port <- attr(cl[[1]], "options")$port
+  port <- parallelly:::node_options(cl[[1]])$port
   parallelly:::backend_connections_nodelay(port)
 }
 
@@ -12,7 +12,7 @@ test_that("the master's and the workers' sockets of local workers have TCP_NODEL
   got <- master_nodelay(cl)
   expect_length(got$fd, 2L)
   expect_identical(got$nodelay, c(TRUE, TRUE))
-  port <- attr(cl[[1]], "options")$port
+  port <- parallelly:::node_options(cl[[1]])$port
   worker <- parallel::clusterCall(cl, function(port) {
     parallelly:::backend_connections_nodelay(port, remote = TRUE)$nodelay
   }, port)
@@ -42,7 +42,7 @@ test_that("forked workers' master sockets have TCP_NODELAY", {
   got <- master_nodelay(cl)$nodelay
   expect_gte(length(got), 2L)
   expect_true(all(got))
-  port <- attr(cl[[1]], "options")$port
+  port <- parallelly:::node_options(cl[[1]])$port
   worker <- parallel::clusterCall(cl, function(port) {
     parallelly:::backend_connections_nodelay(port, remote = TRUE)$nodelay
   }, port)
@@ -53,7 +53,7 @@ test_that("a remote worker's tunnel has TCP_NODELAY on the master's socket and o
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)
   cl <- local_cluster("testhost1")
-  port <- attr(cl[[1]], "options")$port
+  port <- parallelly:::node_options(cl[[1]])$port
   # In the master process: the socket R accepted, and the pump's socket that connected to it.
   expect_identical(parallelly:::backend_connections_nodelay(port)$nodelay, TRUE)
   expect_identical(parallelly:::backend_connections_nodelay(port, remote = TRUE)$nodelay, TRUE)
@@ -63,7 +63,7 @@ test_that("a remote worker's tunnel has TCP_NODELAY on the master's socket and o
 
 test_that("forked workers' sockets have TCP_NODELAY too", {
   cl <- local_cluster(2, setup_strategy = "fork")
-  port <- attr(cl[[1]], "options")$port
+  port <- parallelly:::node_options(cl[[1]])$port
   worker <- parallel::clusterCall(cl, function(port) {
     # The worker has not loaded parallelly (it is a fresh worker): ask through its namespace.
     parallelly:::backend_connections_nodelay(port, remote = TRUE)$nodelay

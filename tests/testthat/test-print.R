@@ -60,7 +60,7 @@ test_that("a closed connection prints as broken, even after R reused its index",
   expect_output(print(cl), "1 node (#2) has a broken connection (ERROR: invalid connection)", fixed = TRUE)
   # R hands out the lowest free index: open connections until one gets the node's old index.
   others <- list()
-  on.exit(for (con in others) close(con))
+  on.exit(for (con in others) close(con), add = TRUE)
   repeat {
     con <- textConnection("reused", open = "r")
     others[[length(others) + 1L]] <- con

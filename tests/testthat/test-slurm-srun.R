@@ -37,8 +37,8 @@ test_that("a batch script's cluster: steps on the other nodes, local workers on 
       ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
       worker_steps = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURM_STEP_ID"))),
       steps = vapply(cl, function(n) { s <- attr(n, "process")$step; if (is.null(s)) NA_character_ else s }, ""),
-      masters = vapply(cl, function(n) attr(n, "options")$master, ""),
-      revtunnel = vapply(cl, function(n) attr(n, "options")$revtunnel, NA),
+      masters = vapply(cl, function(n) parallelly:::node_options(n)$master, ""),
+      revtunnel = vapply(cl, function(n) parallelly:::node_options(n)$revtunnel, NA),
       listed = steps_of_job(),
       alive = isNodeAlive(cl),
       sum = unlist(parallel::parLapply(cl, 1:8, function(x) x^2)),
@@ -189,7 +189,7 @@ test_that("under salloc the master is outside the allocation: every worker is a 
     cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>")
     res <- list(ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
                 local = vapply(cl, function(n) isTRUE(attr(n$host, "localhost")), NA),
-                master = attr(cl[[1]], "options")$master,
+                master = parallelly:::node_options(cl[[1]])$master,
                 n_steps = length(steps_of_job()))
     parallel::stopCluster(cl)
     res$left <- wait_for(function() length(steps_of_job()) == 0L)

@@ -1,0 +1,101 @@
+# Local workers serve with our worker loop (R/workerLoop.R); it must answer exactly as base
+# R's parallel:::workLoop() does.
+
+# The function serving tasks on the worker: the frame of the call named workLoop.
+worker_loop_kind <- function() {
+  calls <- sys.calls()
+  for (i in seq_along(calls)) {
+    f <- calls[[i]][[1L]]
+    if (is.name(f) && identical(as.character(f), "workLoop")) {
+      env <- environment(sys.function(i))
+      return(if (identical(env, baseenv())) "lean" else environmentName(env))
+    }
+  }
+  "none"
+}
+environment(worker_loop_kind) <- baseenv()
+
+test_that("local workers run the lean loop; the worker command still starts parallel:::.workRSOCK()", {
+  cl <- local_cluster(2)
+  expect_identical(parallel::clusterCall(cl, worker_loop_kind), list("lean", "lean"))
+  expect_match(parallelly:::node_options(cl[[1]])$cmd, "parallel:::.workRSOCK", fixed = TRUE)
+  # A user's own entry code is left alone: base R's loop serves.
+  cl2 <- local_cluster(1, rscript_args = c("-e", "parallel:::.workRSOCK()"))
+  expect_identical(parallel::clusterCall(cl2, worker_loop_kind), list("parallel"))
+})
+
+test_that("a remote worker's command keeps base R's loop", {
+  opts <- makeNodePSOCK("n1.remote.org", port = 11562L, action = "options")
+  expect_false(grepl("workLoop", opts$cmd, fixed = TRUE))
+  expect_match(opts$cmd, "parallel:::.workRSOCK", fixed = TRUE)
+})
+
+test_that("VALUE messages are base R's: value, success, time, tag; errors as snow-try-error", {
+  for (xdr in c(FALSE, TRUE)) {
+    cl <- local_cluster(1, useXDR = xdr)
+    node <- cl[[1]]
+    parallel:::sendCall(node, function(x) x + 1, list(41), tag = 7L)
+    msg <- parallel:::recvData(node)
+    expect_identical(msg$type, "VALUE")
+    expect_identical(msg$value, 42)
+    expect_true(msg$success)
+    expect_s3_class(msg$time, "proc_time")
+    expect_identical(msg$tag, 7L)
+    expect_setequal(names(msg), c("type", "value", "success", "time", "tag"))
+
+    parallel:::sendCall(node, function() stop("boom"), list())
+    msg <- parallel:::recvData(node)
+    expect_false(msg$success)
+    expect_s3_class(msg$value, c("snow-try-error", "try-error"), exact = TRUE)
+    expect_identical(unclass(msg$value), "boom")
+    expect_null(msg$tag)
+    # A task may return such an object itself: that is success.
+    own <- structure("fake", class = c("snow-try-error", "try-error"))
+    parallel:::sendCall(node, function(v) v, list(own))
+    msg <- parallel:::recvData(node)
+    expect_true(msg$success)
+    expect_identical(msg$value, own)
+    expect_error(parallel::clusterEvalQ(cl, stop("bad task")), "bad task")
+    expect_identical(parallel::clusterEvalQ(cl, 1 + 1), list(2))
+  }
+})
+
+test_that("a task cannot shadow what the loop calls", {
+  cl <- local_cluster(1)
+  parallel::clusterEvalQ(cl, { unserialize <- function(...) stop("shadowed"); serialize <- unserialize; NULL })
+  expect_identical(parallel::clusterEvalQ(cl, 3L), list(3L))
+})
+
+test_that("an interrupted task sends no answer and the worker serves on", {
+  cl <- local_cluster(1)
+  node <- cl[[1]]
+  pid <- node_pid(node)
+  send_sleep(node, 30)
+  Sys.sleep(0.5)
+  tools::pskill(pid, tools::SIGINT)
+  expect_true(wait_for(function() {
+    # Nothing arrives for the interrupted task.
+    !isTRUE(socketSelect(list(node$con), timeout = 0.2))
+  }, timeout = 2))
+  expect_identical(parallel::clusterEvalQ(cl, "after"), list("after"))
+  expect_true(process_running(pid))
+})
+
+test_that("RNG streams and DONE behave as with base R's workers", {
+  cl <- local_cluster(2)
+  base <- parallel::makePSOCKcluster(2)
+  on.exit(parallel::stopCluster(base), add = TRUE)
+  parallel::clusterSetRNGStream(cl, 123)
+  parallel::clusterSetRNGStream(base, 123)
+  expect_identical(parallel::clusterEvalQ(cl, runif(2)), parallel::clusterEvalQ(base, runif(2)))
+  pids <- cluster_pids(cl)
+  parallel::stopCluster(cl)
+  expect_true(wait_for(function() !any(vapply(pids, process_running, logical(1))), timeout = 10))
+})
+
+test_that("the loop made in this session is the one the workers run", {
+  loop <- parallelly:::lean_work_loop()
+  expect_true(is.function(loop))
+  expect_identical(environment(loop), baseenv())
+  expect_identical(names(formals(loop)), "master")
+})
