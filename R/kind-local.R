@@ -47,14 +47,7 @@ local_launcher <- function() {
       }
       launched
     },
-    check = function(launched, waiting) {
-      if (length(waiting) == 0L) return(NULL)
-      st <- backend_child_state(launched$pid[waiting])
-      dead <- which(st$state != "running" & st$state != "unknown")
-      if (length(dead) == 0L) return(NULL)
-      k <- dead[1L]
-      list(index = waiting[k], how = describe_exit(st$state[k], st$status[k], st$signal[k]))
-    },
+    check = function(launched, waiting) first_exited_child(launched, waiting),
     stop = function(launched) {
       terminate_processes(launched$pid[!is.na(launched$pid)])
       remove_logs(launched$log)
@@ -86,6 +79,17 @@ node_kind_local <- list(
   },
   after_kill = function(id) remove_local_tempdir(id)
 )
+
+# The first of the launched children `waiting` (indices) that has ended: list(index, how),
+# or NULL. `how(state, status, signal, i)` says how worker i ended.
+first_exited_child <- function(launched, waiting, how = function(state, status, signal, i) describe_exit(state, status, signal)) {
+  if (length(waiting) == 0L) return(NULL)
+  st <- backend_child_state(launched$pid[waiting])
+  dead <- which(st$state != "running" & st$state != "unknown")
+  if (length(dead) == 0L) return(NULL)
+  k <- dead[1L]
+  list(index = waiting[k], how = how(st$state[k], st$status[k], st$signal[k], waiting[k]))
+}
 
 # Signal local processes by (PID, start time): a reused PID is never signalled.
 local_signal <- function(ids, signal) {

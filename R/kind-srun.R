@@ -67,13 +67,9 @@ srun_launcher <- function(opts) {
     remote = TRUE,
     ssh_key = NULL,
     launch = function(options_list, port, launched) srun_launch(options_list, port, launched, job),
+    # srun is our child: it ends with its step.
     check = function(launched, waiting) {
-      if (length(waiting) == 0L) return(NULL)
-      st <- backend_child_state(launched$pid[waiting])
-      dead <- which(st$state != "running" & st$state != "unknown")
-      if (length(dead) == 0L) return(NULL)
-      k <- dead[1L]
-      list(index = waiting[k], how = srun_exit_how(st$state[k], st$status[k], st$signal[k], launched$log[waiting[k]]))
+      first_exited_child(launched, waiting, function(state, status, signal, i) srun_exit_how(state, status, signal, launched$log[i]))
     },
     stop = function(launched) srun_stop_steps(launched$pid, launched$step, launched$log),
     log_tail = log_tail,
