@@ -137,29 +137,8 @@ make_node_fcn <- utils::removeSource(local(function(...) parallelly::makeNodePSO
 
 # Turn the arguments of makeNodePSOCK() into a complete, checked launch specification.
 resolve_node_options <- function(a) {
-  opts <- list()
-  worker <- a$worker
-  if (!is.character(worker) || length(worker) != 1L || is.na(worker) || !nzchar(worker)) {
-    stop_arg("worker", "must be a single, non-empty hostname: %s", deparse1(worker))
-  }
-  if (grepl("[[:space:]]", worker)) {
-    stop_arg("worker", "must be a hostname without spaces: '%s'", worker)
-  }
-  srun <- identical(a$rshcmd, "<srun>")
-  localhost <- attr(worker, "localhost", exact = TRUE)
-  # rshcmd = "<srun>": the workers of the node the master runs on are local ones.
-  if (srun && !is.logical(localhost) && srun_is_batch_host(worker)) localhost <- TRUE
-  if (!is.logical(localhost) || length(localhost) != 1L || is.na(localhost)) {
-    localhost_names <- c(getOption2("parallelly.localhost.hostname", "localhost"), "localhost", "127.0.0.1")
-    localhost <- worker %in% localhost_names
-    if (!localhost && isTRUE(is_localhost(worker))) {
-      localhost <- TRUE
-      worker <- "localhost"
-    }
-  }
-  attr(worker, "localhost") <- localhost
-  opts$worker <- worker
-
+  opts <- list(worker = resolve_worker(a))
+  localhost <- attr(opts$worker, "localhost")
   port <- suppressWarnings(as.integer(a$port))
   if (length(port) != 1L || is.na(port) || port < 0L || port > 65535L) {
     stop_arg("port", "must be a single port number in 0..65535: %s", deparse1(a$port))
@@ -167,7 +146,6 @@ resolve_node_options <- function(a) {
   opts$port <- port
   opts$connectTimeout <- check_seconds(a$connectTimeout, "connectTimeout")
   opts$timeout <- check_seconds(a$timeout, "timeout")
-
   # Checked whether or not this launch uses them: a wrong type is a mistake either way.
   rshcmd <- check_rshcmd(a$rshcmd)
   check_strings(a$rshopts, "rshopts")
@@ -177,19 +155,65 @@ resolve_node_options <- function(a) {
   if (!is.null(a$rshlogfile) && !isTRUE(a$rshlogfile) && !is_false_like(a$rshlogfile)) {
     check_strings(a$rshlogfile, "rshlogfile", single = TRUE)
   }
-  builtin_ssh <- is.null(rshcmd)
+  opts <- c(opts, resolve_reachability(a, opts$worker, rshcmd))
+  opts <- c(opts, resolve_worker_launch(a, localhost, opts$homogeneous))
+  opts <- c(opts, resolve_remote_access(a, localhost, rshcmd))
+  opts <- c(opts, resolve_node_policy(a))
+  opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd)
+  opts$localMachine <- localhost
+  opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
 
+  opts$worker_args <- worker_r_args(opts)
+  opts$cmd <- worker_command_line(opts, port = opts$port)
+  opts$local_cmd <- opts$cmd
+  if (!localhost) {
+    opts$rsh_call <- if (identical(rshcmd, "<srun>")) {
+      paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(opts$worker)), collapse = " ")
+    } else rsh_call_line(opts)
+    opts$local_cmd <- paste(opts$rsh_call, sh_quote(opts$cmd, type = opts$rscript_sh[2]))
+  }
+  class(opts) <- c("makeNodePSOCKOptions", "makeNodeOptions")
+  opts
+}
+
+# The worker's name, with attribute `localhost` (TRUE for this machine).
+resolve_worker <- function(a) {
+  worker <- a$worker
+  if (!is.character(worker) || length(worker) != 1L || is.na(worker) || !nzchar(worker)) {
+    stop_arg("worker", "must be a single, non-empty hostname: %s", deparse1(worker))
+  }
+  if (grepl("[[:space:]]", worker)) {
+    stop_arg("worker", "must be a hostname without spaces: '%s'", worker)
+  }
+  localhost <- attr(worker, "localhost", exact = TRUE)
+  # rshcmd = "<srun>": the workers of the node the master runs on are local ones.
+  if (identical(a$rshcmd, "<srun>") && !is.logical(localhost) && srun_is_batch_host(worker)) localhost <- TRUE
+  if (!is.logical(localhost) || length(localhost) != 1L || is.na(localhost)) {
+    localhost_names <- c(getOption2("parallelly.localhost.hostname", "localhost"), "localhost", "127.0.0.1")
+    localhost <- worker %in% localhost_names
+    if (!localhost && isTRUE(is_localhost(worker))) {
+      localhost <- TRUE
+      worker <- "localhost"
+    }
+  }
+  attr(worker, "localhost") <- localhost
+  worker
+}
+
+# How the worker reaches the master: list(revtunnel, master, homogeneous).
+resolve_reachability <- function(a, worker, rshcmd) {
+  localhost <- attr(worker, "localhost")
+  srun <- identical(rshcmd, "<srun>")
   revtunnel <- a$revtunnel
   if (!is.logical(revtunnel) || length(revtunnel) != 1L) {
     stop_arg("revtunnel", "must be TRUE, FALSE or NA: %s", deparse1(revtunnel))
   }
   # As in the reference: NA means a reverse tunnel for a remote worker reached by SSH (our
   # built-in client or an ssh-like rshcmd), none for any other launcher (e.g. srun).
-  if (is.na(revtunnel)) revtunnel <- !localhost && (builtin_ssh || rshcmd_is_ssh(rshcmd))
+  if (is.na(revtunnel)) revtunnel <- !localhost && (is.null(rshcmd) || rshcmd_is_ssh(rshcmd))
   if (srun && !localhost && revtunnel) {
     stop_arg("revtunnel", "must be FALSE or NA with rshcmd = \"<srun>\": a Slurm job step has no reverse tunnel, its worker connects to the master directly (see argument 'master')")
   }
-  opts$revtunnel <- revtunnel
 
   master <- a$master
   if (srun && !localhost && !isTRUE(a$dryrun)) srun_job_id()  # an allocation is needed
@@ -205,7 +229,6 @@ resolve_node_options <- function(a) {
   if (!is.character(master) || length(master) != 1L || is.na(master) || grepl("[[:space:]]", master)) {
     stop_arg("master", "must be a single hostname: %s", deparse1(master))
   }
-  opts$master <- master
 
   homogeneous <- a$homogeneous
   if (is.null(homogeneous)) {
@@ -215,13 +238,16 @@ resolve_node_options <- function(a) {
   if (!is.logical(homogeneous) || length(homogeneous) != 1L || is.na(homogeneous)) {
     stop_arg("homogeneous", "must be TRUE or FALSE: %s", deparse1(homogeneous))
   }
-  opts$homogeneous <- homogeneous
+  list(revtunnel = revtunnel, master = master, homogeneous = homogeneous)
+}
 
+# What the worker's R is started with: Rscript, packages, output, environment, arguments.
+resolve_worker_launch <- function(a, localhost, homogeneous) {
+  opts <- list()
   opts$rscript_sh <- resolve_rscript_sh(a$rscript_sh, localhost)
   launcher <- resolve_rscript(a$rscript, homogeneous)
   opts$rscript <- launcher$display
   opts$launcher <- launcher
-
   opts$default_packages <- resolve_default_packages(a$default_packages)
   opts$methods <- check_flag(a$methods, "methods")
   opts$socketOptions <- a$socketOptions
@@ -236,20 +262,30 @@ resolve_node_options <- function(a) {
   renice <- suppressWarnings(as.integer(renice))
   if (length(renice) != 1L) stop_arg("renice", "must be a single integer: %s", deparse1(a$renice))
   opts$renice <- renice
-
   opts$rscript_envs <- resolve_rscript_envs(a$rscript_envs)
   opts$rscript_libs <- a$rscript_libs
   opts$rscript_startup <- resolve_rscript_startup(a$rscript_startup)
   opts$rscript_args <- resolve_rscript_args(a$rscript_args)
+  opts
+}
 
+# How a remote host is reached: the client (rshcmd), the built-in client's settings, logs.
+resolve_remote_access <- function(a, localhost, rshcmd) {
+  opts <- list()
   opts$rshcmd <- rshcmd
   opts$user <- a$user
-  if (!localhost && builtin_ssh) opts$ssh <- resolve_ssh_settings(a$user, a$rshopts)
+  if (!localhost && is.null(rshcmd)) opts$ssh <- resolve_ssh_settings(a$user, a$rshopts)
   rshlogfile <- a$rshlogfile
   if (isTRUE(rshlogfile)) rshlogfile <- tempfile("parallelly_makeClusterPSOCK_", fileext = ".log")
   if (is_false_like(rshlogfile)) rshlogfile <- NULL
   opts$rshlogfile <- rshlogfile
   opts$rshopts <- a$rshopts
+  opts
+}
+
+# The node's place and policies: rank, manual/dry runs, self-healing budgets.
+resolve_node_policy <- function(a) {
+  opts <- list()
   rank <- suppressWarnings(as.integer(a$rank))
   if (length(rank) != 1L || is.na(rank) || rank < 1L) {
     stop_arg("rank", "must be a single positive integer: %s", deparse1(a$rank))
@@ -264,8 +300,10 @@ resolve_node_options <- function(a) {
   if (is_false_like(autoRestart)) autoRestart <- 0L
   opts$autoRestart <- check_count(autoRestart, "autoRestart")
   opts$retries <- check_count(a$retries, "retries")
+  opts
+}
 
-  setup_strategy <- a$setup_strategy
+resolve_setup_strategy <- function(setup_strategy, opts, rshcmd) {
   if (!is.character(setup_strategy) || length(setup_strategy) < 1L) {
     stop_arg("setup_strategy", "must be \"parallel\", \"sequential\" or \"fork\": %s", deparse1(setup_strategy))
   }
@@ -273,27 +311,16 @@ resolve_node_options <- function(a) {
   if (!setup_strategy %in% c("parallel", "sequential", "fork")) {
     stop_arg("setup_strategy", "must be \"parallel\", \"sequential\" or \"fork\": %s", deparse1(setup_strategy))
   }
+  localhost <- attr(opts$worker, "localhost")
+  srun <- identical(rshcmd, "<srun>")
   # Parallel setup: all local workers at once, and all workers of a remote host at once
   # over its held SSH connection; never for manual or dry runs or an external SSH client.
-  parallel_ok <- !opts$manual && !opts$dryrun && ((localhost && homogeneous) || (!localhost && (builtin_ssh || srun)))
+  parallel_ok <- !opts$manual && !opts$dryrun &&
+    ((localhost && opts$homogeneous) || (!localhost && (is.null(rshcmd) || srun)))
   if (setup_strategy %in% c("parallel", "fork") && !parallel_ok) setup_strategy <- "sequential"
   # Job steps are started all at once; there is no fork server on a Slurm node.
   if (srun && !localhost && setup_strategy == "fork") setup_strategy <- "parallel"
-  opts$setup_strategy <- setup_strategy
-  opts$localMachine <- localhost
-  opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
-
-  opts$worker_args <- worker_r_args(opts)
-  opts$cmd <- worker_command_line(opts, port = opts$port)
-  opts$local_cmd <- opts$cmd
-  if (!localhost) {
-    opts$rsh_call <- if (srun) {
-      paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(worker)), collapse = " ")
-    } else rsh_call_line(opts)
-    opts$local_cmd <- paste(opts$rsh_call, sh_quote(opts$cmd, type = opts$rscript_sh[2]))
-  }
-  class(opts) <- c("makeNodePSOCKOptions", "makeNodeOptions")
-  opts
+  setup_strategy
 }
 
 check_seconds <- function(x, name) {
