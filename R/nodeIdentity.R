@@ -4,19 +4,20 @@
 
 node_identity <- function(node) {
   process <- attr(node, "process", exact = TRUE)
+  info <- node$session_info  # one lookup (it lives in this session's tables, R/nodeOptions.R)
   pid <- process$pid
-  if (!is.numeric(pid) || length(pid) != 1L || is.na(pid)) pid <- node$session_info$process$pid
+  if (!is.numeric(pid) || length(pid) != 1L || is.na(pid)) pid <- info$process$pid
   if (!is.numeric(pid) || length(pid) != 1L || is.na(pid)) pid <- NA_integer_
   start_time <- process$start_time
   if (!is.numeric(start_time) || length(start_time) != 1L) start_time <- NA_real_
   local <- attr(node$host, "localhost", exact = TRUE)
   if (!is.logical(local) || length(local) != 1L || is.na(local)) {
-    nodename <- node$session_info$system$nodename
+    nodename <- info$system$nodename
     local <- is.character(nodename) && identical(nodename, Sys.info()[["nodename"]])
   }
   kind <- process$kind
   if (!is.character(kind) || length(kind) != 1L) kind <- if (local) "local" else "rsh"
-  tmp <- node$session_info$tempdir
+  tmp <- info$tempdir
   list(pid = as.integer(pid), start_time = start_time, local = local, kind = kind,
        host = as.character(node$host), key = node_key(node), launcher_pid = process$launcher_pid,
        log = process$log, ssh = process$ssh, fork_server = process$fork_server,

@@ -73,3 +73,13 @@ expect_immediate_conditions_relayed <- function(pids) {
   expect_false(got$resolved)
   expect_true(future::value(f) %in% pids)
 }
+
+# The value of `expr` and the messages of the warnings it gave (muffled).
+with_warnings <- function(expr) {
+  warnings <- character()
+  value <- withCallingHandlers(expr, warning = function(w) {
+    warnings <<- c(warnings, conditionMessage(w))
+    invokeRestart("muffleWarning")
+  })
+  list(value = value, warnings = warnings)
+}

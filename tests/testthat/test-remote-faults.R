@@ -107,11 +107,9 @@ test_that("isNodeAlive() over two partitioned hosts keeps to its timeout", {
   cl <- local_cluster(c("testhost1", "testhost2"))
   expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
   heal <- local_partition(c("testhost1", "testhost2"), hosts)
-  warnings <- character()
-  t <- elapsed(res <- withCallingHandlers(isNodeAlive(cl, timeout = 2), warning = function(w) {
-    warnings <<- c(warnings, conditionMessage(w))
-    invokeRestart("muffleWarning")
-  }))
+  t <- elapsed(got <- with_warnings(isNodeAlive(cl, timeout = 2)))
+  res <- got$value
+  warnings <- got$warnings
   expect_identical(res, c(NA, NA))
   expect_length(warnings, 2L)
   expect_match(warnings, "Could not infer whether", all = TRUE)
@@ -197,11 +195,9 @@ test_that("isNodeAlive() reconnects lost hosts in parallel within its own timeou
   expect_true(wait_for(function() !any(parallelly:::backend_ssh_connections()$alive), timeout = 10))
   # ... and make reconnecting impossible: each reconnect waits for its timeout.
   heal <- local_partition(c("testhost1", "testhost2"), hosts)
-  warnings <- character()
-  t <- elapsed(res <- withCallingHandlers(isNodeAlive(cl, timeout = 1), warning = function(w) {
-    warnings <<- c(warnings, conditionMessage(w))
-    invokeRestart("muffleWarning")
-  }))
+  t <- elapsed(got <- with_warnings(isNodeAlive(cl, timeout = 1)))
+  res <- got$value
+  warnings <- got$warnings
   expect_identical(res, c(NA, NA))
   expect_length(warnings, 2L)
   expect_lt(t, 2)
