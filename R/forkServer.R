@@ -41,7 +41,9 @@ fork_server_for <- function(opts, port, verbose = FALSE) {
   if (fork_refused(key)) return(NULL)
   server_opts <- opts
   server_opts$setup_strategy <- "parallel"
-  server_opts$outfile <- "/dev/null"  # the workers' own outfile is theirs to open
+  # The workers' own outfile is theirs to open; the server's output is captured, or shares
+  # this session's when the workers do (then no thread drains it).
+  if (!is.null(server_opts$outfile)) server_opts$outfile <- "/dev/null"
   server_opts$worker_args <- worker_r_args(server_opts)
   node <- connect_workers(list(server_opts), verbose = verbose)[[1L]]
   server <- list(key = key, node = node, local = local, host = as.character(opts$worker),

@@ -17,7 +17,7 @@ environment(fork_server_dispatch) <- baseenv()
 # that forked workers can tell whether to unload parallelly.
 fork_server_do_ready <- function(args, loaded) {
   .package$namespaces_before_fork <- loaded
-  .Platform$OS.type == "unix" && isTRUE(backend_can_fork())
+  identical(Sys.info()[["sysname"]], "Linux") && isTRUE(backend_can_fork())
 }
 
 fork_server_do_state <- function(pids, loaded) {

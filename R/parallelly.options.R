@@ -87,9 +87,10 @@
 #' @section Creating clusters:
 #' These set the defaults of arguments of [makeClusterPSOCK()] and [makeNodePSOCK()].
 #' \describe{
-#'   \item{`parallelly.makeNodePSOCK.setup_strategy` (env)}{`"parallel"` (default) starts
-#'     all workers of a host at once; `"sequential"` starts them one after the other;
-#'     `"fork"` forks them from one R process per host (see [makeNodePSOCK()]).}
+#'   \item{`parallelly.makeNodePSOCK.setup_strategy` (env)}{`"auto"` (default) forks the
+#'     workers of a host from one R process per host (`"fork"`) on Linux unless
+#'     `rscript_startup` is given, else starts them all at once (`"parallel"`);
+#'     `"sequential"` starts them one after the other (see [makeNodePSOCK()]).}
 #'   \item{`parallelly.makeNodePSOCK.validate` (env)}{If `TRUE` (default), the session
 #'     information of each worker is collected after setup.}
 #'   \item{`parallelly.makeNodePSOCK.connectTimeout` (env)}{Seconds to wait for the workers

@@ -6,7 +6,9 @@ test_that("summary() reports health: alive, rss, cpu, uptime and restarts", {
   expect_identical(s$alive, c(TRUE, TRUE))
   expect_true(all(is.na(s$exit)))
   expect_true(all(s$rss > 10 * 2^20))        # an R process uses more than 10 MiB
-  expect_true(all(s$cpu > 0))
+  # A forked worker's CPU time counts from its fork (R started in the fork server), so it
+  # may still read 0 right after setup; it is never negative or missing.
+  expect_true(all(s$cpu >= 0))
   expect_true(all(s$uptime >= 0 & s$uptime < 600))
   expect_identical(s$restarts, c(0L, 0L))
   # CPU time grows with work done.
@@ -29,8 +31,8 @@ test_that("a SIGKILLed worker's summary and print say SIGKILL; its output is kep
   expect_match(out, "The worker is no longer running: killed by signal 9 (SIGKILL)", fixed = TRUE)
   expect_match(out, "Its last output was:\n", fixed = TRUE)
   expect_match(out, "\n   last words from worker 2", fixed = TRUE)
-  expect_match(paste(parallelly:::worker_output(parallelly:::local_launcher(), NA, node_pid(cl[[2]])), collapse = "\n"),
-               "last words from worker 2", fixed = TRUE)
+  # Kept by the node's kind (the captured output of our child, a forked worker's log).
+  expect_match(paste(parallelly:::node_last_output(cl[[2]]), collapse = "\n"), "last words from worker 2", fixed = TRUE)
 })
 
 test_that("a worker that exits by itself reports its exit status", {

@@ -141,9 +141,17 @@ test_that("makeNodePSOCK(action = 'options') describes a remote worker's launch"
   expect_s3_class(opts, "makeNodePSOCKOptions")
   expect_false(attr(opts$worker, "localhost"))
   expect_true(opts$revtunnel)
-  # The built-in SSH client starts a host's workers together, through a reverse tunnel
-  # whose server end listens on the remote host's IPv4 loopback address.
-  expect_identical(opts$setup_strategy, "parallel")
+  # The built-in SSH client starts a host's workers together (forked from one R process
+  # there when the host can), through a reverse tunnel whose server end listens on the
+  # remote host's IPv4 loopback address.
+  expect_identical(opts$setup_strategy, if (identical(Sys.info()[["sysname"]], "Linux")) "fork" else "parallel")
+  # Start-up code runs in each worker's own R, so it gets no fork server by default...
+  startup <- makeNodePSOCK("n1.remote.org", port = 11562L, rscript_startup = "x <- 1", action = "options")
+  expect_identical(startup$setup_strategy, "parallel")
+  # ...unless asked for.
+  forked <- makeNodePSOCK("n1.remote.org", port = 11562L, rscript_startup = "x <- 1", setup_strategy = "fork",
+                          action = "options")
+  expect_identical(forked$setup_strategy, "fork")
   expect_identical(opts$master, "127.0.0.1")
   expect_identical(opts$ssh$user, "alice")
   expect_match(opts$rsh_call, "-R 11562:127.0.0.1:11562 -l alice n1.remote.org", fixed = TRUE)

@@ -23,13 +23,19 @@ test_that("a stranger connecting first is not taken for a worker", {
   })
   on.exit(tools::pskill(stranger$pid, tools::SIGKILL), add = TRUE)
   Sys.sleep(0.5)
-  cl <- local_cluster(I(2), port = port)
-  # Both nodes are workers we launched, answering as such.
-  pids <- unlist(parallel::clusterEvalQ(cl, Sys.getpid()))
-  expect_identical(pids, cluster_pids(cl))
-  expect_false(stranger$pid %in% pids)
-  expect_true(all(pids %in% parallelly:::backend_running_children()))
-  expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
+  for (strategy in c("parallel", "fork")) {
+    cl <- local_cluster(I(2), port = port, setup_strategy = strategy)
+    # Both nodes are workers we started (our children, or forked by our fork server),
+    # answering as such.
+    pids <- unlist(parallel::clusterEvalQ(cl, Sys.getpid()))
+    expect_identical(pids, cluster_pids(cl))
+    expect_false(stranger$pid %in% pids)
+    kinds <- vapply(cl, function(node) attr(node, "process")$kind, "")
+    expect_identical(kinds, rep(if (strategy == "fork") "fork" else "local", 2L))
+    if (strategy == "parallel") expect_true(all(pids %in% parallelly:::backend_running_children()))
+    expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
+    parallel::stopCluster(cl)
+  }
 })
 
 # Listening sockets on `port` from /proc/net/tcp: their local addresses ("127.0.0.1", ...).

@@ -8,7 +8,9 @@ test_that("eight workers with captured output add one thread to the master, and 
   settle <- function() wait_for(function() parallelly:::backend_reapers_active() == 0L &&
                                   master_threads() == before, timeout = 10)
   before <- master_threads()
-  cl <- makeClusterPSOCK(I(8))  # outfile = "/dev/null": the output is captured
+  # outfile = "/dev/null": the output of our children is captured (forked workers write a
+  # log of their own instead, see test-fork.R).
+  cl <- makeClusterPSOCK(I(8), setup_strategy = "parallel")
   pids <- cluster_pids(cl)
   expect_lte(master_threads() - before, 1L)
   # The capture still works: a worker's last words are kept (the death report shows them).
@@ -24,6 +26,19 @@ test_that("eight workers with captured output add one thread to the master, and 
 
 test_that("workers that share the master's output (outfile = NULL) add no thread", {
   before <- master_threads()
-  cl <- local_cluster(I(4), outfile = NULL)
-  expect_identical(master_threads(), before)
+  for (strategy in c("parallel", "fork")) {
+    cl <- local_cluster(I(4), outfile = NULL, setup_strategy = strategy)
+    # (A fork server shares the master's output too.)
+    expect_identical(master_threads(), before)
+    parallel::stopCluster(cl)
+    # stopCluster()'s reaper thread ends once the workers are reaped.
+    expect_true(wait_for(function() master_threads() == before, timeout = 10))
+  }
+})
+
+test_that("forked workers with captured output add at most one thread (their server's)", {
+  before <- master_threads()
+  cl <- local_cluster(I(8), setup_strategy = "fork")
+  expect_identical(attr(cl[[1]], "process")$kind, "fork")
+  expect_lte(master_threads() - before, 1L)
 })

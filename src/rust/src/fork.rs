@@ -9,14 +9,16 @@
 //! it dies with the server, which itself dies with the master.
 //!
 //! The server reaps its children on a thread of its own (its R thread sits in a blocking
-//! read), so that an exited worker does not linger as a zombie. The bookkeeping shared with
-//! that thread is a table of atomics, not a lock: a fork can happen while the thread is
-//! busy, and a child must never inherit a held lock.
+//! read), as each exits: the thread waits in `waitid()` for any child, so that an exited
+//! worker is not left a zombie (a killed worker's PID is gone when the master looks). The
+//! bookkeeping shared with that thread is a table of atomics, not a lock: a fork can happen
+//! while the thread is busy, and a child must never inherit a held lock.
 
 use std::ffi::CStr;
 use std::os::raw::c_char;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Once;
+use std::sync::OnceLock;
+use std::thread::Thread;
 use std::time::Duration;
 
 use crate::error::{Error, Kind, Result};
@@ -43,7 +45,7 @@ const RUNNING: i32 = i32::MIN;
 static PIDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 static STATUSES: [AtomicI32; SLOTS] = [const { AtomicI32::new(RUNNING) }; SLOTS];
 static NEXT: AtomicI32 = AtomicI32::new(0);
-static REAPER: Once = Once::new();
+static REAPER: OnceLock<Thread> = OnceLock::new();
 
 /// Fork. Returns the child's PID in the server, and 0 in the child, which is ready to run
 /// a worker by then.
@@ -68,13 +70,59 @@ pub fn fork_worker() -> Result<u32> {
         return Ok(0);
     }
     remember(pid);
-    REAPER.call_once(|| {
-        let _ = std::thread::Builder::new().name("parallelly-reaper".into()).spawn(|| loop {
-            reap();
-            std::thread::sleep(Duration::from_millis(100));
-        });
-    });
+    // A reaper with no child to wait for sleeps: wake it for this one. (unpark() is an
+    // atomic and a futex wake-up, no lock.)
+    REAPER.get_or_init(start_reaper).unpark();
     Ok(pid as u32)
+}
+
+fn start_reaper() -> Thread {
+    std::thread::Builder::new()
+        .name("parallelly-reaper".into())
+        .spawn(reaper_loop)
+        .map(|h| h.thread().clone())
+        // No thread: the R thread still reaps at each request (exit_statuses(), running()).
+        .unwrap_or_else(|_| std::thread::current())
+}
+
+/// Wait for any child to exit and reap it if it is ours. `WNOWAIT` leaves a child that is
+/// not ours (R's own, e.g. of `system()`) for its owner to reap.
+fn reaper_loop() {
+    loop {
+        // SAFETY: waitid() writes only to `info`, a live local that it fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; P_ALL with id 0 waits for any child, blocking.
+        let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 {
+            // SAFETY: waitid() returned a child's state, so `info` holds its PID.
+            let pid = unsafe { info.si_pid() };
+            if !reap_one(pid) {
+                // Not ours (or reaped meanwhile by the R thread): it stays for its owner;
+                // do not spin on it.
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+        } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            // No children: sleep until the next fork wakes us.
+            std::thread::park_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Reap `pid` if it is a running child of ours; whether it was reaped here.
+fn reap_one(pid: i32) -> bool {
+    let Some(i) = (0..SLOTS).find(|&i| pid > 0 && PIDS[i].load(Ordering::Acquire) == pid) else {
+        return false;
+    };
+    if STATUSES[i].load(Ordering::Acquire) != RUNNING {
+        return false;
+    }
+    let mut wstatus: libc::c_int = 0;
+    // SAFETY: waitpid() writes only to `wstatus`, a live local; WNOHANG never blocks.
+    if unsafe { libc::waitpid(pid, &mut wstatus, libc::WNOHANG) } != pid {
+        return false;
+    }
+    STATUSES[i].store(wstatus, Ordering::Release);
+    true
 }
 
 fn remember(pid: i32) {
