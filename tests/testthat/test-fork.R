@@ -132,6 +132,21 @@ test_that("setup_strategy = 'fork' is validated and falls back where it cannot a
   expect_identical(opts$setup_strategy, "sequential")
 })
 
+test_that("the default setup forks local workers, except for per-worker start-up code", {
+  skip_if_not(identical(Sys.info()[["sysname"]], "Linux"))
+  cl <- local_cluster(2)
+  expect_identical(vapply(cl, function(node) attr(node, "process")$kind, ""), c("fork", "fork"))
+  expect_identical(parallelly:::node_options(cl[[1]])$setup_strategy, "fork")
+  # Start-up code runs in each worker's own R (its side effects are per worker).
+  cl2 <- local_cluster(1, rscript_startup = quote(options(parallelly.test.startup = Sys.getpid())))
+  expect_identical(attr(cl2[[1]], "process")$kind, "local")
+  expect_identical(parallel::clusterEvalQ(cl2, getOption("parallelly.test.startup"))[[1]], node_pid(cl2[[1]]))
+  # The option (and its environment variable) still choose.
+  withr::local_options(parallelly.makeNodePSOCK.setup_strategy = "parallel")
+  cl3 <- local_cluster(1)
+  expect_identical(attr(cl3[[1]], "process")$kind, "local")
+})
+
 test_that("forked workers run futures", {
   skip_if_not_installed("future")
   cl <- local_cluster(2, setup_strategy = "fork")
