@@ -1,10 +1,11 @@
 # One measurement in a fresh R process, so that our package and the reference package
 # (same name, another library) never meet in one session. Prints one number (seconds, or
 # bytes for "memory"), or NA when the implementation cannot do it.
-#   Rscript bench/measure.R <ours|fork|base|base-tuned|reference> <measure> <n>
+#   Rscript bench/measure.R <ours|plain|base|base-tuned|reference> <measure> <n>
 #   Rscript bench/measure.R <impl> <measure,measure,...> <n,n,...>   several in one process
 #     (the smoke run: prints "measure n value" lines; BENCH_QUICK=1 also cuts repetitions)
-# "fork" is our package with setup_strategy = "fork" (workers forked by a fork server).
+# "ours" is our package as it comes (workers forked by a fork server); "plain" is ours with
+# setup_strategy = "parallel" (a fresh R per worker).
 # "base-tuned" is base parallel with useXDR = FALSE and TCP_NODELAY on both ends
 # (options(socketOptions = "no-delay"), set on the worker before it connects back).
 args <- commandArgs(TRUE)
@@ -22,9 +23,9 @@ scale <- function(k) if (quick) max(1L, k %/% 10L) else k
 if (impl == "reference") .libPaths(c(Sys.getenv("BENCH_REFERENCE_LIB"), .libPaths()))
 if (impl != "base") suppressPackageStartupMessages(library(parallelly))
 if (impl != "base" && impl == "reference" && packageVersion("parallelly") >= "2.0.0") stop("reference library holds our package")
-if (impl %in% c("ours", "fork") && packageVersion("parallelly") < "2.0.0") stop("our package is not first on the library path")
-if (impl == "fork") {
-  options(parallelly.makeNodePSOCK.setup_strategy = "fork")
+if (impl %in% c("ours", "plain") && packageVersion("parallelly") < "2.0.0") stop("our package is not first on the library path")
+if (impl == "plain") {
+  options(parallelly.makeNodePSOCK.setup_strategy = "parallel")
   impl <- "ours"
 }
 

@@ -22,9 +22,10 @@ reference_lib <- Sys.getenv("BENCH_REFERENCE_LIB", "/usr/lib/R/site-library")
 has_reference <- file.exists(file.path(reference_lib, "parallelly", "DESCRIPTION")) &&
   !grepl("^2\\.", read.dcf(file.path(reference_lib, "parallelly", "DESCRIPTION"), "Version"))
 Sys.setenv(BENCH_REFERENCE_LIB = reference_lib)
-impls <- c("ours", "fork", "base", "base-tuned", if (has_reference) "reference")
-# Where the fork server makes a difference: starting workers (and their memory).
-fork_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle")
+impls <- c("ours", "plain", "base", "base-tuned", if (has_reference) "reference")
+# Where the fork server (our default) makes a difference: starting workers (and their
+# memory). "plain" is ours with setup_strategy = "parallel": a fresh R per worker.
+plain_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle")
 # Where base parallel's own tuning (useXDR = FALSE, TCP_NODELAY) makes a difference.
 tuned_measures <- c("roundtrip", "roundtrip_2", "roundtrip_5k", "parlapplylb", "clusterapply")
 # Measures of bytes, not seconds.
@@ -86,7 +87,7 @@ for (i in seq_len(if (quick) 0L else nrow(cases))) {
   case_reps <- if (cases$n[i] >= 64L) min(reps, 2L) else if (cases$n[i] >= 32L) min(reps, 3L) else reps
   for (rep in seq_len(case_reps)) {
     for (impl in impls) {
-      skip <- (impl == "fork" && !cases$measure[i] %in% fork_measures) ||
+      skip <- (impl == "plain" && !cases$measure[i] %in% plain_measures) ||
         (impl == "base-tuned" && !cases$measure[i] %in% tuned_measures)
       value <- if (skip) NA_real_ else run_one(impl, cases$measure[i], cases$n[i])
       results[[length(results) + 1L]] <- data.frame(measure = cases$measure[i], n = cases$n[i], impl = impl,
@@ -117,11 +118,11 @@ table <- do.call(rbind, lapply(split(results, list(results$measure, results$n), 
   for (impl in impls) row[[impl]] <- fmt(d$value[d$impl == impl], d$measure[1])
   ratio <- function(a, b) if (is.na(med(a)) || is.na(med(b))) "-" else sprintf("%.3f", med(a) / med(b))
   row[["ours/base"]] <- ratio("ours", "base")
-  row[["fork/base"]] <- ratio("fork", "base")
+  row[["plain/base"]] <- ratio("plain", "base")
   row[["ours/base-tuned"]] <- ratio("ours", "base-tuned")
   if (has_reference) {
     row[["ours/reference"]] <- ratio("ours", "reference")
-    row[["fork/reference"]] <- ratio("fork", "reference")
+    row[["plain/reference"]] <- ratio("plain", "reference")
   }
   row
 }))
@@ -135,7 +136,7 @@ out_dir <- file.path(root, "bench", "results")
 dir.create(out_dir, showWarnings = FALSE)
 # A partial run (--only) does not overwrite the full run's results.
 utils::write.csv(results, file.path(out_dir, if (is.na(only)) "results.csv" else "results-partial.csv"), row.names = FALSE)
-cols <- c(ours = "firebrick", fork = "darkorange", base = "grey30", "base-tuned" = "grey65", reference = "steelblue")
+cols <- c(ours = "firebrick", plain = "darkorange", base = "grey30", "base-tuned" = "grey65", reference = "steelblue")
 # (a) Setup time against n, log-log, one line per peer.
 setup <- results[results$measure == "setup_local" & !is.na(results$value), ]
 if (nrow(setup) > 0L && !quick) {
