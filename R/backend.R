@@ -87,6 +87,13 @@ backend_stop_in_background <- function(pids, grace = 5, term_grace = 1) {
   invisible(.Call(wrap__rs_stop_in_background, as_pid(pids), as.double(grace)[1L], as.double(term_grace)[1L]))
 }
 
+# The same for processes that are not our children (workers forked by our fork server, which
+# reaps them), by PID and start time; one whose start time differs is left alone.
+backend_stop_strangers_in_background <- function(pids, start_times, grace = 5, term_grace = 1) {
+  invisible(.Call(wrap__rs_stop_strangers_in_background, as_pid(pids), as.double(start_times),
+                  as.double(grace)[1L], as.double(term_grace)[1L]))
+}
+
 # Reaper threads still at work; and ending them (their children terminated), waiting up to
 # `timeout` seconds: TRUE if none is left.
 backend_reapers_active <- function() .Call(wrap__rs_reapers_active)
@@ -101,6 +108,8 @@ backend_can_fork <- function() .Call(wrap__rs_can_fork)
 backend_exit_now <- function(status) .Call(wrap__rs_exit_now, as.integer(status)[1L])
 
 backend_forked_state <- function(pids) .Call(wrap__rs_forked_state, as_pid(pids))
+# In a fork server: signal every worker it forked that has not been reaped.
+backend_forked_signal_all <- function(signal) .Call(wrap__rs_forked_signal_all, as.integer(signal)[1L])
 
 # TRUE if a TCP port can be bound and listened on now.
 backend_port_is_free <- function(port) {

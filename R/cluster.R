@@ -111,13 +111,16 @@ stop_nodes <- function(cl, background = FALSE) {
     id$killed <- killed
     ids[[length(ids) + 1L]] <- id
   }
+  # Fork servers left without workers are told to exit once their workers have: in the
+  # background, that needs not wait for the DONEs, so it goes before them too.
+  servers <- unlist(lapply(ids, function(id) id$fork_server))
+  if (background && length(servers) > 0L) fork_servers_release(servers, stopping = ids, background = TRUE)
   done_msg <- list(type = "DONE", data = NULL, tag = NULL)
   for (d in done) {
     try(serialize(done_msg, d$con, xdr = d$xdr), silent = TRUE)
     try(close(d$con), silent = TRUE)
   }
   for (g in node_groups(ids)) try(g$kind$stop(g$ids, background = background), silent = TRUE)
-  servers <- unlist(lapply(ids, function(id) id$fork_server))
-  if (length(servers) > 0L) fork_servers_release(servers)
+  if (!background && length(servers) > 0L) fork_servers_release(servers, stopping = ids)
   invisible(NULL)
 }

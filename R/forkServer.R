@@ -95,11 +95,11 @@ fork_server_retire <- function(server) {
   assign(node_key(server$node), server, envir = .package$retired_fork_servers)
 }
 
-fork_server_drop <- function(server) {
+fork_server_drop <- function(server, background = FALSE) {
   if (exists(server$key, envir = .package$fork_servers, inherits = FALSE)) {
     rm(list = server$key, envir = .package$fork_servers)
   }
-  try(stop_nodes(list(server$node)), silent = TRUE)
+  fork_server_shutdown(server, background)
 }
 
 # Send one request to a server and wait (interruptibly, at most `timeout` seconds) for the
@@ -156,28 +156,50 @@ fork_server_exit_states <- function(key, pids) {
   if (is.null(res)) unknown else res
 }
 
-# Stop the servers among `keys` (and retired ones) that have no living worker left.
-fork_servers_release <- function(keys) {
+# Stop the servers among `keys` (and retired ones) that have no living worker left, not
+# counting the workers `stopping` (node identities), which were told to finish: with
+# `background`, the server is told to exit once they are gone (and is not waited for).
+fork_servers_release <- function(keys, stopping = list(), background = FALSE) {
+  leaving <- sprintf("%d/%.0f", ids_pids(stopping), ids_starts(stopping))
+  children_alive <- function(server) {
+    alive <- fork_server_children_alive(server)
+    alive[sprintf("%d/%.0f", server$children$pid, server$children$start_time) %in% leaving] <- FALSE
+    alive
+  }
   retired <- .package$retired_fork_servers
   for (id in ls(retired)) {
     server <- get(id, envir = retired)
-    if (!any(fork_server_children_alive(server) %in% c(TRUE, NA))) {
+    if (!any(children_alive(server) %in% c(TRUE, NA))) {
       rm(list = id, envir = retired)
-      try(stop_nodes(list(server$node)), silent = TRUE)
+      fork_server_shutdown(server, background)
     }
   }
   for (key in unique(keys)) {
     server <- get0(key, envir = .package$fork_servers, inherits = FALSE)
     if (is.null(server)) next
-    alive <- fork_server_children_alive(server)
+    alive <- children_alive(server)
     server$children <- server$children[!(alive %in% FALSE), , drop = FALSE]
     if (nrow(server$children) > 0L) {
       assign(key, server, envir = .package$fork_servers)
     } else {
-      fork_server_drop(server)
+      fork_server_drop(server, background)
     }
   }
   invisible()
+}
+
+# Stop a server whose workers are gone or leaving. With `background`, it is asked to exit by
+# itself once the last worker it forked has been reaped (a worker still busy after `linger`
+# seconds is terminated by the server), and its own exit is left to the reaper, whose grace
+# period (5 s) is longer: stopCluster() returns at once.
+fork_server_shutdown <- function(server, background = FALSE, linger = 3) {
+  if (background) {
+    con <- server$node$con
+    msg <- list(type = "EXEC", data = list(fun = fork_server_dispatch, args = list("linger", list(timeout = linger)),
+                                           return = FALSE, tag = NULL), tag = NULL)
+    try(serialize(msg, con, xdr = node_xdr(server$node)), silent = TRUE)
+  }
+  try(stop_nodes(list(server$node), background = background), silent = TRUE)
 }
 
 # TRUE/FALSE/NA per worker the server forked.

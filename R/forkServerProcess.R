@@ -26,6 +26,24 @@ fork_server_do_state <- function(pids, loaded) {
   res
 }
 
+# The last request: exit once every worker forked here has ended and been reaped. Those
+# still running after `timeout` seconds (busy with a task) are terminated and reaped here
+# first: a worker that outlived its server would be left to whoever adopts it.
+fork_server_do_linger <- function(args, loaded) {
+  running <- function() backend_forked_state(integer(0))$running
+  wait <- function(seconds) {
+    deadline <- Sys.time() + seconds
+    while (running() > 0L && Sys.time() < deadline) Sys.sleep(0.01)
+  }
+  wait(args$timeout)
+  for (signal in c(tools::SIGTERM, tools::SIGKILL)) {
+    if (running() == 0L) break
+    backend_forked_signal_all(signal)
+    wait(1)
+  }
+  quit(save = "no")
+}
+
 # Fork one worker per request; the server answers with their PIDs and start times (clock
 # ticks since boot, as the remote probes use them).
 fork_server_do_fork <- function(requests, loaded) {

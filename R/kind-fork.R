@@ -18,7 +18,11 @@ node_kind_fork <- list(
     live <- Filter(function(id) !isTRUE(id$killed) && !is.na(id$pid), ids)
     pids <- ids_pids(live)
     starts <- ids_starts(live)
-    if (length(live) > 0L && !wait_until(function() !any(backend_probe(pids, starts) %in% TRUE), timeout = 5)) {
+    if (background) {
+      # As for our children: a thread waits for the exits (a pidfd each), terminates the
+      # rest after the grace period; the server reaps them.
+      backend_stop_strangers_in_background(pids, starts, grace = 5, term_grace = 1)
+    } else if (length(live) > 0L && !wait_until(function() !any(backend_probe(pids, starts) %in% TRUE), timeout = 5)) {
       terminate_forked(pids, starts)
     }
     remove_logs(ids_logs(ids))

@@ -25,7 +25,8 @@ Sys.setenv(BENCH_REFERENCE_LIB = reference_lib)
 impls <- c("ours", "plain", "base", "base-tuned", if (has_reference) "reference")
 # Where the fork server (our default) makes a difference: starting workers (and their
 # memory). "plain" is ours with setup_strategy = "parallel": a fresh R per worker.
-plain_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle")
+plain_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle",
+                    "stop_local")
 # Where base parallel's own tuning (useXDR = FALSE, TCP_NODELAY) makes a difference.
 tuned_measures <- c("roundtrip", "roundtrip_2", "roundtrip_5k", "parlapplylb", "clusterapply")
 # Measures of bytes, not seconds.

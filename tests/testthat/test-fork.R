@@ -95,8 +95,14 @@ test_that("stopCluster stops forked workers and then their server", {
   pids <- cluster_pids(cl)
   send_sleep(cl[[1]], 60)  # busy: terminated after the grace period
   parallel::stopCluster(cl)
-  expect_false(any(vapply(c(pids, spid), process_running, logical(1))))
+  # stopCluster() returns once they are told (as for our own children): the busy one is
+  # still at work; threads wait for the exits and terminate what is left.
+  expect_true(process_running(pids[1]))
   expect_length(fork_servers(), 0L)
+  expect_true(wait_for(function() !any(vapply(c(pids, spid), process_running, logical(1))), timeout = 15))
+  # Reaped (by the server, which exits last; then by us): nothing left.
+  expect_false(any(file.exists(file.path("/proc", c(pids, spid)))))
+  expect_true(wait_for(function() parallelly:::backend_reapers_active() == 0L, timeout = 10))
   expect_identical(parallelly:::backend_running_children(), integer(0))
   expect_lte(parallelly:::backend_child_count(), before + 1L)
 })

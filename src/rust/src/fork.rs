@@ -227,6 +227,23 @@ pub fn running() -> usize {
     (0..SLOTS).filter(|&i| PIDS[i].load(Ordering::Acquire) > 0 && STATUSES[i].load(Ordering::Acquire) == RUNNING).count()
 }
 
+/// Send `signal` to every child forked by this process that has not been reaped (so its
+/// PID is still its own); how many were signalled.
+pub fn signal_running(signal: i32) -> usize {
+    reap();
+    let mut n = 0;
+    for i in 0..SLOTS {
+        let pid = PIDS[i].load(Ordering::Acquire);
+        if pid > 0 && STATUSES[i].load(Ordering::Acquire) == RUNNING {
+            // SAFETY: kill() takes plain integers; the PID is an unreaped child of ours.
+            if unsafe { libc::kill(pid, signal) } == 0 {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Decode a wait status: (exit code, signal).
 pub fn decode(status: i32) -> (Option<i32>, Option<i32>) {
     if libc::WIFEXITED(status) {

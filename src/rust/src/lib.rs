@@ -467,6 +467,19 @@ fn rs_stop_in_background(pids: Vec<i32>, grace: f64, term_grace: f64) {
     reaper::stop_in_background(pids, secs(grace), secs(term_grace));
 }
 
+/// The same for processes that are not our children (workers forked by a fork server,
+/// which reaps them), named by PID and start time (clock ticks since boot).
+#[extendr]
+fn rs_stop_strangers_in_background(pids: Vec<i32>, start_times: Vec<f64>, grace: f64, term_grace: f64) {
+    let secs = |x: f64| Duration::from_secs_f64(if x.is_finite() && x > 0.0 { x.min(3600.0) } else { 0.0 });
+    let procs: Vec<(u32, u64)> = pids
+        .iter()
+        .zip(start_times.iter())
+        .filter_map(|(&p, &s)| Some((pid_of(p)?, (s.is_finite() && s > 0.0).then_some(s as u64)?)))
+        .collect();
+    reaper::stop_strangers_in_background(procs, secs(grace), secs(term_grace));
+}
+
 /// Number of reaper threads still at work.
 #[extendr]
 fn rs_reapers_active() -> i32 {
@@ -520,6 +533,15 @@ fn rs_forked_state(pids: Vec<i32>) -> Robj {
     states_value(states, vec![("running", Robj::from(running))])
 }
 
+/// In a fork server: signal every forked worker not yet reaped; how many.
+#[extendr]
+fn rs_forked_signal_all(signal: i32) -> i32 {
+    if !(1..=64).contains(&signal) {
+        return 0;
+    }
+    i32::try_from(fork::signal_running(signal)).unwrap_or(i32::MAX)
+}
+
 extendr_module! {
     mod parallelly;
     fn rs_launch;
@@ -538,9 +560,11 @@ extendr_module! {
     fn rs_rebind_loopback;
     fn rs_connections_nodelay;
     fn rs_stop_in_background;
+    fn rs_stop_strangers_in_background;
     fn rs_reapers_active;
     fn rs_reapers_shutdown;
     fn rs_forked_state;
+    fn rs_forked_signal_all;
     fn rs_exit_now;
     fn rs_ssh_connect;
     fn rs_ssh_submit_script;

@@ -9,7 +9,10 @@
 //! period at once and joins the threads.
 //!
 //! The PIDs are our unreaped children: such a PID cannot be reused until we reap it, so
-//! signalling it reaches the worker we started.
+//! signalling it reaches the worker we started. Workers forked by a fork server are not our
+//! children (the server reaps them): they are waited for and signalled the same way, but
+//! through a pidfd opened while their start time matched, which keeps naming that process
+//! even if its PID is reused.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::children::{self, State};
+use crate::process::{self, Liveness};
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 
@@ -42,6 +46,8 @@ fn pidfd(pid: u32) -> Option<RawFd> {
 struct Waited {
     pid: u32,
     fd: Option<RawFd>,
+    /// Start time (clock ticks since boot) of a process that is not our child.
+    stranger_start: Option<u64>,
 }
 
 impl Drop for Waited {
@@ -53,9 +59,22 @@ impl Drop for Waited {
     }
 }
 
-/// Reap the exited children of `waited` (dropping them from it).
+/// Reap the exited children of `waited` (dropping them, and the other processes that have
+/// ended, from it).
 fn reap_exited(waited: &mut Vec<Waited>) {
-    waited.retain(|w| children::state(w.pid) == Some(State::Running));
+    waited.retain(|w| match w.stranger_start {
+        None => children::state(w.pid) == Some(State::Running),
+        Some(start) => match w.fd {
+            // A pidfd turns readable when its process ends.
+            Some(fd) => {
+                let mut p = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
+                // SAFETY: `p` is a valid one-element array of pollfd; timeout 0 never blocks.
+                let ready = unsafe { libc::poll(p.as_mut_ptr(), 1, 0) };
+                ready == 0
+            }
+            None => process::probe(w.pid, start) == Liveness::Alive,
+        },
+    });
 }
 
 /// Wait until every child in `waited` has exited or `deadline` has passed (or shutdown
@@ -93,9 +112,21 @@ fn poll(fds: &mut [libc::pollfd], timeout: Duration) {
 
 fn signal(waited: &[Waited], sig: libc::c_int) {
     for w in waited {
-        // SAFETY: kill() takes plain integers. The PID is our unreaped child (see the
-        // module comment), so it names the worker we started.
-        unsafe { libc::kill(w.pid as libc::pid_t, sig) };
+        match (w.stranger_start, w.fd) {
+            (None, _) => {
+                // SAFETY: kill() takes plain integers. The PID is our unreaped child (see the
+                // module comment), so it names the worker we started.
+                unsafe { libc::kill(w.pid as libc::pid_t, sig) };
+            }
+            (Some(_), Some(fd)) => {
+                // SAFETY: pidfd_send_signal takes the pidfd we own, a signal number, a null
+                // siginfo (as kill() would send) and no flags.
+                unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, sig, std::ptr::null::<libc::siginfo_t>(), 0) };
+            }
+            (Some(start), None) => {
+                let _ = process::signal(w.pid, start, sig);
+            }
+        }
     }
 }
 
@@ -103,7 +134,7 @@ fn signal(waited: &[Waited], sig: libc::c_int) {
 /// SIGTERM those left, SIGKILL them after `term_grace`, and forget them all, on a thread
 /// of its own. PIDs that are not our running children are only forgotten.
 pub fn stop_in_background(pids: Vec<u32>, grace: Duration, term_grace: Duration) {
-    let mut waited: Vec<Waited> = pids.iter().map(|&pid| Waited { pid, fd: None }).collect();
+    let mut waited: Vec<Waited> = pids.iter().map(|&pid| Waited { pid, fd: None, stranger_start: None }).collect();
     reap_exited(&mut waited);
     if waited.is_empty() {
         for pid in pids {
@@ -114,6 +145,31 @@ pub fn stop_in_background(pids: Vec<u32>, grace: Duration, term_grace: Duration)
     for w in waited.iter_mut() {
         w.fd = pidfd(w.pid);
     }
+    spawn_stopper(waited, grace, term_grace, pids);
+}
+
+/// The same for processes that are not our children (`(pid, start time)`, e.g. workers
+/// forked by a fork server, which reaps them): waited for until they end, then terminated.
+/// Those not running (as that process) are left alone.
+pub fn stop_strangers_in_background(procs: Vec<(u32, u64)>, grace: Duration, term_grace: Duration) {
+    let mut waited = Vec::new();
+    for (pid, start) in procs {
+        let fd = pidfd(pid);
+        // Opened first, checked after: the pidfd then names the process that was checked.
+        let w = Waited { pid, fd, stranger_start: Some(start) };
+        if process::probe(pid, start) == Liveness::Alive {
+            waited.push(w);
+        }
+    }
+    if !waited.is_empty() {
+        spawn_stopper(waited, grace, term_grace, Vec::new());
+    }
+}
+
+/// Wait for `waited` on a thread of its own (see stop_in_background()); `forget`: our
+/// children to drop from the registry at the end.
+fn spawn_stopper(mut waited: Vec<Waited>, grace: Duration, term_grace: Duration, forget: Vec<u32>) {
+    let pids = forget;
     let run = move || {
         wait_exits(&mut waited, Instant::now() + grace, false);
         if !waited.is_empty() {
@@ -186,5 +242,35 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(3));
         // SAFETY: signal 0 only checks for existence.
         assert_ne!(unsafe { libc::kill(s as i32, 0) }, 0, "no process left");
+    }
+
+    #[test]
+    fn terminates_processes_that_are_not_registered_children() {
+        // Not in the children registry: waited for by pidfd and start time, as forked workers are.
+        let mut quick = Command::new("sh").args(["-c", "sleep 0.2"]).spawn().expect("sh");
+        let mut slow = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let (q, s) = (quick.id(), slow.id());
+        let start = |pid| process::start_time(pid).expect("start time");
+        let t0 = Instant::now();
+        stop_strangers_in_background(vec![(q, start(q)), (s, start(s))], Duration::from_millis(500), Duration::from_millis(500));
+        assert!(t0.elapsed() < Duration::from_millis(100), "the caller does not wait");
+        // (This test is their parent: reaping them is its part, as it is the fork server's.)
+        assert!(quick.wait().expect("wait").success());
+        let status = slow.wait().expect("wait");
+        assert!(t0.elapsed() < Duration::from_secs(3), "terminated after the grace period");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+    }
+
+    #[test]
+    fn leaves_a_process_whose_start_time_differs_alone() {
+        let mut other = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let pid = other.id();
+        let start = process::start_time(pid).expect("start time");
+        stop_strangers_in_background(vec![(pid, start + 1)], Duration::from_millis(0), Duration::from_millis(0));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(other.try_wait().expect("try_wait").is_none(), "still running");
+        other.kill().expect("kill");
+        other.wait().expect("wait");
     }
 }
