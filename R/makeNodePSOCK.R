@@ -70,8 +70,9 @@
 #' parallelly that can fork (an older version, or none; not Linux) gets its workers the
 #' `"parallel"` way. `"parallel"` starts all workers of a host at once, each its own R;
 #' `"sequential"` one after the other. `"auto"` (the default) is `"fork"` on Linux unless
-#' `rscript_startup` is given (code that may have effects outside R, such as opening a file
-#' or a database connection, per worker), else `"parallel"`.
+#' there is start-up code for each worker (`rscript_startup`, or `-e` in `rscript_args`:
+#' code that may have effects outside R, such as opening a file or a database connection),
+#' else `"parallel"`.
 #' @param calls Add the call stack to the worker's command line.
 #' @param autoRestart How many times a node found dead when the cluster next sends it work is
 #' relaunched (same host, same options) before the work is sent; `TRUE` means 3. A host whose
@@ -159,7 +160,7 @@ resolve_node_options <- function(a) {
   opts <- c(opts, resolve_worker_launch(a, localhost, opts$homogeneous))
   opts <- c(opts, resolve_remote_access(a, localhost, rshcmd))
   opts <- c(opts, resolve_node_policy(a))
-  opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup)
+  opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup, a$rscript_args)
   opts$localMachine <- localhost
   opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
 
@@ -303,15 +304,17 @@ resolve_node_policy <- function(a) {
   opts
 }
 
-resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup = NULL) {
+resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup = NULL, rscript_args = NULL) {
   strategies <- c("auto", "fork", "parallel", "sequential")
   if (!is.character(setup_strategy) || length(setup_strategy) < 1L || !setup_strategy[1L] %in% strategies) {
     stop_arg("setup_strategy", "must be \"auto\", \"fork\", \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
   }
   setup_strategy <- setup_strategy[1L]
   if (setup_strategy == "auto") {
-    # Forked workers share what ran in the server: per-worker start-up code needs its own R.
-    fork_ok <- identical(Sys.info()[["sysname"]], "Linux") && length(rscript_startup) == 0L
+    # Forked workers share what ran in the server: per-worker start-up code (rscript_startup,
+    # or `-e` code among the R arguments) needs its own R.
+    fork_ok <- identical(Sys.info()[["sysname"]], "Linux") && length(rscript_startup) == 0L &&
+      !any(as.character(rscript_args) %in% c("-e", "--file"))
     setup_strategy <- if (fork_ok) "fork" else "parallel"
   }
   localhost <- attr(opts$worker, "localhost")

@@ -88,8 +88,9 @@
 #' These set the defaults of arguments of [makeClusterPSOCK()] and [makeNodePSOCK()].
 #' \describe{
 #'   \item{`parallelly.makeNodePSOCK.setup_strategy` (env)}{`"auto"` (default) forks the
-#'     workers of a host from one R process per host (`"fork"`) on Linux unless
-#'     `rscript_startup` is given, else starts them all at once (`"parallel"`);
+#'     workers of a host from one R process per host (`"fork"`) on Linux unless there is
+#'     start-up code per worker (`rscript_startup`, `-e` in `rscript_args`), else starts them
+#'     all at once (`"parallel"`);
 #'     `"sequential"` starts them one after the other (see [makeNodePSOCK()]).}
 #'   \item{`parallelly.makeNodePSOCK.validate` (env)}{If `TRUE` (default), the session
 #'     information of each worker is collected after setup.}

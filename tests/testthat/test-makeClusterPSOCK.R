@@ -148,6 +148,10 @@ test_that("makeNodePSOCK(action = 'options') describes a remote worker's launch"
   # Start-up code runs in each worker's own R, so it gets no fork server by default...
   startup <- makeNodePSOCK("n1.remote.org", port = 11562L, rscript_startup = "x <- 1", action = "options")
   expect_identical(startup$setup_strategy, "parallel")
+  e_code <- makeNodePSOCK("n1.remote.org", port = 11562L, rscript_args = c("-e", "x <- 1"), action = "options")
+  expect_identical(e_code$setup_strategy, "parallel")
+  flags <- makeNodePSOCK("n1.remote.org", port = 11562L, rscript_args = "--no-environ", action = "options")
+  expect_identical(flags$setup_strategy, opts$setup_strategy)
   # ...unless asked for.
   forked <- makeNodePSOCK("n1.remote.org", port = 11562L, rscript_startup = "x <- 1", setup_strategy = "fork",
                           action = "options")
