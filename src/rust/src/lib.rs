@@ -16,6 +16,7 @@ mod ports;
 mod reaper;
 mod process;
 mod ssh;
+mod wire;
 
 use error::Error;
 use std::time::Duration;
@@ -520,6 +521,260 @@ fn rs_forked_state(pids: Vec<i32>) -> Robj {
     states_value(states, vec![("running", Robj::from(running))])
 }
 
+fn wire_socket(fd: i32, inode: f64) -> Option<wire::Socket> {
+    let s = wire::Socket { fd, inode: if inode.is_finite() && inode > 0.0 { inode as u64 } else { return None } };
+    (fd >= 0 && wire::same(s)).then_some(s)
+}
+
+fn wire_wait(ms: f64) -> Duration {
+    Duration::from_secs_f64(if ms.is_finite() && ms > 0.0 { ms.min(10_000.0) / 1000.0 } else { 0.0 })
+}
+
+/// The master's descriptor of the connection a local worker `pid` made to our `port`:
+/// list(fd, inode), or NULL if it cannot be told for sure.
+#[extendr]
+fn rs_wire_find(pid: i32, port: i32) -> Robj {
+    match (pid_of(pid), u16::try_from(port)) {
+        (Some(pid), Ok(port)) => match wire::find(pid, port) {
+            Some(s) => list!(fd = s.fd, inode = s.inode as f64).into(),
+            None => Robj::from(()),
+        },
+        _ => Robj::from(()),
+    }
+}
+
+/// Serialize `msg` (R's serialize(msg, NULL, xdr = xdr), version 3) and write it to the
+/// socket (fd, inode), waiting up to `wait_ms`: the number of bytes still to write (0 when
+/// all is written; then rs_wire_send_more()), -1 if the descriptor is no longer that socket
+/// or R could not serialize (nothing was written: R's own write should follow), or an
+/// error value if the socket failed.
+#[extendr]
+fn rs_wire_send(fd: i32, inode: f64, msg: Robj, xdr: bool, wait_ms: f64) -> Robj {
+    let Some(s) = wire_socket(fd, inode) else { return Robj::from(-1.0) };
+    let mut bytes = wire::take_buffer();
+    // SAFETY: `msg` is a live, protected R object for the duration of the call.
+    if !unsafe { rstream::serialize(msg.get(), xdr, &mut bytes) } {
+        wire::return_buffer(bytes);
+        return Robj::from(-1.0);
+    }
+    match wire::send_message(s, bytes, wire_wait(wait_ms)) {
+        Ok(left) => Robj::from(left as f64),
+        Err(e) => error_value(e),
+    }
+}
+
+/// Go on writing the message that rs_wire_send() left unfinished: as rs_wire_send().
+#[extendr]
+fn rs_wire_send_more(fd: i32, inode: f64, wait_ms: f64) -> Robj {
+    let Some(s) = wire_socket(fd, inode) else { return Robj::from(-1.0) };
+    match wire::send_more(s, wire_wait(wait_ms)) {
+        Ok(left) => Robj::from(left as f64),
+        Err(e) => error_value(e),
+    }
+}
+
+/// The next framed reply on the socket (fd, inode), waiting up to `wait_ms`: the message
+/// (unserialized), NULL if none is complete yet, or an integer: 1 the next message is not a
+/// frame (left unread), 2 the connection ended or failed, 3 the descriptor is no longer that
+/// socket. A raw vector if R could not unserialize the reply: R's unserialize() of it says why.
+#[extendr]
+fn rs_wire_recv(fd: i32, inode: f64, wait_ms: f64) -> Robj {
+    let Some(s) = wire_socket(fd, inode) else { return Robj::from(3i32) };
+    match wire::recv(s, wire_wait(wait_ms)) {
+        wire::Received::Frame(bytes) => {
+            // SAFETY: unserialize() returns an unprotected SEXP (or None); it is wrapped
+            // (and so protected) before anything else allocates.
+            let value = unsafe { rstream::unserialize(&bytes).map(|x| Robj::from_sexp(x)) };
+            match value {
+                Some(v) => {
+                    wire::return_buffer(bytes);
+                    v
+                }
+                None => Raw::from_bytes(&bytes).into(),
+            }
+        }
+        wire::Received::Pending => Robj::from(()),
+        wire::Received::NotFrame => Robj::from(1i32),
+        wire::Received::Broken => Robj::from(2i32),
+    }
+}
+
+/// Drop what is pending on the socket (fd, inode): a partly read frame, a partly written message.
+#[extendr]
+fn rs_wire_forget(fd: i32, inode: f64) {
+    if inode.is_finite() && inode > 0.0 {
+        wire::forget(wire::Socket { fd, inode: inode as u64 });
+    }
+}
+
+/// R's serialization to and from byte buffers, through R's public stream API
+/// (R_InitOutPStream()/R_Serialize(), R_InitInPStream()/R_Unserialize()), run under
+/// R_ToplevelExec(): an R error (or interrupt) inside ends there, never unwinding through
+/// Rust frames, and is reported as failure (R then repeats the step itself, for R's error).
+mod rstream {
+    use extendr_api::SEXP;
+    use std::os::raw::{c_int, c_void};
+
+    #[repr(C)]
+    struct OutStream {
+        data: *mut c_void,
+        format: u32,
+        version: c_int,
+        out_char: Option<unsafe extern "C" fn(*mut OutStream, c_int)>,
+        out_bytes: Option<unsafe extern "C" fn(*mut OutStream, *mut c_void, c_int)>,
+        hook: Option<unsafe extern "C" fn(SEXP, SEXP) -> SEXP>,
+        hook_data: SEXP,
+    }
+
+    #[repr(C)]
+    struct InStream {
+        data: *mut c_void,
+        format: u32,
+        in_char: Option<unsafe extern "C" fn(*mut InStream) -> c_int>,
+        in_bytes: Option<unsafe extern "C" fn(*mut InStream, *mut c_void, c_int)>,
+        hook: Option<unsafe extern "C" fn(SEXP, SEXP) -> SEXP>,
+        hook_data: SEXP,
+        native_encoding: [u8; 64],
+        nat2nat: *mut c_void,
+        nat2utf8: *mut c_void,
+    }
+
+    // R_pstream_format_t
+    const ANY: u32 = 0;
+    const BINARY: u32 = 2;
+    const XDR: u32 = 3;
+
+    // SEXP is an opaque pointer here, as in R's own headers.
+    #[allow(improper_ctypes)]
+    extern "C" {
+        static R_NilValue: SEXP;
+        fn R_ToplevelExec(fun: Option<unsafe extern "C" fn(*mut c_void)>, data: *mut c_void) -> c_int;
+        fn R_InitOutPStream(
+            stream: *mut OutStream,
+            data: *mut c_void,
+            format: u32,
+            version: c_int,
+            out_char: Option<unsafe extern "C" fn(*mut OutStream, c_int)>,
+            out_bytes: Option<unsafe extern "C" fn(*mut OutStream, *mut c_void, c_int)>,
+            hook: Option<unsafe extern "C" fn(SEXP, SEXP) -> SEXP>,
+            hook_data: SEXP,
+        );
+        fn R_InitInPStream(
+            stream: *mut InStream,
+            data: *mut c_void,
+            format: u32,
+            in_char: Option<unsafe extern "C" fn(*mut InStream) -> c_int>,
+            in_bytes: Option<unsafe extern "C" fn(*mut InStream, *mut c_void, c_int)>,
+            hook: Option<unsafe extern "C" fn(SEXP, SEXP) -> SEXP>,
+            hook_data: SEXP,
+        );
+        fn R_Serialize(s: SEXP, stream: *mut OutStream);
+        fn R_Unserialize(stream: *mut InStream) -> SEXP;
+        fn Rf_error(fmt: *const std::os::raw::c_char, ...) -> !;
+    }
+
+    struct Out {
+        value: SEXP,
+        format: u32,
+        buf: *mut Vec<u8>,
+        done: bool,
+    }
+
+    unsafe extern "C" fn out_char(stream: *mut OutStream, c: c_int) {
+        // SAFETY: `data` is the live Vec of serialize() below.
+        let buf = unsafe { &mut *((*stream).data as *mut Vec<u8>) };
+        buf.push(c as u8);
+    }
+
+    unsafe extern "C" fn out_bytes(stream: *mut OutStream, bytes: *mut c_void, n: c_int) {
+        // SAFETY: R hands `n` readable bytes; `data` is the live Vec of serialize() below.
+        unsafe {
+            let buf = &mut *((*stream).data as *mut Vec<u8>);
+            buf.extend_from_slice(std::slice::from_raw_parts(bytes as *const u8, n.max(0) as usize));
+        }
+    }
+
+    unsafe extern "C" fn run_serialize(data: *mut c_void) {
+        // SAFETY: `data` is the `Out` of serialize() below, alive until R_ToplevelExec()
+        // returns. Nothing in this frame needs dropping, so R's longjmp out of
+        // R_Serialize() on an error skips nothing.
+        unsafe {
+            let job = &mut *(data as *mut Out);
+            let mut stream = std::mem::MaybeUninit::<OutStream>::uninit();
+            R_InitOutPStream(stream.as_mut_ptr(), job.buf as *mut c_void, job.format, 3, Some(out_char), Some(out_bytes), None, R_NilValue);
+            R_Serialize(job.value, stream.as_mut_ptr());
+            job.done = true;
+        }
+    }
+
+    /// R's serialize(value, NULL, xdr = xdr) into `buf` (cleared first); false if R failed.
+    /// # Safety
+    /// `value` must be a protected SEXP; call on R's main thread only.
+    pub unsafe fn serialize(value: SEXP, xdr: bool, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        let mut job = Out { value, format: if xdr { XDR } else { BINARY }, buf: buf as *mut Vec<u8>, done: false };
+        // SAFETY: `job` outlives the call; run_serialize() only touches it and `buf`.
+        let ok = unsafe { R_ToplevelExec(Some(run_serialize), &mut job as *mut Out as *mut c_void) };
+        ok != 0 && job.done
+    }
+
+    struct In {
+        bytes: *const u8,
+        len: usize,
+        pos: usize,
+        value: SEXP,
+        done: bool,
+    }
+
+    unsafe extern "C" fn in_char(stream: *mut InStream) -> c_int {
+        // SAFETY: `data` is the live `In` of unserialize() below.
+        let src = unsafe { &mut *((*stream).data as *mut In) };
+        if src.pos >= src.len {
+            return -1;
+        }
+        // SAFETY: pos < len, within the buffer.
+        let c = unsafe { *src.bytes.add(src.pos) };
+        src.pos += 1;
+        c_int::from(c)
+    }
+
+    unsafe extern "C" fn in_bytes(stream: *mut InStream, out: *mut c_void, n: c_int) {
+        // SAFETY: `data` is the live `In` of unserialize() below; R hands `n` writable bytes.
+        unsafe {
+            let src = &mut *((*stream).data as *mut In);
+            let n = n.max(0) as usize;
+            if n > src.len - src.pos {
+                // A truncated reply: R's error ends R_ToplevelExec() (nothing here to drop).
+                Rf_error(c"truncated message".as_ptr());
+            }
+            std::ptr::copy_nonoverlapping(src.bytes.add(src.pos), out as *mut u8, n);
+            src.pos += n;
+        }
+    }
+
+    unsafe extern "C" fn run_unserialize(data: *mut c_void) {
+        // SAFETY: `data` is the `In` of unserialize() below, alive until R_ToplevelExec()
+        // returns; nothing in this frame needs dropping (see run_serialize()).
+        unsafe {
+            let job = &mut *(data as *mut In);
+            let mut stream = std::mem::MaybeUninit::<InStream>::uninit();
+            R_InitInPStream(stream.as_mut_ptr(), data, ANY, Some(in_char), Some(in_bytes), None, R_NilValue);
+            job.value = R_Unserialize(stream.as_mut_ptr());
+            job.done = true;
+        }
+    }
+
+    /// R's unserialize() of `bytes`: the value, unprotected (wrap it at once), or None if R failed.
+    /// # Safety
+    /// Call on R's main thread only; protect the result before R allocates again.
+    pub unsafe fn unserialize(bytes: &[u8]) -> Option<SEXP> {
+        let mut job = In { bytes: bytes.as_ptr(), len: bytes.len(), pos: 0, value: std::ptr::null_mut(), done: false };
+        // SAFETY: `job` and `bytes` outlive the call.
+        let ok = unsafe { R_ToplevelExec(Some(run_unserialize), &mut job as *mut In as *mut c_void) };
+        (ok != 0 && job.done && !job.value.is_null()).then_some(job.value)
+    }
+}
+
 extendr_module! {
     mod parallelly;
     fn rs_launch;
@@ -557,4 +812,9 @@ extendr_module! {
     fn rs_ssh_connections;
     fn rs_remote_script;
     fn rs_remote_parse;
+    fn rs_wire_find;
+    fn rs_wire_send;
+    fn rs_wire_send_more;
+    fn rs_wire_recv;
+    fn rs_wire_forget;
 }
