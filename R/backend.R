@@ -276,10 +276,3 @@ backend_ssh_submit_exit <- function(key, pids, timeout = ssh_budget()) {
 backend_ssh_submit_usage <- function(key, pids, timeout = ssh_budget()) {
   .Call(wrap__rs_ssh_submit_usage, key, as_pid(pids), as.double(timeout)[1L])
 }
-
-# The wire path of local workers (src/rust/src/wire.rs, used by R/wire.R).
-backend_wire_find <- function(pid, port) .Call(wrap__rs_wire_find, as.integer(pid)[1L], as.integer(port)[1L])
-backend_wire_send <- function(fd, inode, msg, xdr, wait_ms) .Call(wrap__rs_wire_send, fd, inode, msg, xdr, wait_ms)
-backend_wire_send_more <- function(fd, inode, wait_ms) .Call(wrap__rs_wire_send_more, fd, inode, wait_ms)
-backend_wire_recv <- function(fd, inode, wait_ms) .Call(wrap__rs_wire_recv, fd, inode, wait_ms)
-backend_wire_forget <- function(fd, inode) invisible(.Call(wrap__rs_wire_forget, fd, inode))

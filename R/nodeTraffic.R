@@ -45,14 +45,6 @@ node_state <- function(node) {
     # Read once, as they are needed for every message.
     state$healing <- healing_on(node)
     state$xdr <- node_xdr(node)
-    # The wire (R/wire.R): the connection's descriptor, or -1 if R reads and writes.
-    mode <- getOption("parallelly.wire", "both")
-    wire <- if (!state$healing && mode != "off") wire_socket(node)
-    state$frames <- identical(mode, "both")
-    state$fd <- if (is.null(wire)) -1L else wire$fd
-    state$inode <- if (is.null(wire)) 0 else wire$inode
-    timeout <- node_options(node)$timeout
-    state$timeout <- if (is.numeric(timeout) && length(timeout) == 1L && !is.na(timeout)) timeout else 30 * 24 * 3600
     assign(key, state, envir = states)
   }
   state
@@ -105,7 +97,6 @@ number_task <- function(state, data) {
   state$aborts <- .package$aborts
   attr(tag, "parallellySeq") <- seq
   data$data$tag <- tag  # never NULL here, so the element stays
-  if (state$fd >= 0L && state$frames) data$frame <- TRUE  # our worker loop answers with a frame (R/wire.R)
   data
 }
 
@@ -134,11 +125,7 @@ sendData.RichSOCKnode <- function(node, data) {
   if (identical(.subset2(data, "type"), "EXEC")) data <- number_task(state, data)
   done <- FALSE
   on.exit(if (!done) note_abort())
-  if (state$fd >= 0L) {
-    wire_send(state, data, .subset2(node, "con"))
-  } else {
-    serialize(data, .subset2(node, "con"), xdr = state$xdr, ascii = FALSE)
-  }
+  serialize(data, .subset2(node, "con"), xdr = state$xdr, ascii = FALSE)
   done <- TRUE
   invisible(NULL)
 }
@@ -192,7 +179,7 @@ recvData.RichSOCKnode <- function(node) {
   done <- FALSE
   on.exit(if (!done) note_abort())
   repeat {
-    msg <- accept_message(state, if (!is.null(state) && state$fd >= 0L && state$frames) wire_recv(state, con) else plain_recv(con))
+    msg <- accept_message(state, unserialize(con))
     if (!is.null(msg)) break
   }
   done <- TRUE
@@ -204,7 +191,7 @@ recv_healing <- function(node, state) {
   done <- FALSE
   on.exit(if (!done) note_abort())
   repeat {
-    msg <- tryCatch(plain_recv(.subset2(cur, "con")), error = function(e) e)
+    msg <- tryCatch(unserialize(.subset2(cur, "con")), error = function(e) e)
     if (inherits(msg, "error")) {
       cur <- recover_from_crash(node, cur, msg)
       next
@@ -231,13 +218,7 @@ recvOneData.RichSOCKcluster <- function(cl) {
     n <- which.max(ready)
     state <- node_state(.subset2(cl, n))
     healing <- !is.null(state) && state$healing
-    msg <- if (healing) {
-      tryCatch(plain_recv(cons[[n]]), error = function(e) e)
-    } else if (!is.null(state) && state$fd >= 0L && state$frames) {
-      wire_recv(state, cons[[n]])
-    } else {
-      plain_recv(cons[[n]])
-    }
+    msg <- if (healing) tryCatch(unserialize(cons[[n]]), error = function(e) e) else unserialize(cons[[n]])
     if (inherits(msg, "error")) {
       recover_from_crash(cl[[n]], curs[[n]], msg)
       next

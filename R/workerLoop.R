@@ -13,14 +13,7 @@
 #
 # Workers on other hosts, where this package may be missing or another R runs, keep base
 # R's entry code.
-#
-# A task whose message has `frame = TRUE` (our master asks so when it reads the worker's
-# socket itself, R/wire.R) is answered with a frame: the VALUE message serialized, and that
-# raw vector serialized again (natively) onto the connection. A frame is still an R
-# serialization (plain unserialize() gives the raw vector), and its length is in a header of
-# fixed shape, so the master can read exactly one reply. Other messages (the answer to the
-# master's handshake, and anything task code sends itself, as future does for its
-# conditions) stay plain.
+
 worker_loop_code <- paste0(
   "function(master){",
   "con<-master$con;xdr<-!inherits(master,\"SOCK0node\");success<-TRUE;",
@@ -28,11 +21,11 @@ worker_loop_code <- paste0(
   "repeat{msg<-NULL;",
   "more<-tryCatch({msg<-unserialize(con);",
   "if(msg$type==\"DONE\"){close(con);FALSE}else{",
-  "if(msg$type==\"EXEC\"){success<-TRUE;framed<-isTRUE(.subset2(msg,\"frame\"));t1<-proc.time();",
+  "if(msg$type==\"EXEC\"){success<-TRUE;t1<-proc.time();",
   "value<-tryCatch(do.call(msg$data$fun,msg$data$args,quote=TRUE),error=handler);",
   "t2<-proc.time();",
   "value<-list(type=\"VALUE\",value=value,success=success,time=t2-t1,tag=msg$data$tag);",
-  "msg<-NULL;if(framed)value<-serialize(value,NULL,xdr=xdr);serialize(value,con,xdr=xdr&&!framed,ascii=FALSE);value<-NULL};",
+  "msg<-NULL;serialize(value,con,xdr=xdr,ascii=FALSE);value<-NULL};",
   "TRUE}},interrupt=function(e)TRUE);",
   "if(!more)break}}"
 )
