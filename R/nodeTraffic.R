@@ -82,37 +82,62 @@ note_abort <- function() .package$aborts <- .package$aborts + 1L
 # Number a task for its node. The number is an attribute of the caller's tag, so that a tag
 # read by code that does not know ours (base parallel's recvOneData() for a plain
 # SOCKcluster holding our nodes) still works as the job index it is; a NULL tag, which cannot
-# carry attributes, becomes a marked FALSE. A tag of another type (an environment or a
-# function, which attributes would change in place) leaves the task unnumbered.
+# carry attributes, becomes FALSE numbered with the number negated. A tag of another type (an
+# environment or a function, which attributes would change in place) leaves the task
+# unnumbered.
+#
+# Also: a task that calls one of the base functions that parallel's calls send for every
+# task (eval for clusterEvalQ(), lapply for parLapply()) names it instead of carrying the
+# function. A worker's do.call() finds it by that name from the worker loop's frame, whose
+# enclosure reaches base before any global variable, so it runs the same function; neither
+# end then serializes the function's byte code (a third of a small task's message).
 number_task <- function(state, data) {
-  tag <- data$data$tag
+  call <- .subset2(data, "data")
+  tag <- .subset2(call, "tag")
   if (is.null(tag)) {
-    tag <- no_tag
-  } else if (!is.atomic(tag) && !is.list(tag)) {
+    tag <- FALSE
+    mark <- -1L
+  } else if (is.atomic(tag) || is.list(tag)) {
+    mark <- 1L
+  } else {
     return(data)
   }
   seq <- state$sent + 1L
-  if (state$read < state$sent && state$aborts != .package$aborts) state$stale_below <- seq
+  aborts <- .package$aborts
+  if (state$aborts != aborts) {
+    # A send or receive was abandoned since this node's last task: results not read yet are stale.
+    if (state$read < state$sent) state$stale_below <- seq
+    state$aborts <- aborts
+  }
   state$sent <- seq
-  state$aborts <- .package$aborts
-  attr(tag, "parallellySeq") <- seq
-  data$data$tag <- tag  # never NULL here, so the element stays
+  attr(tag, "parallellySeq") <- mark * seq
+  call$tag <- tag  # never NULL here, so the element stays
+  fun <- .subset2(call, "fun")
+  if (identical(fun, eval)) {
+    call$fun <- "eval"
+  } else if (identical(fun, lapply)) {
+    call$fun <- "lapply"
+  }
+  data$data <- call
   data
 }
 
-no_tag <- structure(FALSE, parallellyNoTag = TRUE)
-
 # A message read from a node, with the caller's tag as it was; NULL if it is stale.
 accept_message <- function(state, msg) {
-  tag <- msg$tag
+  tag <- .subset2(msg, "tag")
   seq <- attr(tag, "parallellySeq", exact = TRUE)
   if (is.null(seq)) return(msg)  # not the result of a task we numbered
+  if (seq < 0L) {
+    seq <- -seq
+    msg["tag"] <- list(NULL)
+  } else {
+    attr(tag, "parallellySeq") <- NULL
+    msg$tag <- tag
+  }
   if (!is.null(state)) {
     if (seq > state$read) state$read <- seq
     if (seq < state$stale_below) return(NULL)
   }
-  if (isTRUE(attr(tag, "parallellyNoTag", exact = TRUE))) tag <- NULL else attr(tag, "parallellySeq") <- NULL
-  msg["tag"] <- list(tag)
   msg
 }
 

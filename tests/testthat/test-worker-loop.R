@@ -99,3 +99,38 @@ test_that("the loop made in this session is the one the workers run", {
   expect_identical(environment(loop), baseenv())
   expect_identical(names(formals(loop)), "master")
 })
+
+test_that("the loop's handlers survive many errors and interrupts in a row", {
+  cl <- local_cluster(1)
+  node <- cl[[1]]
+  for (i in 1:30) {
+    parallel:::sendCall(node, function(i) stop("e", i), list(i), tag = i)
+    msg <- parallel:::recvData(node)
+    expect_false(msg$success)
+    expect_identical(unclass(msg$value), paste0("e", i))
+    expect_identical(msg$tag, i)
+  }
+  # A task that handles its own error, or signals other conditions, succeeds.
+  expect_identical(parallel::clusterEvalQ(cl, tryCatch(stop("inner"), error = function(e) "handled")), list("handled"))
+  expect_identical(parallel::clusterEvalQ(cl, { warning("w"); message("m"); signalCondition(simpleCondition("c")); 5 }), list(5))
+  # Interrupts, then an error, then success: the frames do not pile up.
+  pid <- node_pid(node)
+  depth <- function() sys.nframe()
+  d0 <- parallel::clusterCall(cl, depth)[[1]]
+  for (k in 1:3) {
+    send_sleep(node, 30)
+    Sys.sleep(0.3)
+    tools::pskill(pid, tools::SIGINT)
+    Sys.sleep(0.2)
+  }
+  expect_error(parallel::clusterEvalQ(cl, stop("after interrupts")), "after interrupts")
+  expect_identical(parallel::clusterCall(cl, depth)[[1]], d0)
+  expect_identical(parallel::clusterEvalQ(cl, "still serving"), list("still serving"))
+})
+
+test_that("a worker whose connection breaks ends, as with base R's loop", {
+  cl <- local_cluster(1)
+  pid <- node_pid(cl[[1]])
+  close(cl[[1]]$con)
+  expect_true(wait_for(function() !process_running(pid), timeout = 10))
+})
