@@ -111,8 +111,11 @@ stop_nodes <- function(cl, background = FALSE) {
     id$killed <- killed
     ids[[length(ids) + 1L]] <- id
   }
-  # Fork servers left without workers are told to exit once their workers have: in the
-  # background, that needs not wait for the DONEs, so it goes before them too.
+  # Work that need not wait for the DONEs goes before them too: handing workers to a reaper
+  # thread, and telling fork servers left without workers to exit once those have.
+  groups <- node_groups(ids)
+  early <- background & vapply(groups, function(g) is.function(g$kind$stop_before_done) && isTRUE(g$kind$stop_before_done(g$ids)), logical(1))
+  for (g in groups[early]) try(g$kind$stop(g$ids, background = TRUE), silent = TRUE)
   servers <- unlist(lapply(ids, function(id) id$fork_server))
   if (background && length(servers) > 0L) fork_servers_release(servers, stopping = ids, background = TRUE)
   done_msg <- list(type = "DONE", data = NULL, tag = NULL)
@@ -120,7 +123,7 @@ stop_nodes <- function(cl, background = FALSE) {
     try(serialize(done_msg, d$con, xdr = d$xdr), silent = TRUE)
     try(close(d$con), silent = TRUE)
   }
-  for (g in node_groups(ids)) try(g$kind$stop(g$ids, background = background), silent = TRUE)
+  for (g in groups[!early]) try(g$kind$stop(g$ids, background = background), silent = TRUE)
   if (!background && length(servers) > 0L) fork_servers_release(servers, stopping = ids)
   invisible(NULL)
 }

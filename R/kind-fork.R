@@ -27,6 +27,7 @@ node_kind_fork <- list(
     }
     remove_logs(ids_logs(ids))
   },
+  stop_before_done = function(ids) isTRUE(ids[[1L]]$local),
   exit_cause = function(ids) {
     causes <- rep(NA_character_, length(ids))
     servers <- vapply(ids, function(id) id$fork_server, character(1))

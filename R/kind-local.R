@@ -68,6 +68,7 @@ node_kind_local <- list(
   probe = function(ids, timeout) backend_probe(ids_pids(ids), ids_starts(ids)),
   signal = function(ids, signal, timeout) local_signal(ids, signal),
   stop = function(ids, background) stop_children(ids, background),
+  stop_before_done = function(ids) TRUE,
   exit_cause = function(ids) {
     st <- backend_child_state(ids_launcher_pids(ids))
     vapply(seq_along(ids), function(k) exit_cause(st$state[k], st$status[k], st$signal[k]), character(1))

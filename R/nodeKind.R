@@ -23,6 +23,9 @@
 #   describe(id)                   optional: a short note for print(), e.g. a Slurm step
 #   batch(opts)                    optional: which workers start in one setup call (default:
 #                                  those of one host)
+#   stop_before_done(ids)          optional: TRUE when stop(ids, background = TRUE) only hands
+#                                  the workers to a thread, so it may run before they are
+#                                  told to finish (default FALSE)
 # A group whose answer cannot be had (a host that does not answer) raises an error: the
 # operation then warns and reports NA for its nodes.
 #
