@@ -113,10 +113,8 @@ fork_server_call <- function(server, what, args, timeout = 30, on_failure = c("s
   answered <- FALSE
   give_up <- function() if (on_failure == "stop") fork_server_drop(server) else fork_server_retire(server)
   on.exit(if (!answered) try(give_up(), silent = TRUE))
-  msg <- list(type = "EXEC", data = list(fun = fork_server_dispatch, args = list(what, args),
-                                         return = TRUE, tag = NULL), tag = NULL)
   answer <- tryCatch({
-    serialize(msg, con, xdr = node_xdr(server$node))
+    serialize(fork_server_request(what, args), con, xdr = node_xdr(server$node))
     deadline <- Sys.time() + timeout
     repeat {
       if (socketSelect(list(con), write = FALSE, timeout = 0.1)) break
@@ -135,6 +133,12 @@ fork_server_call <- function(server, what, args, timeout = 30, on_failure = c("s
           server$host, reason, extra_class = "PSOCKConnectionError", fields = list(host = server$host))
   }
   answer$value
+}
+
+# The EXEC message that asks a server to run fork_server_do_<what>(args).
+fork_server_request <- function(what, args) {
+  list(type = "EXEC", data = list(fun = fork_server_dispatch, args = list(what, args), return = TRUE, tag = NULL),
+       tag = NULL)
 }
 
 fork_server_add_children <- function(server, pids, start_times) {
@@ -194,10 +198,8 @@ fork_servers_release <- function(keys, stopping = list(), background = FALSE) {
 # period (5 s) is longer: stopCluster() returns at once.
 fork_server_shutdown <- function(server, background = FALSE, linger = 3) {
   if (background) {
-    con <- server$node$con
-    msg <- list(type = "EXEC", data = list(fun = fork_server_dispatch, args = list("linger", list(timeout = linger)),
-                                           return = FALSE, tag = NULL), tag = NULL)
-    try(serialize(msg, con, xdr = node_xdr(server$node)), silent = TRUE)
+    try(serialize(fork_server_request("linger", list(timeout = linger)), server$node$con,
+                  xdr = node_xdr(server$node)), silent = TRUE)
   }
   try(stop_nodes(list(server$node), background = background), silent = TRUE)
 }

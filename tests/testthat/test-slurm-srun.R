@@ -21,12 +21,20 @@ wait_for <- quote(function(f, timeout = 5) {
   }
 })
 
-test_that("a batch script's cluster: steps on the other nodes, local workers on its own", {
-  skip_if_no_slurm()
-  got <- slurm_r("sbatch", c("-N2", "-n4"), bquote({
+# Run `body` (quoted) as R code in a Slurm job (see slurm_r()), with parallelly attached and
+# the two functions above defined.
+in_job <- function(launcher, args, body, ...) {
+  slurm_r(launcher, args, bquote({
     steps_of_job <- .(steps_of_job)
     wait_for <- .(wait_for)
     library(parallelly)
+    .(body)
+  }), ...)
+}
+
+test_that("a batch script's cluster: steps on the other nodes, local workers on its own", {
+  skip_if_no_slurm()
+  got <- in_job("sbatch", c("-N2", "-n4"), bquote({
     t0 <- Sys.time()
     cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>")
     setup <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
@@ -72,10 +80,7 @@ test_that("a batch script's cluster: steps on the other nodes, local workers on 
 
 test_that("killNode() of a busy step worker: scancel, no new step; isNodeAlive() sees it; cloneNode() starts a new step", {
   skip_if_no_slurm()
-  got <- slurm_r("sbatch", c("-N2", "-n4"), bquote({
-    steps_of_job <- .(steps_of_job)
-    wait_for <- .(wait_for)
-    library(parallelly)
+  got <- in_job("sbatch", c("-N2", "-n4"), bquote({
     cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>")
     before <- steps_of_job()
     parallel:::sendCall(cl[[1]], Sys.sleep, list(60))
@@ -136,56 +141,45 @@ test_that("killNode() of a busy step worker: scancel, no new step; isNodeAlive()
   expect_true(got$tmp_removed)
 })
 
-test_that("a step that would wait for CPUs (--exact, 3 workers on 2 CPUs) is an immediate error; nothing is left", {
-  skip_if_no_slurm()
-  got <- slurm_r("sbatch", c("-N2", "-n4"), bquote({
-    steps_of_job <- .(steps_of_job)
-    wait_for <- .(wait_for)
-    library(parallelly)
+# Run a setup that is to fail inside a 2-node sbatch job: its error's class, message and
+# host, how long it took, whether the job's steps were gone afterwards, and any srun left.
+failed_setup_in_job <- function(setup) {
+  in_job("sbatch", c("-N2", "-n4"), bquote({
     t0 <- Sys.time()
-    e <- tryCatch(makeClusterPSOCK(rep("n4", 3), rshcmd = "<srun>", rshopts = "--exact"),
-                  error = function(e) e)
+    e <- tryCatch(.(setup), error = function(e) e)
     list(class = class(e), message = conditionMessage(e), host = e$host,
          secs = as.numeric(difftime(Sys.time(), t0, units = "secs")),
          left = wait_for(function() length(steps_of_job()) == 0L),
          sruns = suppressWarnings(system2("pgrep", c("-x", "srun"), stdout = TRUE)))
   }))
+}
+
+# A launch error naming `host`, within 10 s, with no step nor srun left behind.
+expect_failed_setup <- function(got, host, message) {
   expect_true("parallellyLaunchError" %in% got$class)
-  expect_true("PSOCKConnectionError" %in% got$class)
-  expect_identical(got$host, "n4")
-  expect_match(got$message, "no free CPU")
+  expect_identical(got$host, host)
+  expect_match(got$message, message)
   expect_lt(got$secs, 10)
   expect_true(got$left)
   expect_length(got$sruns, 0L)
+}
+
+test_that("a step that would wait for CPUs (--exact, 3 workers on 2 CPUs) is an immediate error; nothing is left", {
+  skip_if_no_slurm()
+  got <- failed_setup_in_job(quote(makeClusterPSOCK(rep("n4", 3), rshcmd = "<srun>", rshopts = "--exact")))
+  expect_failed_setup(got, host = "n4", message = "no free CPU")
+  expect_true("PSOCKConnectionError" %in% got$class)
 })
 
 test_that("a node outside the allocation fails at once, naming it; its srun is gone", {
   skip_if_no_slurm()
-  got <- slurm_r("sbatch", c("-N2", "-n4"), bquote({
-    steps_of_job <- .(steps_of_job)
-    wait_for <- .(wait_for)
-    library(parallelly)
-    t0 <- Sys.time()
-    e <- tryCatch(makeClusterPSOCK("n5", rshcmd = "<srun>"), error = function(e) e)
-    list(class = class(e), message = conditionMessage(e), host = e$host,
-         secs = as.numeric(difftime(Sys.time(), t0, units = "secs")),
-         left = wait_for(function() length(steps_of_job()) == 0L),
-         sruns = suppressWarnings(system2("pgrep", c("-x", "srun"), stdout = TRUE)))
-  }))
-  expect_true("parallellyLaunchError" %in% got$class)
-  expect_identical(got$host, "n5")
-  expect_match(got$message, "not part of job")
-  expect_lt(got$secs, 10)
-  expect_true(got$left)
-  expect_length(got$sruns, 0L)
+  got <- failed_setup_in_job(quote(makeClusterPSOCK("n5", rshcmd = "<srun>")))
+  expect_failed_setup(got, host = "n5", message = "not part of job")
 })
 
 test_that("under salloc the master is outside the allocation: every worker is a step", {
   skip_if_no_slurm()
-  got <- slurm_r("salloc", c("-N2", "-n4"), bquote({
-    steps_of_job <- .(steps_of_job)
-    wait_for <- .(wait_for)
-    library(parallelly)
+  got <- in_job("salloc", c("-N2", "-n4"), bquote({
     cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>")
     res <- list(ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
                 local = vapply(cl, function(n) isTRUE(attr(n$host, "localhost")), NA),
@@ -205,10 +199,7 @@ test_that("under salloc the master is outside the allocation: every worker is a 
 test_that("future::plan(cluster) on a step cluster inside sbatch", {
   skip_if_no_slurm()
   skip_if_not_installed("future")
-  got <- slurm_r("sbatch", c("-N2", "-n4"), bquote({
-    steps_of_job <- .(steps_of_job)
-    wait_for <- .(wait_for)
-    library(parallelly)
+  got <- in_job("sbatch", c("-N2", "-n4"), bquote({
     cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>")
     oplan <- future::plan(future::cluster, workers = cl)
     fs <- lapply(1:4, function(i) future::future(list(i = i, node = Sys.getenv("SLURMD_NODENAME"),
@@ -228,10 +219,7 @@ test_that("future::plan(cluster) on a step cluster inside sbatch", {
 
 test_that("8 workers on 4 nodes (partition all): setup time, and no step left", {
   skip_if_no_slurm()
-  got <- slurm_r("sbatch", c("-p", "all", "-N4", "--ntasks-per-node=2"), bquote({
-    steps_of_job <- .(steps_of_job)
-    wait_for <- .(wait_for)
-    library(parallelly)
+  got <- in_job("sbatch", c("-p", "all", "-N4", "--ntasks-per-node=2"), bquote({
     w <- availableWorkers()
     t0 <- Sys.time()
     cl <- makeClusterPSOCK(w, rshcmd = "<srun>")
@@ -281,10 +269,7 @@ test_that("rshcmd = \"<srun>\" outside an allocation, or with revtunnel = TRUE: 
 
 test_that("stopCluster() with a busy step worker: its step is cancelled after the 5 s grace", {
   skip_if_no_slurm()
-  got <- slurm_r("sbatch", c("-N2", "-n4"), bquote({
-    steps_of_job <- .(steps_of_job)
-    wait_for <- .(wait_for)
-    library(parallelly)
+  got <- in_job("sbatch", c("-N2", "-n4"), bquote({
     cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>")
     parallel:::sendCall(cl[[1]], Sys.sleep, list(100))
     t0 <- Sys.time()
@@ -401,10 +386,7 @@ test_that("scontrol's step lines are parsed, pending steps included; srun option
 
 test_that("a master inside a job step of its own: its node's workers local, the others steps beside it", {
   skip_if_no_slurm()
-  got <- slurm_r("srun", c("-N2", "-n4", "--", "-N1", "-n1"), bquote({
-    steps_of_job <- .(steps_of_job)
-    wait_for <- .(wait_for)
-    library(parallelly)
+  got <- in_job("srun", c("-N2", "-n4", "--", "-N1", "-n1"), bquote({
     cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>")
     res <- list(master_step = Sys.getenv("SLURM_STEP_ID"),
                 ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
