@@ -61,7 +61,7 @@
 #' @param setup_strategy How the workers of a host are started. `"fork"` starts one R
 #' process per host (locally, or over the held SSH connection), the fork server, and forks
 #' every worker of that host from it: a worker then costs a fork and a connect instead of a
-#' fresh R session (32 local workers in about 0.8 s instead of 8 s here, with a third of
+#' fresh R session (32 local workers in about 0.4 s instead of 3 s here, with a quarter of
 #' the memory). Forked workers behave as fresh ones: their own PID, process group and R
 #' temporary directory, no `.Random.seed`, no inherited connections, parallelly not loaded;
 #' they die with the server, which dies with the master, and the server is stopped with the

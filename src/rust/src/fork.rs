@@ -110,10 +110,13 @@ fn reaper_loop() {
 
 /// Reap `pid` if it is a running child of ours; whether it was reaped here.
 fn reap_one(pid: i32) -> bool {
-    let Some(i) = (0..SLOTS).find(|&i| pid > 0 && PIDS[i].load(Ordering::Acquire) == pid) else {
-        return false;
-    };
-    if STATUSES[i].load(Ordering::Acquire) != RUNNING {
+    pid > 0 && (0..SLOTS).find(|&i| PIDS[i].load(Ordering::Acquire) == pid).is_some_and(reap_slot)
+}
+
+/// Reap the child in slot `i` if it is running and has exited; whether it was reaped.
+fn reap_slot(i: usize) -> bool {
+    let pid = PIDS[i].load(Ordering::Acquire);
+    if pid <= 0 || STATUSES[i].load(Ordering::Acquire) != RUNNING {
         return false;
     }
     let mut wstatus: libc::c_int = 0;
@@ -147,14 +150,7 @@ fn remember(pid: i32) {
 /// Reap the children that have exited (each only by its own PID: others are not ours).
 fn reap() {
     for i in 0..SLOTS {
-        let pid = PIDS[i].load(Ordering::Acquire);
-        if pid > 0 && STATUSES[i].load(Ordering::Acquire) == RUNNING {
-            let mut wstatus: libc::c_int = 0;
-            // SAFETY: waitpid() writes only to `wstatus`, a live local; WNOHANG never blocks.
-            if unsafe { libc::waitpid(pid, &mut wstatus, libc::WNOHANG) } == pid {
-                STATUSES[i].store(wstatus, Ordering::Release);
-            }
-        }
+        reap_slot(i);
     }
 }
 
