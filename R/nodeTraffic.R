@@ -45,6 +45,7 @@ node_state <- function(node) {
     # Read once, as they are needed for every message.
     state$healing <- healing_on(node)
     state$xdr <- node_xdr(node)
+    state$local <- isTRUE(isLocalhostNode(node))
     assign(key, state, envir = states)
   }
   state
@@ -203,10 +204,13 @@ recvData.RichSOCKnode <- function(node) {
   con <- .subset2(node, "con")
   done <- FALSE
   on.exit(if (!done) note_abort())
+  # A local worker's answer is polled for briefly first (R/spinWait.R).
+  since <- if (!is.null(state) && state$local) spin_for_input(list(con))
   repeat {
     msg <- accept_message(state, unserialize(con))
     if (!is.null(msg)) break
   }
+  if (is.numeric(since)) spin_waited(since)
   done <- TRUE
   msg
 }
@@ -234,11 +238,18 @@ recv_healing <- function(node, state) {
 recvOneData.RichSOCKcluster <- function(cl) {
   done <- FALSE
   on.exit(if (!done) note_abort())
+  # Polled for briefly first (R/spinWait.R) when the first node is local: one look-up a call.
+  local <- isTRUE(node_state(.subset2(cl, 1L))$local)
   repeat {
     healed <- .package$relaunches > 0L
     curs <- if (healed) lapply(cl, current_node) else cl
     cons <- lapply(curs, .subset2, "con")
-    ready <- socketSelect(cons)
+    ready <- if (local) spin_for_input(cons)
+    if (!is.logical(ready)) {
+      since <- ready
+      ready <- socketSelect(cons)
+      if (is.numeric(since)) spin_waited(since)
+    }
     if (!any(ready)) next
     n <- which.max(ready)
     state <- node_state(.subset2(cl, n))

@@ -69,7 +69,8 @@ package_option_specs <- function() {
     psock("autoKill", "logical"),
     psock("master.localhost.hostname", "character"),
     psock("port.increment", "logical"),
-    psock("calls", "logical")
+    psock("calls", "logical"),
+    spec("recvData.spin", "double")
   )
 }
 

@@ -126,6 +126,16 @@
 #'     [makeClusterPSOCK()].}
 #' }
 #'
+#' @section Talking to workers:
+#' \describe{
+#'   \item{`parallelly.recvData.spin` (env)}{Seconds (default `2e-4`) during which the
+#'     connection of a worker on this machine is polled for its answer before a blocking
+#'     read: the answer to a small task often comes sooner than a process that sleeps in a
+#'     blocking read wakes up again. The spin shortens by itself (down to one poll) while
+#'     answers take longer than it, and is whole again once they come soon; `0` turns it
+#'     off. Workers on other hosts are not polled. Read at every receive.}
+#' }
+#'
 #' @section Remote workers over SSH:
 #' The built-in SSH client (see `vignette("remote-clusters", package = "parallelly")`)
 #' reads these when it opens a connection, so they may be changed at any time.

@@ -20,6 +20,7 @@ init_package_state <- function() {
   .package$fork_server_names <- table()  # launch spec -> short server key; one per spec, kept
   .package$aborts <- 0L              # sends/receives left by an error or interrupt (R/nodeTraffic.R)
   .package$relaunches <- 0L          # in-place relaunches so far (R/selfHealing.R)
+  .package$spin <- NULL              # the spin before a blocking read (R/spinWait.R)
   invisible()
 }
 

@@ -1,0 +1,73 @@
+# Waiting for a local worker's answer: a short spin before a blocking read.
+#
+# A worker on this machine often answers a small task within a fraction of a millisecond,
+# sooner than this process wakes up again once it sleeps in a blocking read (on an idle
+# core, and more so in a virtual machine, the wake-up itself costs tens of microseconds).
+# So before the blocking read of a local node's result, its connection is polled without
+# waiting (socketSelect(timeout = 0), a few microseconds each) for at most the time that
+# option parallelly.recvData.spin gives (seconds; 0 turns it off). Nodes on other hosts
+# answer in milliseconds and are never polled.
+#
+# The spin adapts, so that long tasks do not pay it: when it gives up and the answer then
+# takes longer than one whole spin, the next spin is half as long (down to one poll); when an
+# answer comes while spinning, or soon after a spin gave up, the next spin is whole again.
+# One budget for the session: a session runs one kind of work at a time.
+
+spin_default <- 2e-4
+
+spin_limit <- function() {
+  limit <- getOption("parallelly.recvData.spin", spin_default)
+  if (!is.numeric(limit) || length(limit) != 1L || is.na(limit) || limit < 0 || limit > 1) {
+    stopf("Option", "Option 'parallelly.recvData.spin' must be one number of seconds between 0 and 1 (how long to poll a local worker's connection before a blocking read; 0 for never), not %s",
+          paste(deparse(limit), collapse = " "))
+  }
+  limit
+}
+
+# The polls that fit in the option's time, from the cost of one poll on `cons` (measured
+# once a session); recomputed when the option changes.
+spin_budget <- function(cons) {
+  limit <- spin_limit()
+  spin <- .package$spin
+  if (!identical(spin$limit, limit)) {
+    cost <- spin$poll_cost %||% poll_cost(cons)
+    polls <- as.integer(min(limit / cost, 1e5))
+    spin <- list(limit = limit, poll_cost = cost, max = polls, polls = polls)
+    .package$spin <- spin
+  }
+  spin$polls
+}
+
+# Seconds one socketSelect(timeout = 0) of `cons` takes here.
+poll_cost <- function(cons) {
+  t0 <- now()
+  for (i in 1:20) socketSelect(cons, FALSE, 0)
+  max((now() - t0) / 20, 1e-6)
+}
+
+now <- function() unclass(Sys.time())
+
+# Poll `cons` within the budget: their readiness when one has input; otherwise the time the
+# spin gave up (pass it to spin_waited() once the blocking wait is over), or NULL when the
+# budget is no polls at all.
+spin_for_input <- function(cons) {
+  polls <- spin_budget(cons)
+  if (polls == 0L) return(NULL)
+  for (i in seq_len(polls)) {
+    ready <- socketSelect(cons, FALSE, 0)
+    if (any(ready)) {
+      if (i > 1L) .package$spin$polls <- .package$spin$max
+      return(ready)
+    }
+  }
+  now()
+}
+
+# The blocking wait after a spin that gave up at `since` is over: adapt the next spin.
+spin_waited <- function(since) {
+  spin <- .package$spin
+  waited <- now() - since
+  spin$polls <- if (waited < spin$limit) spin$max else max(spin$polls %/% 2L, 1L)
+  .package$spin <- spin
+  invisible()
+}

@@ -1,0 +1,80 @@
+# The short spin before a blocking read of a local worker's answer (R/spinWait.R): how many
+# polls it makes is counted by tracing socketSelect(), which it polls with. The first call
+# of a session is traced too, as it measures the cost of one poll (tracing makes it dearer).
+
+# Calls of socketSelect() while `expr` runs.
+count_selects <- function(expr) {
+  counter <- new.env()
+  counter$calls <- 0L
+  suppressMessages(trace("socketSelect", bquote(assign("calls", get("calls", .(counter)) + 1L, envir = .(counter))), where = baseenv(), print = FALSE))
+  on.exit(suppressMessages(untrace("socketSelect", where = baseenv())))
+  force(expr)
+  counter$calls
+}
+
+spin_state <- function() get("spin", envir = parallelly:::.package)
+
+test_that("a local worker's answer is polled for, the spin halves for long tasks and is whole again for short ones", {
+  withr::local_options(parallelly.recvData.spin = 0.02)
+  cl <- local_cluster(1)
+  node <- cl[1]
+  count_selects(expect_identical(parallel::clusterEvalQ(node, 1L), list(1L)))  # polls in 20 ms
+  full <- spin_state()$max
+  expect_true(full >= 10L)
+  # An answer 0.3 s away: the whole spin, then a blocking read; the next spin is half as long.
+  polls <- integer(0)
+  for (i in 1:3) polls[i] <- count_selects(expect_identical(parallel::clusterCall(node, function(i) { Sys.sleep(0.3); i }, i), list(i)))
+  expect_identical(polls, c(full, full %/% 2L, full %/% 4L))
+  for (i in 1:16) parallel::clusterEvalQ(node, Sys.sleep(0.05))
+  expect_identical(spin_state()$polls, 1L)
+  expect_identical(count_selects(parallel::clusterEvalQ(node, Sys.sleep(0.2))), 1L)
+  # An answer there at the first poll tells nothing and leaves the spin as it is; one that
+  # comes soon after it (5 ms, within the 20 ms) makes it whole again.
+  expect_identical(parallel::clusterEvalQ(node, "quick"), list("quick"))
+  expect_true(spin_state()$polls %in% c(1L, full))
+  expect_identical(parallel::clusterEvalQ(node, { Sys.sleep(0.005); "soon" }), list("soon"))
+  expect_identical(spin_state()$polls, full)
+  expect_lt(count_selects(parallel::clusterEvalQ(node, NULL)), full)
+})
+
+test_that("load-balanced calls poll all workers' connections the same way", {
+  withr::local_options(parallelly.recvData.spin = 0.02)
+  cl <- local_cluster(2)
+  count_selects(expect_identical(unlist(parallel::parLapplyLB(cl, 1:10, function(x) x * 3L, chunk.size = 1)), (1:10) * 3L))
+  full <- spin_state()$max
+  # Both workers sleep 0.3 s: the first answer comes after a whole spin.
+  polls <- count_selects(expect_identical(unlist(parallel::parLapplyLB(cl, 1:2, function(x) { Sys.sleep(0.3); -x }, chunk.size = 1)), -(1:2)))
+  expect_gte(polls, full + 1L)  # the spin, then the blocking socketSelect()
+  # Turned off: one blocking socketSelect() per answer, nothing more.
+  withr::local_options(parallelly.recvData.spin = 0)
+  expect_identical(count_selects(parallel::parLapplyLB(cl, 1:10, function(x) x, chunk.size = 1)), 10L)
+  expect_identical(count_selects(parallel::clusterEvalQ(cl, Sys.getpid())), 0L)
+})
+
+test_that("a bad spin option is an error naming it, and the cluster works once it is mended", {
+  cl <- local_cluster(2)
+  for (bad in list(-1, NA_real_, "fast", c(1e-4, 2e-4), 5)) {
+    withr::with_options(list(parallelly.recvData.spin = bad), {
+      expect_error(parallel::clusterEvalQ(cl, 1L), "Option 'parallelly.recvData.spin' must be one number of seconds", class = "parallellyOptionError")
+    })
+    # The answers of the failed call are not taken for the next call's.
+    expect_identical(parallel::clusterEvalQ(cl, 2L), list(2L, 2L))
+  }
+})
+
+test_that("the spin option can be set by an environment variable", {
+  out <- callr::r(function() {
+    library(parallelly)
+    getOption("parallelly.recvData.spin")
+  }, env = c(callr::rcmd_safe_env(), R_PARALLELLY_RECVDATA_SPIN = "1e-3", R_LIBS = Sys.getenv("R_LIBS")))
+  expect_identical(out, 1e-3)
+})
+
+test_that("a remote worker's answer is not polled for", {
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  withr::local_options(parallelly.recvData.spin = 0.02)
+  cl <- local_cluster("testhost1")
+  expect_identical(parallel::clusterEvalQ(cl, 1L), list(1L))
+  expect_identical(count_selects(parallel::clusterEvalQ(cl, Sys.sleep(0.2))), 0L)
+})
