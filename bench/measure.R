@@ -171,8 +171,9 @@ measure <- function(what, n) switch(what,
   digest_cluster = {
     # digest::digest() of a 2-node cluster: future hashes the cluster for every future.
     cl <- local_cluster(2)
-    for (i in seq_len(scale(10L))) digest::digest(cl)
-    per_call(function() digest::digest(cl), reps = scale(50L), then = parallel::stopCluster(cl))
+    # 2000 calls a block: elapsed time is read in whole milliseconds, and one call takes ~20 us.
+    for (i in seq_len(scale(100L))) digest::digest(cl)
+    per_call(function() digest::digest(cl), reps = scale(2000L), then = parallel::stopCluster(cl))
   },
   pss_idle = {
     # Summed PSS of 8 idle workers (the workers only; not the master nor a fork server).
