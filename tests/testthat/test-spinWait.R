@@ -63,11 +63,13 @@ test_that("a bad spin option is an error naming it, and the cluster works once i
 })
 
 test_that("the spin option can be set by an environment variable", {
-  out <- callr::r(function() {
-    library(parallelly)
-    getOption("parallelly.recvData.spin")
-  }, env = c(callr::rcmd_safe_env(), R_PARALLELLY_RECVDATA_SPIN = "1e-3", R_LIBS = Sys.getenv("R_LIBS")))
-  expect_identical(out, 1e-3)
+  # A plain Rscript child (callr would load processx here, whose SIGCHLD handler keeps base
+  # parallel from reaping its mcfork() children at exit).
+  out <- withr::with_envvar(c(R_PARALLELLY_RECVDATA_SPIN = "1e-3"),
+    system2(file.path(R.home("bin"), "Rscript"),
+            c("-e", shQuote("library(parallelly); cat(getOption('parallelly.recvData.spin'))")),
+            stdout = TRUE, stderr = FALSE, timeout = 60))
+  expect_identical(as.numeric(tail(out, 1L)), 1e-3)
 })
 
 test_that("a remote worker's answer is not polled for", {
