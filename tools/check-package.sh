@@ -6,11 +6,23 @@
 #      (there is no CRAN mirror here) and the SSH test hosts script of this checkout.
 # Prints the end of the check log and the sizes of the tarball and of the installed package;
 # exits non-zero unless the check ends with "Status: OK".
-# Usage: tools/check-package.sh [OUTDIR]   (default: a new directory under /tmp; it is kept)
+# Usage: tools/check-package.sh [--no-tests] [--as-cran] [OUTDIR]
+#   OUTDIR: default a new directory under /tmp; it is kept. --no-tests and --as-cran go to
+#   R CMD check. With --as-cran, the checks that need the internet are off (there is none
+#   here): the CRAN incoming checks (_R_CHECK_CRAN_INCOMING_=false) and the check of the
+#   system clock against a time server (_R_CHECK_SYSTEM_CLOCK_=false).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 export PATH="$PATH:$HOME/.cargo/bin"
+check_args=(--no-manual)
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --no-tests|--as-cran) check_args+=("$1"); shift ;;
+    -*) echo "check-package.sh: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
 out=${1:-$(mktemp -d /tmp/parallelly-check.XXXXXX)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -29,6 +41,7 @@ options(repos = c(CRAN = "file://$out/repo"))
 PROFILE
 export R_PROFILE="$out/Rprofile"
 export _R_CHECK_CRAN_INCOMING_=false
+export _R_CHECK_SYSTEM_CLOCK_=false
 # Rmpi (Suggests, for makeClusterMPI) is usually not installed; its example is \dontrun.
 export _R_CHECK_FORCE_SUGGESTS_=${_R_CHECK_FORCE_SUGGESTS_:-false}
 export R_PARALLELLY_SSH_TEST_HOSTS_SCRIPT="$root/tools/ssh-test-hosts.sh"
@@ -40,9 +53,9 @@ rm -f "$out"/parallelly_*.tar.gz
 tarball=$(ls "$out"/parallelly_*.tar.gz)
 echo "$tarball"
 
-echo "== R CMD check --no-manual"
+echo "== R CMD check ${check_args[*]}"
 start=$(date +%s)
-(cd "$out" && R CMD check --no-manual "$tarball" >check.log 2>&1) || true
+(cd "$out" && R CMD check "${check_args[@]}" "$tarball" >check.log 2>&1) || true
 echo "(check took $(( $(date +%s) - start )) s; log: $out/check.log, details: $out/parallelly.Rcheck)"
 tail -n 25 "$out/check.log"
 

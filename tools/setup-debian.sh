@@ -8,7 +8,9 @@
 # the drop-in tests run on our clusters (furrr, foreach/doParallel/doRNG, progressr,
 # parallelMap, future.batchtools; Debian's parallelly 1.34 comes with them and is the
 # reference in side-by-side tests), login shells and iptables for realistic SSH test hosts,
-# and Slurm with munge for the scheduler test cluster.
+# Slurm with munge for the scheduler test cluster, and debootstrap (the Debian sid chroot of
+# today's R stack, tools/sid-chroot.sh) with devscripts (checkbashisms, for R CMD check
+# --as-cran).
 set -euo pipefail
 
 packages=(r-base-dev r-cran-testthat libssl-dev pkg-config openssh-server
@@ -16,7 +18,8 @@ packages=(r-base-dev r-cran-testthat libssl-dev pkg-config openssh-server
           r-cran-rmpi jq r-cran-roxygen2
           r-cran-furrr r-cran-foreach r-cran-doparallel r-cran-dorng r-cran-progressr
           r-cran-parallelmap r-cran-future.batchtools r-cran-parallelly
-          dash tcsh fish iptables slurmctld slurmd slurm-client munge)
+          dash tcsh fish iptables slurmctld slurmd slurm-client munge
+          debootstrap devscripts)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
