@@ -2,6 +2,8 @@
 # "N passed, N failed, N skipped"; exit status 1 on any failure or error.
 library(testthat)
 options(warn = 1)
+# Every failure is reported (testthat >= 3.2 stops a run after 10 by default).
+options(testthat.progress.max_fails = Inf)
 results <- testthat::test_dir("tests/testthat", package = "parallelly", load_package = "installed",
                               reporter = ProgressReporter$new(show_praise = FALSE),
                               stop_on_failure = FALSE)

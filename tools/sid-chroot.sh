@@ -121,6 +121,9 @@ run() {
   unshare --mount --propagation private -- bash -c '
     set -e
     c=$1; repo=$2; shift 2
+    # The chroot a mount point of its own: unshare --mount inside it (the test hosts) must be
+    # able to make its root private.
+    mount --bind "$c" "$c"
     mount -t proc proc "$c/proc"
     mount --rbind /dev "$c/dev"
     mount --rbind /sys "$c/sys"

@@ -102,9 +102,9 @@ slurm_test_cluster <- function() {
 # Skip unless the Slurm test cluster runs; returns it (see slurm_test_cluster()) invisibly.
 skip_if_no_slurm <- function() {
   why <- slurm_test_cluster_missing()
-  if (nzchar(why)) testthat::skip(paste("Slurm test cluster unavailable:", why))
+  if (nzchar(why)) skip_unavailable("Slurm test cluster", why)
   cluster <- tryCatch(slurm_test_cluster(), error = function(e) e)
-  if (inherits(cluster, "error")) testthat::skip(conditionMessage(cluster))
+  if (inherits(cluster, "error")) skip_unavailable("Slurm test cluster", conditionMessage(cluster))
   invisible(cluster)
 }
 

@@ -121,9 +121,9 @@ ssh_test_hosts <- function(n = ssh_test_hosts_n) {
 # the hosts (see ssh_test_hosts()) invisibly.
 skip_if_no_ssh_hosts <- function(n = ssh_test_hosts_n) {
   why <- ssh_test_hosts_missing()
-  if (nzchar(why)) testthat::skip(paste("SSH test hosts unavailable:", why))
+  if (nzchar(why)) skip_unavailable("SSH test hosts", why)
   hosts <- tryCatch(ssh_test_hosts(n), error = function(e) e)
-  if (inherits(hosts, "error")) testthat::skip(conditionMessage(hosts))
+  if (inherits(hosts, "error")) skip_unavailable("SSH test hosts", conditionMessage(hosts))
   invisible(hosts)
 }
 
