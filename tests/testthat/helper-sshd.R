@@ -171,7 +171,9 @@ remote_exec <- function(host, command, error = TRUE, hosts = ssh_test_hosts()) {
   if (identical(hosts$pidns, "shared")) {
     status <- system2("sh", c("-c", shQuote(command)), stdout = out, stderr = err)
   } else {
-    status <- system2("nsenter", c("--target", init, "--pid", "--uts", "--mount",
+    # --root and --wd: entering a mount namespace resets the root to the namespace's own,
+    # which in a chroot (the R 4.6 run) is the machine's root, not the host's.
+    status <- system2("nsenter", c("--target", init, "--pid", "--uts", "--mount", "--root", "--wd",
                                    "sh", "-c", shQuote(command)), stdout = out, stderr = err)
   }
   lines <- readLines(out, warn = FALSE)
@@ -256,7 +258,8 @@ ssh_host_sshd_pids <- function(host, hosts = ssh_test_hosts()) {
   pids <- as.integer(basename(Sys.glob("/proc/[0-9]*")))
   pids[vapply(pids, function(p) {
     identical(Sys.readlink(sprintf("/proc/%d/ns/pid", p)), ns) &&
-      identical(tryCatch(readLines(sprintf("/proc/%d/comm", p), warn = FALSE), error = function(e) ""), "sshd")
+      # OpenSSH >= 9.8 runs sessions as sshd-session (and sshd-auth): all are the host's sshd.
+      grepl("^sshd", tryCatch(readLines(sprintf("/proc/%d/comm", p), warn = FALSE), error = function(e) "")[1L])
   }, logical(1))]
 }
 
