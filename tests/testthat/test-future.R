@@ -39,7 +39,7 @@ test_that("a worker killed under a future gets future's 'no longer alive' post-m
   if (inherits(err, "FutureInterruptError")) {
     # Newer future (1.75 here) reports a worker that died as interrupted, naming its PID,
     # with our nodes as with the reference's (checked side by side on R 4.6.2).
-    expect_match(conditionMessage(err), "interrupted (pid [0-9]+)")
+    expect_match(conditionMessage(err), "interrupted \\(pid [0-9]+\\)")
   } else {
     expect_match(conditionMessage(err),
                  "No process exists with this PID, i.e. the localhost worker is no longer alive",

@@ -76,7 +76,9 @@ test_that("plan(cluster) with autoRestart keeps working after a worker dies unde
   f <- future::future({ Sys.sleep(30); 1 })
   Sys.sleep(0.5)
   tools::pskill(cluster_pids(cl), tools::SIGKILL)
-  expect_error(future::value(f), "no longer alive")
+  # future 1.75 reports the death as an interrupt (naming the worker's PID) and relaunches the
+  # worker itself with cloneNode(); older future gives our post-mortem and we relaunch.
+  expect_error(future::value(f), "no longer alive|interrupted \\(pid [0-9]+\\)")
   expect_identical(future::value(future::future(2)), 2)
   expect_identical(unlist(future::value(lapply(1:4, function(i) future::future(i)))), 1:4)
 })
@@ -91,9 +93,13 @@ test_that("plan(cluster) with autoRestart survives a remote worker dying under a
   f <- future::future({ Sys.sleep(30); Sys.info()[["nodename"]] })
   Sys.sleep(0.5)
   expect_identical(killNode(cl, signal = tools::SIGKILL), c(TRUE, TRUE))
-  expect_error(future::value(f))
+  err <- tryCatch(future::value(f), error = identity)
+  expect_s3_class(err, "error")
   expect_identical(future::value(future::future(Sys.info()[["nodename"]])), "testhost1")
-  expect_identical(sum(summary(cl)$restarts) >= 1L, TRUE)
+  # future 1.75 relaunches an interrupted future's worker itself (cloneNode() of our node,
+  # in its own copy of the cluster); with older future our autoRestart did it.
+  if (!inherits(err, "FutureInterruptError"))
+    expect_identical(sum(summary(cl)$restarts) >= 1L, TRUE)
 })
 
 test_that("after an in-place relaunch a node's fields describe the live worker", {
