@@ -156,7 +156,8 @@ check_connection_budget <- function(n, validate) {
   free <- freeConnections() - as.integer(validate)
   if (n > free) {
     stopf("Argument",
-      "Cannot create %d parallel PSOCK nodes. Each node needs one connection, but there are only %d connections left out of the maximum %d available on this R installation",
+      paste("Cannot create %d parallel PSOCK nodes. Each node needs one connection, but there are only %d connections left out of the maximum %d available on this R installation.",
+            "To increase this limit in R (>= 4.4.0), use command-line option '--max-connections=N' when launching R"),
       n, free, availableConnections(), fields = list(argument = "workers"))
   }
 }
