@@ -39,8 +39,14 @@
 #'     [availableCores()] (0).}
 #'   \item{`parallelly.availableCores.max` (env)}{The default of argument `max` of
 #'     [availableCores()] (`Inf`).}
+#'   \item{`parallelly.availableCores.fraction` (env)}{The default of argument `fraction`
+#'     of [availableCores()] (1): the fraction of the cores to use.}
+#'   \item{`parallelly.availableCores.methods.excludes` (env)}{Methods [availableCores()]
+#'     never asks, whatever its `methods` (a character vector or comma-separated names).}
 #'   \item{`parallelly.availableWorkers.methods` (env)}{The methods [availableWorkers()]
 #'     asks.}
+#'   \item{`parallelly.availableWorkers.methods.excludes` (env)}{Methods
+#'     [availableWorkers()] never asks, whatever its `methods`.}
 #'   \item{`parallelly.availableWorkers.custom`}{A function without arguments that returns
 #'     a character vector of hostnames; used by method `"custom"`.}
 #'   \item{`parallelly.localhost.hostname`}{The name that stands for the local machine in
@@ -209,7 +215,9 @@
 #' parallelly.availableCores.custom parallelly.availableCores.min
 #' parallelly.availableCores.system parallelly.availableCores.logical
 #' parallelly.availableCores.omit parallelly.availableCores.max
+#' parallelly.availableCores.fraction parallelly.availableCores.methods.excludes
 #' parallelly.availableWorkers.methods parallelly.availableWorkers.custom
+#' parallelly.availableWorkers.methods.excludes
 #' parallelly.localhost.hostname
 #' parallelly.availableConnections parallelly.availableConnections.tries
 #' parallelly.slurm_expand_nodelist.manual
