@@ -26,7 +26,9 @@
 #' marks where ours go.
 #' @param rscript_envs Environment variables for the worker: named elements are set, unnamed
 #' ones copy this session's value, `NA` values unset the variable. They are set in the
-#' worker's process environment, so R's start-up sees them.
+#' worker's process environment, so R's start-up sees them. Any name without `=` is taken,
+#' also one a shell cannot assign (such as `"NON-EXISTING-ENVVAR-1"`, passed with `env`);
+#' note that a shell started by the worker (e.g. `system()` with dash) drops those.
 #' @param rscript_libs Library paths put first on the worker's `.libPaths()`; `"*"` stands
 #' for the worker's own paths.
 #' @param rscript_startup R expressions or code strings evaluated on the worker before it
@@ -484,9 +486,11 @@ resolve_rscript_envs <- function(envs) {
     values <- values[keep]
     copy <- copy[keep]
   }
-  bad <- !grepl("^[[:alpha:]_][[:alnum:]_]*$", names)
+  # Any name an environment can hold (as the reference, which sets them from R code), also
+  # one a shell could not assign (e.g. with a '-'): such names are passed with env(1).
+  bad <- !nzchar(names) | grepl("=", names, fixed = TRUE)
   if (any(bad)) {
-    stop_arg("rscript_envs", "has invalid environment variable names: %s",
+    stop_arg("rscript_envs", "has invalid environment variable names (empty, or with '='): %s",
              paste(sQuote(names[bad], FALSE), collapse = ", "))
   }
   unset <- names[is.na(values)]
