@@ -65,6 +65,12 @@
 #' `parallellyInputError`; a setting that is not an integer gives a
 #' `parallellyOptionError`.
 #'
+#' @section Command line:
+#' `Rscript -e parallelly::availableCores` writes the count, under the name of the method
+#' that gave it; arguments given as `--name=value` after it are passed on, e.g.
+#' `Rscript -e parallelly::availableCores --omit=1`, `--fraction=0.5`, `--which=all` or
+#' `--methods=system,nproc`. See [parallelly-command-line].
+#'
 #' @param constraints `NULL`, or a character vector of extra constraints. `"multicore"`
 #' gives one core when forked processing is not supported (see [supportsMulticore()]).
 #' `"connections"` limits the count to the number of free R connections
@@ -458,3 +464,8 @@ detect_cores <- local({
     cache[[key]]
   }
 })
+
+# Callable as `Rscript -e parallelly::availableCores --omit=1` (R/commandLine.R).
+availableCores <- structure(availableCores, class = c("cli_fcn", "function"), cli_args = list(
+  constraints = "list", methods = "list", na.rm = "logical", logical = "logical",
+  default = "integer", which = "character", fraction = "numeric", omit = "integer", max = "numeric"))

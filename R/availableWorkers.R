@@ -43,6 +43,10 @@
 #' `R_PARALLELLY_AVAILABLEWORKERS_METHODS_EXCLUDES`), a character vector or one
 #' comma-separated string, names methods that are never asked, whatever `methods` says.
 #'
+#' `Rscript -e parallelly::availableWorkers` writes the workers on one line, separated by
+#' spaces; arguments given as `--name=value` after it are passed on (see
+#' [parallelly-command-line]).
+#'
 #' @param constraints `NULL`, or a character vector of constraints. `"connections"` (or
 #' `"connections-N"`, which keeps `N` connections free) drops workers beyond the number of
 #' free R connections.
@@ -414,3 +418,8 @@ slurm_expand_tasks_per_node <- function(tasks) {
   })
   unlist(counts, use.names = FALSE)
 }
+
+# Callable as `Rscript -e parallelly::availableWorkers` (R/commandLine.R).
+availableWorkers <- structure(availableWorkers, class = c("cli_fcn", "function"), cli_args = list(
+  constraints = "list", methods = "list", na.rm = "logical", logical = "logical",
+  default = "character", which = "character"))
