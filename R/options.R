@@ -73,6 +73,9 @@ package_option_specs <- function() {
     psock("master.localhost.hostname", "character"),
     psock("port.increment", "logical"),
     psock("calls", "logical"),
+    psock("autoRestart", "integer"),
+    psock("retries", "integer"),
+    psock("rscript_call", "character"),
     spec("recvData.spin", "double")
   )
 }

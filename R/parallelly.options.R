@@ -123,6 +123,13 @@
 #'     the main R process), so that workers can be told apart in `ps` or `top`.}
 #'   \item{`parallelly.makeNodePSOCK.calls` (env)}{If `TRUE`, the call stack that created a
 #'     worker is added to its command line.}
+#'   \item{`parallelly.makeNodePSOCK.autoRestart`, `parallelly.makeNodePSOCK.retries`
+#'     (env)}{The defaults of arguments `autoRestart` and `retries` of [makeNodePSOCK()] (0):
+#'     how often a dead node is relaunched, and its task sent again. As options they also
+#'     reach the workers that \pkg{future}'s `plan(cluster)` and `plan(multisession)` start.}
+#'   \item{`parallelly.makeNodePSOCK.rscript_call` (env)}{The default of argument
+#'     `rscript_call` of [makeNodePSOCK()]: R code (a string or a call) that starts the
+#'     worker's loop.}
 #'   \item{`parallelly.makeNodePSOCK.sessionInfo.pkgs` (env)}{If `TRUE`, the session
 #'     information collected from each worker includes its installed packages.}
 #'   \item{`parallelly.makeNodePSOCK.autoKill`, `parallelly.makeNodePSOCK.master.localhost.hostname`,
@@ -231,6 +238,8 @@
 #' parallelly.makeNodePSOCK.tries parallelly.makeNodePSOCK.tries.delay
 #' parallelly.makeNodePSOCK.tries.port parallelly.makeNodePSOCK.rscript_label
 #' parallelly.makeNodePSOCK.calls parallelly.makeNodePSOCK.sessionInfo.pkgs
+#' parallelly.makeNodePSOCK.autoRestart parallelly.makeNodePSOCK.retries
+#' parallelly.makeNodePSOCK.rscript_call
 #' parallelly.makeNodePSOCK.autoKill
 #' parallelly.makeNodePSOCK.master.localhost.hostname
 #' parallelly.makeNodePSOCK.port.increment

@@ -30,8 +30,10 @@ worker_r_args <- function(opts) {
   }
   user_args <- opts$rscript_args
   if (!any(grepl("parallel:::[.](workRSOCK|slaveRSOCK)", user_args))) {
-    # Local workers serve with our leaner loop (R/workerLoop.R); others with base R's.
+    # Local workers serve with our leaner loop (R/workerLoop.R); others with base R's; or
+    # the user's rscript_call.
     entry <- if (isTRUE(attr(opts$worker, "localhost"))) lean_worker_entry_code else worker_entry_code
+    if (!is.null(opts$rscript_call)) entry <- opts$rscript_call
     internal <- c(internal, "-e", entry)
   }
   star <- which(user_args == "*")
