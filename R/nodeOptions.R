@@ -84,12 +84,14 @@ names.RichSOCKnode <- function(x) {
   nms
 }
 
+# str.default() itself, not through NextMethod(): called from a method it leaves out the
+# "List of" header and the class line (R >= 4.5 checks for NextMethod), which the
+# reference's nodes, having no str() method, show.
 #' @export
 str.RichSOCKnode <- function(object, ...) {
-  node <- current_node(object)
   if (is.null(.subset2(object, "session_info"))) {
-    info <- node_session_info(node)
+    info <- node_session_info(current_node(object))
     if (!is.null(info)) object[["session_info"]] <- info  # `[[<-` of a list: no method
   }
-  NextMethod()
+  utils::getS3method("str", "default")(object, ...)
 }

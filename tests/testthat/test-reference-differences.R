@@ -9,6 +9,7 @@ test_that("names() and str() of a node show the reference's fields, session_info
   out <- capture.output(str(node, max.level = 1))
   expect_match(out[1], "^List of 4")
   expect_true(any(grepl("^ \\$ session_info:List of", out)))
+  expect_match(out[length(out)], "attr(*, \"class\")= chr [1:2] \"RichSOCKnode\" \"SOCK0node\"", fixed = TRUE)
   expect_identical(node$session_info$process$pid, node_pid(node))
   # the node itself stays light: the session information is not in its serialized form
   expect_lt(length(serialize(node, NULL)), 2000)
