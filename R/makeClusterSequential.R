@@ -5,7 +5,8 @@
 #' It is useful to test code written for a cluster without starting workers, and with
 #' `future::plan(future::cluster, workers = makeClusterSequential())`. Each call is evaluated
 #' in the node's own environment, whose parent is the global environment, so assignments made
-#' there (e.g. by `clusterEvalQ()`) do not touch the global environment. After
+#' there (by `clusterEvalQ()`, and the variables `clusterExport()` exports) do not touch the
+#' global environment. After
 #' [parallel::stopCluster()] the node refuses further calls with an error.
 #'
 #' Unlike the reference package, which defines it for R (>= 4.4.0) only, it works on every
@@ -38,13 +39,13 @@ new_sequential_node <- function() {
 
 #' @export
 print.sequential_cluster <- function(x, ...) {
-  cat(sprintf("A 'sequential_cluster' cluster with %d node\n", length(x)))
+  cat(sprintf("A %s cluster with %d node\n", sQuote(class(x)[1L]), length(x)))
   invisible(x)
 }
 
 #' @export
 print.sequential_node <- function(x, ...) {
-  cat("A 'sequential_node' node\n")
+  cat(sprintf("A %s node\n", sQuote(class(x)[1L])))
   invisible(x)
 }
 
@@ -72,13 +73,22 @@ sendData.sequential_node <- function(node, data) {
 # clusterEvalQ() passes it to eval() as `env =` (partial matching), later R as `envir =`.
 run_sequential_call <- function(call, envir) {
   args <- call$args
+  fun <- call$fun
+  # clusterExport() sends a helper that assigns in the global environment: assign in the
+  # node's instead (as the reference does since 1.46.1).
+  if (identical(fun, get0("gets", envir = environment(parallel::clusterExport), inherits = FALSE))) {
+    fun <- function(n, v) {
+      assign(n, v, envir = envir)
+      NULL
+    }
+  }
   nms <- names(args) %||% character(length(args))
   for (i in which(nzchar(nms) & startsWith("envir", nms))) {
     if (identical(args[[i]], globalenv())) args[[i]] <- envir
   }
   success <- TRUE
   t0 <- proc.time()
-  value <- tryCatch(do.call(call$fun, args, quote = TRUE, envir = envir), error = function(e) {
+  value <- tryCatch(do.call(fun, args, quote = TRUE, envir = envir), error = function(e) {
     success <<- FALSE
     structure(conditionMessage(e), class = c("snow-try-error", "try-error"))
   })

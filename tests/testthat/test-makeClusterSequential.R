@@ -9,6 +9,7 @@ test_that("parallel's functions run on a sequential cluster, in this session", {
   expect_identical(parallel::clusterEvalQ(cl, Sys.getpid())[[1]], Sys.getpid())
   expect_identical(unlist(parallel::clusterApplyLB(cl, 1:4, function(x) x * 10)), (1:4) * 10)
   expect_identical(parallel::parSapply(cl, 1:5, function(x) x^2), (1:5)^2)
+  withr::local_options(useFancyQuotes = FALSE)
   expect_output(print(cl), "A 'sequential_cluster' cluster with 1 node")
   expect_output(print(cl[[1]]), "A 'sequential_node' node")
 })
@@ -25,6 +26,14 @@ test_that("assignments stay in the node's environment, not the global one", {
   expect_identical(get(name, envir = globalenv()), 3.14)
   # the node's environment inherits the global one
   expect_identical(parallel::clusterCall(cl, function(n) get(n), name)[[1]], 3.14)
+  # clusterExport() exports to the node's environment too
+  exported <- sprintf("seq_export_%d", Sys.getpid())
+  local({
+    assign(exported, "from a function", envir = environment())
+    parallel::clusterExport(cl, exported, envir = environment())
+  })
+  expect_false(exists(exported, envir = globalenv()))
+  expect_identical(do.call(parallel::clusterEvalQ, list(cl, as.name(exported)))[[1]], "from a function")
 })
 
 test_that("errors come back as parallel's, and a stopped node refuses work", {
