@@ -20,8 +20,13 @@
 #'   (option `parallelly.availableCores.system` overrides it).
 #' * `"/proc/self/status"`: the CPUs listed in `Cpus_allowed_list` (the CPU affinity of
 #'   this process; Linux).
-#' * `"cgroups.cpuset"`, `"cgroups.cpuquota"`, `"cgroups2.cpu.max"`: limits set by Linux
-#'   control groups, as used by containers (Docker, Kubernetes) and by some schedulers.
+#' * `"cgroups.cpuset"`, `"cgroups.cpuquota"`, `"cgroups2.cpuset.cpus"`,
+#'   `"cgroups2.cpuset.cpus.effective"`, `"cgroups2.cpu.max"`: limits set by Linux control
+#'   groups, as used by containers (Docker, Kubernetes) and by some schedulers: the CPU set
+#'   of cgroups v1 (`cpuset.cpus`), the CPU quota of cgroups v1 (`cpu.cfs_quota_us` /
+#'   `cpu.cfs_period_us`), the CPU set of cgroups v2 as configured (`cpuset.cpus`, looked up
+#'   from this process's cgroup towards the root; empty means inherited, which gives `NA`)
+#'   and in effect (`cpuset.cpus.effective`), and the CPU quota of cgroups v2 (`cpu.max`).
 #'   Fractional quotas are rounded to the nearest whole number, with a minimum of one.
 #' * `"nproc"`: the output of the `nproc` program, run without `OMP_NUM_THREADS` and
 #'   `OMP_THREAD_LIMIT`.
@@ -51,9 +56,20 @@
 #' * Any other name is looked up first as an R option and then as an environment variable
 #'   holding an integer.
 #'
+#' Option `parallelly.availableCores.methods.excludes` (environment variable
+#' `R_PARALLELLY_AVAILABLECORES_METHODS_EXCLUDES`), a character vector or one
+#' comma-separated string, names methods that are never asked, whatever `methods` says;
+#' e.g. `"nproc"` on a machine where that program is slow or wrong.
+#'
 #' A count of zero or less is a configuration error and gives a
 #' `parallellyInputError`; a setting that is not an integer gives a
 #' `parallellyOptionError`.
+#'
+#' @section Command line:
+#' `Rscript -e parallelly::availableCores` writes the count, under the name of the method
+#' that gave it; arguments given as `--name=value` after it are passed on, e.g.
+#' `Rscript -e parallelly::availableCores --omit=1`, `--fraction=0.5`, `--which=all` or
+#' `--methods=system,nproc`. See [parallelly-command-line].
 #'
 #' @param constraints `NULL`, or a character vector of extra constraints. `"multicore"`
 #' gives one core when forked processing is not supported (see [supportsMulticore()]).
@@ -68,6 +84,11 @@
 #' @param default The value returned when no method gives an answer.
 #' @param which `"min"` returns the smallest answer, `"max"` the largest, and `"all"` all of
 #' them.
+#' @param fraction The fraction of the cores to use, in (0, 1]: the count is multiplied by
+#' it and rounded down, never below one. It is applied before `omit`, so
+#' `availableCores(fraction = 0.7, omit = 1)` is `max(1, floor(0.7 * availableCores()) - 1)`.
+#' Default: option `parallelly.availableCores.fraction` (environment variable
+#' `R_PARALLELLY_AVAILABLECORES_FRACTION`), else 1.
 #' @param omit The number of cores to leave unused. It is subtracted from the result, which
 #' never drops below one.
 #' @param max An upper bound on the result.
@@ -87,19 +108,25 @@
 #' ## Leave one core for the main R process
 #' availableCores(omit = 1)
 #'
+#' ## Half of the cores, at least one
+#' availableCores(fraction = 0.5)
+#'
 #' @seealso [availableWorkers()] for hostnames instead of counts;
 #' [parallelly.options] for the options and environment variables involved.
 #' @export
 availableCores <- function(constraints = NULL,
-                           methods = getOption2("parallelly.availableCores.methods", c("system", "/proc/self/status", "cgroups.cpuset", "cgroups.cpuquota", "cgroups2.cpu.max", "nproc", "mc.cores", "BiocParallel", "_R_CHECK_LIMIT_CORES_", "Bioconductor", "LSF", "PJM", "PBS", "SGE", "Slurm", "fallback", "custom")),
+                           methods = getOption2("parallelly.availableCores.methods", c("system", "/proc/self/status", "cgroups.cpuset", "cgroups.cpuquota", "cgroups2.cpuset.cpus", "cgroups2.cpuset.cpus.effective", "cgroups2.cpu.max", "nproc", "mc.cores", "BiocParallel", "_R_CHECK_LIMIT_CORES_", "Bioconductor", "LSF", "PJM", "PBS", "SGE", "Slurm", "fallback", "custom")),
                            na.rm = TRUE,
                            logical = getOption2("parallelly.availableCores.logical", TRUE),
                            default = c(current = 1L),
                            which = c("min", "max", "all"),
+                           fraction = getOption2("parallelly.availableCores.fraction", 1.0),
                            omit = getOption2("parallelly.availableCores.omit", 0L),
                            max = getOption2("parallelly.availableCores.max", Inf)) {
   which <- match.arg(which)
   check_cores_args(constraints, methods, omit, max)
+  check_cores_fraction(fraction)
+  methods <- drop_excluded_methods(methods, "parallelly.availableCores.methods.excludes")
   methods <- c(methods, grep("^connections(-[0-9]+)?$", constraints, value = TRUE))
   methods <- unique(methods)
 
@@ -119,7 +146,35 @@ availableCores <- function(constraints = NULL,
   )
   if (length(ncores) == 0L) ncores <- default  # all NA with na.rm = FALSE
   ncores <- apply_cores_min(ncores)
+  ncores <- apply_cores_fraction(ncores, fraction)
   ncores <- apply_cores_omit_max(ncores, omit = omit, max = max)
+  ncores
+}
+
+check_cores_fraction <- function(fraction) {
+  if (length(fraction) != 1L || !is.numeric(fraction) || !is.finite(fraction) ||
+      fraction <= 0 || fraction > 1) {
+    stop_arg("fraction", "must be a single number greater than 0 and at most 1: %s", hpaste(fraction))
+  }
+}
+
+# Option `option` (a character vector, or comma-separated names) lists methods never to ask.
+drop_excluded_methods <- function(methods, option) {
+  excludes <- getOption2(option, NULL)
+  if (length(excludes) == 0L) return(methods)
+  if (!is.character(excludes) || anyNA(excludes)) {
+    stopf("Option", "Option '%s' must be a character vector of method names: %s", option, hpaste(excludes))
+  }
+  excludes <- trimws(unlist(strsplit(excludes, split = ",", fixed = TRUE), use.names = FALSE))
+  setdiff(methods, excludes[nzchar(excludes)])
+}
+
+# fraction = 0.5 keeps half of each count, rounded down, at least one
+apply_cores_fraction <- function(ncores, fraction) {
+  if (fraction >= 1) return(ncores)
+  nms <- names(ncores)
+  ncores <- pmax(1L, as.integer(floor(fraction * ncores)))
+  names(ncores) <- nms
   ncores
 }
 
@@ -151,7 +206,8 @@ check_core_counts <- function(ncores) {
 ## meant for when nothing but these speaks
 special_core_methods <- function(names) {
   names %in% c("system", "/proc/self/status", "cgroups.cpuset",
-               "cgroups.cpuquota", "cgroups2.cpu.max", "nproc") |
+               "cgroups.cpuquota", "cgroups2.cpuset.cpus", "cgroups2.cpuset.cpus.effective",
+               "cgroups2.cpu.max", "nproc") |
     grepl("^connections(-[0-9]+)?$", names)
 }
 
@@ -204,6 +260,8 @@ availableCoresMethod <- function(method, logical = TRUE) {
       if (length(cpus) == 0L) NA_integer_ else length(cpus)
     },
     "cgroups.cpuquota" = round_cpu_quota(getCGroups1CpuQuota()),
+    "cgroups2.cpuset.cpus" = cpu_set_count(getCGroups2CpuSet("cpuset.cpus")),
+    "cgroups2.cpuset.cpus.effective" = cpu_set_count(getCGroups2CpuSet("cpuset.cpus.effective")),
     "cgroups2.cpu.max" = round_cpu_quota(getCGroups2CpuMax()),
     "nproc" = getNproc(),
     "mc.cores" = availableCoresMcCores(),
@@ -243,6 +301,8 @@ option_integer <- function(value, name) {
   }
   n
 }
+
+cpu_set_count <- function(cpus) if (length(cpus) == 0L) NA_integer_ else length(cpus)
 
 ## cgroups quotas are fractions of CPUs; round, but never below one
 round_cpu_quota <- function(quota) {
@@ -404,3 +464,8 @@ detect_cores <- local({
     cache[[key]]
   }
 })
+
+# Callable as `Rscript -e parallelly::availableCores --omit=1` (R/commandLine.R).
+availableCores <- structure(availableCores, class = c("cli_fcn", "function"), cli_args = list(
+  constraints = "list", methods = "list", na.rm = "logical", logical = "logical",
+  default = "integer", which = "character", fraction = "numeric", omit = "integer", max = "numeric"))

@@ -15,7 +15,11 @@
 #' * `"PJM"`: the nodes listed in the file `PJM_O_NODEINF`, in the order of the file, each
 #'   repeated by the number of cores per node.
 #' * `"PBS"`: the lines of the file `PBS_NODEFILE`, one per slot, sorted by hostname (as the
-#'   reference package does), so that the slots of a host are next to each other.
+#'   reference package does), so that the slots of a host are next to each other. When
+#'   `PBS_NP`, or `PBS_NUM_NODES` times `PBS_NUM_PPN`, is set and differs from the number of
+#'   lines, there is a warning (as with the reference) and the file is used; unlike the
+#'   reference, variables that are not set give no warning (PBS Pro does not set
+#'   `PBS_NUM_NODES` and `PBS_NUM_PPN`).
 #' * `"SGE"`: the hosts and slot counts in the file `PE_HOSTFILE`.
 #' * `"Slurm"`: the nodes of the job in `SLURM_JOB_NODELIST` (or `SLURM_NODELIST`),
 #'   expanded from Slurm's compact notation such as `n[01-03]`, each repeated by the number
@@ -34,6 +38,14 @@
 #'
 #' A host file that is named by one of these environment variables but does not exist gives
 #' a warning, and the method is skipped.
+#'
+#' Option `parallelly.availableWorkers.methods.excludes` (environment variable
+#' `R_PARALLELLY_AVAILABLEWORKERS_METHODS_EXCLUDES`), a character vector or one
+#' comma-separated string, names methods that are never asked, whatever `methods` says.
+#'
+#' `Rscript -e parallelly::availableWorkers` writes the workers on one line, separated by
+#' spaces; arguments given as `--name=value` after it are passed on (see
+#' [parallelly-command-line]).
 #'
 #' @param constraints `NULL`, or a character vector of constraints. `"connections"` (or
 #' `"connections-N"`, which keeps `N` connections free) drops workers beyond the number of
@@ -66,7 +78,7 @@
 #' [parallelly.options] for the options and environment variables involved.
 #' @export
 availableWorkers <- function(constraints = NULL,
-                             methods = getOption2("parallelly.availableWorkers.methods", c("mc.cores", "BiocParallel", "_R_CHECK_LIMIT_CORES_", "Bioconductor", "LSF", "PJM", "PBS", "SGE", "Slurm", "custom", "/proc/self/status", "cgroups.cpuset", "cgroups.cpuquota", "cgroups2.cpu.max", "nproc", "system", "fallback")),
+                             methods = getOption2("parallelly.availableWorkers.methods", c("mc.cores", "BiocParallel", "_R_CHECK_LIMIT_CORES_", "Bioconductor", "LSF", "PJM", "PBS", "SGE", "Slurm", "custom", "/proc/self/status", "cgroups.cpuset", "cgroups.cpuquota", "cgroups2.cpuset.cpus", "cgroups2.cpuset.cpus.effective", "cgroups2.cpu.max", "nproc", "system", "fallback")),
                              na.rm = TRUE,
                              logical = getOption2("parallelly.availableCores.logical", TRUE),
                              default = getOption2("parallelly.localhost.hostname", "localhost"),
@@ -75,6 +87,7 @@ availableWorkers <- function(constraints = NULL,
   if (!is.character(methods)) {
     stop_arg("methods", "must be a character vector")
   }
+  methods <- drop_excluded_methods(methods, "parallelly.availableWorkers.methods.excludes")
   localhost <- getOption2("parallelly.localhost.hostname", "localhost")
   workers <- lapply(methods, FUN = availableWorkersMethod,
                     localhost = localhost, logical = logical)
@@ -179,7 +192,27 @@ availableWorkersPBS <- function() {
   pathname <- envvar_or_na("PBS_NODEFILE")
   if (is.na(pathname)) return(NULL)
   if (!file.exists(pathname)) return(warn_missing_hostfile("PBS_NODEFILE", pathname))
-  read_pbs_nodefile(pathname)$node
+  nodes <- read_pbs_nodefile(pathname)$node
+  check_pbs_counts(length(nodes), pathname)
+  nodes
+}
+
+## The node file should list PBS_NP slots, and PBS_NUM_NODES * PBS_NUM_PPN (Torque). As the
+## reference does, a mismatch is a warning and the node file is used; unlike the reference,
+## a variable that is not set is not a mismatch (PBS Pro sets neither PBS_NUM_NODES nor
+## PBS_NUM_PPN).
+check_pbs_counts <- function(n, pathname) {
+  np <- envvar_integer("PBS_NP")
+  if (!is.na(np) && np != n) {
+    warning(sprintf("Identified %d workers from the 'PBS_NODEFILE' file (%s), which does not match environment variable 'PBS_NP' = %d",
+                    n, sQuote(pathname, q = FALSE), np), call. = FALSE)
+  }
+  nodes <- envvar_integer("PBS_NUM_NODES")
+  ppn <- envvar_integer("PBS_NUM_PPN")
+  if (!is.na(nodes) && !is.na(ppn) && nodes * ppn != n) {
+    warning(sprintf("Identified %d workers from the 'PBS_NODEFILE' file (%s), which does not match environment variables 'PBS_NUM_NODES' * 'PBS_NUM_PPN' = %d * %d = %d",
+                    n, sQuote(pathname, q = FALSE), nodes, ppn, nodes * ppn), call. = FALSE)
+  }
 }
 
 ## SGE: PE_HOSTFILE lists hostname and slot count per line
@@ -385,3 +418,8 @@ slurm_expand_tasks_per_node <- function(tasks) {
   })
   unlist(counts, use.names = FALSE)
 }
+
+# Callable as `Rscript -e parallelly::availableWorkers` (R/commandLine.R).
+availableWorkers <- structure(availableWorkers, class = c("cli_fcn", "function"), cli_args = list(
+  constraints = "list", methods = "list", na.rm = "logical", logical = "logical",
+  default = "character", which = "character"))

@@ -157,6 +157,15 @@ getCGroups1CpuQuota <- function(root = cgroups_root()) {
   quota / period
 }
 
+## CPU ids of cgroups v2 'cpuset.cpus' (what the cgroup asks for; empty: inherited) or
+## 'cpuset.cpus.effective' (what it is granted)
+getCGroups2CpuSet <- function(field = c("cpuset.cpus", "cpuset.cpus.effective"), root = cgroups_root()) {
+  field <- match.arg(field)
+  value <- getCGroupsValue(field, controller = NULL, root = root)
+  if (is.na(value)) return(integer(0L))
+  parse_cpu_list(value)
+}
+
 ## CPUs allowed by cgroups v2 'cpu.max' ("<quota> <period>" or "max ...")
 getCGroups2CpuMax <- function(root = cgroups_root()) {
   value <- getCGroupsValue("cpu.max", controller = NULL, root = root)

@@ -79,19 +79,10 @@ connectionId <- function(con) {
   # deparse() gives the same "<pointer: 0x...>" text as print(), at a fraction of the cost.
   raw_id <- paste(deparse(id), collapse = "")
   hex <- gsub("(^<pointer: *|>$)", "", raw_id)
-  if (hex %in% c("(nil)", "0x0", "0")) {
-    value <- -1L
-  } else {
-    value <- hex_to_double(sub("^0x", "", hex))
-  }
+  # R numbers its connections with a counter that it stores in the pointer, so the value
+  # is a small integer (NA if it ever grew past what an R integer holds).
+  value <- if (hex %in% c("(nil)", "0x0", "0")) -1L else strtoi(sub("^0x", "", hex), base = 16L)
   structure(value, raw_id = raw_id)
-}
-
-## Pointers do not fit an R integer, so hex is converted to a double
-hex_to_double <- function(hex) {
-  digits <- match(strsplit(tolower(hex), "")[[1]], c(0:9, letters[1:6])) - 1
-  if (length(digits) == 0L || anyNA(digits)) return(NA_real_)
-  sum(digits * 16^rev(seq_along(digits) - 1))
 }
 
 #' Check whether a connection object still refers to its connection
@@ -110,10 +101,10 @@ hex_to_double <- function(hex) {
 #' @return `isConnectionValid()` returns `TRUE`, or `FALSE` with an attribute `reason` that
 #' explains why. The standard streams (indices 0 to 2) are always valid.
 #'
-#' `connectionId()` returns a number that identifies the connection (the address of its
-#' internal object), with the text it was read from in attribute `raw_id`. It is the index
-#' itself for the standard streams, `-1` for a connection that was serialized, and `NA` when
-#' nothing identifies the connection.
+#' `connectionId()` returns an integer that identifies the connection (R's own number for
+#' it, kept in its internal pointer), with the text it was read from in attribute `raw_id`.
+#' It is the index itself for the standard streams, `-1` for a connection that was
+#' serialized, and `NA` when nothing identifies the connection.
 #'
 #' `all.equal()` for connections returns `TRUE` only if both objects are the same
 #' connection, otherwise `"Connections differ"`.
@@ -177,7 +168,7 @@ connectionInfo <- function(con) {
   }, error = function(ex) "")
   raw_id <- attr(id, "raw_id", exact = TRUE)
   sprintf("connection: index=%d%s, id=%s, raw_id=%s", index, details,
-          format(as.numeric(id), scientific = FALSE),
+          format(as.vector(id)),
           dQuote(if (is.null(raw_id)) NA_character_ else raw_id, q = FALSE))
 }
 

@@ -25,6 +25,9 @@ cpuLoad <- function() {
   load
 }
 
+# Callable as `Rscript -e parallelly::cpuLoad` (R/commandLine.R).
+cpuLoad <- structure(cpuLoad, class = c("cli_fcn", "function"), cli_args = list())
+
 ## Cores not taken by the current load, at least one
 #' Get the number of CPU cores that are idle
 #'

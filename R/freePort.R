@@ -136,3 +136,7 @@ stealth_sample <- function(x, size = length(x)) {
   if (length(x) == 1L) return(rep(x, times = size))
   x[sample.int(length(x), size = size)]
 }
+
+# Callable as `Rscript -e parallelly::freePort --ports=20000:20999` (R/commandLine.R).
+freePort <- structure(freePort, class = c("cli_fcn", "function"), cli_args = list(
+  ports = "expr", default = "port", randomize = "logical"))

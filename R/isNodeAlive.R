@@ -4,6 +4,12 @@
 #' was reused by another process reads as not alive, and an exited worker that has not been
 #' reaped yet (a zombie) is not alive either. This works while the worker is busy.
 #'
+#' The worker is identified by the node's own record of it (host, PID and start time, made
+#' when it was launched), not by `node$session_info$process$pid`: a node whose session
+#' information lacks the PID (removed, or not collected with `validate = FALSE`) is still
+#' probed, where the reference package answers `NA`. That record is the only one that also
+#' tells a reused PID from the worker.
+#'
 #' @param x A cluster node or a cluster.
 #' @param timeout Maximum seconds to wait for an answer (must be >= 0).
 #' @param \dots Not used.

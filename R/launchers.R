@@ -20,10 +20,13 @@ remote_worker_command <- function(opts, port, token, keep_output = FALSE) {
   if (keep_output) spec$args[spec$args == "OUT=/dev/null"] <- "OUT="
   q <- function(x) sh_quote(x, type = "sh")
   env <- c(spec$env, R_PARALLELLY_WORKER_TOKEN = token)
+  # Names a shell cannot export (e.g. with a '-') are set by env(1) for the exec'd program.
+  odd <- !is_shell_name(names(env))
   parts <- c(
-    paste0("export ", paste(sprintf("%s=%s", names(env), q(env)), collapse = " ")),
+    paste0("export ", paste(sprintf("%s=%s", names(env)[!odd], q(env[!odd])), collapse = " ")),
     if (length(spec$unset) > 0L) paste("unset", paste(spec$unset, collapse = " ")),
-    paste("exec", paste(q(c(spec$program, spec$args)), collapse = " "))
+    paste("exec", paste(c(if (any(odd)) c("env", q(paste0(names(env)[odd], "=", env[odd]))),
+                          q(c(spec$program, spec$args))), collapse = " "))
   )
   paste(parts, collapse = "; ")
 }

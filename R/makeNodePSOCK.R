@@ -26,7 +26,9 @@
 #' marks where ours go.
 #' @param rscript_envs Environment variables for the worker: named elements are set, unnamed
 #' ones copy this session's value, `NA` values unset the variable. They are set in the
-#' worker's process environment, so R's start-up sees them.
+#' worker's process environment, so R's start-up sees them. Any name without `=` is taken,
+#' also one a shell cannot assign (such as `"NON-EXISTING-ENVVAR-1"`, passed with `env`);
+#' note that a shell started by the worker (e.g. `system()` with dash) drops those.
 #' @param rscript_libs Library paths put first on the worker's `.libPaths()`; `"*"` stands
 #' for the worker's own paths.
 #' @param rscript_startup R expressions or code strings evaluated on the worker before it
@@ -74,12 +76,26 @@
 #' code that may have effects outside R, such as opening a file or a database connection),
 #' else `"parallel"`.
 #' @param calls Add the call stack to the worker's command line.
-#' @param autoRestart How many times a node found dead when the cluster next sends it work is
-#' relaunched (same host, same options) before the work is sent; `TRUE` means 3. A host whose
-#' workers die that many times in a row is not relaunched on again until [repairCluster()].
-#' @param retries How many times the task a worker held when it died is sent again, to a
-#' relaunched worker. A task that still crashes its worker fails the call with an error that
-#' says "crash" and names the task and the causes of death.
+#' @param \dots Three further arguments, named:
+#'   * `autoRestart`: how many times a node found dead when the cluster next sends it work is
+#'     relaunched (same host, same options) before the work is sent; `TRUE` means 3. A host
+#'     whose workers die that many times in a row is not relaunched on again until
+#'     [repairCluster()]. Default: option `parallelly.makeNodePSOCK.autoRestart`, else 0.
+#'   * `retries`: how many times the task a worker held when it died is sent again, to a
+#'     relaunched worker. A task that still crashes its worker fails the call with an error
+#'     that says "crash" and names the task and the causes of death. Default: option
+#'     `parallelly.makeNodePSOCK.retries`, else 0.
+#'   * `rscript_call`: the R code that starts the worker's loop once R is up, as a string or
+#'     a call (e.g. `quote(parallel:::.workRSOCK())`); code that does not parse is an error.
+#'     Default: option `parallelly.makeNodePSOCK.rscript_call`, else ours (base R's
+#'     `parallel:::.workRSOCK()`, with a leaner loop for local workers). Workers with their
+#'     own `rscript_call` are not forked by a fork server (`setup_strategy = "fork"` becomes
+#'     `"parallel"`).
+#'
+#'   They are not formal arguments so that the argument names of `makeNodePSOCK()` and
+#'   [makeClusterPSOCK()] are exactly the reference's (\pkg{future} reads them, and caches
+#'   what it read when it is installed); the options reach workers that \pkg{future} starts.
+#'   Any other argument is an error.
 #' @param action "launch" or "options".
 #' @param verbose Print debug output.
 #' @return A `RichSOCKnode`, a `makeNodePSOCKOptions` object, or NULL for a dry run.
@@ -108,8 +124,7 @@ makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "
                           rank = 1L, manual = FALSE, dryrun = FALSE, quiet = FALSE,
                           setup_strategy = getOption2("parallelly.makeNodePSOCK.setup_strategy", "auto"),
                           calls = getOption2("parallelly.makeNodePSOCK.calls", FALSE),
-                          autoRestart = 0L, retries = 0L,
-                          action = c("launch", "options"), verbose = FALSE) {
+                          ..., action = c("launch", "options"), verbose = FALSE) {
   if (inherits(worker, "makeNodePSOCKOptions")) {
     return(launchNodePSOCK(worker, verbose = verbose))
   }
@@ -117,7 +132,8 @@ makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "
   if (missing(port)) stop_arg("port", "is missing; give the port the master listens on")
   check_flag(methods, "methods")  # before the default of default_packages reads it
   # The original arguments, before resolution (cloneNode(method = "vanilla") replays them).
-  arguments <- mget(setdiff(names(formals()), "action"), envir = environment())
+  arguments <- mget(setdiff(names(formals()), c("action", "...")), envir = environment())
+  arguments <- c(arguments, node_extra_arguments(list(...)))
 
   options <- resolve_node_options(arguments)
   # Kept as given, except `calls`: future hands its own call stack down under that name, and
@@ -127,6 +143,25 @@ makeNodePSOCK <- function(worker = getOption2("parallelly.localhost.hostname", "
   options$make_fcn <- make_node_fcn
   if (action == "options") return(options)
   launchNodePSOCK(options, verbose = verbose)
+}
+
+# The arguments makeNodePSOCK() takes through `...` (see its help), with their defaults.
+node_extra_arguments <- function(dots) {
+  known <- c("autoRestart", "retries", "rscript_call")
+  nms <- names(dots) %||% character(length(dots))
+  bad <- !nms %in% known
+  if (any(bad)) {
+    what <- ifelse(nzchar(nms[bad]), nms[bad], "<unnamed>")
+    stop_arg("...", "of makeNodePSOCK() takes only %s, not: %s", paste(known, collapse = ", "),
+             paste(what, collapse = ", "))
+  }
+  defaults <- list(
+    autoRestart = getOption2("parallelly.makeNodePSOCK.autoRestart", 0L),
+    retries = getOption2("parallelly.makeNodePSOCK.retries", 0L),
+    rscript_call = getOption2("parallelly.makeNodePSOCK.rscript_call", NULL)
+  )
+  for (name in nms) defaults[name] <- list(dots[[name]])
+  defaults
 }
 
 # The options' `make_fcn` (as in the reference, the function that makes such a node): a small
@@ -160,7 +195,9 @@ resolve_node_options <- function(a) {
   opts <- c(opts, resolve_worker_launch(a, localhost, opts$homogeneous))
   opts <- c(opts, resolve_remote_access(a, localhost, rshcmd))
   opts <- c(opts, resolve_node_policy(a))
-  opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup, a$rscript_args)
+  opts$rscript_call <- resolve_rscript_call(a$rscript_call)
+  opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup, a$rscript_args,
+                                                own_entry = !is.null(opts$rscript_call))
   opts$localMachine <- localhost
   opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
 
@@ -304,7 +341,20 @@ resolve_node_policy <- function(a) {
   opts
 }
 
-resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup = NULL, rscript_args = NULL) {
+# rscript_call: NULL (our entry code), or the worker's entry code as one line of R.
+resolve_rscript_call <- function(call) {
+  if (is.null(call)) return(NULL)
+  if (is.language(call)) call <- deparse1(call, collapse = ";")
+  if (!is.character(call) || length(call) != 1L || is.na(call) || !nzchar(trimws(call))) {
+    stop_arg("rscript_call", "must be a single string of R code, or a call: %s", deparse1(call))
+  }
+  ok <- tryCatch({ parse(text = call, keep.source = FALSE); TRUE }, error = function(e) conditionMessage(e))
+  if (!isTRUE(ok)) stop_arg("rscript_call", "is not valid R code (%s): %s", sub("\n.*$", "", ok), call)
+  call
+}
+
+resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup = NULL, rscript_args = NULL,
+                                   own_entry = FALSE) {
   strategies <- c("auto", "fork", "parallel", "sequential")
   if (!is.character(setup_strategy) || length(setup_strategy) < 1L || !setup_strategy[1L] %in% strategies) {
     stop_arg("setup_strategy", "must be \"auto\", \"fork\", \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
@@ -326,6 +376,8 @@ resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup
   if (setup_strategy %in% c("parallel", "fork") && !parallel_ok) setup_strategy <- "sequential"
   # Job steps are started all at once; there is no fork server on a Slurm node.
   if (srun && !localhost && setup_strategy == "fork") setup_strategy <- "parallel"
+  # A forked worker runs the fork server's loop, not an entry code of its own.
+  if (own_entry && setup_strategy == "fork") setup_strategy <- "parallel"
   setup_strategy
 }
 
@@ -484,9 +536,11 @@ resolve_rscript_envs <- function(envs) {
     values <- values[keep]
     copy <- copy[keep]
   }
-  bad <- !grepl("^[[:alpha:]_][[:alnum:]_]*$", names)
+  # Any name an environment can hold (as the reference, which sets them from R code), also
+  # one a shell could not assign (e.g. with a '-'): such names are passed with env(1).
+  bad <- !nzchar(names) | grepl("=", names, fixed = TRUE)
   if (any(bad)) {
-    stop_arg("rscript_envs", "has invalid environment variable names: %s",
+    stop_arg("rscript_envs", "has invalid environment variable names (empty, or with '='): %s",
              paste(sQuote(names[bad], FALSE), collapse = ", "))
   }
   unset <- names[is.na(values)]

@@ -74,3 +74,24 @@ forget_entries_finalizer <- function(key, tables) {
   environment(f) <- list2env(list(key = key, tables = tables), parent = baseenv())
   f
 }
+
+# names() and str() of a node show the reference's fields, `session_info` included, though
+# that is kept here and not in the node (`$` and `[[` find it, R/selfHealing.R).
+#' @export
+names.RichSOCKnode <- function(x) {
+  nms <- names(unclass(x))
+  if (!"session_info" %in% nms && !is.null(node_session_info(current_node(x)))) nms <- c(nms, "session_info")
+  nms
+}
+
+# str.default() itself, not through NextMethod(): called from a method it leaves out the
+# "List of" header and the class line (R >= 4.5 checks for NextMethod), which the
+# reference's nodes, having no str() method, show.
+#' @export
+str.RichSOCKnode <- function(object, ...) {
+  if (is.null(.subset2(object, "session_info"))) {
+    info <- node_session_info(current_node(object))
+    if (!is.null(info)) object[["session_info"]] <- info  # `[[<-` of a list: no method
+  }
+  utils::getS3method("str", "default")(object, ...)
+}

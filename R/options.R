@@ -48,7 +48,10 @@ package_option_specs <- function() {
     spec("availableCores.logical", "logical"),
     spec("availableCores.omit", "integer"),
     spec("availableCores.max", "double"),
+    spec("availableCores.fraction", "double"),
+    spec("availableCores.methods.excludes", "character", split = TRUE),
     spec("availableWorkers.methods", "character", split = TRUE),
+    spec("availableWorkers.methods.excludes", "character", split = TRUE),
     spec("maxWorkers.localhost", "double", split = TRUE),
     spec("maxWorkers.localhost.ignore", "character", split = TRUE),
     spec("fork.enable", "logical", na = TRUE),
@@ -70,6 +73,9 @@ package_option_specs <- function() {
     psock("master.localhost.hostname", "character"),
     psock("port.increment", "logical"),
     psock("calls", "logical"),
+    psock("autoRestart", "integer"),
+    psock("retries", "integer"),
+    psock("rscript_call", "character"),
     spec("recvData.spin", "double")
   )
 }

@@ -39,8 +39,14 @@
 #'     [availableCores()] (0).}
 #'   \item{`parallelly.availableCores.max` (env)}{The default of argument `max` of
 #'     [availableCores()] (`Inf`).}
+#'   \item{`parallelly.availableCores.fraction` (env)}{The default of argument `fraction`
+#'     of [availableCores()] (1): the fraction of the cores to use.}
+#'   \item{`parallelly.availableCores.methods.excludes` (env)}{Methods [availableCores()]
+#'     never asks, whatever its `methods` (a character vector or comma-separated names).}
 #'   \item{`parallelly.availableWorkers.methods` (env)}{The methods [availableWorkers()]
 #'     asks.}
+#'   \item{`parallelly.availableWorkers.methods.excludes` (env)}{Methods
+#'     [availableWorkers()] never asks, whatever its `methods`.}
 #'   \item{`parallelly.availableWorkers.custom`}{A function without arguments that returns
 #'     a character vector of hostnames; used by method `"custom"`.}
 #'   \item{`parallelly.localhost.hostname`}{The name that stands for the local machine in
@@ -117,6 +123,13 @@
 #'     the main R process), so that workers can be told apart in `ps` or `top`.}
 #'   \item{`parallelly.makeNodePSOCK.calls` (env)}{If `TRUE`, the call stack that created a
 #'     worker is added to its command line.}
+#'   \item{`parallelly.makeNodePSOCK.autoRestart`, `parallelly.makeNodePSOCK.retries`
+#'     (env)}{The defaults of arguments `autoRestart` and `retries` of [makeNodePSOCK()] (0):
+#'     how often a dead node is relaunched, and its task sent again. As options they also
+#'     reach the workers that \pkg{future}'s `plan(cluster)` and `plan(multisession)` start.}
+#'   \item{`parallelly.makeNodePSOCK.rscript_call` (env)}{The default of argument
+#'     `rscript_call` of [makeNodePSOCK()]: R code (a string or a call) that starts the
+#'     worker's loop.}
 #'   \item{`parallelly.makeNodePSOCK.sessionInfo.pkgs` (env)}{If `TRUE`, the session
 #'     information collected from each worker includes its installed packages.}
 #'   \item{`parallelly.makeNodePSOCK.autoKill`, `parallelly.makeNodePSOCK.master.localhost.hostname`,
@@ -209,7 +222,9 @@
 #' parallelly.availableCores.custom parallelly.availableCores.min
 #' parallelly.availableCores.system parallelly.availableCores.logical
 #' parallelly.availableCores.omit parallelly.availableCores.max
+#' parallelly.availableCores.fraction parallelly.availableCores.methods.excludes
 #' parallelly.availableWorkers.methods parallelly.availableWorkers.custom
+#' parallelly.availableWorkers.methods.excludes
 #' parallelly.localhost.hostname
 #' parallelly.availableConnections parallelly.availableConnections.tries
 #' parallelly.slurm_expand_nodelist.manual
@@ -223,6 +238,8 @@
 #' parallelly.makeNodePSOCK.tries parallelly.makeNodePSOCK.tries.delay
 #' parallelly.makeNodePSOCK.tries.port parallelly.makeNodePSOCK.rscript_label
 #' parallelly.makeNodePSOCK.calls parallelly.makeNodePSOCK.sessionInfo.pkgs
+#' parallelly.makeNodePSOCK.autoRestart parallelly.makeNodePSOCK.retries
+#' parallelly.makeNodePSOCK.rscript_call
 #' parallelly.makeNodePSOCK.autoKill
 #' parallelly.makeNodePSOCK.master.localhost.hostname
 #' parallelly.makeNodePSOCK.port.increment

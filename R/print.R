@@ -1,6 +1,7 @@
 # summary() and print() of nodes and clusters, in the reference package's formats. A node
 # whose connection was closed reports "ERROR: invalid connection", also when R has since
-# reused the connection's index for another connection (checked with isConnectionValid()).
+# reused the connection's index for another connection (checked with isConnectionValid()),
+# and says which of the two it is.
 # print() makes no network round trip (a stopped or unreachable host must not hold it up):
 # it shows what is known -- local workers are checked with a system call, remote ones are
 # reported dead only once summary() found them so. summary() asks the hosts (within its
@@ -15,6 +16,10 @@
 #' `connection`, followed by `alive` (TRUE/FALSE/NA), `exit` (why the worker died: NA
 #' while it is alive), `rss` (bytes), `cpu` (seconds), `uptime` (seconds) and `restarts`
 #' (how many times the node was relaunched). Resource use is reported for local workers.
+#' A node whose connection is no longer valid shows `ERROR: invalid connection; existing
+#' connection #N` in column `connection` when R has given its index `N` to another
+#' connection since, and `...; non-existing connection #N` otherwise (the reference package
+#' does not notice the first case).
 #' `print()` of a dead node ends with its cause of death. `print()` never contacts a
 #' remote host: a remote worker is reported dead once `summary()` (or `isNodeAlive()` via
 #' `summary()`) found it so; `summary()` asks the hosts, each within a few seconds.
@@ -116,12 +121,19 @@ na_node_summary <- function() {
              connection = NA_character_, stringsAsFactors = FALSE)
 }
 
+# An invalid connection is described as the reference does: "ERROR: invalid connection;
+# existing connection #4" when R has given its index to another connection since,
+# "...; non-existing connection #4" when no connection has that index now.
 connection_description <- function(con) {
   if (!inherits(con, "connection")) return(NA_character_)
   tryCatch({
     if (!isTRUE(isConnectionValid(con))) stop("invalid connection", call. = FALSE)
     summary(con)$description
-  }, error = function(e) paste("ERROR:", conditionMessage(e)))
+  }, error = function(e) {
+    index <- as.integer(con)
+    sprintf("ERROR: %s; %s connection #%d", conditionMessage(e),
+            if (index %in% getAllConnections()) "existing" else "non-existing", index)
+  })
 }
 
 #' @rdname summary.RichSOCKnode

@@ -30,8 +30,10 @@ worker_r_args <- function(opts) {
   }
   user_args <- opts$rscript_args
   if (!any(grepl("parallel:::[.](workRSOCK|slaveRSOCK)", user_args))) {
-    # Local workers serve with our leaner loop (R/workerLoop.R); others with base R's.
+    # Local workers serve with our leaner loop (R/workerLoop.R); others with base R's; or
+    # the user's rscript_call.
     entry <- if (isTRUE(attr(opts$worker, "localhost"))) lean_worker_entry_code else worker_entry_code
+    if (!is.null(opts$rscript_call)) entry <- opts$rscript_call
     internal <- c(internal, "-e", entry)
   }
   star <- which(user_args == "*")
@@ -79,11 +81,16 @@ worker_command_line <- function(opts, port) {
     if (type == "none" || grepl("^[[:alnum:]_./:=,+-]*$", a) && nzchar(a)) a else sh_quote(a, type = type)
   }
   env <- spec$env
-  env_txt <- if (length(env) > 0L) paste0(names(env), "=", vapply(env, quote_arg, character(1))) else character(0)
-  unset_txt <- if (length(spec$unset) > 0L) c("env", paste("-u", spec$unset)) else character(0)
+  env_txt <- if (length(env) > 0L) vapply(paste0(names(env), "=", env), quote_arg, character(1)) else character(0)
+  # A shell assigns only NAME=value with NAME an identifier; env(1) also takes other names,
+  # and unsets variables.
+  via_env <- length(spec$unset) > 0L || !all(is_shell_name(names(env)))
+  env_prefix <- if (via_env) c("env", if (length(spec$unset) > 0L) paste("-u", spec$unset)) else character(0)
   program <- if (type == "none") spec$program else sh_quote(spec$program, type = type)
-  paste(c(unset_txt, env_txt, program, vapply(spec$args, quote_arg, character(1))), collapse = " ")
+  paste(c(env_prefix, env_txt, program, vapply(spec$args, quote_arg, character(1))), collapse = " ")
 }
+
+is_shell_name <- function(names) grepl("^[[:alpha:]_][[:alnum:]_]*$", names)
 
 # How a remote worker would be reached with an external SSH client (shown by dryrun/manual).
 rsh_call_line <- function(opts) {

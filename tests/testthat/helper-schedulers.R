@@ -1,7 +1,7 @@
 # Environment variables of job schedulers and build machines that availableCores() and
 # availableWorkers() read; tests unset them so that results do not depend on where they run.
 scheduler_envvars <- c(
-  "NSLOTS", "PE_HOSTFILE", "PBS_NUM_PPN", "NCPUS", "PBS_NODEFILE",
+  "NSLOTS", "PE_HOSTFILE", "PBS_NUM_PPN", "NCPUS", "PBS_NODEFILE", "PBS_NP", "PBS_NUM_NODES",
   "SLURM_CPUS_PER_TASK", "SLURM_JOB_NUM_NODES", "SLURM_NNODES",
   "SLURM_CPUS_ON_NODE", "SLURM_TASKS_PER_NODE", "SLURM_JOB_NODELIST", "SLURM_JOB_CPUS_PER_NODE",
   "SLURM_NODELIST", "LSB_DJOB_NUMPROC", "LSB_HOSTS", "PJM_VNODE_CORE",

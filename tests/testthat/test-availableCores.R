@@ -2,7 +2,8 @@
 ## test so that results do not depend on the machine or the scheduler running the tests
 
 local_clean_cores <- function(system = 8L, env = parent.frame()) {
-  names <- c("methods", "fallback", "min", "system", "logical", "omit", "max", "custom")
+  names <- c("methods", "fallback", "min", "system", "logical", "omit", "max", "custom",
+             "fraction", "methods.excludes")
   local_clean_scheduler_env(c(paste0("parallelly.availableCores.", names),
                               paste0("future.availableCores.", names),
                               "mc.cores", "parallelly.fork.enable", "future.fork.enable"),
@@ -265,4 +266,48 @@ test_that("isForkedChild() is FALSE here and TRUE in a forked child", {
   expect_true(res[[1]])
   res <- parallel::mclapply(1:2, function(i) isForkedChild(), mc.cores = 2L)
   expect_identical(unlist(res), c(TRUE, TRUE))
+})
+
+test_that("'fraction' keeps a share of the cores, rounded down, before 'omit'", {
+  local_clean_cores(system = 8L)
+  expect_identical(availableCores(methods = "system", fraction = 0.5), c(system = 4L))
+  expect_identical(availableCores(methods = "system", fraction = 0.7), c(system = 5L))
+  expect_identical(availableCores(methods = "system", fraction = 0.7, omit = 1), c(system = 4L))
+  expect_identical(availableCores(methods = "system", fraction = 0.01), c(system = 1L))
+  expect_identical(availableCores(methods = "system", fraction = 1), c(system = 8L))
+  expect_identical(availableCores(methods = "system", fraction = 0.5, max = 3), c(system = 3L))
+  all <- availableCores(methods = c("system", "mc.cores"), which = "all", fraction = 0.5)
+  expect_identical(all, c(system = 4L))
+  withr::local_options(mc.cores = 6L)
+  expect_identical(availableCores(methods = c("system", "mc.cores"), which = "all", fraction = 0.5),
+                   c(system = 4L, mc.cores = 3L))
+
+  withr::local_options(parallelly.availableCores.fraction = 0.25)
+  expect_identical(availableCores(methods = "system"), c(system = 2L))
+  expect_identical(availableCores(methods = "system", fraction = 1), c(system = 8L))
+
+  for (bad in list(0, -0.5, 1.5, NA_real_, c(0.5, 0.5), "0.5", Inf)) {
+    expect_error(availableCores(methods = "system", fraction = bad), "fraction",
+                 class = "parallellyArgumentError")
+  }
+})
+
+test_that("R_PARALLELLY_AVAILABLECORES_FRACTION sets the option when the package loads", {
+  out <- rscript_output(c("-e", "invisible(loadNamespace('parallelly')); cat(getOption('parallelly.availableCores.fraction'), parallelly::availableCores(methods = 'system', fraction = getOption('parallelly.availableCores.fraction')))"),
+                       env = c(R_PARALLELLY_AVAILABLECORES_FRACTION = "0.5",
+                               R_PARALLELLY_AVAILABLECORES_SYSTEM = "6"))
+  expect_identical(as.character(out), "0.5 3")
+})
+
+test_that("option availableCores.methods.excludes drops methods, whatever 'methods' says", {
+  local_clean_cores(system = 8L)
+  withr::local_options(mc.cores = 3L)
+  expect_identical(availableCores(methods = c("system", "mc.cores")), c(mc.cores = 3L))
+  withr::local_options(parallelly.availableCores.methods.excludes = "mc.cores")
+  expect_identical(availableCores(methods = c("system", "mc.cores")), c(system = 8L))
+  expect_false("mc.cores" %in% names(availableCores(which = "all")))
+  withr::local_options(parallelly.availableCores.methods.excludes = c(" mc.cores , system", "nproc"))
+  expect_identical(availableCores(methods = c("system", "mc.cores", "nproc")), c(current = 1L))
+  withr::local_options(parallelly.availableCores.methods.excludes = 42)
+  expect_error(availableCores(methods = "system"), "methods.excludes", class = "parallellyOptionError")
 })

@@ -5,7 +5,9 @@ local_clean_workers <- function(system = 8L, env = parent.frame()) {
                               "parallelly.availableWorkers.custom", "parallelly.availableCores.fallback",
                               "parallelly.availableCores.custom", "parallelly.availableCores.min",
                               "parallelly.localhost.hostname", "mc.cores",
-                              "parallelly.slurm_expand_nodelist.manual"),
+                              "parallelly.slurm_expand_nodelist.manual",
+                              "parallelly.availableWorkers.methods.excludes",
+                              "parallelly.availableCores.methods.excludes"),
                             system = system, env = env)
 }
 
@@ -217,4 +219,31 @@ test_that("constraint 'connections' limits the number of workers", {
   free <- 20L - length(getAllConnections())
   w <- availableWorkers(methods = "system", constraints = "connections")
   expect_identical(w, rep("localhost", free))
+})
+
+test_that("PBS: counts in PBS_NP or PBS_NUM_NODES * PBS_NUM_PPN that differ from the node file warn", {
+  local_clean_workers()
+  file <- local_hostfile(c("n1", "n1", "n2", "n2"))
+  withr::local_envvar(PBS_NODEFILE = file)
+  expect_silent(w <- availableWorkers(methods = "PBS"))  # nothing to compare with
+  expect_identical(w, c("n1", "n1", "n2", "n2"))
+  withr::local_envvar(PBS_NP = "4", PBS_NUM_NODES = "2", PBS_NUM_PPN = "2")
+  expect_silent(availableWorkers(methods = "PBS"))
+  withr::local_envvar(PBS_NUM_PPN = "3")
+  expect_warning(w <- availableWorkers(methods = "PBS"),
+                 "'PBS_NUM_NODES' \\* 'PBS_NUM_PPN' = 2 \\* 3 = 6")
+  expect_identical(w, c("n1", "n1", "n2", "n2"))
+  withr::local_envvar(PBS_NUM_PPN = "2", PBS_NP = "5")
+  expect_warning(availableWorkers(methods = "PBS"), "'PBS_NP' = 5")
+})
+
+test_that("option availableWorkers.methods.excludes drops methods, whatever 'methods' says", {
+  local_clean_workers()
+  withr::local_envvar(LSB_HOSTS = "n1 n1 n2")
+  expect_identical(availableWorkers(methods = c("LSF", "system")), c("n1", "n1", "n2"))
+  withr::local_options(parallelly.availableWorkers.methods.excludes = "LSF")
+  expect_identical(availableWorkers(methods = c("LSF", "system")), rep("localhost", 8L))
+  expect_false("LSF" %in% names(availableWorkers(which = "all")))
+  withr::local_options(parallelly.availableWorkers.methods.excludes = "LSF, system")
+  expect_identical(availableWorkers(methods = c("LSF", "system")), "localhost")
 })

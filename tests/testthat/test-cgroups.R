@@ -163,3 +163,42 @@ test_that("availableCores() rounds cgroups quotas, with a minimum of one", {
   withr::local_options(parallelly.cgroups.root = root)
   expect_identical(availableCores(methods = "cgroups2.cpu.max"), c(cgroups2.cpu.max = 1L))
 })
+
+test_that("cgroups v2 cpuset.cpus and cpuset.cpus.effective are read from our cgroup", {
+  root <- make_cgroup_tree(v2_mounts, cgroup = "0::/job/step",
+    files = list("cpuset.cpus.effective" = "0-7",
+                 "job/cpuset.cpus" = "2-5",
+                 "job/cpuset.cpus.effective" = "2-5",
+                 "job/step/cpuset.cpus" = "",
+                 "job/step/cpuset.cpus.effective" = "2-3"))
+  getset <- function(field) parallelly:::getCGroups2CpuSet(field, root = root)
+  # the step asks for nothing of its own (empty: inherited) and is granted CPUs 2 and 3
+  expect_identical(getset("cpuset.cpus"), integer(0))
+  expect_identical(getset("cpuset.cpus.effective"), 2:3)
+  withr::local_options(parallelly.cgroups.root = root)
+  expect_identical(availableCores(methods = "cgroups2.cpuset.cpus.effective"),
+                   c(cgroups2.cpuset.cpus.effective = 2L))
+  all <- availableCores(methods = c("cgroups2.cpuset.cpus", "cgroups2.cpuset.cpus.effective"),
+                        which = "all", na.rm = FALSE)
+  expect_identical(all, c(cgroups2.cpuset.cpus = NA_integer_, cgroups2.cpuset.cpus.effective = 2L))
+  expect_identical(availableWorkers(methods = "cgroups2.cpuset.cpus.effective"), rep("localhost", 2L))
+
+  # no file in our cgroup: looked up towards the root
+  root <- make_cgroup_tree(v2_mounts, cgroup = "0::/job/step", dirs = "job/step",
+    files = list("job/cpuset.cpus" = "1,3,5-6"))
+  expect_identical(parallelly:::getCGroups2CpuSet("cpuset.cpus", root = root), c(1L, 3L, 5L, 6L))
+  withr::local_options(parallelly.cgroups.root = root)
+  expect_identical(availableCores(methods = "cgroups2.cpuset.cpus"), c(cgroups2.cpuset.cpus = 4L))
+  expect_error(parallelly:::getCGroups2CpuSet("cpu.max", root = root))
+})
+
+test_that("the cgroups v2 cpuset methods are among the defaults and agree with this machine", {
+  defaults <- eval(formals(availableCores)$methods)
+  expect_true(all(c("cgroups2.cpuset.cpus", "cgroups2.cpuset.cpus.effective") %in% defaults))
+  expect_true(all(c("cgroups2.cpuset.cpus", "cgroups2.cpuset.cpus.effective") %in%
+                    eval(formals(availableWorkers)$methods)))
+  eff <- parallelly:::getCGroups2CpuSet("cpuset.cpus.effective")
+  expect_type(eff, "integer")
+  # where this machine's cgroups v2 has a cpuset, its effective CPUs are CPUs this process may use
+  if (length(eff) > 0L) expect_lte(length(eff), parallel::detectCores())
+})

@@ -60,6 +60,31 @@ test_that("rscript_envs sets, copies and unsets environment variables", {
   expect_identical(parallel::clusterEvalQ(cl2, Sys.getenv("PARALLELLY_TEST_NO_SUCH_VARIABLE", "<unset>"))[[1]], "<unset>")
 })
 
+test_that("rscript_envs takes names a shell cannot assign, as the reference does", {
+  odd <- "NON-EXISTING-ENVVAR-1234567890"
+  opts <- makeNodePSOCK(rscript_envs = setNames("abc", odd), port = 12345L, action = "options")
+  expect_s3_class(opts, "makeNodePSOCKOptions")
+  expect_match(opts$cmd, sprintf("^env %s=abc ", odd))
+  cl <- local_cluster(1, rscript_envs = c(setNames("a b", odd), PARALLELLY_TEST_SET = "set"),
+                      setup_strategy = "parallel")
+  got <- parallel::clusterCall(cl, Sys.getenv, c(odd, "PARALLELLY_TEST_SET"))[[1]]
+  expect_identical(unname(got), c("a b", "set"))
+  # forked by a fork server started with it
+  cl <- local_cluster(1, rscript_envs = setNames("forked", odd), setup_strategy = "fork")
+  expect_identical(parallel::clusterCall(cl, Sys.getenv, odd)[[1]], "forked")
+  # a remote worker's shell command sets it through env(1): run that command here, with a
+  # program that writes the variable down instead of R (not a shell: dash drops such names)
+  out <- withr::local_tempfile()
+  perl <- sprintf('open(F, ">%s"); print F $ENV{"%s"}; close(F)', out, odd)
+  opts <- makeNodePSOCK("remote.example.org", rscript_envs = setNames("x y", odd), port = 12345L,
+                        rscript = I(c("perl", "-e", perl, "--")), action = "options", rshcmd = "ssh")
+  cmd <- parallelly:::remote_worker_command(opts, 12345L, token = "t")
+  expect_identical(system2("sh", c("-c", shQuote(cmd))), 0L)
+  expect_identical(readLines(out, warn = FALSE), "x y")
+  expect_error(makeNodePSOCK(rscript_envs = c("A=B" = "x"), port = 12345L, action = "options"),
+               "rscript_envs", class = "parallellyArgumentError")
+})
+
 test_that("rscript_libs puts library paths first on the worker", {
   lib <- normalizePath(withr::local_tempdir(), winslash = "/")
   cl <- local_cluster(1, rscript_libs = c(lib, "*"))

@@ -56,8 +56,10 @@ test_that("a closed connection prints as broken, even after R reused its index",
   cl <- local_cluster(2)
   index <- as.integer(cl[[2]]$con)
   expect_true(killNode(cl[[2]]))
-  expect_output(print(cl[[2]]), "('ERROR: invalid connection')", fixed = TRUE)
-  expect_output(print(cl), "1 node (#2) has a broken connection (ERROR: invalid connection)", fixed = TRUE)
+  gone <- sprintf("ERROR: invalid connection; non-existing connection #%d", index)
+  expect_output(print(cl[[2]]), sprintf("using socket connection #%d ('%s')", index, gone), fixed = TRUE)
+  expect_output(print(cl), sprintf("1 node (#2) has a broken connection (%s)", gone), fixed = TRUE)
+  expect_identical(summary(cl)$connection[2], gone)
   # R hands out the lowest free index: open connections until one gets the node's old index.
   others <- list()
   on.exit(for (con in others) close(con), add = TRUE)
@@ -67,9 +69,12 @@ test_that("a closed connection prints as broken, even after R reused its index",
     if (as.integer(con) >= index || length(others) > 100L) break
   }
   expect_identical(as.integer(con), index)
-  expect_output(print(cl[[2]]), "('ERROR: invalid connection')", fixed = TRUE)
-  expect_output(print(cl), "1 node (#2) has a broken connection (ERROR: invalid connection)", fixed = TRUE)
-  expect_identical(summary(cl)$connection[2], "ERROR: invalid connection")
+  # the index now belongs to another connection, and print() says so
+  taken <- sprintf("ERROR: invalid connection; existing connection #%d", index)
+  expect_output(print(cl[[2]]), sprintf("('%s')", taken), fixed = TRUE)
+  expect_output(print(cl), sprintf("1 node (#2) has a broken connection (%s)", taken), fixed = TRUE)
+  expect_identical(summary(cl)$connection[2], taken)
+  expect_identical(summary(cl[[2]])$connection, taken)
 })
 
 test_that("NULL nodes of a dry run summarise as NA rows", {

@@ -18,7 +18,7 @@ test_that("workers can be checked, killed while busy, cloned, grown and stopped"
 
   # The cluster is broken now, and says so.
   expect_error(parallel::parLapply(cl, 1:8, sqrt))
-  expect_output(print(cl), "1 node (#2) has a broken connection (ERROR: invalid connection)", fixed = TRUE)
+  expect_output(print(cl), "1 node (#2) has a broken connection (ERROR: invalid connection; ", fixed = TRUE)
 
   # cloneNode() brings it back with a new PID.
   cl[[2]] <- cloneNode(cl[[2]])
