@@ -42,6 +42,16 @@ srun_is_batch_host <- function(worker) {
   nzchar(node) && identical(as.character(worker), node)
 }
 
+# A remote worker's options: a job step has no reverse tunnel, and needs an allocation (not
+# for a dry run); the master is where the allocation's nodes reach it.
+srun_reachability <- function(revtunnel, master, dryrun) {
+  if (revtunnel) {
+    stop_arg("revtunnel", "must be FALSE or NA with rshcmd = \"<srun>\": a Slurm job step has no reverse tunnel, its worker connects to the master directly (see argument 'master')")
+  }
+  if (!dryrun) srun_job_id()
+  if (is.null(master)) srun_master_address() else master
+}
+
 # srun options from `rshopts`: given ones first; --overlap unless the user asks for CPUs of
 # the step's own (--exact/--exclusive), which then makes more workers than CPUs an error.
 srun_options <- function(rshopts) {
@@ -349,6 +359,15 @@ node_kind_srun <- list(
   priority = 10,
   claims = function(opts) identical(opts$rshcmd, "<srun>") && !isTRUE(attr(opts$worker, "localhost")),
   launcher = function(opts) srun_launcher(opts),
+  rshcmd = "<srun>",
+  job_variable = "SLURM_JOB_ID",
+  worker_is_local = srun_is_batch_host,
+  reachability = srun_reachability,
+  # Job steps are started all at once; there is no fork server on a Slurm node.
+  setup_strategy = function(strategy) if (strategy == "fork") "parallel" else strategy,
+  launch_line = function(opts) {
+    paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(opts$worker)), collapse = " ")
+  },
   # Proposed (not yet read by setup_batches()): all steps of a job start in one batch,
   # whatever their nodes (8 workers on 4 nodes: ~2.4-3.6 s instead of ~4.0-4.3 s, loaded).
   batch = function(opts) paste0("srun:", Sys.getenv("SLURM_JOB_ID")),

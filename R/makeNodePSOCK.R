@@ -138,7 +138,11 @@ make_node_fcn <- utils::removeSource(local(function(...) parallelly::makeNodePSO
 
 # Turn the arguments of makeNodePSOCK() into a complete, checked launch specification.
 resolve_node_options <- function(a) {
-  opts <- list(worker = resolve_worker(a))
+  # A kind selected by a keyword such as "<srun>" resolves what is particular to it.
+  rshcmd <- resolve_rshcmd_keyword(check_rshcmd(a$rshcmd), isTRUE(a$dryrun))
+  a$rshcmd <- rshcmd
+  kind <- kind_for_rshcmd(rshcmd)
+  opts <- list(worker = resolve_worker(a, kind))
   localhost <- attr(opts$worker, "localhost")
   port <- suppressWarnings(as.integer(a$port))
   if (length(port) != 1L || is.na(port) || port < 0L || port > 65535L) {
@@ -148,7 +152,6 @@ resolve_node_options <- function(a) {
   opts$connectTimeout <- check_seconds(a$connectTimeout, "connectTimeout")
   opts$timeout <- check_seconds(a$timeout, "timeout")
   # Checked whether or not this launch uses them: a wrong type is a mistake either way.
-  rshcmd <- check_rshcmd(a$rshcmd)
   check_strings(a$rshopts, "rshopts")
   check_strings(a$user, "user", single = TRUE)
   check_strings(a$rscript_libs, "rscript_libs")
@@ -156,11 +159,11 @@ resolve_node_options <- function(a) {
   if (!is.null(a$rshlogfile) && !isTRUE(a$rshlogfile) && !is_false_like(a$rshlogfile)) {
     check_strings(a$rshlogfile, "rshlogfile", single = TRUE)
   }
-  opts <- c(opts, resolve_reachability(a, opts$worker, rshcmd))
+  opts <- c(opts, resolve_reachability(a, opts$worker, rshcmd, kind))
   opts <- c(opts, resolve_worker_launch(a, localhost, opts$homogeneous))
   opts <- c(opts, resolve_remote_access(a, localhost, rshcmd))
   opts <- c(opts, resolve_node_policy(a))
-  opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup, a$rscript_args)
+  opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup, a$rscript_args, kind)
   opts$localMachine <- localhost
   opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
 
@@ -168,9 +171,7 @@ resolve_node_options <- function(a) {
   opts$cmd <- worker_command_line(opts, port = opts$port)
   opts$local_cmd <- opts$cmd
   if (!localhost) {
-    opts$rsh_call <- if (identical(rshcmd, "<srun>")) {
-      paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(opts$worker)), collapse = " ")
-    } else rsh_call_line(opts)
+    opts$rsh_call <- if (is.function(kind$launch_line)) kind$launch_line(opts) else rsh_call_line(opts)
     opts$local_cmd <- paste(opts$rsh_call, sh_quote(opts$cmd, type = opts$rscript_sh[2]))
   }
   class(opts) <- c("makeNodePSOCKOptions", "makeNodeOptions")
@@ -178,7 +179,7 @@ resolve_node_options <- function(a) {
 }
 
 # The worker's name, with attribute `localhost` (TRUE for this machine).
-resolve_worker <- function(a) {
+resolve_worker <- function(a, kind = NULL) {
   worker <- a$worker
   if (!is.character(worker) || length(worker) != 1L || is.na(worker) || !nzchar(worker)) {
     stop_arg("worker", "must be a single, non-empty hostname: %s", deparse1(worker))
@@ -187,8 +188,9 @@ resolve_worker <- function(a) {
     stop_arg("worker", "must be a hostname without spaces: '%s'", worker)
   }
   localhost <- attr(worker, "localhost", exact = TRUE)
-  # rshcmd = "<srun>": the workers of the node the master runs on are local ones.
-  if (identical(a$rshcmd, "<srun>") && !is.logical(localhost) && srun_is_batch_host(worker)) localhost <- TRUE
+  # A scheduler's kind (rshcmd = "<srun>", say): the workers of the node the master runs on
+  # are local ones.
+  if (is.function(kind$worker_is_local) && !is.logical(localhost) && kind$worker_is_local(worker)) localhost <- TRUE
   if (!is.logical(localhost) || length(localhost) != 1L || is.na(localhost)) {
     localhost_names <- c(getOption2("parallelly.localhost.hostname", "localhost"), "localhost", "127.0.0.1")
     localhost <- worker %in% localhost_names
@@ -202,9 +204,8 @@ resolve_worker <- function(a) {
 }
 
 # How the worker reaches the master: list(revtunnel, master, homogeneous).
-resolve_reachability <- function(a, worker, rshcmd) {
+resolve_reachability <- function(a, worker, rshcmd, kind = NULL) {
   localhost <- attr(worker, "localhost")
-  srun <- identical(rshcmd, "<srun>")
   revtunnel <- a$revtunnel
   if (!is.logical(revtunnel) || length(revtunnel) != 1L) {
     stop_arg("revtunnel", "must be TRUE, FALSE or NA: %s", deparse1(revtunnel))
@@ -212,15 +213,12 @@ resolve_reachability <- function(a, worker, rshcmd) {
   # As in the reference: NA means a reverse tunnel for a remote worker reached by SSH (our
   # built-in client or an ssh-like rshcmd), none for any other launcher (e.g. srun).
   if (is.na(revtunnel)) revtunnel <- !localhost && (is.null(rshcmd) || rshcmd_is_ssh(rshcmd))
-  if (srun && !localhost && revtunnel) {
-    stop_arg("revtunnel", "must be FALSE or NA with rshcmd = \"<srun>\": a Slurm job step has no reverse tunnel, its worker connects to the master directly (see argument 'master')")
-  }
 
   master <- a$master
-  if (srun && !localhost && !isTRUE(a$dryrun)) srun_job_id()  # an allocation is needed
-  if (is.null(master) && srun && !localhost) {
-    # The address the allocation's nodes reach the master at.
-    master <- srun_master_address()
+  # A scheduler's kind checks its remote workers' options (a job to run in, no reverse
+  # tunnel) and knows the address its nodes reach the master at.
+  if (is.function(kind$reachability) && !localhost) {
+    master <- kind$reachability(revtunnel = revtunnel, master = master, dryrun = isTRUE(a$dryrun))
   }
   if (is.null(master)) {
     # A tunnelled remote worker connects to the server's end of the tunnel, which listens
@@ -304,7 +302,7 @@ resolve_node_policy <- function(a) {
   opts
 }
 
-resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup = NULL, rscript_args = NULL) {
+resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup = NULL, rscript_args = NULL, kind = NULL) {
   strategies <- c("auto", "fork", "parallel", "sequential")
   if (!is.character(setup_strategy) || length(setup_strategy) < 1L || !setup_strategy[1L] %in% strategies) {
     stop_arg("setup_strategy", "must be \"auto\", \"fork\", \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
@@ -318,14 +316,13 @@ resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup
     setup_strategy <- if (fork_ok) "fork" else "parallel"
   }
   localhost <- attr(opts$worker, "localhost")
-  srun <- identical(rshcmd, "<srun>")
   # Parallel setup: all local workers at once, and all workers of a remote host at once
-  # over its held SSH connection; never for manual or dry runs or an external SSH client.
+  # over its held SSH connection or through a scheduler's kind; never for manual or dry
+  # runs or an external SSH client.
   parallel_ok <- !opts$manual && !opts$dryrun &&
-    ((localhost && opts$homogeneous) || (!localhost && (is.null(rshcmd) || srun)))
+    ((localhost && opts$homogeneous) || (!localhost && (is.null(rshcmd) || !is.null(kind))))
   if (setup_strategy %in% c("parallel", "fork") && !parallel_ok) setup_strategy <- "sequential"
-  # Job steps are started all at once; there is no fork server on a Slurm node.
-  if (srun && !localhost && setup_strategy == "fork") setup_strategy <- "parallel"
+  if (!localhost && is.function(kind$setup_strategy)) setup_strategy <- kind$setup_strategy(setup_strategy)
   setup_strategy
 }
 
