@@ -133,10 +133,32 @@ qrsh_stop <- function(ids, background = FALSE) {
   pids <- ids_launcher_pids(ids)
   fifos <- vapply(ids, qrsh_control_of, character(1))
   ours <- !is.na(pids) & backend_child_state(pids)$state != "unknown"
-  # After DONE the workers end by themselves, and qrsh with them.
-  wait_until(function() !any(backend_child_state(pids[ours])$state == "running"), timeout = 5)
-  qrsh_stop_tasks(pids[ours], fifos[ours], ids_logs(ids))
+  if (background && any(ours)) {
+    qrsh_stop_in_background(pids[ours], fifos[ours])
+    remove_logs(ids_logs(ids))
+  } else {
+    # After DONE the workers end by themselves, and qrsh with them (about a second later).
+    wait_until(function() !any(backend_child_state(pids[ours])$state == "running"), timeout = 5)
+    qrsh_stop_tasks(pids[ours], fifos[ours], ids_logs(ids))
+  }
   qrsh_remove_leftovers(unique(vapply(ids, function(id) as.character(id$host), character(1))))
+  invisible()
+}
+
+# stopCluster(): the qrsh clients go to the backend's reaper thread, and a small sh of ours
+# sends the workers still running after 5 s SIGTERM, after 7 s SIGKILL, through their FIFOs
+# (opened read-write: never blocks, also once qrsh is gone), then removes the FIFOs. qrsh is
+# only ended by the reaper after 10 s, when its task did not end even so.
+qrsh_stop_in_background <- function(pids, fifos) {
+  fifos <- fifos[!is.na(fifos)]
+  script <- paste(
+    "send() { for f in \"$@\"; do [ -p \"$f\" ] && { exec 3<>\"$f\"; echo \"$s\" >&3; exec 3>&-; }; done; }",
+    "sleep 5; s=15; send \"$@\"; sleep 2; s=9; send \"$@\"; sleep 1; rm -f -- \"$@\"", sep = "\n")
+  helper <- if (length(fifos) > 0L) {
+    tryCatch(backend_launch("/bin/sh", c("-c", script, "sh", fifos), output = "/dev/null"), parallellyError = function(e) NULL)
+  }
+  backend_stop_in_background(pids, grace = 10, term_grace = 1)
+  if (is.list(helper)) backend_stop_in_background(as.integer(helper$pid), grace = 15, term_grace = 1) else unlink(fifos)
   invisible()
 }
 

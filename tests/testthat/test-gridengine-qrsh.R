@@ -132,3 +132,49 @@ test_that("in a job, workers of the master's host are local, and rshcmd = \"<hpc
   expect_identical(got$hpc, "<qrsh>")
   expect_identical(got$fallback, "<qrsh>")
 })
+
+test_that("stopCluster() with a busy qrsh worker: it is ended through its task, and the job lives on", {
+  skip_if_no_gridengine()
+  got <- in_job(quote({
+    cl <- qrsh_cluster(2L)
+    parallel:::sendCall(cl[[1]], Sys.sleep, list(120))
+    t0 <- Sys.time()
+    parallel::stopCluster(cl)
+    res <- list(stop_secs = as.numeric(difftime(Sys.time(), t0, units = "secs")))
+    res$left <- wait_for(function() length(leftovers()) == 0L, timeout = 20)
+    res$left_secs <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+    res$left_what <- leftovers()
+    res
+  }), slots = 2L)
+  expect_lt(got$stop_secs, 1)
+  expect_true(got$left, info = paste(got$left_what, collapse = "\n"))
+  # SIGTERM through the task after 5 s (as for local workers); well before the 120 s.
+  expect_lt(got$left_secs, 15)
+})
+
+test_that("with qmaster stopped, isNodeAlive() and killNode() answer at once", {
+  skip_if_no_gridengine()
+  got <- in_job(quote({
+    cl <- qrsh_cluster(2L)
+    # The job runs in the test cluster's PID namespace: qmaster is one of its processes.
+    ps <- trimws(system2("ps", c("-eo", "pid=,comm="), stdout = TRUE))
+    qmaster <- as.integer(sub(" .*$", "", ps[grepl(" sge_qmaster$", ps)]))
+    stopifnot(length(qmaster) == 1L)
+    tools::pskill(qmaster, tools::SIGSTOP)
+    on.exit(tools::pskill(qmaster, tools::SIGCONT))
+    t0 <- Sys.time()
+    res <- list(alive = isNodeAlive(cl, timeout = 5))
+    res$killed <- killNode(cl[[1]], timeout = 5)
+    res$dead <- wait_for(function() identical(isNodeAlive(cl), c(FALSE, TRUE)))
+    res$secs <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+    tools::pskill(qmaster, tools::SIGCONT)
+    parallel::stopCluster(cl)
+    res$left <- wait_for(function() length(leftovers()) == 0L)
+    res
+  }), slots = 2L)
+  expect_identical(got$alive, c(TRUE, TRUE))
+  expect_true(got$killed)
+  expect_true(got$dead)
+  expect_lt(got$secs, 5)
+  expect_true(got$left)
+})
