@@ -11,7 +11,8 @@
 #' the local/remote decision. A `makeNodePSOCKOptions` object is launched as is.
 #' @param master Hostname the worker connects back to (default: "localhost" for local
 #' workers; with `rshcmd = "<srun>"`, the address Slurm has for the node the master runs
-#' on, or this machine's name outside the allocation).
+#' on, or this machine's name outside the allocation; with `rshcmd = "<qrsh>"`, this
+#' machine's name).
 #' @param port The port the master listens on.
 #' @param connectTimeout Seconds to wait for the worker to connect.
 #' @param timeout Socket inactivity timeout (seconds) on both sides.
@@ -47,11 +48,16 @@
 #' that external client instead. `"<srun>"`, inside a Slurm allocation, starts the worker
 #' as a job step of it on node `worker` (`srun --nodes=1 --ntasks=1 --overlap -w worker`,
 #' no shell; `rshopts` are added srun options); the master's own node gets local workers.
-#' See `vignette("slurm", package = "parallelly")`.
+#' See `vignette("slurm", package = "parallelly")`. `"<qrsh>"`, inside a Grid Engine job
+#' with a parallel environment, starts the worker as a task of it on host `worker`
+#' (`qrsh -inherit -V worker`); the master's own host gets local workers. See
+#' `vignette("gridengine", package = "parallelly")`. `"<hpc>"` is `"<srun>"` in a Slurm job,
+#' `"<qrsh>"` in a Grid Engine job, and an error outside any job unless a fallback follows,
+#' as in `c("<hpc>", "<ssh>")`. `"<pjrsh>"` (Fujitsu PJM) is not supported yet.
 #' @param user The user name on a remote host.
 #' @param revtunnel Whether a remote worker reaches the master through a reverse tunnel over
 #' the SSH connection (`NA`: yes for remote workers reached by SSH, no for other `rshcmd`s
-#' such as `"<srun>"`).
+#' such as `"<srun>"` and `"<qrsh>"`).
 #' @param rshlogfile A log file for an external SSH client.
 #' @param rshopts SSH options: for the built-in client `-p`, `-l`, `-F` and `-o`
 #' Port/User/UserKnownHostsFile/StrictHostKeyChecking; passed as they are to an external
