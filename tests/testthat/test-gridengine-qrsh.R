@@ -47,6 +47,8 @@ test_that("qrsh workers: tasks of the job, killNode() and the cause of death, cl
     setup <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
     res <- list(setup = setup)
     res$kinds <- vapply(cl, function(n) attr(n, "process")$kind, "")
+    res$keys <- vapply(cl, parallelly:::node_key, "")
+    res$host <- host
     res$jobs <- unlist(parallel::clusterEvalQ(cl, Sys.getenv("JOB_ID")))
     res$job <- Sys.getenv("JOB_ID")
     res$sum <- unlist(parallel::parLapply(cl, 1:6, function(x) x^2))
@@ -67,6 +69,8 @@ test_that("qrsh workers: tasks of the job, killNode() and the cause of death, cl
     res
   }))
   expect_identical(unname(got$kinds), rep("qrsh", 3L))
+  # Their keys name the kind and the host; the client's PID stands in for the start time.
+  expect_match(got$keys, sprintf("^qrsh:%s/[0-9]+@client[0-9]+$", got$host))
   # The workers run as tasks of the master's job.
   expect_identical(unname(got$jobs), rep(got$job, 3L))
   expect_identical(got$sum, (1:6)^2)
