@@ -15,15 +15,15 @@ qrsh_job_id <- function() {
 # The path of qrsh, as the PATH has it: not resolved through symlinks (Debian's client
 # programs are links to one wrapper script that dispatches on the name it was called by).
 qrsh_program <- function() {
-  key <- Sys.getenv("PATH")
-  if (!identical(.qrsh_cache$path_key, key)) {
+  key <- paste("qrsh (as linked)", Sys.getenv("PATH"), sep = "\r")
+  found <- get0(key, envir = .package$programs, inherits = FALSE)
+  if (is.null(found)) {
     found <- Sys.which("qrsh")
-    .qrsh_cache$program <- if (nzchar(found)) unname(found) else "qrsh"
-    .qrsh_cache$path_key <- key
+    found <- if (nzchar(found)) unname(found) else "qrsh"
+    assign(key, found, envir = .package$programs)
   }
-  .qrsh_cache$program
+  found
 }
-.qrsh_cache <- new.env(parent = emptyenv())
 
 # Whether `worker` is the host the master runs on: its workers are started as local ones.
 # Grid Engine names hosts as they resolve; compared without their domains.

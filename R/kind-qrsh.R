@@ -15,7 +15,8 @@
 # Signals go through the FIFO; a second qrsh to the host is never started for them (the job
 # may have no slot left there: Grid Engine refuses more tasks on a host than its slots).
 
-.qrsh_leftovers <- new.env(parent = emptyenv())
+# Killed workers' R temporary directories, by host: removed at stop, one task per host.
+qrsh_leftovers <- function() kind_table("qrsh", "leftovers")
 
 qrsh_reachability <- function(revtunnel, master, dryrun) {
   if (revtunnel) {
@@ -165,9 +166,9 @@ qrsh_stop_in_background <- function(pids, fifos) {
 # Remove the R temporary directories that killed workers left on `hosts`: one short task per
 # host, now that the workers' slots are free, in the background.
 qrsh_remove_leftovers <- function(hosts) {
-  for (host in intersect(hosts, ls(.qrsh_leftovers))) {
-    dirs <- get(host, envir = .qrsh_leftovers)
-    rm(list = host, envir = .qrsh_leftovers)
+  for (host in intersect(hosts, ls(qrsh_leftovers()))) {
+    dirs <- get(host, envir = qrsh_leftovers())
+    rm(list = host, envir = qrsh_leftovers())
     dirs <- dirs[grepl("^/[[:alnum:]_./-]*/Rtmp[[:alnum:]]+$", dirs)]  # only ever an R session's own
     if (length(dirs) == 0L || !nzchar(Sys.getenv("PE_HOSTFILE"))) next
     res <- tryCatch(backend_launch(qrsh_program(), c("-inherit", "-nostdin", host, "rm", "-rf", "--", dirs),
@@ -181,7 +182,7 @@ qrsh_after_kill <- function(id) {
   tmp <- id$tempdir
   if (!is.character(tmp) || length(tmp) != 1L || is.na(tmp) || !nzchar(tmp)) return(invisible())
   host <- as.character(id$host)
-  assign(host, c(get0(host, envir = .qrsh_leftovers, ifnotfound = character(0)), tmp), envir = .qrsh_leftovers)
+  assign(host, c(get0(host, envir = qrsh_leftovers(), ifnotfound = character(0)), tmp), envir = qrsh_leftovers())
   invisible()
 }
 

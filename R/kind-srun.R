@@ -15,16 +15,17 @@
 # a node's own tools are out of reach without one. Slurm client commands run without a
 # shell, with a timeout, as children of ours (R/slurmCommands.R).
 
-.srun_cache <- new.env(parent = emptyenv())
+srun_cache <- function() kind_table("srun", "master")
 
 # The master's address as the allocation's nodes reach it: the NodeAddr of the node it runs
 # on (inside a batch script or step), else this machine's name (salloc on a login node).
 srun_master_address <- function() {
   node <- Sys.getenv("SLURMD_NODENAME", "")
   key <- paste(Sys.getenv("SLURM_JOB_ID"), node)
-  if (identical(.srun_cache$master_key, key)) return(.srun_cache$master)
-  .srun_cache$master_key <- key
-  .srun_cache$master <- srun_lookup_master(node)
+  cache <- srun_cache()
+  if (identical(cache$master_key, key)) return(cache$master)
+  cache$master_key <- key
+  cache$master <- srun_lookup_master(node)
 }
 
 srun_lookup_master <- function(node) {
@@ -207,7 +208,7 @@ srun_stop_steps <- function(pids, steps, logs, timeout = 5) {
 
 # Killed workers' R temporary directories, by host: removing one needs a step on its node,
 # which killNode() must not start; stop() removes them, one step per host.
-.srun_leftovers <- new.env(parent = emptyenv())
+srun_leftovers <- function() kind_table("srun", "leftovers")
 
 srun_step_of <- function(id) {
   step <- id$process$step
@@ -299,9 +300,9 @@ srun_stop <- function(ids, background = FALSE) {
 # Remove the temporary directories that killed workers left on `hosts`: one short step per
 # host (argv, no shell), in the background.
 srun_remove_leftovers <- function(hosts) {
-  for (host in intersect(hosts, ls(.srun_leftovers))) {
-    dirs <- get(host, envir = .srun_leftovers)
-    rm(list = host, envir = .srun_leftovers)
+  for (host in intersect(hosts, ls(srun_leftovers()))) {
+    dirs <- get(host, envir = srun_leftovers())
+    rm(list = host, envir = srun_leftovers())
     dirs <- dirs[grepl("/Rtmp[[:alnum:]]+$", dirs)]  # only ever an R session's own
     if (length(dirs) == 0L || !nzchar(Sys.getenv("SLURM_JOB_ID"))) next
     res <- tryCatch(backend_launch(find_program("srun"),
@@ -316,7 +317,7 @@ srun_after_kill <- function(id) {
   tmp <- id$tempdir
   if (!is.character(tmp) || length(tmp) != 1L || is.na(tmp) || !nzchar(tmp)) return(invisible())
   host <- as.character(id$host)
-  assign(host, c(get0(host, envir = .srun_leftovers, ifnotfound = character(0)), tmp), envir = .srun_leftovers)
+  assign(host, c(get0(host, envir = srun_leftovers(), ifnotfound = character(0)), tmp), envir = srun_leftovers())
   invisible()
 }
 

@@ -436,7 +436,6 @@ find_program <- function(program) {
   if (startsWith(program, "/")) return(normalizePath(program, mustWork = FALSE))
   key <- paste(program, Sys.getenv("PATH"), sep = "\r")
   cache <- .package$programs
-  if (is.null(cache)) cache <- .package$programs <- new.env(parent = emptyenv())
   found <- get0(key, envir = cache, inherits = FALSE)
   if (is.null(found)) {
     found <- Sys.which(program)
