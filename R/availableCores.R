@@ -39,7 +39,8 @@
 #'   (`IS_BIOC_BUILD_MACHINE=true`).
 #' * `"LSF"`, `"PJM"`, `"PBS"`, `"SGE"`, `"Slurm"`: the cores allocated to the current job
 #'   by these schedulers (`LSB_DJOB_NUMPROC`; `PJM_VNODE_CORE` or `PJM_PROC_BY_NODE`;
-#'   `PBS_NUM_PPN` or `NCPUS`; `NSLOTS`; `SLURM_CPUS_PER_TASK`, else `SLURM_CPUS_ON_NODE`
+#'   `PBS_NUM_PPN` or `NCPUS`; this machine's slots in the file `PE_HOSTFILE`, else `NSLOTS`;
+#'   `SLURM_CPUS_PER_TASK`, else `SLURM_CPUS_ON_NODE`
 #'   for single-node jobs, else the first entry of `SLURM_TASKS_PER_NODE`).
 #'
 #'   For Slurm this is what the reference package gives: the CPUs of one task when
@@ -271,7 +272,7 @@ availableCoresMethod <- function(method, logical = TRUE) {
     "LSF" = availableCoresLSF(),
     "PJM" = availableCoresPJM(),
     "PBS" = availableCoresPBS(),
-    "SGE" = envvar_integer("NSLOTS"),
+    "SGE" = availableCoresSGE(),
     "Slurm" = availableCoresSlurm(),
     "fallback" = option_integer(getOption2("parallelly.availableCores.fallback"),
                                 "parallelly.availableCores.fallback"),
@@ -355,6 +356,20 @@ availableCoresPBS <- function() {
   n <- envvar_integer("PBS_NUM_PPN")
   if (is.na(n)) n <- envvar_integer("NCPUS")
   n
+}
+
+## SGE: this machine's slots in PE_HOSTFILE (NSLOTS counts every host of a multi-host job),
+## as the reference's development line does; NSLOTS where that file is unset or missing, or
+## does not list this machine.
+availableCoresSGE <- function() {
+  pathname <- envvar_or_na("PE_HOSTFILE")
+  if (!is.na(pathname) && file.exists(pathname)) {
+    data <- read_pe_hostfile(pathname)
+    short <- function(x) sub("[.].*$", "", tolower(x))
+    mine <- short(data$node) == short(Sys.info()[["nodename"]])
+    if (any(mine)) return(sum(data$count[mine]))
+  }
+  envvar_integer("NSLOTS")
 }
 
 ## Slurm: CPUs per task if requested; else the CPUs on this node for

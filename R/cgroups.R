@@ -15,7 +15,7 @@ cgroups_root <- function() {
 ## and mounts may change), but they are parsed, and the directories resolved, only when
 ## their text differs from the last time. The limit files themselves (cpuset.cpus,
 ## cpu.max, ...) are read afresh every time: a quota or a cpuset may change at any moment.
-cgroups_cache <- new.env(parent = emptyenv())
+## (cgroups_cache, in R/state.R)
 
 ## The parsed state of the cgroup files under `root`: an environment with `mounts`,
 ## `self` and the resolved directories `paths` (one per controller), reused while both

@@ -1,8 +1,7 @@
 ## R connections: how many may be open, and whether a connection object
 ## still refers to the connection it was created for.
 
-## Cached probe result
-connections_state <- new.env(parent = emptyenv())
+## The cached probe result is in connections_state (R/state.R)
 
 ## Maximum number of connections R allows (128 in a default build)
 #' Get the number of R connections that may be open, and how many are free

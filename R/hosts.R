@@ -1,7 +1,7 @@
 ## Hostname helpers: is a worker name this machine, a FQDN, an IPv4 number?
 
-## Known answers per hostname, so /etc/hosts is read once per worker name
-localhost_cache <- new.env(parent = emptyenv())
+## Known answers per hostname, so /etc/hosts is read once per worker name: localhost_cache
+## (R/state.R)
 
 ## TRUE if 'worker' names the current machine.  'localhost', 127.0.0.1
 ## and the machine's own name always do; otherwise the worker must be an

@@ -15,16 +15,17 @@
 # a node's own tools are out of reach without one. Slurm client commands run without a
 # shell, with a timeout, as children of ours (R/slurmCommands.R).
 
-.srun_cache <- new.env(parent = emptyenv())
+srun_cache <- function() kind_table("srun", "master")
 
 # The master's address as the allocation's nodes reach it: the NodeAddr of the node it runs
 # on (inside a batch script or step), else this machine's name (salloc on a login node).
 srun_master_address <- function() {
   node <- Sys.getenv("SLURMD_NODENAME", "")
   key <- paste(Sys.getenv("SLURM_JOB_ID"), node)
-  if (identical(.srun_cache$master_key, key)) return(.srun_cache$master)
-  .srun_cache$master_key <- key
-  .srun_cache$master <- srun_lookup_master(node)
+  cache <- srun_cache()
+  if (identical(cache$master_key, key)) return(cache$master)
+  cache$master_key <- key
+  cache$master <- srun_lookup_master(node)
 }
 
 srun_lookup_master <- function(node) {
@@ -40,6 +41,16 @@ srun_lookup_master <- function(node) {
 srun_is_batch_host <- function(worker) {
   node <- Sys.getenv("SLURMD_NODENAME", "")
   nzchar(node) && identical(as.character(worker), node)
+}
+
+# A remote worker's options: a job step has no reverse tunnel, and needs an allocation (not
+# for a dry run); the master is where the allocation's nodes reach it.
+srun_reachability <- function(revtunnel, master, dryrun) {
+  if (revtunnel) {
+    stop_arg("revtunnel", "must be FALSE or NA with rshcmd = \"<srun>\": a Slurm job step has no reverse tunnel, its worker connects to the master directly (see argument 'master')")
+  }
+  if (!dryrun) srun_job_id()
+  if (is.null(master)) srun_master_address() else master
 }
 
 # srun options from `rshopts`: given ones first; --overlap unless the user asks for CPUs of
@@ -197,7 +208,7 @@ srun_stop_steps <- function(pids, steps, logs, timeout = 5) {
 
 # Killed workers' R temporary directories, by host: removing one needs a step on its node,
 # which killNode() must not start; stop() removes them, one step per host.
-.srun_leftovers <- new.env(parent = emptyenv())
+srun_leftovers <- function() kind_table("srun", "leftovers")
 
 srun_step_of <- function(id) {
   step <- id$process$step
@@ -289,9 +300,9 @@ srun_stop <- function(ids, background = FALSE) {
 # Remove the temporary directories that killed workers left on `hosts`: one short step per
 # host (argv, no shell), in the background.
 srun_remove_leftovers <- function(hosts) {
-  for (host in intersect(hosts, ls(.srun_leftovers))) {
-    dirs <- get(host, envir = .srun_leftovers)
-    rm(list = host, envir = .srun_leftovers)
+  for (host in intersect(hosts, ls(srun_leftovers()))) {
+    dirs <- get(host, envir = srun_leftovers())
+    rm(list = host, envir = srun_leftovers())
     dirs <- dirs[grepl("/Rtmp[[:alnum:]]+$", dirs)]  # only ever an R session's own
     if (length(dirs) == 0L || !nzchar(Sys.getenv("SLURM_JOB_ID"))) next
     res <- tryCatch(backend_launch(find_program("srun"),
@@ -306,7 +317,7 @@ srun_after_kill <- function(id) {
   tmp <- id$tempdir
   if (!is.character(tmp) || length(tmp) != 1L || is.na(tmp) || !nzchar(tmp)) return(invisible())
   host <- as.character(id$host)
-  assign(host, c(get0(host, envir = .srun_leftovers, ifnotfound = character(0)), tmp), envir = .srun_leftovers)
+  assign(host, c(get0(host, envir = srun_leftovers(), ifnotfound = character(0)), tmp), envir = srun_leftovers())
   invisible()
 }
 
@@ -349,6 +360,15 @@ node_kind_srun <- list(
   priority = 10,
   claims = function(opts) identical(opts$rshcmd, "<srun>") && !isTRUE(attr(opts$worker, "localhost")),
   launcher = function(opts) srun_launcher(opts),
+  rshcmd = "<srun>",
+  job_variable = "SLURM_JOB_ID",
+  worker_is_local = srun_is_batch_host,
+  reachability = srun_reachability,
+  # Job steps are started all at once; there is no fork server on a Slurm node.
+  setup_strategy = function(strategy) if (strategy == "fork") "parallel" else strategy,
+  launch_line = function(opts) {
+    paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(opts$worker)), collapse = " ")
+  },
   # Proposed (not yet read by setup_batches()): all steps of a job start in one batch,
   # whatever their nodes (8 workers on 4 nodes: ~2.4-3.6 s instead of ~4.0-4.3 s, loaded).
   batch = function(opts) paste0("srun:", Sys.getenv("SLURM_JOB_ID")),

@@ -214,13 +214,17 @@ new_node <- function(con, options, pid, launched, port, launcher) {
   node
 }
 
-# The key of a worker in this package's tables: it always names the host. A worker started
-# by an external client has no start time we can read; its local client's PID stands in
-# (unique while the worker runs), so two hosts whose workers share a PID never collide.
+# The key of a worker in this package's tables (format_node_key()): it always names the
+# host. A worker started by a client process of ours (an external ssh, srun, qrsh) has no
+# start time we can read; its client's PID stands in, so two hosts whose workers share a
+# PID never collide.
 worker_key <- function(launcher, options, pid, start_time, launcher_pid) {
-  if (!is.null(launcher$ssh_key)) return(sprintf("%s/%d@%.0f", launcher$ssh_key, as.integer(pid), as.numeric(start_time)))
-  if (launcher$remote) return(sprintf("rsh:%s/%d@client%d", as.character(options$worker), as.integer(pid), as.integer(launcher_pid)))
-  sprintf("localhost/%d@%.0f", as.integer(pid), as.numeric(start_time))
+  if (!is.null(launcher$ssh_key)) return(format_node_key(launcher$ssh_key, pid, start_stamp(start_time)))
+  if (launcher$remote) {
+    return(format_node_key(paste0(launcher$kind, ":", as.character(options$worker)), pid,
+                           paste0("client", as.integer(launcher_pid))))
+  }
+  format_node_key("localhost", pid, start_stamp(start_time))
 }
 
 # A launched worker exited before connecting: fail at once, with how it ended and its output.

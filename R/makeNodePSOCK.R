@@ -11,7 +11,8 @@
 #' the local/remote decision. A `makeNodePSOCKOptions` object is launched as is.
 #' @param master Hostname the worker connects back to (default: "localhost" for local
 #' workers; with `rshcmd = "<srun>"`, the address Slurm has for the node the master runs
-#' on, or this machine's name outside the allocation).
+#' on, or this machine's name outside the allocation; with `rshcmd = "<qrsh>"`, this
+#' machine's name).
 #' @param port The port the master listens on.
 #' @param connectTimeout Seconds to wait for the worker to connect.
 #' @param timeout Socket inactivity timeout (seconds) on both sides.
@@ -49,11 +50,16 @@
 #' that external client instead. `"<srun>"`, inside a Slurm allocation, starts the worker
 #' as a job step of it on node `worker` (`srun --nodes=1 --ntasks=1 --overlap -w worker`,
 #' no shell; `rshopts` are added srun options); the master's own node gets local workers.
-#' See `vignette("slurm", package = "parallelly")`.
+#' See `vignette("slurm", package = "parallelly")`. `"<qrsh>"`, inside a Grid Engine job
+#' with a parallel environment, starts the worker as a task of it on host `worker`
+#' (`qrsh -inherit -V worker`); the master's own host gets local workers. See
+#' `vignette("gridengine", package = "parallelly")`. `"<hpc>"` is `"<srun>"` in a Slurm job,
+#' `"<qrsh>"` in a Grid Engine job, and an error outside any job unless a fallback follows,
+#' as in `c("<hpc>", "<ssh>")`. `"<pjrsh>"` (Fujitsu PJM) is not supported yet.
 #' @param user The user name on a remote host.
 #' @param revtunnel Whether a remote worker reaches the master through a reverse tunnel over
 #' the SSH connection (`NA`: yes for remote workers reached by SSH, no for other `rshcmd`s
-#' such as `"<srun>"`).
+#' such as `"<srun>"` and `"<qrsh>"`).
 #' @param rshlogfile A log file for an external SSH client.
 #' @param rshopts SSH options: for the built-in client `-p`, `-l`, `-F` and `-o`
 #' Port/User/UserKnownHostsFile/StrictHostKeyChecking; passed as they are to an external
@@ -173,7 +179,11 @@ make_node_fcn <- utils::removeSource(local(function(...) parallelly::makeNodePSO
 
 # Turn the arguments of makeNodePSOCK() into a complete, checked launch specification.
 resolve_node_options <- function(a) {
-  opts <- list(worker = resolve_worker(a))
+  # A kind selected by a keyword such as "<srun>" resolves what is particular to it.
+  rshcmd <- resolve_rshcmd_keyword(check_rshcmd(a$rshcmd), isTRUE(a$dryrun))
+  a$rshcmd <- rshcmd
+  kind <- kind_for_rshcmd(rshcmd)
+  opts <- list(worker = resolve_worker(a, kind))
   localhost <- attr(opts$worker, "localhost")
   port <- suppressWarnings(as.integer(a$port))
   if (length(port) != 1L || is.na(port) || port < 0L || port > 65535L) {
@@ -183,7 +193,6 @@ resolve_node_options <- function(a) {
   opts$connectTimeout <- check_seconds(a$connectTimeout, "connectTimeout")
   opts$timeout <- check_seconds(a$timeout, "timeout")
   # Checked whether or not this launch uses them: a wrong type is a mistake either way.
-  rshcmd <- check_rshcmd(a$rshcmd)
   check_strings(a$rshopts, "rshopts")
   check_strings(a$user, "user", single = TRUE)
   check_strings(a$rscript_libs, "rscript_libs")
@@ -191,13 +200,13 @@ resolve_node_options <- function(a) {
   if (!is.null(a$rshlogfile) && !isTRUE(a$rshlogfile) && !is_false_like(a$rshlogfile)) {
     check_strings(a$rshlogfile, "rshlogfile", single = TRUE)
   }
-  opts <- c(opts, resolve_reachability(a, opts$worker, rshcmd))
+  opts <- c(opts, resolve_reachability(a, opts$worker, rshcmd, kind))
   opts <- c(opts, resolve_worker_launch(a, localhost, opts$homogeneous))
   opts <- c(opts, resolve_remote_access(a, localhost, rshcmd))
   opts <- c(opts, resolve_node_policy(a))
   opts$rscript_call <- resolve_rscript_call(a$rscript_call)
   opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup, a$rscript_args,
-                                                own_entry = !is.null(opts$rscript_call))
+                                                kind, own_entry = !is.null(opts$rscript_call))
   opts$localMachine <- localhost
   opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
 
@@ -205,9 +214,7 @@ resolve_node_options <- function(a) {
   opts$cmd <- worker_command_line(opts, port = opts$port)
   opts$local_cmd <- opts$cmd
   if (!localhost) {
-    opts$rsh_call <- if (identical(rshcmd, "<srun>")) {
-      paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(opts$worker)), collapse = " ")
-    } else rsh_call_line(opts)
+    opts$rsh_call <- if (is.function(kind$launch_line)) kind$launch_line(opts) else rsh_call_line(opts)
     opts$local_cmd <- paste(opts$rsh_call, sh_quote(opts$cmd, type = opts$rscript_sh[2]))
   }
   class(opts) <- c("makeNodePSOCKOptions", "makeNodeOptions")
@@ -215,7 +222,7 @@ resolve_node_options <- function(a) {
 }
 
 # The worker's name, with attribute `localhost` (TRUE for this machine).
-resolve_worker <- function(a) {
+resolve_worker <- function(a, kind = NULL) {
   worker <- a$worker
   if (!is.character(worker) || length(worker) != 1L || is.na(worker) || !nzchar(worker)) {
     stop_arg("worker", "must be a single, non-empty hostname: %s", deparse1(worker))
@@ -224,8 +231,9 @@ resolve_worker <- function(a) {
     stop_arg("worker", "must be a hostname without spaces: '%s'", worker)
   }
   localhost <- attr(worker, "localhost", exact = TRUE)
-  # rshcmd = "<srun>": the workers of the node the master runs on are local ones.
-  if (identical(a$rshcmd, "<srun>") && !is.logical(localhost) && srun_is_batch_host(worker)) localhost <- TRUE
+  # A scheduler's kind (rshcmd = "<srun>", say): the workers of the node the master runs on
+  # are local ones.
+  if (is.function(kind$worker_is_local) && !is.logical(localhost) && kind$worker_is_local(worker)) localhost <- TRUE
   if (!is.logical(localhost) || length(localhost) != 1L || is.na(localhost)) {
     localhost_names <- c(getOption2("parallelly.localhost.hostname", "localhost"), "localhost", "127.0.0.1")
     localhost <- worker %in% localhost_names
@@ -239,9 +247,8 @@ resolve_worker <- function(a) {
 }
 
 # How the worker reaches the master: list(revtunnel, master, homogeneous).
-resolve_reachability <- function(a, worker, rshcmd) {
+resolve_reachability <- function(a, worker, rshcmd, kind = NULL) {
   localhost <- attr(worker, "localhost")
-  srun <- identical(rshcmd, "<srun>")
   revtunnel <- a$revtunnel
   if (!is.logical(revtunnel) || length(revtunnel) != 1L) {
     stop_arg("revtunnel", "must be TRUE, FALSE or NA: %s", deparse1(revtunnel))
@@ -249,15 +256,12 @@ resolve_reachability <- function(a, worker, rshcmd) {
   # As in the reference: NA means a reverse tunnel for a remote worker reached by SSH (our
   # built-in client or an ssh-like rshcmd), none for any other launcher (e.g. srun).
   if (is.na(revtunnel)) revtunnel <- !localhost && (is.null(rshcmd) || rshcmd_is_ssh(rshcmd))
-  if (srun && !localhost && revtunnel) {
-    stop_arg("revtunnel", "must be FALSE or NA with rshcmd = \"<srun>\": a Slurm job step has no reverse tunnel, its worker connects to the master directly (see argument 'master')")
-  }
 
   master <- a$master
-  if (srun && !localhost && !isTRUE(a$dryrun)) srun_job_id()  # an allocation is needed
-  if (is.null(master) && srun && !localhost) {
-    # The address the allocation's nodes reach the master at.
-    master <- srun_master_address()
+  # A scheduler's kind checks its remote workers' options (a job to run in, no reverse
+  # tunnel) and knows the address its nodes reach the master at.
+  if (is.function(kind$reachability) && !localhost) {
+    master <- kind$reachability(revtunnel = revtunnel, master = master, dryrun = isTRUE(a$dryrun))
   }
   if (is.null(master)) {
     # A tunnelled remote worker connects to the server's end of the tunnel, which listens
@@ -354,7 +358,7 @@ resolve_rscript_call <- function(call) {
 }
 
 resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup = NULL, rscript_args = NULL,
-                                   own_entry = FALSE) {
+                                   kind = NULL, own_entry = FALSE) {
   strategies <- c("auto", "fork", "parallel", "sequential")
   if (!is.character(setup_strategy) || length(setup_strategy) < 1L || !setup_strategy[1L] %in% strategies) {
     stop_arg("setup_strategy", "must be \"auto\", \"fork\", \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
@@ -368,14 +372,13 @@ resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup
     setup_strategy <- if (fork_ok) "fork" else "parallel"
   }
   localhost <- attr(opts$worker, "localhost")
-  srun <- identical(rshcmd, "<srun>")
   # Parallel setup: all local workers at once, and all workers of a remote host at once
-  # over its held SSH connection; never for manual or dry runs or an external SSH client.
+  # over its held SSH connection or through a scheduler's kind; never for manual or dry
+  # runs or an external SSH client.
   parallel_ok <- !opts$manual && !opts$dryrun &&
-    ((localhost && opts$homogeneous) || (!localhost && (is.null(rshcmd) || srun)))
+    ((localhost && opts$homogeneous) || (!localhost && (is.null(rshcmd) || !is.null(kind))))
   if (setup_strategy %in% c("parallel", "fork") && !parallel_ok) setup_strategy <- "sequential"
-  # Job steps are started all at once; there is no fork server on a Slurm node.
-  if (srun && !localhost && setup_strategy == "fork") setup_strategy <- "parallel"
+  if (!localhost && is.function(kind$setup_strategy)) setup_strategy <- kind$setup_strategy(setup_strategy)
   # A forked worker runs the fork server's loop, not an entry code of its own.
   if (own_entry && setup_strategy == "fork") setup_strategy <- "parallel"
   setup_strategy
@@ -485,7 +488,6 @@ find_program <- function(program) {
   if (startsWith(program, "/")) return(normalizePath(program, mustWork = FALSE))
   key <- paste(program, Sys.getenv("PATH"), sep = "\r")
   cache <- .package$programs
-  if (is.null(cache)) cache <- .package$programs <- new.env(parent = emptyenv())
   found <- get0(key, envir = cache, inherits = FALSE)
   if (is.null(found)) {
     found <- Sys.which(program)

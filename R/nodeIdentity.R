@@ -25,6 +25,14 @@ node_identity <- function(node) {
        process = process, node = node)
 }
 
+# A node's key in the package's tables, in one format: "WHERE/PID@STAMP". WHERE always names
+# the host: "localhost", the SSH connection's key, or KIND:HOST for a worker started through
+# a client process of ours (rsh, srun, qrsh); STAMP is the worker's start time in clock
+# ticks, or "client<PID>" (its client's PID, unique while the worker runs) where the
+# worker's start time cannot be read. Made once at launch (worker_key()), kept in the node.
+format_node_key <- function(where, pid, stamp) sprintf("%s/%d@%s", where, as.integer(pid), stamp)
+start_stamp <- function(start_time) sprintf("%.0f", as.numeric(start_time))
+
 #' Check whether a process with a given PID exists (internal)
 #'
 #' @param pid A positive process ID.

@@ -26,6 +26,18 @@
 #   stop_before_done(ids)          optional: TRUE when stop(ids, background = TRUE) only hands
 #                                  the workers to a thread, so it may run before they are
 #                                  told to finish (default FALSE)
+# Optional fields of a kind that a user selects by an `rshcmd` keyword (a scheduler's
+# launcher, such as "<srun>"); option resolution (R/makeNodePSOCK.R) asks the kind and never
+# names it:
+#   rshcmd                         the keyword, e.g. "<srun>"
+#   job_variable                   an environment variable set inside a job of the kind's
+#                                  scheduler: rshcmd = "<hpc>" picks the kind whose is set
+#   worker_is_local(worker)        TRUE for the node the master runs on (its workers are local)
+#   reachability(revtunnel, master, dryrun)  checks a remote worker's options (an error for
+#                                  what cannot work, such as a reverse tunnel) and returns the
+#                                  master address (`master` if given)
+#   setup_strategy(strategy)       the strategy its remote workers are started with
+#   launch_line(opts)              the launcher's command line, shown by dryrun/manual
 # A group whose answer cannot be had (a host that does not answer) raises an error: the
 # operation then warns and reports NA for its nodes.
 #
@@ -67,6 +79,28 @@ node_kind <- function(name) {
   kind <- node_kinds()[[name]]
   if (is.null(kind)) stopf("Argument", "Unknown node kind '%s'", name)
   kind
+}
+
+# The kind selected by the rshcmd keyword `rshcmd` (such as "<srun>"), or NULL.
+kind_for_rshcmd <- function(rshcmd) {
+  if (!is.character(rshcmd) || length(rshcmd) != 1L) return(NULL)
+  for (kind in node_kinds()) if (identical(kind$rshcmd, rshcmd)) return(kind)
+  NULL
+}
+
+# rshcmd = "<hpc>" (as in the reference): the keyword of the kind whose scheduler runs this
+# R session (its `job_variable` is set; "<srun>" in a Slurm job, "<qrsh>" in a Grid Engine
+# job). Further elements, as in c("<hpc>", "<ssh>"), are used outside any job; without them
+# that is an error, unless this is a dry run (which then shows the first kind's launch).
+resolve_rshcmd_keyword <- function(rshcmd, dryrun = FALSE) {
+  if (!is.character(rshcmd) || !identical(rshcmd[1L], "<hpc>")) return(rshcmd)
+  kinds <- Filter(function(k) is.character(k$job_variable) && is.character(k$rshcmd), node_kinds())
+  for (kind in kinds) if (nzchar(Sys.getenv(kind$job_variable))) return(kind$rshcmd)
+  if (length(rshcmd) > 1L) return(rshcmd[-1L])
+  if (dryrun && length(kinds) > 0L) return(kinds[[1L]]$rshcmd)
+  vars <- vapply(kinds, function(k) sprintf("%s (%s)", k$job_variable, k$rshcmd), character(1))
+  stop_arg("rshcmd", "is \"<hpc>\", which uses the launcher of the job scheduler this R session runs in, but none of %s is set: run R inside a job, or give a fallback, e.g. rshcmd = c(\"<hpc>\", \"<ssh>\")",
+           paste(vars, collapse = ", "))
 }
 
 # The kind that launches workers for `opts`.

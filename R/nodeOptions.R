@@ -59,7 +59,6 @@ set_node_entry <- function(node, what, value) {
 
 node_table <- function(what) {
   tables <- .package$node_tables
-  if (is.null(tables)) tables <- .package$node_tables <- new.env(parent = emptyenv())
   table <- tables[[what]]
   if (is.null(table)) table <- tables[[what]] <- new.env(parent = emptyenv())
   table

@@ -23,7 +23,7 @@ node_key <- function(node) {
   if (is.character(process$key)) return(process$key)
   if (!is.numeric(process$pid) || is.na(process$pid)) return(NULL)
   host <- if (is.character(process$ssh)) process$ssh else "localhost"
-  sprintf("%s/%d@%.0f", host, as.integer(process$pid), as.numeric(process$start_time))
+  format_node_key(host, process$pid, start_stamp(process$start_time))
 }
 
 # A node's bookkeeping: one lookup by the key its process record carries (every node we

@@ -143,7 +143,6 @@ ssh_close_if_unused <- function(ssh_key) {
 # that host meanwhile (a fork server that turned out unable to fork, say) does not close it
 # under the setup's feet. A hold only keeps the connection open; it never closes it.
 ssh_holds <- function() {
-  if (!is.environment(.package$ssh_holds)) .package$ssh_holds <- new.env(parent = emptyenv())
   .package$ssh_holds
 }
 

@@ -1,6 +1,15 @@
-# Package state: every table this package keeps, created in one place (at load), with what
+# Package state: every table this package keeps, created in one place (here), with what
 # removes entries from it. Tables are environments keyed by node key (node_key(): host, PID
-# and start time of a worker) unless said otherwise.
+# and start time of a worker) unless said otherwise. Files use these tables; none makes its
+# own (a kind's tables come from kind_table(), a node's entries from node_table()).
+
+# Caches that are not about nodes, made with the namespace:
+cgroups_cache <- new.env(parent = emptyenv())     # R/cgroups.R: parsed cgroup files per root
+                                                  # (at most 8 roots; cleared beyond that)
+connections_state <- new.env(parent = emptyenv()) # R/connections.R: the probed connection limit
+localhost_cache <- new.env(parent = emptyenv())   # R/hosts.R: per name, whether it is this
+                                                  # machine; cleared when the hosts file changes
+multicore_state <- new.env(parent = emptyenv())   # R/supportsMulticore.R: the one-time warning
 
 init_package_state <- function() {
   table <- function() new.env(parent = emptyenv())
@@ -14,6 +23,12 @@ init_package_state <- function() {
                                      # removed at stop
   .package$host_failures <- table()  # by host: deaths in a row; removed when a worker answers
   .package$ssh_users <- table()      # by host: the login user of the held connection
+  .package$ssh_holds <- table()      # by connection: how many setups hold it open (R/ssh.R)
+  .package$node_tables <- table()    # by what (options, session_info, ...): entries per node,
+                                     # removed when the node's connection is collected
+                                     # (R/nodeOptions.R)
+  .package$kind_tables <- table()    # by kind and what: a node kind's own tables (kind_table())
+  .package$programs <- table()       # by program and PATH: its full path (find_program())
   .package$fork_servers <- table()   # by host and launch spec (R/forkServer.R)
   .package$fork_refusals <- table()  # by host and launch spec: until when; expire (R/forkServer.R)
   .package$retired_fork_servers <- table()
@@ -22,6 +37,15 @@ init_package_state <- function() {
   .package$relaunches <- 0L          # in-place relaunches so far (R/selfHealing.R)
   .package$spin <- NULL              # the spin before a blocking read (R/spinWait.R)
   invisible()
+}
+
+# A table of node kind `kind` (say, the R temporary directories that killed srun workers
+# left, by host, removed when the cluster stops), made on first use.
+kind_table <- function(kind, what) {
+  key <- paste(kind, what, sep = ":")
+  table <- .package$kind_tables[[key]]
+  if (is.null(table)) table <- .package$kind_tables[[key]] <- new.env(parent = emptyenv())
+  table
 }
 
 # A node was stopped: nothing about it is needed any more, except that it ended.

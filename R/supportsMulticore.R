@@ -1,7 +1,6 @@
 ## Whether forked processing ('multicore') can and may be used.
 
-## Remembers that the one-time RStudio warning has been given
-multicore_state <- new.env(parent = emptyenv())
+## multicore_state (R/state.R) remembers that the one-time RStudio warning has been given
 
 #' Check whether forked processing may be used
 #'

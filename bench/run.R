@@ -104,6 +104,9 @@ if (remote) system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "st
 # A Slurm cluster of 8 workers on 4 nodes in one sbatch job (prints its own table; says why
 # and goes on where the Slurm test cluster cannot start).
 if (!quick && (is.na(only) || grepl(only, "slurm_setup"))) system2(file.path(R.home("bin"), "Rscript"), file.path(root, "bench", "slurm-setup.R"))
+# 8 workers through qrsh in one Grid Engine job (prints its own table; says why and goes on
+# where the Grid Engine test cluster cannot start).
+if (!quick && (is.na(only) || grepl(only, "gridengine_setup"))) system2(file.path(R.home("bin"), "Rscript"), file.path(root, "bench", "gridengine-setup.R"))
 results <- do.call(rbind, results)
 
 fmt <- function(x, measure) {

@@ -46,6 +46,7 @@ export _R_CHECK_SYSTEM_CLOCK_=false
 export _R_CHECK_FORCE_SUGGESTS_=${_R_CHECK_FORCE_SUGGESTS_:-false}
 export R_PARALLELLY_SSH_TEST_HOSTS_SCRIPT="$root/tools/ssh-test-hosts.sh"
 export R_PARALLELLY_SLURM_TEST_CLUSTER_SCRIPT="$root/tools/slurm-test-cluster.sh"
+export R_PARALLELLY_GRIDENGINE_TEST_CLUSTER_SCRIPT="$root/tools/gridengine-test-cluster.sh"
 
 echo "== R CMD build"
 rm -f "$out"/parallelly_*.tar.gz

@@ -1,5 +1,5 @@
-# Process helpers sourced by tools/ssh-test-hosts.sh and tools/slurm-test-cluster.sh (which
-# define die()).
+# Process helpers sourced by tools/ssh-test-hosts.sh, tools/slurm-test-cluster.sh and
+# tools/gridengine-test-cluster.sh (which define die()).
 
 # Every process in the PID namespace with inode INO.
 pidns_members() {

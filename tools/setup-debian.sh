@@ -8,9 +8,9 @@
 # the drop-in tests run on our clusters (furrr, foreach/doParallel/doRNG, progressr,
 # parallelMap, future.batchtools; Debian's parallelly 1.34 comes with them and is the
 # reference in side-by-side tests), login shells and iptables for realistic SSH test hosts,
-# Slurm with munge for the scheduler test cluster, and debootstrap (the Debian sid chroot of
-# today's R stack, tools/sid-chroot.sh) with devscripts (checkbashisms, for R CMD check
-# --as-cran).
+# Slurm with munge and Grid Engine for the scheduler test clusters, and debootstrap (the
+# Debian sid chroot of today's R stack, tools/sid-chroot.sh) with devscripts (checkbashisms,
+# for R CMD check --as-cran).
 set -euo pipefail
 
 packages=(r-base-dev r-cran-testthat libssl-dev pkg-config openssh-server
@@ -19,6 +19,7 @@ packages=(r-base-dev r-cran-testthat libssl-dev pkg-config openssh-server
           r-cran-furrr r-cran-foreach r-cran-doparallel r-cran-dorng r-cran-progressr
           r-cran-parallelmap r-cran-future.batchtools r-cran-parallelly
           dash tcsh fish iptables slurmctld slurmd slurm-client munge
+          gridengine-master gridengine-exec gridengine-client
           debootstrap devscripts)
 missing=()
 for p in "${packages[@]}"; do
@@ -29,6 +30,14 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "Installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Grid Engine's packages ask for the master's host and cell; answered here, they install
+  # without configuring a host (tools/gridengine-test-cluster.sh runs a cluster of its own,
+  # on other ports than a system qmaster would use).
+  debconf-set-selections <<DEBCONF
+gridengine-common shared/gridenginemaster string $(hostname)
+gridengine-common shared/gridenginecell string default
+gridengine-common shared/gridengineconfig boolean true
+DEBCONF
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

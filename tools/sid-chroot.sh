@@ -39,8 +39,8 @@ packages=(r-base-core r-base-dev r-cran-testthat r-cran-withr libssl-dev pkg-con
           r-cran-furrr r-cran-foreach r-cran-doparallel r-cran-dorng r-cran-progressr
           r-cran-parallelmap r-cran-future.batchtools r-cran-parallelly
           openssh-server openssh-client dash tcsh fish iptables iproute2 procps psmisc
-          slurmctld slurmd slurm-client munge devscripts xz-utils ca-certificates hostname
-          passwd util-linux)
+          slurmctld slurmd slurm-client munge gridengine-master gridengine-exec
+          gridengine-client devscripts xz-utils ca-certificates hostname passwd util-linux)
 
 # apt-get inside the chroot needs /proc and /dev; a private mount namespace drops them after.
 with_mounts() {
@@ -84,6 +84,12 @@ setup() {
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "sid-chroot: installing ${missing[*]}"
+    # Grid Engine's questions answered as in tools/setup-debian.sh (no host is configured).
+    chroot "$CHROOT" debconf-set-selections <<DEBCONF
+gridengine-common shared/gridenginemaster string $(hostname)
+gridengine-common shared/gridenginecell string default
+gridengine-common shared/gridengineconfig boolean true
+DEBCONF
     local log
     log="$(dirname "$CHROOT")/apt.log"
     if ! with_mounts bash -c '

@@ -1,0 +1,101 @@
+# A cluster of 8 workers through qrsh inside one qsub job (PE smp, 8 slots): our "<qrsh>"
+# node kind ("qrsh-kind": 8 tasks started together, each through a task script, no shell on
+# our side but the one that hands qrsh its control FIFO) against the recipe with an rshcmd
+# function ("qrsh-recipe": `qrsh -inherit -nostdin -V HOST` per worker, revtunnel = FALSE,
+# one after the other as for any external client). The test cluster has one host, the
+# master's own, which makeClusterPSOCK() would give local workers: both start their workers
+# as if the host were another (attribute `localhost = FALSE`). Interleaved and repeated,
+# each in a job of its own on the real single-machine Grid Engine test cluster
+# (tools/gridengine-test-cluster.sh, started and stopped here). Reports setup,
+# isNodeAlive(), one parLapply() round and stopCluster(), medians with min-max, and the
+# ratio kind/recipe.
+#
+#   Rscript bench/gridengine-setup.R [--reps=3]
+#
+# Where the cluster cannot start (no root, no Grid Engine), it says why and exits with status 0.
+local({
+args <- commandArgs(TRUE)
+root <- normalizePath(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])), ".."))
+reps <- as.integer(sub("^--reps=", "", c(grep("^--reps=", args, value = TRUE), "--reps=3")[1]))
+
+bins <- c(sge_qmaster = "/usr/sbin/sge_qmaster", sge_execd = "/usr/sbin/sge_execd", qsub = "/usr/lib/gridengine/qsub")
+missing <- !file.exists(bins)
+if (any(missing) || Sys.info()[["user"]] != "root" || !nzchar(Sys.which("unshare"))) {
+  cat("gridengine-setup: skipped (needs root, unshare and Grid Engine's daemons and clients:",
+      paste(names(bins)[missing], collapse = ", "), ")\n")
+  quit(status = 0L, save = "no")
+}
+
+dir <- tempfile("bench-gridengine-")
+port <- as.character(40000L + sample.int(90L, 1L) * 100L)
+script <- file.path(root, "tools", "gridengine-test-cluster.sh")
+Sys.setenv(GRIDENGINE_TEST_CLUSTER_OWNER_PID = Sys.getpid(), GRIDENGINE_TEST_CLUSTER_PORT = port)
+out <- suppressWarnings(system2("bash", c(shQuote(script), "start", shQuote(dir)), stdout = TRUE, stderr = TRUE))
+if (!is.null(attr(out, "status"))) {
+  cat("gridengine-setup: skipped (the Grid Engine test cluster did not start):\n", paste(out, collapse = "\n"), "\n")
+  quit(status = 0L, save = "no")
+}
+on.exit(system2("bash", c(shQuote(script), "stop", shQuote(dir)), stdout = FALSE, stderr = FALSE), add = TRUE)
+for (line in sub("^export ", "", readLines(file.path(dir, "env.sh")))) {
+  do.call(Sys.setenv, setNames(list(gsub("'", "", sub("^[^=]*=", "", line))), sub("=.*$", "", line)))
+}
+Sys.setenv(PATH = paste("/usr/lib/gridengine", Sys.getenv("PATH"), sep = ":"),
+           R_LIBS = paste(.libPaths(), collapse = ":"))
+
+# What runs in the job: the timings of one cluster, as a named numeric vector.
+job_code <- function(impl, result) {
+  sprintf('
+    suppressPackageStartupMessages(library(parallelly))
+    stopifnot(packageVersion("parallelly") >= "2.0.0")
+    host <- structure(Sys.info()[["nodename"]], localhost = FALSE)
+    port <- freePort()
+    t <- function(expr) { t0 <- Sys.time(); force(expr); as.numeric(difftime(Sys.time(), t0, units = "secs")) }
+    cluster <- function(nodes) structure(nodes, class = c("RichSOCKcluster", "SOCKcluster", "cluster"))
+    setup <- t(cl <- if (%s == "qrsh-kind") {
+      opts <- lapply(1:8, function(i) makeNodePSOCK(host, port = port, rshcmd = "<qrsh>", rank = i, action = "options"))
+      cluster(parallelly:::connect_workers(opts))
+    } else {
+      cluster(lapply(1:8, function(i) makeNodePSOCK(host, port = port, rank = i, revtunnel = FALSE, homogeneous = TRUE,
+        rshcmd = function(rshopts, worker) sprintf("qrsh -inherit -nostdin -V %%s", worker))))
+    })
+    stopifnot(length(cl) == 8L)
+    alive <- t(ok <- isNodeAlive(cl))
+    round <- t(parallel::parLapply(cl, 1:8, sqrt))
+    stop <- t(parallel::stopCluster(cl))
+    saveRDS(c(setup = setup, isNodeAlive = alive, parLapply = round, stopCluster = stop), %s)',
+    deparse(impl), deparse(result))
+}
+
+run_job <- function(impl, timeout = 180) {
+  result <- tempfile(fileext = ".rds")
+  job_script <- tempfile(fileext = ".sh")
+  log <- tempfile(fileext = ".log")
+  on.exit(unlink(c(result, job_script, log)))
+  writeLines(c("#!/bin/sh", paste(shQuote(c(file.path(R.home("bin"), "Rscript"), "-e", job_code(impl, result))), collapse = " ")), job_script)
+  res <- suppressWarnings(system2("timeout", c(timeout, "qsub", "-sync", "y", "-V", "-pe", "smp", "8", "-o", log, "-j", "y", job_script),
+                                  stdout = TRUE, stderr = TRUE))
+  if (!file.exists(result)) {
+    cat(sprintf("gridengine-setup: %s job failed:\n%s\n%s\n", impl, paste(res, collapse = "\n"),
+                paste(readLines(log, warn = FALSE), collapse = "\n")))
+    return(NULL)
+  }
+  readRDS(result)
+}
+
+impls <- c("qrsh-kind", "qrsh-recipe")
+runs <- list()
+for (rep in seq_len(reps)) for (impl in impls) {
+  value <- run_job(impl)
+  if (!is.null(value)) runs[[length(runs) + 1L]] <- data.frame(impl = impl, measure = names(value), value = unname(value))
+}
+if (length(runs) == 0L) quit(status = 0L, save = "no")
+runs <- do.call(rbind, runs)
+cat(sprintf("\n8 workers through qrsh -inherit in one qsub job (%d reps)\n", reps))
+cat(sprintf("%-12s %-28s %-28s %s\n", "measure", "qrsh-kind", "qrsh-recipe", "kind/recipe"))
+for (m in unique(runs$measure)) {
+  med <- function(impl) { x <- runs$value[runs$impl == impl & runs$measure == m]; if (length(x)) c(median(x), min(x), max(x)) else NA }
+  o <- med("qrsh-kind"); r <- med("qrsh-recipe")
+  cell <- function(x) if (anyNA(x)) "-" else sprintf("%.3f s (%.3f-%.3f)", x[1], x[2], x[3])
+  cat(sprintf("%-12s %-28s %-28s %s\n", m, cell(o), cell(r), if (anyNA(r)) "-" else sprintf("%.2f", o[1] / r[1])))
+}
+})

@@ -1,0 +1,68 @@
+# The scheduler keywords of `rshcmd` outside and (pretended) inside jobs: "<hpc>" picks the
+# launcher of the job the session runs in (SLURM_JOB_ID: "<srun>", PE_HOSTFILE: "<qrsh>",
+# PJM_JOBID: "<pjrsh>"), c("<hpc>", "<ssh>") falls back to ssh outside a job, "<pjrsh>" is
+# not supported yet. Launching in real jobs: test-slurm-srun.R, test-gridengine-qrsh.R.
+
+no_job <- function(env = parent.frame()) {
+  withr::local_envvar(c(SLURM_JOB_ID = NA, SLURMD_NODENAME = NA, PE_HOSTFILE = NA, JOB_ID = NA,
+                        PJM_JOBID = NA), .local_envir = env)
+}
+
+node_opts <- function(rshcmd, ...) {
+  makeNodePSOCK("n1", port = 11000L, rshcmd = rshcmd, action = "options", ...)
+}
+
+test_that("\"<hpc>\" outside any job is an error naming the argument and the variables", {
+  no_job()
+  err <- tryCatch(node_opts("<hpc>"), error = function(e) e)
+  expect_s3_class(err, "error")
+  expect_match(conditionMessage(err), "rshcmd")
+  expect_match(conditionMessage(err), "SLURM_JOB_ID")
+  expect_match(conditionMessage(err), "PE_HOSTFILE")
+  expect_match(conditionMessage(err), "c(\"<hpc>\", \"<ssh>\")", fixed = TRUE)
+  # Also through makeClusterPSOCK(), before anything is started.
+  expect_error(makeClusterPSOCK("n1", rshcmd = "<hpc>"), "<hpc>")
+})
+
+test_that("c(\"<hpc>\", \"<ssh>\") outside a job is ssh, with its reverse tunnel", {
+  no_job()
+  o <- node_opts(c("<hpc>", "<ssh>"))
+  expect_identical(as.character(o$rshcmd), "<ssh>")
+  expect_true(o$revtunnel)
+})
+
+test_that("\"<hpc>\" in a Slurm job is \"<srun>\", in a Grid Engine job \"<qrsh>\"", {
+  no_job()
+  withr::local_envvar(SLURM_JOB_ID = "4711")
+  o <- node_opts("<hpc>")
+  expect_identical(o$rshcmd, "<srun>")
+  expect_false(o$revtunnel)
+  expect_match(o$rsh_call, "^srun --nodes=1 --ntasks=1 --overlap -w n1$")
+  withr::local_envvar(SLURM_JOB_ID = NA, JOB_ID = "12", PE_HOSTFILE = tempfile())
+  o <- node_opts(c("<hpc>", "<ssh>"))
+  expect_identical(o$rshcmd, "<qrsh>")
+  expect_false(o$revtunnel)
+  expect_identical(o$rsh_call, "qrsh -inherit -V n1")
+  expect_identical(o$master, Sys.info()[["nodename"]])
+})
+
+test_that("\"<qrsh>\" outside a Grid Engine job, or with a reverse tunnel, is an error", {
+  no_job()
+  expect_error(node_opts("<qrsh>"), "JOB_ID is not set")
+  withr::local_envvar(JOB_ID = "12")
+  expect_error(node_opts("<qrsh>"), "no parallel environment")
+  withr::local_envvar(PE_HOSTFILE = tempfile())
+  expect_error(node_opts("<qrsh>", revtunnel = TRUE), "revtunnel")
+  # A dry run needs no job.
+  withr::local_envvar(JOB_ID = NA, PE_HOSTFILE = NA)
+  out <- capture.output(makeNodePSOCK("n1", port = 11000L, rshcmd = "<qrsh>", dryrun = TRUE))
+  expect_true(any(grepl("qrsh -inherit -V n1", out, fixed = TRUE)))
+})
+
+test_that("\"<pjrsh>\", and \"<hpc>\" in a PJM job, say they are not supported yet", {
+  no_job()
+  expect_error(node_opts("<pjrsh>"), "not supported yet")
+  withr::local_envvar(PJM_JOBID = "77")
+  expect_error(node_opts("<hpc>"), "not supported yet")
+  expect_error(makeClusterPSOCK(1L, rshcmd = "<pjrsh>"), "not supported yet")
+})
