@@ -105,6 +105,9 @@ backend_fork_worker <- function() backend_value(.Call(wrap__rs_fork_worker))
 
 backend_can_fork <- function() .Call(wrap__rs_can_fork)
 
+# The path R's R_TempDir points at (found with dlsym()), or NULL (R/internals.R).
+backend_r_temp_dir <- function() .Call(wrap__rs_r_temp_dir)
+
 backend_exit_now <- function(status) .Call(wrap__rs_exit_now, as.integer(status)[1L])
 
 backend_forked_state <- function(pids) .Call(wrap__rs_forked_state, as_pid(pids))

@@ -32,6 +32,12 @@ fork_server_key <- function(opts, host_key) {
 fork_server_for <- function(opts, port, verbose = FALSE) {
   local <- isTRUE(attr(opts$worker, "localhost"))
   host_key <- if (local) "localhost" else ssh_connection(opts)$key
+  # R/internals.R: no fork server when the user turned R_TempDir off, or when this R's
+  # check failed and the server would run here (a remote server checks its own R).
+  if (internal_disabled("R_TempDir") || (local && !internal_ok("R_TempDir"))) {
+    mdebugf("No fork server on '%s': R internal 'R_TempDir' is not used; launching the workers the usual way", as.character(opts$worker))
+    return(NULL)
+  }
   key <- fork_server_key(opts, host_key)
   server <- get0(key, envir = .package$fork_servers, inherits = FALSE)
   if (!is.null(server)) {

@@ -17,7 +17,7 @@ environment(fork_server_dispatch) <- baseenv()
 # that forked workers can tell whether to unload parallelly.
 fork_server_do_ready <- function(args, loaded) {
   .package$namespaces_before_fork <- loaded
-  identical(Sys.info()[["sysname"]], "Linux") && isTRUE(backend_can_fork())
+  identical(Sys.info()[["sysname"]], "Linux") && isTRUE(backend_can_fork()) && internal_ok("R_TempDir")
 }
 
 fork_server_do_state <- function(pids, loaded) {
@@ -100,7 +100,9 @@ forked_worker_main <- function(req) {
   Sys.setenv(R_PARALLELLY_WORKER_TOKEN = req$token)
   # Everything needed from our namespace is fetched before it is unloaded: a lazy-loaded
   # object used afterwards would load it again.
-  work_loop <- lean_work_loop()  # made in the base environment: survives the unload below
+  # Ours, made in the base environment (survives the unload below), unless the master or
+  # this R rules it out (R/internals.R): then parallel's own.
+  work_loop <- if (!isFALSE(req$lean_loop) && internal_ok("work_loop")) lean_work_loop() else parallel_internal("workLoop")
   hide_server_master()
   .package$forked_child <- TRUE
   # parallelly goes (a fresh worker has not loaded it); its imports stay: unloading 'tools'

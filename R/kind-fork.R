@@ -90,7 +90,8 @@ fork_launcher <- function(base, opts, port, verbose = FALSE) {
       }
       list(token = launched$token[i], master = o$master, port = worker_port, timeout = o$timeout,
            setup_timeout = o$connectTimeout, xdr = isTRUE(o$useXDR), outfile = out,
-           socket_options = if (is.character(o$socketOptions)) o$socketOptions else character(0))
+           socket_options = if (is.character(o$socketOptions)) o$socketOptions else character(0),
+           lean_loop = internal_ok("work_loop"))
     })
     res <- fork_server_call(server, "fork", requests, timeout = opts$connectTimeout)
     launched$pid <- as.integer(res$pid)

@@ -60,6 +60,7 @@ open_server_socket <- function(port, loopback = FALSE) {
       port, conditionMessage(e), fields = list(port = port))
   })
   server <- open()
+  if (loopback && !listen_socket_usable()) loopback <- FALSE
   if (loopback) {
     ok <- tryCatch(backend_rebind_loopback(port), error = function(e) e)
     if (!isTRUE(ok)) {
@@ -73,6 +74,19 @@ open_server_socket <- function(port, loopback = FALSE) {
     }
   }
   server
+}
+
+# Whether the listening socket may be re-bound (R/internals.R, "listen_socket"). When this
+# R's check failed, the user hears it once a session (never silently: they may count on no
+# other machine reaching the port); when they turned it off themselves, not at all.
+listen_socket_usable <- function() {
+  if (internal_ok("listen_socket")) return(TRUE)
+  if (!internal_disabled("listen_socket") && !isTRUE(.package$listen_socket_warned)) {
+    .package$listen_socket_warned <- TRUE
+    warning(sprintf("The master's socket listens on all interfaces, not on 127.0.0.1 only: re-binding it failed its check on this R (%s); see parallelly:::r_internals() (workers still need their one-time token to join)",
+                    .package$internals$listen_socket$why), call. = FALSE)
+  }
+  FALSE
 }
 
 # Whether every worker of `options_list` reaches the master from this machine: local

@@ -115,9 +115,9 @@ number_task <- function(state, data) {
   call$tag <- tag  # never NULL here, so the element stays
   fun <- .subset2(call, "fun")
   if (identical(fun, eval)) {
-    call$fun <- "eval"
+    if (internal_ok("wire_names")) call$fun <- "eval"
   } else if (identical(fun, lapply)) {
-    call$fun <- "lapply"
+    if (internal_ok("wire_names")) call$fun <- "lapply"
   }
   data$data <- call
   data
@@ -269,13 +269,33 @@ recvOneData.RichSOCKcluster <- function(cl) {
 
 `%||%` <- function(x, y) if (is.null(x)) y else x
 
-# Our transport methods for parallel's internal generics are registered in NAMESPACE; here
-# only the bulk calls that task_position() looks for.
-register_parallel_methods <- function() {
+# Our methods for parallel's transport generics, which parallel does not export: registered
+# here at load (not in NAMESPACE, where a generic that is gone would fail the load) once
+# their check passed (R/internals.R, "transport_methods"). Without them our nodes and
+# clusters use parallel's own methods for SOCK0node, SOCKnode and SOCKcluster. Those of
+# makeClusterSequential() are its only transport: registered whenever the generics are
+# there (turning the internal off does not apply to them).
+register_transport_methods <- function() {
+  if (isTRUE(.subset2(.package$internals_ok, "transport_methods"))) {
+    ns <- asNamespace("parallel")
+    registerS3method("sendData", "sequential_node", sendData.sequential_node, envir = ns)
+    registerS3method("recvData", "sequential_node", recvData.sequential_node, envir = ns)
+    registerS3method("recvOneData", "sequential_cluster", recvOneData.sequential_cluster, envir = ns)
+  }
+  ok <- internal_ok("transport_methods")
+  .package$used_at_load$transport_methods <- ok
+  if (!ok) return(invisible(FALSE))
   ns <- asNamespace("parallel")
-  .package$bulk_functions <- list(
-    clusterCall = get("clusterCall", envir = ns),
-    staticClusterApply = get("staticClusterApply", envir = ns),
-    dynamicClusterApply = get("dynamicClusterApply", envir = ns)
-  )
+  registerS3method("sendData", "RichSOCKnode", sendData.RichSOCKnode, envir = ns)
+  registerS3method("recvData", "RichSOCKnode", recvData.RichSOCKnode, envir = ns)
+  registerS3method("recvOneData", "RichSOCKcluster", recvOneData.RichSOCKcluster, envir = ns)
+  invisible(TRUE)
+}
+
+# The bulk calls that task_position() looks for.
+register_parallel_methods <- function() {
+  # Not exported by parallel (R/internals.R, "task_position"): a missing one is left out.
+  ns <- asNamespace("parallel")
+  bulk <- lapply(c("clusterCall", "staticClusterApply", "dynamicClusterApply"), get0, envir = ns, mode = "function", inherits = FALSE)
+  .package$bulk_functions <- Filter(is.function, bulk)
 }

@@ -76,7 +76,8 @@ package_option_specs <- function() {
     psock("autoRestart", "integer"),
     psock("retries", "integer"),
     psock("rscript_call", "character"),
-    spec("recvData.spin", "double")
+    spec("recvData.spin", "double"),
+    spec("internals.disable", "character", split = TRUE)
   )
 }
 

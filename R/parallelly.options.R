@@ -149,6 +149,26 @@
 #'     off. Workers on other hosts are not polled. Read at every receive.}
 #' }
 #'
+#' @section R internals:
+#' Some speed and safety of this package comes from parts of R that are not its API for
+#' packages (a C variable, the descriptor of R's listening socket, unexported functions of
+#' the parallel package). Each is checked on the running R when the package loads; one whose
+#' check fails is not used, and the package does what base R and the reference do instead.
+#' `parallelly:::r_internals()` lists them, with the result of each check.
+#' \describe{
+#'   \item{`parallelly.internals.disable` (env)}{Names of R internals not to use even
+#'     though their checks passed (`"all"` for all of them): `"R_TempDir"` (no fork
+#'     server: `setup_strategy = "fork"` launches workers as `"parallel"` does),
+#'     `"listen_socket"` (the master's port listens on all interfaces instead of
+#'     127.0.0.1 only), `"work_loop"` (workers serve with base R's loop), `"wire_names"`
+#'     (the functions `eval` and `lapply` travel with each task), `"task_position"` (an
+#'     error about a crashed task does not say which task), `"transport_methods"`
+#'     (parallel's own methods send tasks and read results: no protection from stale
+#'     results, no self-healing; read when the package loads) and `"is_child"`
+#'     ([isForkedChild()] does not ask parallel). A fork server reads the environment
+#'     variable when it starts.}
+#' }
+#'
 #' @section Remote workers over SSH:
 #' The built-in SSH client (see `vignette("remote-clusters", package = "parallelly")`)
 #' reads these when it opens a connection, so they may be changed at any time.

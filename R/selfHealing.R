@@ -146,6 +146,7 @@ recover_from_crash <- function(node, cur, err) {
 task_position <- function(data) {
   tag <- data$data$tag
   if (!is.null(tag) && length(tag) == 1L && is.numeric(tag)) return(sprintf("#%d", as.integer(tag)))
+  if (!internal_ok("task_position")) return("(unknown)")
   frame <- bulk_call_frame()
   if (is.null(frame)) return("(outside a parallel call)")
   i <- get0("i", envir = frame, inherits = FALSE)

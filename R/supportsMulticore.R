@@ -99,6 +99,8 @@ warn_multicore_unstable <- function() {
 #' @export
 isForkedChild <- function() {
   if (!supportsMulticore()) return(FALSE)
-  isChild <- get("isChild", envir = asNamespace("parallel"), mode = "function")
-  isTRUE(isChild())
+  if (internal_ok("is_child")) return(isTRUE(parallel_internal("isChild")()))
+  # R/internals.R: without parallel's record, a process other than the one that loaded
+  # this package is a fork of it.
+  !identical(Sys.getpid(), .package$load_pid)
 }

@@ -32,7 +32,8 @@ worker_r_args <- function(opts) {
   if (!any(grepl("parallel:::[.](workRSOCK|slaveRSOCK)", user_args))) {
     # Local workers serve with our leaner loop (R/workerLoop.R); others with base R's; or
     # the user's rscript_call.
-    entry <- if (isTRUE(attr(opts$worker, "localhost"))) lean_worker_entry_code else worker_entry_code
+    lean <- isTRUE(attr(opts$worker, "localhost")) && internal_ok("work_loop")
+    entry <- if (lean) lean_worker_entry_code else worker_entry_code
     if (!is.null(opts$rscript_call)) entry <- opts$rscript_call
     internal <- c(internal, "-e", entry)
   }

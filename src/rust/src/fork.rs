@@ -38,6 +38,21 @@ pub fn available() -> bool {
     r_temp_dir().is_some()
 }
 
+/// The path R_TempDir points at now (None if the symbol or the path is missing): the load
+/// time check (R/internals.R) compares it with `tempdir()`, so that a symbol of that name
+/// that is not R's session directory any more is never written to.
+pub fn temp_dir_now() -> Option<String> {
+    let p = r_temp_dir()?;
+    // SAFETY: `p` is R's `char *R_TempDir` found by dlsym(); reading the pointer and the
+    // NUL-terminated string it points to (R's own, set at start-up) only reads.
+    let s = unsafe { *p };
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, and R keeps it a NUL-terminated C string for the session.
+    Some(unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
+}
+
 /// Children forked by this process: a PID (0: free slot) and its wait status (RUNNING
 /// until reaped). When the table is full, the oldest reaped entry is reused.
 const SLOTS: usize = 1024;

@@ -502,6 +502,16 @@ fn rs_can_fork() -> bool {
     fork::available()
 }
 
+/// The path R's `R_TempDir` points at (found with dlsym()), or NULL: the load-time check of
+/// that symbol (R/internals.R).
+#[extendr]
+fn rs_r_temp_dir() -> Robj {
+    match fork::temp_dir_now() {
+        Some(path) => Robj::from(path),
+        None => Robj::from(()),
+    }
+}
+
 /// In a fork server: fork into a clean worker. The PID in the server, 0 in the child.
 #[extendr]
 fn rs_fork_worker() -> Robj {
@@ -557,6 +567,7 @@ extendr_module! {
     fn rs_port_is_free;
     fn rs_fork_worker;
     fn rs_can_fork;
+    fn rs_r_temp_dir;
     fn rs_rebind_loopback;
     fn rs_connections_nodelay;
     fn rs_stop_in_background;

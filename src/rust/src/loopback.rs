@@ -126,8 +126,9 @@ pub fn rebind_to_loopback(port: u16) -> Result<()> {
     let fd = listening_fd(port)?;
     let sys = |what: &str| Error::new(Kind::System, format!("{}: {}", what, std::io::Error::last_os_error()));
     // SAFETY: plain socket calls on descriptors this function owns (`new`) or found as R's
-    // listening socket (`fd`); the only pointers passed are to live locals (`one`, `addr`)
-    // with their exact sizes.
+    // listening socket (`fd`); the only pointers passed are to live locals (`one`, `addr`,
+    // `bound` with `len`) with their exact sizes, and getsockname() writes at most `len`
+    // bytes into the zeroed `bound`.
     unsafe {
         let new = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         if new < 0 {
@@ -163,6 +164,16 @@ pub fn rebind_to_loopback(port: u16) -> Result<()> {
         }
         if libc::listen(fd, libc::SOMAXCONN) < 0 {
             return Err(sys("listen()"));
+        }
+        // Read the address back: the load-time check (R/internals.R) relies on it.
+        let mut bound: libc::sockaddr_in = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        if libc::getsockname(fd, &mut bound as *mut _ as *mut libc::sockaddr, &mut len) < 0 {
+            return Err(sys("getsockname()"));
+        }
+        let ip = std::net::Ipv4Addr::from(u32::from_be(bound.sin_addr.s_addr));
+        if bound.sin_family != libc::AF_INET as libc::sa_family_t || !ip.is_loopback() || u16::from_be(bound.sin_port) != port {
+            return Err(Error::new(Kind::System, format!("descriptor {} listens on {}:{} after re-binding, not 127.0.0.1:{}", fd, ip, u16::from_be(bound.sin_port), port)));
         }
     }
     Ok(())
