@@ -91,8 +91,10 @@ check_r_internals <- function() {
 }
 
 # Whether `name` may be used: its check passed at load and the user has not turned it off.
+# Kept short: it runs for every task that calls eval or lapply.
 internal_ok <- function(name) {
-  isTRUE(.subset2(.package$internals_ok, name)) && !internal_disabled(name)
+  ok <- .subset2(.package$internals_ok, name)  # TRUE or FALSE for every listed name
+  if (is.null(getOption("parallelly.internals.disable"))) ok else ok && !internal_disabled(name)
 }
 
 internal_disabled <- function(name) {
