@@ -282,7 +282,12 @@ register_transport_methods <- function() {
     registerS3method("recvData", "sequential_node", recvData.sequential_node, envir = ns)
     registerS3method("recvOneData", "sequential_cluster", recvOneData.sequential_cluster, envir = ns)
   }
-  ok <- internal_ok("transport_methods")
+  ok <- tryCatch(internal_ok("transport_methods"), error = function(e) {
+    # A typo in R_PARALLELLY_INTERNALS_DISABLE must not stop the package from loading; the
+    # calls that read the option later fail with the same message.
+    warning(conditionMessage(e), call. = FALSE)
+    .package$internals_ok[["transport_methods"]]
+  })
   .package$used_at_load$transport_methods <- ok
   if (!ok) return(invisible(FALSE))
   ns <- asNamespace("parallel")

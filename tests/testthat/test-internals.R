@@ -205,3 +205,20 @@ test_that("transport_methods: registered at load after their check; without them
   expect_null(attr(out, "status"), info = paste(out, collapse = "\n"))
   expect_identical(tail(out, 1L), "3,6,9,12,-1,-2,-3,-4")
 })
+
+test_that("a typo in R_PARALLELLY_INTERNALS_DISABLE: the package loads with a warning, a launch fails naming the option", {
+  script <- tempfile(fileext = ".R")
+  withr::defer(unlink(script))
+  writeLines(c(
+    "w <- NULL",
+    "withCallingHandlers(library(parallelly), warning = function(x) { w <<- conditionMessage(x); invokeRestart('muffleWarning') })",
+    "cat('warning:', w, '\\n')",
+    "e <- tryCatch(makeClusterPSOCK(1), error = function(e) e)",
+    "cat('error:', class(e)[1], conditionMessage(e), '\\n')"
+  ), script)
+  out <- system2(file.path(R.home("bin"), "Rscript"), c("--vanilla", script), stdout = TRUE, stderr = TRUE,
+                 env = c("R_PARALLELLY_INTERNALS_DISABLE=work_loop,wrok_loop", paste0("R_LIBS=", paste(.libPaths(), collapse = ":"))))
+  expect_null(attr(out, "status"), info = paste(out, collapse = "\n"))
+  expect_match(grep("^warning:", out, value = TRUE), "parallelly.internals.disable.*wrok_loop")
+  expect_match(grep("^error:", out, value = TRUE), "^error: parallellyOptionError .*parallelly.internals.disable.*wrok_loop")
+})
