@@ -15,9 +15,10 @@
 # r_internals() reports all of it; with option parallelly.debug a failed check is reported
 # at load.
 #
-# Not listed, because R itself checks them: the R API entry points the Rust library links
+# Not listed, because R itself checks them: the R entry points the Rust library links
 # (R loads it with dyn.load(now = TRUE), so a missing one fails library(parallelly) with R's
-# message instead of later), and the exported functions of parallel (registerClusterType()
+# message instead of later; tests/testthat/test-internals.R checks that they are all R's API:
+# none in tools:::nonAPI, all in tools:::funAPI() where R has it), and the exported functions of parallel (registerClusterType()
 # is looked up, as it exists from R 4.5 on). Nor future's conventions, which the suite checks
 # with future itself (a fork server hides its `master` node from future's search of the
 # call stack, R/forkServerProcess.R).

@@ -222,3 +222,16 @@ test_that("a typo in R_PARALLELLY_INTERNALS_DISABLE: the package loads with a wa
   expect_match(grep("^warning:", out, value = TRUE), "parallelly.internals.disable.*wrok_loop")
   expect_match(grep("^error:", out, value = TRUE), "^error: parallellyOptionError .*parallelly.internals.disable.*wrok_loop")
 })
+
+test_that("the Rust library calls R through its API only: nothing of tools:::nonAPI, and (R >= 4.5) all in tools:::funAPI()", {
+  so <- system.file("libs", "parallelly.so", package = "parallelly")
+  syms <- system2("readelf", c("--dyn-syms", "-W", so), stdout = TRUE)
+  fields <- strsplit(trimws(grep(" UND ", syms, value = TRUE)), "[[:space:]]+")
+  type <- vapply(fields, `[`, "", 4L)
+  name <- sub("@.*$", "", vapply(fields, function(f) f[length(f)], ""))
+  r_functions <- name[type == "FUNC" & grepl("^(R_|Rf_|[A-Z][A-Z0-9_]*$)", name)]
+  expect_gt(length(r_functions), 50L)  # found: extendr calls R through many of them
+  expect_identical(intersect(name, tools:::nonAPI), character())
+  fun_api <- get0("funAPI", envir = asNamespace("tools"), mode = "function")
+  if (is.function(fun_api)) expect_identical(setdiff(r_functions, fun_api()$name), character())
+})
