@@ -77,8 +77,14 @@ check_r_internals <- function() {
   on.exit(.package$wire_answers_cache <- NULL)
   res <- lapply(names(checks), function(name) {
     t0 <- proc.time()[["elapsed"]]
-    ok <- tryCatch(checks[[name]]$check(), error = function(e) e)
+    # Warnings (a refused connection's) say why a check failed: kept for `why`, not shown.
+    warned <- character()
+    ok <- withCallingHandlers(tryCatch(checks[[name]]$check(), error = function(e) e), warning = function(w) {
+      warned <<- c(warned, conditionMessage(w))
+      invokeRestart("muffleWarning")
+    })
     why <- if (isTRUE(ok)) "" else if (inherits(ok, "error")) conditionMessage(ok) else "the check did not hold"
+    if (!isTRUE(ok) && length(warned) > 0L) why <- sprintf("%s (%s)", why, paste(unique(warned), collapse = "; "))
     list(ok = isTRUE(ok), why = why, seconds = proc.time()[["elapsed"]] - t0)
   })
   names(res) <- names(checks)
@@ -213,7 +219,9 @@ check_worker_entry <- function() {
   server <- check_server_socket()
   port <- attr(server, "port")
   on.exit(close(server))
-  opts <- list(master = "127.0.0.1", outfile = NULL, timeout = 2, useXDR = FALSE, connectTimeout = 2,
+  # A connection to a socket of this process is made at once: a short setup timeout keeps
+  # a load without loopback (its connections refused) short too.
+  opts <- list(master = "127.0.0.1", outfile = NULL, timeout = 2, useXDR = FALSE, connectTimeout = 0.3,
                setup_strategy = "sequential")
   args <- worker_setup_args(opts, port)
   master <- NULL

@@ -235,3 +235,28 @@ test_that("the Rust library calls R through its API only: nothing of tools:::non
   fun_api <- get0("funAPI", envir = asNamespace("tools"), mode = "function")
   if (is.function(fun_api)) expect_identical(setdiff(r_functions, fun_api()$name), character())
 })
+
+test_that("without loopback (a network namespace of its own) the socket checks fail for real; the load does not, and says so", {
+  if (!identical(Sys.getenv("CI"), "true")) {
+    ok <- suppressWarnings(system2("unshare", c("-n", "true"), stdout = FALSE, stderr = FALSE))
+    skip_if_not(identical(ok, 0L), "unshare -n is refused here (needs root); CI runs it")
+  }
+  code <- paste(
+    "t <- system.time(library(parallelly))[['elapsed']];",
+    "r <- parallelly:::r_internals();",
+    "cat(sprintf('%s=%s', r$name, r$ok), sprintf('load=%.2f', t), sep = '\\n')"
+  )
+  out <- system2("unshare", c("-n", file.path(R.home("bin"), "Rscript"), "--vanilla", "-e", shQuote(code)),
+                 stdout = TRUE, stderr = TRUE,
+                 env = c("R_PARALLELLY_DEBUG=TRUE", paste0("R_LIBS=", paste(.libPaths(), collapse = ":"))))
+  expect_null(attr(out, "status"), info = paste(out, collapse = "\n"))
+  expect_true(all(c("listen_socket=FALSE", "work_loop=FALSE") %in% out), info = paste(out, collapse = "\n"))
+  expect_true(all(c("R_TempDir=TRUE", "wire_names=TRUE", "transport_methods=TRUE") %in% out))
+  expect_true(any(grepl("R internal 'listen_socket' failed its check on this R .*; instead, the port listens on all interfaces", out)))
+  expect_true(any(grepl("R internal 'work_loop' failed its check on this R .*; instead, base R's loop", out)))
+  # What the refused connections said is in the reason, not in warnings of the load.
+  expect_true(any(grepl("listen_socket' failed .*127.0.0.1:[0-9]+ cannot be opened", out)))
+  expect_false(any(grepl("^Warning", out)), info = paste(out, collapse = "\n"))
+  load <- as.numeric(sub("^load=", "", grep("^load=", out, value = TRUE)))
+  expect_lt(load, 5)
+})
