@@ -4,11 +4,12 @@
 internal_names <- c("R_TempDir", "listen_socket", "work_loop", "wire_names", "task_position", "transport_methods", "is_child")
 
 # Which worker loop serves the task that runs this (on the worker): parallel's, ours (made
-# in the base environment), or none found.
+# in the base environment), or none found. The innermost one: a forked worker runs on top of
+# its fork server's frames, whose loop may be the other one.
 serving_loop <- function() {
   base_loop <- get("workLoop", envir = asNamespace("parallel"))
   mark <- paste0("snow-", "try-error")  # not a literal: this function must not match itself
-  for (i in seq_len(sys.nframe() - 1L)) {
+  for (i in rev(seq_len(sys.nframe() - 1L))) {
     f <- sys.function(i)
     if (identical(f, base_loop)) return("parallel")
     if (identical(environment(f), baseenv()) && any(grepl(mark, deparse(body(f)), fixed = TRUE))) return("lean")
@@ -259,4 +260,24 @@ test_that("without loopback (a network namespace of its own) the socket checks f
   expect_false(any(grepl("^Warning", out)), info = paste(out, collapse = "\n"))
   load <- as.numeric(sub("^load=", "", grep("^load=", out, value = TRUE)))
   expect_lt(load, 5)
+})
+
+test_that("on a remote host with our package: work_loop off, its forked workers serve with parallel's loop; R_TempDir off, plain workers", {
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if_not_realistic_hosts(hosts)
+  skip_unless_package_on_testhost3(hosts)
+  local_ssh_env(hosts)
+  kinds <- function(cl) vapply(cl, function(node) attr(node, "process")$kind, "")
+  cl <- local_cluster(rep("testhost3", 2), setup_strategy = "fork")
+  expect_identical(kinds(cl), c("fork", "fork"))
+  expect_identical(parallel::clusterCall(cl, serving_loop), list("lean", "lean"))
+  withr::local_options(parallelly.internals.disable = "work_loop")
+  # The master's choice travels with each fork request (the server's own R does not know it).
+  cl2 <- local_cluster(rep("testhost3", 2), setup_strategy = "fork")
+  expect_identical(kinds(cl2), c("fork", "fork"))
+  expect_identical(parallel::clusterCall(cl2, serving_loop), list("parallel", "parallel"))
+  options(parallelly.internals.disable = "R_TempDir")
+  cl3 <- local_cluster(rep("testhost3", 2), setup_strategy = "fork")
+  expect_identical(kinds(cl3), c("ssh", "ssh"))
+  expect_equal(unlist(parallel::parLapply(cl3, 1:4, sqrt)), sqrt(1:4))
 })
