@@ -18,8 +18,8 @@
 # Not listed, because R itself checks them: the R entry points the Rust library links
 # (R loads it with dyn.load(now = TRUE), so a missing one fails library(parallelly) with R's
 # message instead of later; tests/testthat/test-internals.R checks that they are all R's API:
-# none in tools:::nonAPI, all in tools:::funAPI() where R has it), and the exported functions of parallel (registerClusterType()
-# is looked up, as it exists from R 4.5 on). Nor future's conventions, which the suite checks
+# none in tools:::nonAPI, all in tools:::funAPI() where R has it), and the exported
+# functions of parallel (registerClusterType() is looked up, as it exists from R 4.5 on). Nor future's conventions, which the suite checks
 # with future itself (a fork server hides its `master` node from future's search of the
 # call stack, R/forkServerProcess.R).
 
@@ -123,7 +123,8 @@ internal_disabled <- function(name) {
 #' not used.
 #'
 #' @return A data frame with one row per internal: `name`, `ok` (its check passed),
-#' `disabled` (turned off by the option), `used` (`ok` and not `disabled`), `why` (why the
+#' `disabled` (turned off by the option), `used` (`ok` and not `disabled`; for
+#' `transport_methods`, whether the methods were registered at load), `why` (why the
 #' check failed), `seconds` (the check's time), `what`, `use` and `fallback`.
 #'
 #' @examples
