@@ -55,7 +55,7 @@ r_internals_list <- function() list(
     check = check_task_position
   ),
   transport_methods = list(
-    what = "S3 methods of ours for parallel's unexported generics sendData(), recvData() and recvOneData(), through which parallel sends tasks and reads results (R/nodeTraffic.R)",
+    what = "S3 methods of ours for parallel's unexported generics sendData(), recvData() and recvOneData(), through which parallel sends tasks and reads results (R/nodeTraffic.R; makeClusterSequential()'s, R/makeClusterSequential.R, are registered whenever the generics are there: they are its only transport)",
     use = "stale results of abandoned calls are dropped, self-healing (autoRestart, retries), the brief poll of local workers before a blocking read",
     fallback = "parallel's own methods for SOCKnode and SOCKcluster, as the reference uses (turning it off takes effect at the next load: set the environment variable)",
     check = check_transport_methods,

@@ -49,7 +49,7 @@ print.sequential_node <- function(x, ...) {
   invisible(x)
 }
 
-#' @exportS3Method parallel::sendData
+# Registered at load with our other transport methods (R/nodeTraffic.R).
 sendData.sequential_node <- function(node, data) {
   state <- .subset2(node, "state")
   if (!isTRUE(state$valid)) {
@@ -95,7 +95,7 @@ run_sequential_call <- function(call, envir) {
   list(type = "VALUE", value = value, success = success, time = proc.time() - t0, tag = call$tag)
 }
 
-#' @exportS3Method parallel::recvData
+# Registered at load with our other transport methods (R/nodeTraffic.R).
 recvData.sequential_node <- function(node) {
   state <- .subset2(node, "state")
   result <- state$result
@@ -107,7 +107,7 @@ recvData.sequential_node <- function(node) {
 }
 
 # clusterApplyLB() and friends receive from whichever node finishes first: the only one.
-#' @exportS3Method parallel::recvOneData
+# Registered at load with our other transport methods (R/nodeTraffic.R).
 recvOneData.sequential_cluster <- function(cl) {
   list(node = 1L, value = recvData.sequential_node(cl[[1L]]))
 }

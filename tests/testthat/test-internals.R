@@ -199,6 +199,9 @@ test_that("transport_methods: registered at load after their check; without them
     "a <- unlist(parallel::parLapply(cl, 1:4, function(x) x * 3))",
     "b <- unlist(parallel::parLapplyLB(cl, 1:4, function(x) -x, chunk.size = 1))",
     "parallel::stopCluster(cl)",
+    "# makeClusterSequential()'s methods are its only transport: still registered.",
+    "s <- makeClusterSequential()",
+    "stopifnot(identical(parallel::parLapply(s, 1:2, function(x) x * 2L), list(2L, 4L)))",
     "cat(a, b, sep = ',')"
   ), script)
   out <- system2(file.path(R.home("bin"), "Rscript"), c("--vanilla", script), stdout = TRUE, stderr = TRUE,
