@@ -72,7 +72,6 @@ r_internals_list <- function() list(
 # Run every check; called once when the package loads. A check must not fail the load.
 check_r_internals <- function() {
   checks <- r_internals_list()
-  if (is.null(.package$load_pid)) .package$load_pid <- Sys.getpid()
   .package$wire_answers_cache <- NULL
   on.exit(.package$wire_answers_cache <- NULL)
   res <- lapply(names(checks), function(name) {

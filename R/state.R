@@ -36,6 +36,13 @@ init_package_state <- function() {
   .package$aborts <- 0L              # sends/receives left by an error or interrupt (R/nodeTraffic.R)
   .package$relaunches <- 0L          # in-place relaunches so far (R/selfHealing.R)
   .package$spin <- NULL              # the spin before a blocking read (R/spinWait.R)
+  # R/internals.R: the checks of R internals, run at load
+  .package$internals <- NULL         # by name: ok, why, seconds (r_internals())
+  .package$internals_ok <- NULL      # by name: whether its check passed (internal_ok())
+  .package$used_at_load <- list()    # by name: what was decided at load (method registrations)
+  .package$wire_answers_cache <- NULL  # the loops' answers, during one run of the checks only
+  .package$load_pid <- Sys.getpid()  # the process that loaded us (isForkedChild()'s fallback)
+  .package$listen_socket_warned <- FALSE  # the one-time warning (R/launchNodePSOCK.R)
   invisible()
 }
 
