@@ -146,7 +146,10 @@
 #'     read: the answer to a small task often comes sooner than a process that sleeps in a
 #'     blocking read wakes up again. The spin shortens by itself (down to one poll) while
 #'     answers take longer than it, and is whole again once they come soon; `0` turns it
-#'     off. Workers on other hosts are not polled. Read at every receive.}
+#'     off. It stands down (for a blocking read at once) whenever more threads are runnable
+#'     on the machine than it has cores (read from `/proc/loadavg` every few polls): then a
+#'     spinning master would hold a core that a worker, or another program, needs. Workers
+#'     on other hosts are not polled. Read at every receive.}
 #' }
 #'
 #' @section Remote workers over SSH:

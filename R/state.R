@@ -36,6 +36,7 @@ init_package_state <- function() {
   .package$aborts <- 0L              # sends/receives left by an error or interrupt (R/nodeTraffic.R)
   .package$relaunches <- 0L          # in-place relaunches so far (R/selfHealing.R)
   .package$spin <- NULL              # the spin before a blocking read (R/spinWait.R)
+  .package$spin_stands_down <- TRUE  # ...gives up when every core is taken (tests of its budget turn it off)
   invisible()
 }
 
