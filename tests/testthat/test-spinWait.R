@@ -57,15 +57,21 @@ test_that("a local worker's answer is polled for, the spin halves for long tasks
   expect_lt(count_selects(parallel::clusterEvalQ(node, NULL)), full)
 })
 
-test_that("load-balanced calls poll all workers' connections the same way", {
+test_that("load-balanced calls poll all workers' connections the same way, with fewer workers than cores", {
   withr::local_options(parallelly.recvData.spin = 0.02)
   local_spin_always()
-  cl <- local_cluster(2)
+  cores <- parallel::detectCores()
+  skip_if(cores < 2L, "one core: a load-balanced call never spins")
+  cl <- local_cluster(I(cores - 1L))
   count_selects(expect_identical(unlist(parallel::parLapplyLB(cl, 1:10, function(x) x * 3L, chunk.size = 1)), (1:10) * 3L))
   full <- spin_state()$max
   # Both workers sleep 0.3 s: the first answer comes after a whole spin.
   polls <- count_selects(expect_identical(unlist(parallel::parLapplyLB(cl, 1:2, function(x) { Sys.sleep(0.3); -x }, chunk.size = 1)), -(1:2)))
   expect_gte(polls, full + 1L)  # the spin, then the blocking socketSelect()
+  # As many workers as cores: they are busy while the master waits; one blocking
+  # socketSelect() per answer.
+  cl_all <- local_cluster(I(cores))
+  expect_identical(count_selects(parallel::parLapplyLB(cl_all, 1:10, function(x) x, chunk.size = 1)), 10L)
   # Turned off: one blocking socketSelect() per answer, nothing more.
   withr::local_options(parallelly.recvData.spin = 0)
   expect_identical(count_selects(parallel::parLapplyLB(cl, 1:10, function(x) x, chunk.size = 1)), 10L)
@@ -91,8 +97,9 @@ test_that("the spin stands down while every core is taken", {
     local_spin_always()
     expect_identical(count_selects(parallel::clusterEvalQ(node, Sys.sleep(1.5))), full)
   })
-  # Load-balanced calls: per answer one poll and the blocking socketSelect(), at most.
-  cl2 <- local_cluster(2)
+  # Load-balanced calls (over fewer workers than cores, which spin on an idle machine): per
+  # answer one poll and the blocking socketSelect(), at most.
+  cl2 <- local_cluster(I(max(1L, parallel::detectCores() - 1L)))
   polls <- count_selects(expect_identical(unlist(parallel::parLapplyLB(cl2, 1:2, function(x) { Sys.sleep(0.3); -x }, chunk.size = 1)), -(1:2)))
   expect_lte(polls, 4L)
   # (That a spin on a machine with an idle core polls on is the tests above, where the
