@@ -288,3 +288,7 @@ backend_ssh_submit_exit <- function(key, pids, timeout = ssh_budget()) {
 backend_ssh_submit_usage <- function(key, pids, timeout = ssh_budget()) {
   .Call(wrap__rs_ssh_submit_usage, key, as_pid(pids), as.double(timeout)[1L])
 }
+
+# Whether more threads are runnable on this machine right now than it has cores (some wait
+# for one); NA where that cannot be read. Cheap: a few microseconds (R/spinWait.R).
+backend_cores_taken <- function() .Call(wrap__rs_cores_taken)

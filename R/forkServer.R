@@ -27,6 +27,23 @@ fork_server_key <- function(opts, host_key) {
   key
 }
 
+# Whether the local workers of `options_list` (all of one launch) are best forked. A server
+# costs one R start-up plus loading this package in it before its first fork; workers started
+# plain at once, each on an idle core, cost one R start-up in all. So with "auto" and no
+# server running yet for this launch specification, a setup of no more workers than this
+# machine has cores (and at most `fork_plain_max`, as plain workers share no memory) starts
+# them plain. Explicitly asked for, and on other hosts, it is "fork".
+fork_plain_max <- 4L
+
+fork_server_pays <- function(options_list) {
+  first <- options_list[[1L]]
+  if (!isTRUE(first$setup_auto) || !isTRUE(attr(first$worker, "localhost"))) return(TRUE)
+  if (length(options_list) > fork_plain_max) return(TRUE)
+  key <- fork_server_key(first, "localhost")
+  if (exists(key, envir = .package$fork_servers, inherits = FALSE)) return(TRUE)
+  length(options_list) > 1L && length(options_list) > availableCores()
+}
+
 # The server for the host and launch specification of `opts`: the running one, or a new
 # one. NULL when that host cannot fork workers.
 fork_server_for <- function(opts, port, verbose = FALSE) {

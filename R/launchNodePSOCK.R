@@ -123,7 +123,9 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
     }
   })
   # The fork server (if this host has none yet) starts before our socket opens: it uses the port too.
-  if (identical(first$setup_strategy, "fork") && !manual) launcher <- fork_launcher(launcher, first, port, verbose = verbose)
+  if (identical(first$setup_strategy, "fork") && !manual) {
+    launcher <- if (fork_server_pays(options_list)) fork_launcher(launcher, first, port, verbose = verbose) else plain_launcher(launcher)
+  }
   server <- open_server_socket(port, loopback = workers_connect_locally(options_list))
 
   for (i in seq_len(n)) launched$token[i] <- new_token()

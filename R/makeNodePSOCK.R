@@ -80,7 +80,9 @@
 #' `"sequential"` one after the other. `"auto"` (the default) is `"fork"` on Linux unless
 #' there is start-up code for each worker (`rscript_startup`, or `-e` in `rscript_args`:
 #' code that may have effects outside R, such as opening a file or a database connection),
-#' else `"parallel"`.
+#' else `"parallel"`; and a setup of no more local workers than [availableCores()] (and at
+#' most 4) starts them `"parallel"` while no fork server runs for them yet: started at once,
+#' each on its own core, they are ready as soon as one forking server would be.
 #' @param calls Add the call stack to the worker's command line.
 #' @param \dots Three further arguments, named:
 #'   * `autoRestart`: how many times a node found dead when the cluster next sends it work is
@@ -207,6 +209,8 @@ resolve_node_options <- function(a) {
   opts$rscript_call <- resolve_rscript_call(a$rscript_call)
   opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup, a$rscript_args,
                                                 kind, own_entry = !is.null(opts$rscript_call))
+  # "auto" may still start few local workers plain (fork_server_pays(), R/forkServer.R).
+  opts$setup_auto <- identical(a$setup_strategy[1L], "auto")
   opts$localMachine <- localhost
   opts$rscript_label <- getOption2("parallelly.makeNodePSOCK.rscript_label", NULL)
 

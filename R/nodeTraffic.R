@@ -238,8 +238,10 @@ recv_healing <- function(node, state) {
 recvOneData.RichSOCKcluster <- function(cl) {
   done <- FALSE
   on.exit(if (!done) note_abort())
-  # Polled for briefly first (R/spinWait.R) when the first node is local: one look-up a call.
-  local <- isTRUE(node_state(.subset2(cl, 1L))$local)
+  # Polled for briefly first (R/spinWait.R) when the first node is local (one look-up a
+  # call), and the workers leave the master a core: with as many workers as cores, they are
+  # busy while it waits, and a spin only takes a core from one of them.
+  local <- isTRUE(node_state(.subset2(cl, 1L))$local) && length(cl) < spin_cores()
   repeat {
     healed <- .package$relaunches > 0L
     curs <- if (healed) lapply(cl, current_node) else cl

@@ -96,7 +96,8 @@
 #'   \item{`parallelly.makeNodePSOCK.setup_strategy` (env)}{`"auto"` (default) forks the
 #'     workers of a host from one R process per host (`"fork"`) on Linux unless there is
 #'     start-up code per worker (`rscript_startup`, `-e` in `rscript_args`), else starts them
-#'     all at once (`"parallel"`);
+#'     all at once (`"parallel"`), as it does for no more local workers than cores (at
+#'     most 4) while no fork server runs for them;
 #'     `"sequential"` starts them one after the other (see [makeNodePSOCK()]).}
 #'   \item{`parallelly.makeNodePSOCK.validate` (env)}{If `TRUE` (default), the session
 #'     information of each worker is collected after setup.}
@@ -146,7 +147,10 @@
 #'     read: the answer to a small task often comes sooner than a process that sleeps in a
 #'     blocking read wakes up again. The spin shortens by itself (down to one poll) while
 #'     answers take longer than it, and is whole again once they come soon; `0` turns it
-#'     off. Workers on other hosts are not polled. Read at every receive.}
+#'     off. It stands down (for a blocking read at once) whenever more threads are runnable
+#'     on the machine than it has cores (read from `/proc/loadavg` every few polls): then a
+#'     spinning master would hold a core that a worker, or another program, needs. Workers
+#'     on other hosts are not polled. Read at every receive.}
 #' }
 #'
 #' @section R internals:

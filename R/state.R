@@ -43,6 +43,7 @@ init_package_state <- function() {
   .package$wire_answers_cache <- NULL  # the loops' answers, during one run of the checks only
   .package$load_pid <- Sys.getpid()  # the process that loaded us (isForkedChild()'s fallback)
   .package$listen_socket_warned <- FALSE  # the one-time warning (R/launchNodePSOCK.R)
+  .package$spin_stands_down <- TRUE  # ...gives up when every core is taken (tests of its budget turn it off)
   invisible()
 }
 

@@ -67,6 +67,17 @@ pss <- function(pid) {
   as.numeric(gsub("[^0-9]", "", line)) * 1024
 }
 tiny <- function(x) x
+# Another process busy on one core (pinned to the first): the machine as users run it, N
+# workers on N cores plus whatever else it does. Returns the function that stops it.
+busy_core <- function() {
+  pid <- as.integer(system("taskset -c 0 sh -c 'while :; do :; done' >/dev/null 2>&1 & echo $!", intern = TRUE))
+  stopifnot(length(pid) == 1L, !is.na(pid))
+  Sys.sleep(0.1)
+  function() {
+    tools::pskill(pid, tools::SIGKILL)
+    invisible()
+  }
+}
 rss <- function() {
   line <- grep("^VmRSS:", readLines("/proc/self/status"), value = TRUE)
   as.numeric(gsub("[^0-9]", "", line)) * 1024
@@ -141,6 +152,15 @@ measure <- function(what, n) switch(what,
     for (i in seq_len(scale(200L))) parallel::clusterEvalQ(node, NULL)
     per_call(function() parallel::clusterEvalQ(node, NULL), reps = scale(300L), then = parallel::stopCluster(cl))
   },
+  roundtrip_load = {
+    # The round trip above while another process keeps one core busy.
+    cl <- local_cluster(2)
+    node <- cl[1]
+    stop_busy <- busy_core()
+    on.exit(stop_busy())
+    for (i in seq_len(scale(200L))) parallel::clusterEvalQ(node, NULL)
+    per_call(function() parallel::clusterEvalQ(node, NULL), reps = scale(300L), then = parallel::stopCluster(cl))
+  },
   roundtrip_2 = {
     # clusterEvalQ() on both workers of a 2-worker cluster.
     cl <- local_cluster(2)
@@ -150,6 +170,15 @@ measure <- function(what, n) switch(what,
   parlapplylb = {
     # Seconds per task: 200 tiny tasks, one per chunk, load-balanced over 2 workers.
     cl <- local_cluster(2)
+    for (i in seq_len(scale(3L))) parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1)
+    per_call(function() parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1), reps = scale(3L),
+             then = parallel::stopCluster(cl)) / 200
+  },
+  parlapplylb_load = {
+    # The tiny load-balanced tasks above while another process keeps one core busy.
+    cl <- local_cluster(2)
+    stop_busy <- busy_core()
+    on.exit(stop_busy())
     for (i in seq_len(scale(3L))) parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1)
     per_call(function() parallel::parLapplyLB(cl, 1:200, tiny, chunk.size = 1), reps = scale(3L),
              then = parallel::stopCluster(cl)) / 200

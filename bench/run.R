@@ -28,7 +28,8 @@ impls <- c("ours", "plain", "base", "base-tuned", if (has_reference) "reference"
 plain_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle",
                     "stop_local")
 # Where base parallel's own tuning (useXDR = FALSE, TCP_NODELAY) makes a difference.
-tuned_measures <- c("roundtrip", "roundtrip_2", "roundtrip_5k", "parlapplylb", "clusterapply")
+tuned_measures <- c("roundtrip", "roundtrip_load", "roundtrip_2", "roundtrip_5k", "parlapplylb", "parlapplylb_load",
+                    "clusterapply")
 # Measures of bytes, not seconds.
 byte_measures <- c("memory", "pss_idle", "node_size")
 
@@ -54,6 +55,7 @@ cases <- rbind(
   data.frame(measure = "alive_local", n = if (quick) 1L else c(1L, 32L)),
   data.frame(measure = c("kill_local", "clone_local", "roundtrip", "roundtrip_5k", "future_null", "available_cores",
                          "connection_valid", "parlapply", "memory", "roundtrip_2", "parlapplylb", "clusterapply",
+                         "roundtrip_load", "parlapplylb_load",
                          "node_size", "digest_cluster", "pss_idle"), n = 1L),
   data.frame(measure = "stop_local", n = if (quick) 2L else c(8L, 32L, 64L)),
   if (remote) data.frame(measure = "setup_remote", n = c(1L, 4L, 16L)),

@@ -141,8 +141,8 @@ test_that("setup_strategy = 'fork' is validated and falls back where it cannot a
 
 test_that("the default setup forks local workers, except for per-worker start-up code", {
   skip_if_not(identical(Sys.info()[["sysname"]], "Linux"))
-  cl <- local_cluster(2)
-  expect_identical(vapply(cl, function(node) attr(node, "process")$kind, ""), c("fork", "fork"))
+  cl <- local_cluster(I(5))
+  expect_identical(vapply(cl, function(node) attr(node, "process")$kind, ""), rep("fork", 5L))
   expect_identical(parallelly:::node_options(cl[[1]])$setup_strategy, "fork")
   # Start-up code runs in each worker's own R (its side effects are per worker).
   cl2 <- local_cluster(1, rscript_startup = quote(options(parallelly.test.startup = Sys.getpid())))
@@ -152,6 +152,31 @@ test_that("the default setup forks local workers, except for per-worker start-up
   withr::local_options(parallelly.makeNodePSOCK.setup_strategy = "parallel")
   cl3 <- local_cluster(1)
   expect_identical(attr(cl3[[1]], "process")$kind, "local")
+})
+
+test_that("by default, no more local workers than cores start plain, unless a fork server runs for them", {
+  skip_if_not(identical(Sys.info()[["sysname"]], "Linux"))
+  servers <- function() ls(parallelly:::.package$fork_servers)
+  expect_length(servers(), 0L)
+  small <- min(2L, availableCores())
+  cl <- local_cluster(small)
+  expect_identical(vapply(cl, function(node) attr(node, "process")$kind, ""), rep("local", small))
+  expect_length(servers(), 0L)  # none started for them
+  # One more than cores (or than 4): forked.
+  big <- min(availableCores(), 4L) + 1L
+  cl2 <- local_cluster(I(big))
+  expect_identical(vapply(cl2, function(node) attr(node, "process")$kind, ""), rep("fork", big))
+  expect_length(servers(), 1L)
+  # With that server running, a small setup is a few forks too.
+  cl3 <- local_cluster(small)
+  expect_identical(vapply(cl3, function(node) attr(node, "process")$kind, ""), rep("fork", small))
+  expect_length(servers(), 1L)
+  # Asked for by name, a small setup forks all the same.
+  parallel::stopCluster(c(cl2, cl3))
+  expect_true(wait_for(function() length(servers()) == 0L, timeout = 10))
+  cl4 <- local_cluster(1, setup_strategy = "fork")
+  expect_identical(attr(cl4[[1]], "process")$kind, "fork")
+  expect_identical(unlist(parallel::clusterEvalQ(c(cl, cl4), 1L)), rep(1L, small + 1L))
 })
 
 test_that("forked workers run futures", {

@@ -14,8 +14,28 @@ count_selects <- function(expr) {
 
 spin_state <- function() get("spin", envir = parallelly:::.package)
 
+# The spin's budget on its own: it does not stand down for what else runs on this (shared)
+# machine while the calling test runs.
+local_spin_always <- function(env = parent.frame()) {
+  assign("spin_stands_down", FALSE, envir = parallelly:::.package)
+  withr::defer(assign("spin_stands_down", TRUE, envir = parallelly:::.package), envir = env)
+}
+
+# One busy loop per core (other processes, as users run them) until the calling test ends;
+# returns once the kernel counts more runnable threads than cores.
+local_busy_cores <- function(env = parent.frame()) {
+  n <- parallel::detectCores()
+  pids <- vapply(seq_len(n), function(i) {
+    as.integer(system("sh -c 'while :; do :; done' >/dev/null 2>&1 & echo $!", intern = TRUE))
+  }, integer(1))
+  withr::defer(tools::pskill(pids, tools::SIGKILL), envir = env)
+  expect_true(wait_for(function() isTRUE(parallelly:::backend_cores_taken()), timeout = 10))
+  pids
+}
+
 test_that("a local worker's answer is polled for, the spin halves for long tasks and is whole again for short ones", {
   withr::local_options(parallelly.recvData.spin = 0.02)
+  local_spin_always()
   cl <- local_cluster(1)
   node <- cl[1]
   count_selects(expect_identical(parallel::clusterEvalQ(node, 1L), list(1L)))  # polls in 20 ms
@@ -37,18 +57,53 @@ test_that("a local worker's answer is polled for, the spin halves for long tasks
   expect_lt(count_selects(parallel::clusterEvalQ(node, NULL)), full)
 })
 
-test_that("load-balanced calls poll all workers' connections the same way", {
+test_that("load-balanced calls poll all workers' connections the same way, with fewer workers than cores", {
   withr::local_options(parallelly.recvData.spin = 0.02)
-  cl <- local_cluster(2)
+  local_spin_always()
+  cores <- parallel::detectCores()
+  skip_if(cores < 2L, "one core: a load-balanced call never spins")
+  cl <- local_cluster(I(cores - 1L))
   count_selects(expect_identical(unlist(parallel::parLapplyLB(cl, 1:10, function(x) x * 3L, chunk.size = 1)), (1:10) * 3L))
   full <- spin_state()$max
   # Both workers sleep 0.3 s: the first answer comes after a whole spin.
   polls <- count_selects(expect_identical(unlist(parallel::parLapplyLB(cl, 1:2, function(x) { Sys.sleep(0.3); -x }, chunk.size = 1)), -(1:2)))
   expect_gte(polls, full + 1L)  # the spin, then the blocking socketSelect()
+  # As many workers as cores: they are busy while the master waits; one blocking
+  # socketSelect() per answer.
+  cl_all <- local_cluster(I(cores))
+  expect_identical(count_selects(parallel::parLapplyLB(cl_all, 1:10, function(x) x, chunk.size = 1)), 10L)
   # Turned off: one blocking socketSelect() per answer, nothing more.
   withr::local_options(parallelly.recvData.spin = 0)
   expect_identical(count_selects(parallel::parLapplyLB(cl, 1:10, function(x) x, chunk.size = 1)), 10L)
   expect_identical(count_selects(parallel::clusterEvalQ(cl, Sys.getpid())), 0L)
+})
+
+test_that("the spin stands down while every core is taken", {
+  withr::local_options(parallelly.recvData.spin = 0.005)
+  cl <- local_cluster(1)
+  node <- cl[1]
+  count_selects(expect_identical(parallel::clusterEvalQ(node, 1L), list(1L)))
+  full <- spin_state()$max
+  expect_true(full >= 10L)
+  local_busy_cores()
+  # An answer 0.3 s away: one poll, a look at the cores, and the blocking read at once.
+  for (i in 1:3) {
+    expect_identical(count_selects(expect_identical(parallel::clusterCall(node, function(i) { Sys.sleep(0.3); i }, i), list(i))), 1L)
+  }
+  # The same machine, the spin told not to stand down: it polls its whole budget (which
+  # takes longer than on an idle machine; the answer is further away).
+  assign("spin", modifyList(spin_state(), list(polls = full)), envir = parallelly:::.package)
+  local({
+    local_spin_always()
+    expect_identical(count_selects(parallel::clusterEvalQ(node, Sys.sleep(1.5))), full)
+  })
+  # Load-balanced calls (over fewer workers than cores, which spin on an idle machine): per
+  # answer one poll and the blocking socketSelect(), at most.
+  cl2 <- local_cluster(I(max(1L, parallel::detectCores() - 1L)))
+  polls <- count_selects(expect_identical(unlist(parallel::parLapplyLB(cl2, 1:2, function(x) { Sys.sleep(0.3); -x }, chunk.size = 1)), -(1:2)))
+  expect_lte(polls, 4L)
+  # (That a spin on a machine with an idle core polls on is the tests above, where the
+  # spin does not look: this machine is shared, so an idle core cannot be counted on.)
 })
 
 test_that("a bad spin option is an error naming it, and the cluster works once it is mended", {

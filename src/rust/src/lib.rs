@@ -15,6 +15,7 @@ mod loopback;
 mod ports;
 mod reaper;
 mod process;
+mod runqueue;
 mod ssh;
 
 use error::Error;
@@ -496,6 +497,16 @@ fn rs_reapers_shutdown(timeout: f64) -> bool {
     reapers && drain
 }
 
+/// Whether more threads are runnable on this machine now than it has cores online; NA where
+/// the count cannot be read (R/spinWait.R stands its spin down when TRUE).
+#[extendr]
+fn rs_cores_taken() -> Rbool {
+    match runqueue::cores_taken() {
+        Some(taken) => Rbool::from(taken),
+        None => Rbool::na(),
+    }
+}
+
 /// Whether this process can fork clean workers (see fork.rs).
 #[extendr]
 fn rs_can_fork() -> bool {
@@ -568,6 +579,7 @@ extendr_module! {
     fn rs_fork_worker;
     fn rs_can_fork;
     fn rs_r_temp_dir;
+    fn rs_cores_taken;
     fn rs_rebind_loopback;
     fn rs_connections_nodelay;
     fn rs_stop_in_background;
