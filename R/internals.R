@@ -8,12 +8,15 @@
 #   - what it is used for (`use`),
 #   - what the package does instead when it cannot be used (`fallback`), and
 #   - a check that exercises it on the running R (`check`: TRUE, or an error saying why not).
-# The checks run when the package loads (a few milliseconds); code that uses one of these
+# A check runs once a session, when the package loads for those marked `at_load` (they decide
+# what is registered) and otherwise the first time code asks for it: a process that never
+# uses an internal (a worker, most of the time) never pays its check (the two socket checks
+# take ~10-50 ms). Code that uses one of these
 # asks internal_ok(name) first and takes the fallback when the check failed or the user
 # turned it off with option `parallelly.internals.disable` (env var
 # R_PARALLELLY_INTERNALS_DISABLE), which is also how tests drive each fallback.
-# r_internals() reports all of it; with option parallelly.debug a failed check is reported
-# at load.
+# r_internals() reports all of it (running the checks that have not run yet); with option
+# parallelly.debug a failed check is reported when it runs.
 #
 # Not listed, because R itself checks them: the R entry points the Rust library links
 # (R loads it with dyn.load(now = TRUE), so a missing one fails library(parallelly) with R's
@@ -69,12 +72,14 @@ r_internals_list <- function() list(
   )
 )
 
-# Run every check; called once when the package loads. A check must not fail the load.
-check_r_internals <- function() {
+# Run the checks `names` (default: all of them, again) and record their results; at load,
+# those marked `at_load`. A check must not fail the load.
+check_r_internals <- function(names = NULL) {
   checks <- r_internals_list()
+  if (is.null(names)) names <- names(checks)
   .package$wire_answers_cache <- NULL
   on.exit(.package$wire_answers_cache <- NULL)
-  res <- lapply(names(checks), function(name) {
+  for (name in names) {
     t0 <- proc.time()[["elapsed"]]
     # Warnings (a refused connection's) say why a check failed: kept for `why`, not shown.
     warned <- character()
@@ -84,29 +89,38 @@ check_r_internals <- function() {
     })
     why <- if (isTRUE(ok)) "" else if (inherits(ok, "error")) conditionMessage(ok) else "the check did not hold"
     if (!isTRUE(ok) && length(warned) > 0L) why <- sprintf("%s (%s)", why, paste(unique(warned), collapse = "; "))
-    list(ok = isTRUE(ok), why = why, seconds = proc.time()[["elapsed"]] - t0)
-  })
-  names(res) <- names(checks)
-  .package$internals <- res
-  .package$internals_ok <- vapply(res, `[[`, logical(1), "ok")
-  for (name in names(res)[!.package$internals_ok]) {
-    mdebugf("R internal '%s' failed its check on this R (%s): %s; instead, %s",
-            name, R.version.string, res[[name]]$why, checks[[name]]$fallback)
+    .package$internals[[name]] <- list(ok = isTRUE(ok), why = why, seconds = proc.time()[["elapsed"]] - t0)
+    .package$internals_ok[[name]] <- isTRUE(ok)
+    if (!isTRUE(ok)) {
+      mdebugf("R internal '%s' failed its check on this R (%s): %s; instead, %s",
+              name, R.version.string, why, checks[[name]]$fallback)
+    }
   }
-  invisible(.package$internals_ok)
+  invisible(unlist(.package$internals_ok[names]))
 }
 
-# Whether `name` may be used: its check passed at load and the user has not turned it off.
-# Kept short: it runs for every task that calls eval or lapply.
+# At load: the checks that decide what the package registers.
+check_r_internals_at_load <- function() {
+  checks <- r_internals_list()
+  .package$internals_known <- names(checks)
+  .package$internals <- list()
+  .package$internals_ok <- list()
+  check_r_internals(names(checks)[vapply(checks, function(x) isTRUE(x$at_load), logical(1))])
+}
+
+# Whether `name` may be used: its check passed (run now if it has not run yet this session)
+# and the user has not turned it off. Kept short: it runs for every task that calls eval or
+# lapply.
 internal_ok <- function(name) {
-  ok <- .subset2(.package$internals_ok, name)  # TRUE or FALSE for every listed name
+  ok <- .subset2(.package$internals_ok, name)
+  if (is.null(ok)) ok <- check_r_internals(name)[[1L]]
   if (is.null(getOption("parallelly.internals.disable"))) ok else ok && !internal_disabled(name)
 }
 
 internal_disabled <- function(name) {
   off <- getOption("parallelly.internals.disable", NULL)
   if (is.null(off)) return(FALSE)
-  known <- names(.package$internals_ok)
+  known <- .package$internals_known
   if (!is.character(off) || anyNA(off) || !all(off %in% c("all", known))) {
     stopf("Option", "Option 'parallelly.internals.disable' must name R internals to turn off (%s, or \"all\"), not %s; see ?parallelly.options",
           paste(sprintf("\"%s\"", known), collapse = ", "), deparse1(off))
@@ -133,6 +147,8 @@ internal_disabled <- function(name) {
 #' @keywords internal
 r_internals <- function() {
   checks <- r_internals_list()
+  pending <- setdiff(names(checks), names(.package$internals))
+  if (length(pending) > 0L) check_r_internals(pending)
   res <- .package$internals
   names <- names(checks)
   field <- function(x, name) vapply(names, function(n) x[[n]][[name]], FUN.VALUE = x[[1L]][[name]], USE.NAMES = FALSE)
@@ -244,8 +260,8 @@ check_worker_entry <- function() {
 }
 
 # Tasks as this R's parallel writes them (sendCall()), with eval and lapply named and not,
-# one that fails, and DONE; answered by parallel's loop and by ours. Computed once a check
-# run (both checks that use it run at load).
+# one that fails, and DONE; answered by parallel's loop and by ours. Computed once a run of
+# check_r_internals() (both checks that use it share it when they run together).
 wire_answers <- function() {
   cached <- .package$wire_answers_cache
   if (!is.null(cached)) return(cached)

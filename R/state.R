@@ -39,6 +39,7 @@ init_package_state <- function() {
   # R/internals.R: the checks of R internals, run at load
   .package$internals <- NULL         # by name: ok, why, seconds (r_internals())
   .package$internals_ok <- NULL      # by name: whether its check passed (internal_ok())
+  .package$internals_known <- NULL   # the names of every listed internal
   .package$used_at_load <- list()    # by name: what was decided at load (method registrations)
   .package$wire_answers_cache <- NULL  # the loops' answers, during one run of the checks only
   .package$load_pid <- Sys.getpid()  # the process that loaded us (isForkedChild()'s fallback)

@@ -10,7 +10,7 @@
   apply_r_cmd_check_settings()  # R CMD check: sets R_PARALLELLY_* variables first
   update_package_options()      # R_PARALLELLY_* variables -> parallelly.* options
   parallelly_debug_setup()      # R_PARALLELLY_DEBUG -> option parallelly.debug
-  check_r_internals()           # R/internals.R: which R internals this R lets us use
+  check_r_internals_at_load()   # R/internals.R: which R internals this R lets us use
   register_transport_methods()  # parallel's unexported generics, once checked
   # An environment whose finalizer runs when R exits.
   .package$exit_hook <- new.env(parent = emptyenv())

@@ -284,3 +284,18 @@ test_that("on a remote host with our package: work_loop off, its forked workers 
   expect_identical(kinds(cl3), c("ssh", "ssh"))
   expect_equal(unlist(parallel::parLapply(cl3, 1:4, sqrt)), sqrt(1:4))
 })
+
+test_that("a session runs a check only before the internal's first use (a worker that never uses one never pays)", {
+  rscript <- file.path(R.home("bin"), "Rscript")
+  code <- paste(
+    'loadNamespace("parallelly")',
+    'cat("load:", sort(names(parallelly:::.package$internals)), "\\n")',
+    'cl <- parallelly::makeClusterPSOCK(1L, setup_strategy = "parallel")',
+    'parallel::clusterEvalQ(cl, 1)',
+    'cat("use:", sort(names(parallelly:::.package$internals)), "\\n")',
+    'parallel::stopCluster(cl)', sep = "; ")
+  out <- system2(rscript, c("-e", shQuote(code)), stdout = TRUE, stderr = TRUE)
+  expect_identical(grep("^load:", out, value = TRUE), "load: transport_methods ", info = paste(out, collapse = "\n"))
+  used <- strsplit(sub("^use: ", "", grep("^use:", out, value = TRUE)), " ")[[1]]
+  expect_true(all(c("listen_socket", "transport_methods", "wire_names") %in% used), info = paste(out, collapse = "\n"))
+})
