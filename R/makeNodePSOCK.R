@@ -204,7 +204,8 @@ resolve_node_options <- function(a) {
   }
   opts <- c(opts, resolve_reachability(a, opts$worker, rshcmd, kind))
   opts <- c(opts, resolve_worker_launch(a, localhost, opts$homogeneous))
-  opts <- c(opts, resolve_remote_access(a, localhost, rshcmd))
+  opts <- c(opts, resolve_remote_access(a, localhost, rshcmd, opts$worker))
+  rshcmd <- opts$rshcmd  # OpenSSH's ssh where the built-in client cannot serve the host
   opts <- c(opts, resolve_node_policy(a))
   opts$rscript_call <- resolve_rscript_call(a$rscript_call)
   opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup, a$rscript_args,
@@ -316,16 +317,19 @@ resolve_worker_launch <- function(a, localhost, homogeneous) {
 }
 
 # How a remote host is reached: the client (rshcmd), the built-in client's settings, logs.
-resolve_remote_access <- function(a, localhost, rshcmd) {
+resolve_remote_access <- function(a, localhost, rshcmd, worker) {
   opts <- list()
   opts$rshcmd <- rshcmd
   opts$user <- a$user
-  if (!localhost && is.null(rshcmd)) opts$ssh <- resolve_ssh_settings(a$user, a$rshopts)
   rshlogfile <- a$rshlogfile
   if (isTRUE(rshlogfile)) rshlogfile <- tempfile("parallelly_makeClusterPSOCK_", fileext = ".log")
   if (is_false_like(rshlogfile)) rshlogfile <- NULL
   opts$rshlogfile <- rshlogfile
   opts$rshopts <- a$rshopts
+  if (!localhost && (is.null(rshcmd) || identical(rshcmd, "<ssh>"))) {
+    opts$rshcmd <- NULL
+    opts <- resolve_ssh_client(opts, as.character(worker), rshcmd, resolve_ssh_settings(a$user, a$rshopts))
+  }
   opts
 }
 

@@ -83,7 +83,7 @@ impl Sshd {
     }
 
     fn target(&self, host: &str) -> Result<session::Target> {
-        let opts = session::Options { user: None, port: None, config_file: Some(&self.config), known_hosts_file: None, accept_new: false, timeout: Duration::from_secs(10) };
+        let opts = session::Options { user: None, port: None, config_file: Some(&self.config), known_hosts_file: None, accept_new: false, timeout: Duration::from_secs(10), command_line: &[] };
         session::resolve(host, &opts)
     }
 
