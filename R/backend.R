@@ -7,6 +7,8 @@ backend_value <- function(res, context = NULL) {
   if (inherits(res, "parallelly_backend_error")) {
     msg <- if (is.null(context)) res$message else paste0(context, ": ", res$message)
     kind <- if (identical(res$kind, "InvalidArgument")) "Argument" else res$kind
+    # A refused login where the host would take a password or prompts.
+    if (identical(kind, "AuthPrompt")) stopf("Auth", "%s", msg, extra_class = "parallellyAuthPromptError")
     stopf(kind, "%s", msg)
   }
   res
@@ -126,14 +128,14 @@ backend_port_is_free <- function(port) {
 # Open (or reuse) the held connection to a host: list(key, host, hostname, user, port).
 # The connect itself (TCP, handshake, authentication) is bounded by `timeout`.
 backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, known_hosts = NULL,
-                                accept_new = FALSE, timeout = 120, wait = TRUE) {
+                                accept_new = FALSE, timeout = 120, wait = TRUE, command_line = character()) {
   res <- .Call(wrap__rs_ssh_connect,
     as.character(host)[1L],
     if (is.null(user)) "" else as.character(user)[1L],
     if (is.null(port)) 0L else as.integer(port)[1L],
     if (is.null(config)) "" else path.expand(as.character(config)[1L]),
     if (is.null(known_hosts)) "" else path.expand(as.character(known_hosts)[1L]),
-    isTRUE(accept_new), as.double(timeout)[1L]
+    isTRUE(accept_new), as.double(timeout)[1L], as.character(command_line)
   )
   res <- backend_value(res)
   # With wait = FALSE the caller collects res$ticket itself (several hosts at once).
@@ -142,6 +144,16 @@ backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, k
   res$key <- backend_ssh_wait(res$ticket, as.double(timeout) + 5, as.character(host)[1L], "connecting")
   res$ticket <- NULL
   res
+}
+
+# Why the built-in client cannot reach `host` as OpenSSH would with `settings` (see
+# resolve_ssh_settings()), or "" if it can; reads the ssh config, no network.
+backend_ssh_plan <- function(host, settings) {
+  backend_value(.Call(wrap__rs_ssh_plan, as.character(host)[1L],
+    if (is.null(settings$user)) "" else as.character(settings$user)[1L],
+    if (is.null(settings$port)) 0L else as.integer(settings$port)[1L],
+    if (is.null(settings$config)) "" else path.expand(as.character(settings$config)[1L]),
+    as.character(settings$command_line)))
 }
 
 # Wait for the answer to an SSH request, in short slices so that R stays interruptible.

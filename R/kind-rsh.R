@@ -69,15 +69,17 @@ external_ssh_command <- function(opts, command, tunnel = NULL) {
   rshopts <- c(
     if (is.character(opts$rshlogfile)) c("-E", opts$rshlogfile),
     if (length(tunnel) == 2L) c("-R", sprintf("%d:127.0.0.1:%d", tunnel[1L], tunnel[2L])),
-    if (!is.null(opts$user) && !identical(opts$user, "*")) c("-l", opts$user),
-    unlist(strsplit(paste(opts$rshopts, collapse = " "), "[[:space:]]+"))
+    if (!is.null(opts$user) && !identical(opts$user, "*")) c("-l", opts$user)
   )
-  rshopts <- rshopts[nzchar(rshopts)]
   rshcmd <- opts$rshcmd
   if (is.function(rshcmd)) {
-    call <- rshcmd(rshopts = paste(rshopts, collapse = " "), worker = as.character(opts$worker))
+    # As in the reference: the function gets rshopts as text, for a command line.
+    rshopts <- paste(c(rshopts, opts$rshopts), collapse = " ")
+    call <- rshcmd(rshopts = rshopts, worker = as.character(opts$worker))
     return(c("/bin/sh", "-c", paste(call, sh_quote(command, type = "sh"))))
   }
+  # No shell runs the client: rshopts are split into words as a shell would.
+  rshopts <- c(rshopts, rshopts_words(opts$rshopts))
   rshcmd <- as.character(rshcmd)
   rshcmd <- rshcmd[!grepl("^<.*>$", rshcmd)]
   if (length(rshcmd) == 0L) rshcmd <- "ssh"

@@ -105,7 +105,18 @@ connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
   port <- options_list[[1L]]$port
   if (port == 0L) stop_arg("port", "must be a port number in 1..65535 that the workers can be told: 0")
   first <- options_list[[1L]]
-  launcher <- kind_for_options(first)$launcher(first)
+  launcher <- tryCatch(kind_for_options(first)$launcher(first), parallellyAuthPromptError = function(e) {
+    # The host wants a password or answers to prompts: OpenSSH's ssh can ask (SSH_ASKPASS,
+    # a terminal), unless the built-in client was chosen explicitly.
+    if (!identical(first$ssh$choice, "auto")) stop(e)
+    why <- "the host asks for a password or other prompts at login, which only OpenSSH's ssh can answer"
+    options_list <<- lapply(options_list, function(o) ssh_external_options(o, as.character(o$worker), o$ssh, why))
+    NULL
+  })
+  if (is.null(launcher)) {
+    first <- options_list[[1L]]
+    launcher <- kind_for_options(first)$launcher(first)
+  }
   server <- NULL
   launched <- data.frame(pid = rep(NA_integer_, n), start_time = NA_real_, token = NA_character_,
                          log = NA_character_, stringsAsFactors = FALSE)

@@ -45,7 +45,12 @@
 #' `SOCKnode`) rather than the native format (`SOCK0node`, the default).
 #' @param outfile Where the worker's output goes; `NULL` shares this session's output.
 #' @param renice A positive niceness increment for the worker process (local workers).
-#' @param rshcmd `NULL` (the default) uses the built-in SSH client for remote workers; a
+#' @param rshcmd `NULL` (the default) uses the built-in SSH client for remote workers, and
+#' OpenSSH's `ssh` for a host whose setup the built-in client cannot honour (a
+#' `ProxyCommand`, a certificate, a `ControlMaster` socket, a password login, an `rshopts`
+#' flag it lacks, ...; see `vignette("remote-clusters", package = "parallelly")` and option
+#' `parallelly.ssh.client`); `"<ssh>"` uses the built-in client only (an error names what it
+#' cannot honour). A
 #' command such as `"ssh"`, or a `function(rshopts, worker)` returning a command line, uses
 #' that external client instead. `"<srun>"`, inside a Slurm allocation, starts the worker
 #' as a job step of it on node `worker` (`srun --nodes=1 --ntasks=1 --overlap -w worker`,
@@ -61,9 +66,11 @@
 #' the SSH connection (`NA`: yes for remote workers reached by SSH, no for other `rshcmd`s
 #' such as `"<srun>"` and `"<qrsh>"`).
 #' @param rshlogfile A log file for an external SSH client.
-#' @param rshopts SSH options: for the built-in client `-p`, `-l`, `-F` and `-o`
-#' Port/User/UserKnownHostsFile/StrictHostKeyChecking; passed as they are to an external
-#' client.
+#' @param rshopts Options of OpenSSH's `ssh` (split into words as a shell splits them). The
+#' built-in client implements `-p`, `-l`, `-F`, `-i`, `-J`, `-c`, `-m`, `-4`, `-6`, `-C` and
+#' `-o Keyword=value` (read like a line of the ssh configuration, before it); flags such as
+#' `-q`, `-v` and `-T` change nothing for it; any other `ssh` flag makes the host use
+#' OpenSSH's `ssh`. Passed as they are to an external client.
 #' @param rank The index of the node.
 #' @param manual,dryrun,quiet Print the launch command instead of (or before) launching.
 #' @param setup_strategy How the workers of a host are started. `"fork"` starts one R
@@ -204,7 +211,8 @@ resolve_node_options <- function(a) {
   }
   opts <- c(opts, resolve_reachability(a, opts$worker, rshcmd, kind))
   opts <- c(opts, resolve_worker_launch(a, localhost, opts$homogeneous))
-  opts <- c(opts, resolve_remote_access(a, localhost, rshcmd))
+  opts <- c(opts, resolve_remote_access(a, localhost, rshcmd, opts$worker))
+  rshcmd <- opts$rshcmd  # OpenSSH's ssh where the built-in client cannot serve the host
   opts <- c(opts, resolve_node_policy(a))
   opts$rscript_call <- resolve_rscript_call(a$rscript_call)
   opts$setup_strategy <- resolve_setup_strategy(a$setup_strategy, opts, rshcmd, a$rscript_startup, a$rscript_args,
@@ -316,16 +324,19 @@ resolve_worker_launch <- function(a, localhost, homogeneous) {
 }
 
 # How a remote host is reached: the client (rshcmd), the built-in client's settings, logs.
-resolve_remote_access <- function(a, localhost, rshcmd) {
+resolve_remote_access <- function(a, localhost, rshcmd, worker) {
   opts <- list()
   opts$rshcmd <- rshcmd
   opts$user <- a$user
-  if (!localhost && is.null(rshcmd)) opts$ssh <- resolve_ssh_settings(a$user, a$rshopts)
   rshlogfile <- a$rshlogfile
   if (isTRUE(rshlogfile)) rshlogfile <- tempfile("parallelly_makeClusterPSOCK_", fileext = ".log")
   if (is_false_like(rshlogfile)) rshlogfile <- NULL
   opts$rshlogfile <- rshlogfile
   opts$rshopts <- a$rshopts
+  if (!localhost && (is.null(rshcmd) || identical(rshcmd, "<ssh>"))) {
+    opts$rshcmd <- NULL
+    opts <- resolve_ssh_client(opts, as.character(worker), rshcmd, resolve_ssh_settings(a$user, a$rshopts))
+  }
   opts
 }
 

@@ -183,14 +183,21 @@
 #'     `all`, negatable with `!`), `Include`, `HostName`, `User`, `Port`, `IdentityFile`,
 #'     `IdentitiesOnly`, `IdentityAgent none`, `AddressFamily`, `ProxyJump` (chains too),
 #'     `UserKnownHostsFile`,
-#'     `StrictHostKeyChecking`, `ConnectTimeout` and `HashKnownHosts`. A keyword that would
-#'     change where or how to connect but is not implemented (`ProxyCommand`,
+#'     `StrictHostKeyChecking`, `ConnectTimeout`, `HashKnownHosts`, `Compression`,
+#'     `ServerAliveInterval`, and the algorithm policy (`Ciphers`, `MACs`, `KexAlgorithms`,
+#'     `HostKeyAlgorithms`, `PubkeyAcceptedAlgorithms`, with `+`, `-` and `^`). A keyword
+#'     that would change where or how to connect but is not implemented (`ProxyCommand`,
 #'     `HostKeyAlias`, `CanonicalizeHostname`, `BindAddress`, `CertificateFile`,
-#'     `RemoteCommand`, the forwardings, ...; other `Match` criteria such as `exec`) makes the
-#'     connection to that host fail at once with an error naming it; use `rshcmd = "ssh"` for
-#'     such hosts. Keywords that do not (`Compression`, `ServerAliveInterval`,
-#'     `ForwardAgent`, `SendEnv`, `ControlMaster`, `Ciphers`, ...) are ignored. The vignette
-#'     lists them all.}
+#'     `ControlMaster`/`ControlPath`, `ForwardAgent`, `RemoteCommand`, the forwardings, ...;
+#'     other `Match` criteria such as `exec`) makes that host use OpenSSH's `ssh` (see
+#'     `parallelly.ssh.client`). Keywords that do not (`SendEnv`, `LogLevel`, `BatchMode`,
+#'     ...) are ignored. The vignette lists them all.}
+#'   \item{`parallelly.ssh.client` (env `R_PARALLELLY_SSH_CLIENT`)}{Which SSH client
+#'     remote workers use: `"auto"` (default) the built-in one, and OpenSSH's `ssh` for a
+#'     host whose setup (ssh configuration, `rshopts`, a password or prompts at login) the
+#'     built-in one cannot honour; `"built-in"` the built-in one only (such a host is an
+#'     error that says why, as with `rshcmd = "<ssh>"`); `"external"` OpenSSH's `ssh` for
+#'     every host. `summary()` names each node's client.}
 #'   \item{`parallelly.ssh.knownHosts` (env `R_PARALLELLY_SSH_KNOWN_HOSTS`)}{The
 #'     known_hosts file with the host keys to trust; by default the `UserKnownHostsFile` of
 #'     the configuration, else `~/.ssh/known_hosts`.}
@@ -268,7 +275,7 @@
 #' parallelly.makeNodePSOCK.master.localhost.hostname
 #' parallelly.makeNodePSOCK.port.increment
 #' parallelly.ssh.config parallelly.ssh.knownHosts parallelly.ssh.acceptNewHostKeys
-#' parallelly.ssh.timeout
+#' parallelly.ssh.timeout parallelly.ssh.client R_PARALLELLY_SSH_CLIENT
 #' R_PARALLELLY_DEBUG R_PARALLELLY_RANDOM_PORTS R_PARALLEL_PORT
 #' R_PARALLELLY_R_CMD_CHECK_NICE
 #' R_PARALLELLY_AVAILABLECORES_METHODS R_PARALLELLY_AVAILABLECORES_FALLBACK

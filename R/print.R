@@ -15,7 +15,11 @@
 #' package's columns `host`, `r_version`, `platform`, `pwd`, `pid`, `connection_index` and
 #' `connection`, followed by `alive` (TRUE/FALSE/NA), `exit` (why the worker died: NA
 #' while it is alive), `rss` (bytes), `cpu` (seconds), `uptime` (seconds) and `restarts`
-#' (how many times the node was relaunched). Resource use is reported for local workers.
+#' (how many times the node was relaunched) and `client`: for a remote worker, the SSH
+#' client that reaches its host (`"built-in"`, or `"ssh"` for OpenSSH's client, which a host
+#' is handed to when the built-in client cannot honour its setup: see `makeNodePSOCK()`;
+#' with `options(parallelly.debug = TRUE)` setup says why), `NA` for local workers.
+#' Resource use is reported for local workers.
 #' A node whose connection is no longer valid shows `ERROR: invalid connection; existing
 #' connection #N` in column `connection` when R has given its index `N` to another
 #' connection since, and `...; non-existing connection #N` otherwise (the reference package
@@ -41,7 +45,21 @@ summary.RichSOCKcluster <- function(object, ...) {
   nodes <- lapply(unclass(object), function(node) if (!is.null(node)) current_node(node))
   health <- node_health(nodes)
   remember_remote_deaths(nodes, health)
-  cbind(res, health)
+  cbind(res, health, client = vapply(nodes, node_client, character(1)), stringsAsFactors = FALSE)
+}
+
+# Which client reaches a remote node's host: "built-in" (our SSH client), "ssh" (OpenSSH's,
+# chosen or handed the host because the built-in one could not honour its setup), or the
+# launcher given as `rshcmd`; NA for local workers.
+node_client <- function(node) {
+  opts <- if (is.null(node)) NULL else node_options(node)
+  if (is.null(opts) || isTRUE(attr(opts$worker, "localhost"))) return(NA_character_)
+  if (is.character(opts$client)) return(opts$client)
+  if (!is.null(opts$ssh)) return("built-in")
+  rshcmd <- opts$rshcmd
+  if (is.function(rshcmd)) return("rshcmd function")
+  if (is.character(rshcmd) && length(rshcmd) > 0L) return(sub("^<(.*)>$", "\\1", basename(rshcmd[1L])))
+  NA_character_
 }
 
 # What summary() found out about dead remote workers, for print(): cause and last output.

@@ -29,6 +29,14 @@
 #   SSH_TEST_HOSTS_OWNER_PID  if set, a watchdog stops the hosts once this process is gone, so a
 #                             killed test run does not leave sshd holding the ports
 #   SSH_TEST_HOSTS_SHARED=1   do not use namespaces (to test the fallback)
+#   SSH_TEST_HOSTS_SSHD_OPTIONS  sshd_config lines (newline-separated) put first in every
+#                             host's sshd_config, where they win (sshd takes a keyword's first
+#                             value): e.g. "Ciphers aes256-ctr" for hosts with one cipher
+#   SSH_TEST_HOSTS_PASSWORD   set this password for the login user (use a user of its own with
+#                             SSH_TEST_HOSTS_USER; the default user has none), for password hosts
+#
+# Every host also trusts a user CA of the run (DIR/user_ca.pub): DIR/id_cert, a key that is
+# not in authorized_keys, logs in with its certificate DIR/id_cert-cert.pub only.
 #
 # Needs root. Only 127.0.0.0/8 addresses are used. Only processes recorded in DIR are killed.
 set -euo pipefail
@@ -64,8 +72,11 @@ ensure_user() {
     useradd --create-home --shell /bin/bash --comment "parallelly SSH test user" "$TUSER" 2>/dev/null ||
       id "$TUSER" >/dev/null 2>&1 || die "cannot create the login user $TUSER (useradd)"
   fi
+  if [ -n "${SSH_TEST_HOSTS_PASSWORD:-}" ]; then
+    printf '%s:%s\n' "$TUSER" "$SSH_TEST_HOSTS_PASSWORD" | chpasswd ||
+      die "cannot set the password of $TUSER (chpasswd)"
   # No password, but not locked either ('!' would make sshd refuse even a key: UsePAM no).
-  if [ "$(getent shadow "$TUSER" | cut -d: -f2)" != '*' ]; then usermod -p '*' "$TUSER"; fi
+  elif [ "$(getent shadow "$TUSER" | cut -d: -f2)" != '*' ]; then usermod -p '*' "$TUSER"; fi
 }
 
 # Commands run inside host I's new namespaces before sshd starts (as its PID 1): private
@@ -273,6 +284,11 @@ cmd_start() {
   ssh-keygen -q -t ed25519 -N '' -C parallelly-test -f "$dir/id_ed25519"
   ssh-keygen -q -t ed25519 -N '' -C parallelly-test-other -f "$dir/id_ed25519_other"
   cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
+  # A user CA and a key that logs in by its certificate alone (principal: the login user).
+  ssh-keygen -q -t ed25519 -N '' -C parallelly-test-ca -f "$dir/user_ca"
+  ssh-keygen -q -t ed25519 -N '' -C parallelly-test-cert -f "$dir/id_cert"
+  ssh-keygen -q -s "$dir/user_ca" -I parallelly-test -n "$login" -V -5m:+1d "$dir/id_cert.pub" ||
+    die "cannot sign the test certificate"
   : >"$dir/known_hosts"
   : >"$dir/ssh_config"
   printf 'name\taddress\tport\tpid\tuser\tshell\tpackage\n' >"$dir/hosts.tsv"
@@ -288,6 +304,7 @@ cmd_start() {
     fi
     cat >"$dir/sshd_config_testhost$i" <<EOF
 # sshd for testhost$i of the parallelly test suite (tools/ssh-test-hosts.sh)
+${SSH_TEST_HOSTS_SSHD_OPTIONS:-}
 ListenAddress $addr:$PORT
 HostKey $dir/ssh_host_ed25519_key_testhost$i
 $extra_key
@@ -307,6 +324,7 @@ LogLevel VERBOSE
 # OpenSSH's default, stated because a multiplexing client meets it: 10 channels per connection.
 MaxSessions 10
 MaxStartups 100:30:200
+TrustedUserCAKeys $dir/user_ca.pub
 EOF
     local key; key=$(cut -d' ' -f1,2 "$dir/ssh_host_ed25519_key_testhost$i.pub")
     printf '[%s]:%s %s\n[testhost%s]:%s %s\n' "$addr" "$PORT" "$key" "$i" "$PORT" "$key" \
@@ -383,7 +401,8 @@ exec $SSHD -D -f '$dir/sshd_config_testhost$i' -E '$dir/sshd_testhost$i.log'" \
   done
 
   # Check with the system client when there is one (the suite must not depend on it).
-  if [ -x /usr/bin/ssh ]; then
+  # (Not for password hosts: the check logs in with the key.)
+  if [ -x /usr/bin/ssh ] && [ -z "${SSH_TEST_HOSTS_PASSWORD:-}" ]; then
     local out
     out=$(/usr/bin/ssh -F "$dir/ssh_config" -o BatchMode=yes -o ConnectTimeout=10 testhost1 \
       'hostname; echo $$' 2>&1) || { echo "$out" >&2; cat "$dir/sshd_testhost1.log" "$dir/sshd_testhost1.out" >&2 2>/dev/null || true; cmd_stop "$dir" >&2 || true; die "ssh to testhost1 failed"; }

@@ -287,3 +287,61 @@ system_ssh <- function(host, command, hosts = ssh_test_hosts()) {
                                              "-o", "ConnectTimeout=10", host, shQuote(command)),
                            stdout = TRUE, stderr = TRUE))
 }
+
+# A set of `n` extra test hosts configured otherwise (`env`: SSH_TEST_HOSTS_SSHD_OPTIONS,
+# SSH_TEST_HOSTS_USER, SSH_TEST_HOSTS_PASSWORD, see tools/ssh-test-hosts.sh), on a port of
+# their own beside the suite's hosts; started once per run under `name`, stopped at the
+# end of the run. Returns what ssh_test_hosts() returns; an error if they cannot start.
+ssh_test_hosts_variant <- function(name, env, n = 1L) {
+  cache <- .ssh_test_hosts_cache$variants
+  if (is.null(cache)) cache <- .ssh_test_hosts_cache$variants <- new.env(parent = emptyenv())
+  if (!is.null(cache[[name]])) return(cache[[name]])
+  ssh_test_hosts()  # the suite's hosts first (the variants' stop is registered with them)
+  script <- ssh_test_hosts_script()
+  dir <- tempfile(paste0("ssh-test-hosts-", name, "-"))
+  port <- as.character(parallelly::freePort(22000:29999, default = NA_integer_))
+  out <- withr::with_envvar(c(SSH_TEST_HOSTS_OWNER_PID = Sys.getpid(), SSH_TEST_HOSTS_PORT = port, env),
+    suppressWarnings(system2("bash", c(shQuote(script), "start", shQuote(dir), n),
+                             stdout = TRUE, stderr = TRUE)))
+  status <- attr(out, "status")
+  if (!is.null(status) && status != 0L) {
+    unlink(dir, recursive = TRUE)
+    stop("starting the SSH test hosts '", name, "' failed:\n", paste(out, collapse = "\n"), call. = FALSE)
+  }
+  dir <- normalizePath(dir)
+  hosts <- list(
+    dir = dir, config = file.path(dir, "ssh_config"), known_hosts = file.path(dir, "known_hosts"),
+    identity = file.path(dir, "id_ed25519"), identity_other = file.path(dir, "id_ed25519_other"),
+    hosts = utils::read.delim(file.path(dir, "hosts.tsv"), colClasses = c("character",
+                              "character", "integer", "integer", "character", "character", "character")),
+    pidns = readLines(file.path(dir, "pidns"), warn = FALSE)[1L], script = script
+  )
+  cache[[name]] <- hosts
+  stop_it <- function() {
+    suppressWarnings(system2("bash", c(shQuote(script), "stop", shQuote(dir)), stdout = TRUE, stderr = TRUE))
+    rm(list = name, envir = cache)
+  }
+  registered <- tryCatch({
+    withr::defer(stop_it(), envir = testthat::teardown_env())
+    TRUE
+  }, error = function(e) FALSE)
+  if (!registered) reg.finalizer(cache, function(e) stop_it(), onexit = TRUE)
+  hosts
+}
+
+# Run `code` (a string of R code) with the reference package (parallelly 1.34, Debian's, in
+# /usr/lib/R/site-library) in a fresh R process with `env` set; its output lines, with
+# attribute "status" when it failed. NULL when the reference is not installed.
+run_reference <- function(code, env = character(), timeout = 120) {
+  lib <- "/usr/lib/R/site-library"
+  if (!file.exists(file.path(lib, "parallelly", "DESCRIPTION"))) return(NULL)
+  script <- tempfile(fileext = ".R")
+  on.exit(unlink(script))
+  writeLines(c(
+    "library(parallelly)",
+    "if (packageVersion('parallelly') >= '2.0.0') stop('not the reference: ', find.package('parallelly'))",
+    code), script)
+  withr::with_envvar(c(R_LIBS = lib, R_LIBS_USER = "", env),
+    suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), shQuote(script),
+                             stdout = TRUE, stderr = TRUE, timeout = timeout)))
+}

@@ -5,7 +5,7 @@ test_that("summary() of nodes and clusters has the reference's columns", {
   s <- summary(cl)
   expect_s3_class(s, "data.frame")
   reference <- c("host", "r_version", "platform", "pwd", "pid", "connection_index", "connection")
-  expect_named(s, c(reference, "alive", "exit", "rss", "cpu", "uptime", "restarts"))
+  expect_named(s, c(reference, "alive", "exit", "rss", "cpu", "uptime", "restarts", "client"))
   expect_identical(nrow(s), 2L)
   expect_identical(s$pid, cluster_pids(cl))
   expect_identical(s$r_version, rep(R.version$version.string, 2L))

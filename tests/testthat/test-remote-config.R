@@ -81,9 +81,11 @@ test_that("Match originalhost/host/user/localuser/all, negation, and Include ins
   expect_identical(nrow(parallelly:::backend_ssh_connections()), 0L)
 })
 
-test_that("directives the built-in client does not implement fail at once, naming host and directive", {
+test_that("directives the built-in client does not implement fail at once when it was chosen, naming host and directive", {
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)
+  # Chosen explicitly (by default such a host uses OpenSSH's ssh: test-remote-clients.R).
+  withr::local_options(parallelly.ssh.client = "built-in")
   port <- hosts$hosts$port[1]
   # testhost1 is directly reachable: ignoring the HostKeyAlias would check another key.
   local_ssh_home(c(

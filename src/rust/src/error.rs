@@ -21,6 +21,10 @@ pub enum Kind {
     HostKey,
     /// Authentication was refused.
     Auth,
+    /// Authentication was refused, and the host would take a password or answers to
+    /// prompts, which only the external client can give (R sees an Auth error with the
+    /// extra class `parallellyAuthPromptError`).
+    AuthPrompt,
     /// The SSH connection failed or was lost.
     Ssh,
 }
@@ -37,6 +41,7 @@ impl Kind {
             Kind::Timeout => "Timeout",
             Kind::HostKey => "HostKey",
             Kind::Auth => "Auth",
+            Kind::AuthPrompt => "AuthPrompt",
             Kind::Ssh => "Ssh",
         }
     }

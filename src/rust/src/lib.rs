@@ -225,7 +225,7 @@ fn non_empty(s: &str) -> Option<&str> {
 /// "from the ssh config / default". Returns `list(ticket, host, hostname, user, port)`; the
 /// ticket's answer (rs_ssh_poll) is the connection's key.
 #[extendr]
-fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_hosts: &str, accept_new: bool, timeout: f64) -> Robj {
+fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_hosts: &str, accept_new: bool, timeout: f64, command_line: Vec<String>) -> Robj {
     if let Err(e) = ssh_here() {
         return error_value(e);
     }
@@ -238,6 +238,7 @@ fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_ho
         known_hosts_file: non_empty(known_hosts).map(std::path::Path::new),
         accept_new,
         timeout: std::time::Duration::from_secs_f64(timeout.min(86_400.0)),
+        command_line: &command_line,
     };
     let target = match ssh::session::resolve(host, &opts) {
         Ok(t) => t,
@@ -253,6 +254,27 @@ fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_ho
             ("port", Robj::from(i32::from(port))),
         ])
         .into(),
+        Err(e) => error_value(e),
+    }
+}
+
+/// Whether the built-in client can reach `host` as OpenSSH would with the user's ssh config
+/// and the command-line config lines: "" if so, else why not (the external client is then
+/// needed). A broken setup (a bad value, an Include loop) is an error.
+#[extendr]
+fn rs_ssh_plan(host: &str, user: &str, port: i32, config_file: &str, command_line: Vec<String>) -> Robj {
+    let opts = ssh::session::Options {
+        user: non_empty(user),
+        port: u16::try_from(port).ok().filter(|&p| p > 0),
+        config_file: non_empty(config_file).map(std::path::Path::new),
+        known_hosts_file: None,
+        accept_new: false,
+        timeout: std::time::Duration::from_secs(1),
+        command_line: &command_line,
+    };
+    match ssh::session::resolve_checked(host, &opts) {
+        Ok(Ok(_)) => Robj::from(""),
+        Ok(Err(why)) => Robj::from(why),
         Err(e) => error_value(e),
     }
 }
@@ -590,6 +612,7 @@ extendr_module! {
     fn rs_forked_signal_all;
     fn rs_exit_now;
     fn rs_ssh_connect;
+    fn rs_ssh_plan;
     fn rs_ssh_submit_script;
     fn rs_ssh_submit_forward;
     fn rs_ssh_submit_probe;

@@ -17,8 +17,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::algorithms::Policy;
+
 /// How deep `Include` may nest (OpenSSH's limit too); deeper means a loop, most likely.
 pub const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// The name under which config lines from the command line (`rshopts`) are read.
+pub const COMMAND_LINE: &str = "rshopts";
 
 /// The remedy named in every refusal.
 pub const REMEDY: &str = "use rshcmd = \"ssh\" (the external OpenSSH client) for this host, or remove the directive";
@@ -55,6 +60,17 @@ pub const REFUSED: &[(&str, &[&str], &str)] = &[
     ("DynamicForward", &[], "a SOCKS proxy would listen here"),
     // Run locally after connecting (only when PermitLocalCommand is yes).
     ("LocalCommand", &["none"], "this command would run locally after connecting"),
+    // A shared master connection (sites with 2FA log in once through it).
+    ("ControlMaster", &["no"], "a shared master connection would be set up"),
+    ("ControlPath", &["none"], "the connection would go through this master socket"),
+    // What the remote side would get from the connection.
+    ("ForwardAgent", &["no"], "the agent would be forwarded to the host"),
+    ("ForwardX11", &["no"], "X11 would be forwarded to the host"),
+    ("RequestTTY", &["no", "auto"], "a terminal would be requested"),
+    ("SessionType", &["default"], "the session would not run a command"),
+    ("SetEnv", &[], "these variables would be set on the host"),
+    // Host keys would be looked up in DNS too.
+    ("VerifyHostKeyDNS", &["no"], "host keys would be checked against DNS"),
 ];
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,6 +91,15 @@ pub struct HostConfig {
     /// The first value and origin ("FILE line N") of each keyword in [`REFUSED`] (by its
     /// lower-case name), and of the keywords that decide whether they take effect.
     pub refused: HashMap<String, (Vec<String>, String)>,
+    /// A `Match` line we cannot evaluate (why, as a message): the rest is undetermined.
+    pub unsupported_match: Option<String>,
+    /// The first value and origin of each algorithm keyword (by [`Policy`]).
+    pub algorithms: Vec<(Policy, String, String)>,
+    /// `Compression yes`.
+    pub compression: Option<bool>,
+    /// `ServerAliveInterval` (seconds, 0: off) and `ServerAliveCountMax`.
+    pub server_alive_interval: Option<u32>,
+    pub server_alive_count_max: Option<u32>,
 }
 
 impl HostConfig {
@@ -87,8 +112,16 @@ impl HostConfig {
         self.first("identityagent") != Some("none")
     }
 
+    /// The value of an algorithm keyword and where it was set, if set.
+    pub fn algorithm(&self, policy: Policy) -> Option<(&str, &str)> {
+        self.algorithms.iter().find(|(p, _, _)| *p == policy).map(|(_, v, o)| (v.as_str(), o.as_str()))
+    }
+
     /// An error message if a directive we do not implement applies to `host`.
     pub fn unsupported(&self, host: &str) -> Option<String> {
+        if let Some(msg) = &self.unsupported_match {
+            return Some(msg.clone());
+        }
         for (name, inert, why) in REFUSED {
             let key = name.to_lowercase();
             let Some((values, origin)) = self.refused.get(&key) else { continue };
@@ -102,9 +135,15 @@ impl HostConfig {
             if key == "localcommand" && self.first("permitlocalcommand").and_then(yes_no) != Some(true) {
                 continue;
             }
+            let source = if origin.starts_with(COMMAND_LINE) {
+                "rshopts set".to_string()
+            } else {
+                "the ssh config sets".to_string()
+            };
+            let origin = if origin.starts_with(COMMAND_LINE) { "as an ssh option" } else { origin.as_str() };
             return Some(format!(
-                "host '{}': the ssh config sets '{} {}' ({}), which the built-in SSH client does not implement ({}); {}",
-                host, name, value, origin, why, REMEDY
+                "host '{}': {} '{} {}' ({}), which the built-in SSH client does not implement ({}); {}",
+                host, source, name, value, origin, why, REMEDY
             ));
         }
         None
@@ -163,7 +202,7 @@ fn glob(pattern: &str, text: &str) -> bool {
     wildmatch(pattern, text, true)
 }
 
-fn wildmatch(pattern: &str, text: &str, ignore_case: bool) -> bool {
+pub(crate) fn wildmatch(pattern: &str, text: &str, ignore_case: bool) -> bool {
     let lower = |s: &str| if ignore_case { s.to_lowercase() } else { s.to_string() };
     let p: Vec<char> = lower(pattern).chars().collect();
     let t: Vec<char> = lower(text).chars().collect();
@@ -262,7 +301,17 @@ impl<'a> Reader<'a> {
             let origin = format!("{} line {}", name, n + 1);
             match key.as_str() {
                 "host" => active = host_matches(&args, self.ctx.host),
-                "match" => active = self.match_line(&args, &origin)?,
+                "match" => {
+                    active = match self.match_line(&args, &origin) {
+                        Ok(a) => a,
+                        // Undetermined from here on: what follows is not applied, and the
+                        // host is one the built-in client cannot serve as OpenSSH would.
+                        Err(msg) => {
+                            self.cfg.unsupported_match.get_or_insert(msg);
+                            false
+                        }
+                    }
+                }
                 "include" if active => {
                     for pattern in &args {
                         for file in include_files(pattern, include_dir, self.ctx.home) {
@@ -367,6 +416,21 @@ impl<'a> Reader<'a> {
                 cfg.connect_timeout = Some(first.parse().map_err(|_| bad("a number of seconds"))?)
             }
             "hashknownhosts" if cfg.hash_known_hosts.is_none() => cfg.hash_known_hosts = yes_no(&first),
+            "compression" if cfg.compression.is_none() => {
+                cfg.compression = Some(yes_no(&first).ok_or_else(|| bad("yes or no"))?)
+            }
+            "serveraliveinterval" if cfg.server_alive_interval.is_none() => {
+                cfg.server_alive_interval = Some(first.parse().map_err(|_| bad("a number of seconds"))?)
+            }
+            "serveralivecountmax" if cfg.server_alive_count_max.is_none() => {
+                cfg.server_alive_count_max = Some(first.parse().map_err(|_| bad("a count"))?)
+            }
+            k if Policy::ALL.iter().any(|p| p.keywords().contains(&k)) => {
+                let policy = *Policy::ALL.iter().find(|p| p.keywords().contains(&k)).expect("found above");
+                if cfg.algorithm(policy).is_none() {
+                    cfg.algorithms.push((policy, first, origin.to_string()));
+                }
+            }
             "proxyjump" if cfg.proxy_jump.is_none() => cfg.proxy_jump = Some((first, origin.to_string())),
             "addressfamily" if cfg.address_family.is_none() => {
                 let family = first.to_lowercase();
@@ -554,7 +618,7 @@ Match originalhost alias1 exec \"false\"
 Match all
     User carol
 ";
-        let c = read_as(text, "alias1", Some("bob"), Path::new("/")).unwrap_err();
+        let c = read_as(text, "alias1", Some("bob"), Path::new("/")).unwrap().unsupported("alias1").unwrap();
         assert!(c.contains("'Match exec \"false\"'") || c.contains("Match exec false"), "{}", c);
         let text = text.replace("Match originalhost alias1 exec \"false\"", "Match originalhost nomatch exec \"false\"");
         let c = read_as(&text, "alias1", Some("bob"), Path::new("/")).unwrap();
@@ -568,9 +632,21 @@ Match all
         assert_eq!(d.user.as_deref(), Some("carol"));
         assert!(d.identity_files.is_empty(), "user 'carol' was not known when Match user was read");
         for bad in ["Match canonical", "Match final", "Match localnetwork 10.0.0.0/8", "Match tagged x", "Match host", "Match"] {
-            let e = read(bad, "h").unwrap_err();
+            let e = read(bad, "h").unwrap().unsupported("h").unwrap();
             assert!(e.contains("host 'h'") && e.contains("rshcmd = \"ssh\""), "{}", e);
         }
+    }
+
+    #[test]
+    fn algorithm_keywords_and_keepalive_first_value_wins() {
+        let c = parse("Host h\n  Ciphers aes256-ctr\n  PubkeyAcceptedKeyTypes -ssh-rsa\nHost *\n  Ciphers +aes128-cbc\n  MACs ^hmac-sha1\n  Compression yes\n  ServerAliveInterval 15\n  ServerAliveCountMax 2\n", "h");
+        assert_eq!(c.algorithm(Policy::Ciphers), Some(("aes256-ctr", "config line 2")));
+        assert_eq!(c.algorithm(Policy::Pubkey).map(|a| a.0), Some("-ssh-rsa"));
+        assert_eq!(c.algorithm(Policy::Macs).map(|a| a.0), Some("^hmac-sha1"));
+        assert_eq!(c.algorithm(Policy::Kex), None);
+        assert_eq!((c.compression, c.server_alive_interval, c.server_alive_count_max), (Some(true), Some(15), Some(2)));
+        assert!(read("ServerAliveInterval x", "h").is_err());
+        assert!(read("Compression maybe", "h").is_err());
     }
 
     #[test]
@@ -626,7 +702,7 @@ Host *
     ProxyCommand nc %h %p
     Compression yes
     ServerAliveInterval 10
-    ForwardAgent yes
+    ForwardAgent no
 ";
         let c = parse(text, "direct");
         assert_eq!(c.proxy_jump.as_ref().map(|j| j.0.as_str()), Some("none"));
@@ -642,10 +718,14 @@ Host *
         for line in ["ProxyCommand ssh -W %h:%p b", "HostKeyAlias x", "CanonicalizeHostname yes", "BindAddress 10.0.0.1",
                      "RemoteCommand top", "Tunnel yes", "RemoteForward 80 localhost:80", "DynamicForward 1080",
                      "IdentityAgent /tmp/agent.sock", "CertificateFile ~/.ssh/id-cert.pub", "KnownHostsCommand x",
-                     "RevokedHostKeys ~/.ssh/revoked"] {
+                     "RevokedHostKeys ~/.ssh/revoked", "ControlMaster auto", "ControlPath ~/.ssh/cm-%r@%h:%p",
+                     "ForwardAgent yes", "RequestTTY force", "SetEnv A=1", "VerifyHostKeyDNS yes"] {
             let keyword = line.split(' ').next().unwrap();
             let msg = parse(line, "h").unsupported("h").unwrap_or_else(|| panic!("{} not refused", line));
             assert!(msg.contains(keyword), "{}", msg);
+        }
+        for line in ["ControlMaster no", "ControlPath none", "ForwardAgent no", "RequestTTY auto", "SendEnv LANG LC_*", "GSSAPIAuthentication yes"] {
+            assert_eq!(parse(line, "h").unsupported("h"), None, "{}", line);
         }
         assert_eq!(parse("AddressFamily inet6", "h").address_family.as_deref(), Some("inet6"));
         assert!(read("AddressFamily ipx", "h").is_err());

@@ -741,6 +741,8 @@ impl Io {
             }
             fds.push(libc::pollfd { fd: p.tcp.as_raw_fd(), events, revents: 0 });
         }
+        // ServerAliveInterval: libssh2 sends a keepalive only when one is due (never when off).
+        let _ = self.session.keepalive_send();
         // A short cap bounds the cost of a wake-up that libssh2's buffering could hide.
         let timeout_ms = if self.closing.is_empty() { 200 } else { 10 };
         // SAFETY: fds is a valid, initialised array of pollfd for the duration of the call.

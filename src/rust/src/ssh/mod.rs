@@ -5,6 +5,7 @@
 //! `poll` collects the answer. R waits in short slices between polls, so a wait on a frozen
 //! host stays interruptible and bounded by the caller's timeout.
 
+pub mod algorithms;
 pub mod config;
 pub mod crypto;
 pub mod exec;
@@ -270,6 +271,12 @@ mod tests {
             hash_known_hosts: false,
             timeout: Duration::from_secs(5),
             via: None,
+            method_prefs: Vec::new(),
+            host_key_algorithms: Vec::new(),
+            host_key_order: true,
+            pubkey_algorithms: Vec::new(),
+            compression: false,
+            keepalive: 0,
         }
     }
 

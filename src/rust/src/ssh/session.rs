@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ssh2::{CheckResult, KnownHostFileKind, Session};
 
+use super::algorithms::{self, Policy};
 use super::config;
 use super::known_hosts;
 use crate::error::{Error, Kind, Result};
@@ -32,6 +33,18 @@ pub struct Target {
     /// Record accepted host keys with hashed host names (OpenSSH's HashKnownHosts).
     pub hash_known_hosts: bool,
     pub timeout: Duration,
+    /// The user's algorithm policy (Ciphers, MACs, KexAlgorithms) as libssh2 preferences.
+    pub method_prefs: Vec<(Policy, String)>,
+    /// The host-key algorithms allowed, in order; `host_key_order` says whether the key
+    /// types known_hosts holds for the host go first (HostKeyAlgorithms not set).
+    pub host_key_algorithms: Vec<String>,
+    pub host_key_order: bool,
+    /// PubkeyAcceptedAlgorithms: the signature algorithms our keys may use.
+    pub pubkey_algorithms: Vec<String>,
+    /// `Compression yes`.
+    pub compression: bool,
+    /// `ServerAliveInterval` in seconds (0: off).
+    pub keepalive: u32,
     /// The jump host to connect through (`ProxyJump`; for a chain, the last hop, which has
     /// the hop before it as its own `via`).
     pub via: Option<Box<Target>>,
@@ -54,6 +67,9 @@ pub struct Options<'a> {
     pub known_hosts_file: Option<&'a Path>,
     pub accept_new: bool,
     pub timeout: Duration,
+    /// Config lines given on the command line (`rshopts`' `-o`, `-i`, `-J`, ...): read
+    /// before the config files, so that they win, as OpenSSH's command line does.
+    pub command_line: &'a [String],
 }
 
 const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
@@ -74,7 +90,72 @@ const MAX_JUMPS: usize = 8;
 
 /// Resolve `alias` into a connection target using the ssh config.
 pub fn resolve(alias: &str, opts: &Options) -> Result<Target> {
-    resolve_hop(alias, opts, 0, false)
+    resolve_checked(alias, opts)?.map_err(|why| Error::new(Kind::Ssh, why))
+}
+
+/// Resolve `alias`; the inner error says why the built-in client cannot connect as OpenSSH
+/// would (a directive or option it does not implement), so that the host can be handed to
+/// the external client. The outer error is a broken setup (a bad value, an Include loop).
+pub fn resolve_checked(alias: &str, opts: &Options) -> Result<std::result::Result<Target, String>> {
+    match resolve_hop(alias, opts, 0, false) {
+        Ok(t) => Ok(Ok(t)),
+        Err(Resolve::External(why)) => Ok(Err(why)),
+        Err(Resolve::Broken(e)) => Err(e),
+    }
+}
+
+/// Why a host could not be resolved for the built-in client.
+enum Resolve {
+    /// OpenSSH would connect, but not the built-in client (the message says why).
+    External(String),
+    /// The setup is wrong for any client.
+    Broken(Error),
+}
+
+impl From<Error> for Resolve {
+    fn from(e: Error) -> Resolve {
+        Resolve::Broken(e)
+    }
+}
+
+/// The algorithm policy of `cfg` as libssh2 method preferences (what libssh2 lacks left
+/// out), or why the built-in client cannot follow it.
+fn algorithm_policy(cfg: &config::HostConfig, alias: &str) -> std::result::Result<(Vec<(Policy, String)>, Vec<String>, bool, Vec<String>), String> {
+    let probe = Session::new().map_err(|e| format!("cannot create an SSH session: {}", e))?;
+    let mut prefs = Vec::new();
+    let mut lists = Vec::new();
+    for policy in Policy::ALL {
+        let set = cfg.algorithm(policy);
+        let wanted = algorithms::effective(policy, set.map(|s| s.0));
+        // Certificates (host or user) are for the external client.
+        let have: Vec<&str> =
+            probe.supported_algs(methods_of(policy)[0]).unwrap_or_default().into_iter().filter(|a| !a.contains("-cert-")).collect();
+        let usable = algorithms::restrict(&wanted, &have);
+        let refuse = || {
+            let (value, origin) = set.unwrap_or(("(default)", "OpenSSH's default"));
+            let origin = if origin.starts_with(config::COMMAND_LINE) { "an ssh option in rshopts" } else { origin };
+            format!(
+                "host '{}': '{} {}' ({}) allows only algorithms the built-in SSH client does not implement ({})",
+                alias, policy.name(), value, origin, wanted.join(",")
+            )
+        };
+        match policy {
+            // Only RSA keys have signature algorithms to choose in libssh2.
+            Policy::Pubkey => {
+                let rsa = algorithms::restrict(&wanted, &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]);
+                if !rsa.is_empty() && !usable.is_empty() {
+                    prefs.push((policy, algorithms::restrict(&rsa, &have).join(",")));
+                }
+                lists.push(wanted.clone());
+            }
+            _ if usable.is_empty() => return Err(refuse()),
+            Policy::HostKey => lists.push(usable),
+            _ => prefs.push((policy, usable.join(","))),
+        }
+    }
+    let pubkey = lists.pop().unwrap_or_default();
+    let host_keys = lists.pop().unwrap_or_default();
+    Ok((prefs.into_iter().filter(|(_, p)| !p.is_empty()).collect(), host_keys, cfg.algorithm(Policy::HostKey).is_none(), pubkey))
 }
 
 /// One `ProxyJump` hop, `[user@]host[:port]` or `ssh://[user@]host[:port]`.
@@ -105,7 +186,7 @@ fn parse_hop(hop: &str) -> Option<(Option<&str>, &str, Option<u16>)> {
 
 /// `jumps` counts the hops already on the way; `chained` says the route to this host is
 /// given by a `ProxyJump` list (as OpenSSH's `-J` does), so its own `ProxyJump` is not used.
-fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> Result<Target> {
+fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std::result::Result<Target, Resolve> {
     let home = home_dir();
     let config_path = opts.config_file.map(Path::to_path_buf).unwrap_or_else(|| home.join(".ssh").join("config"));
     let local = local_user();
@@ -114,12 +195,17 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> Resu
     let ctx = config::Context { host: alias, user: opts.user, local_user: &local, home: &home };
     let mut reader = config::Reader::new(&ctx);
     let config_error = |msg: String| Error::new(Kind::Ssh, msg);
+    if !opts.command_line.is_empty() && jumps == 0 {
+        reader.read_text(&opts.command_line.join("\n"), config::COMMAND_LINE, &home.join(".ssh"), 0).map_err(config_error)?;
+    }
     reader.read_file(&config_path, &home.join(".ssh")).map_err(config_error)?;
     reader.read_file(Path::new(SYSTEM_CONFIG), Path::new("/etc/ssh")).map_err(config_error)?;
     let cfg = reader.cfg;
     if let Some(msg) = cfg.unsupported(alias) {
-        return Err(Error::new(Kind::Ssh, msg));
+        return Err(Resolve::External(msg));
     }
+    let (method_prefs, host_key_algorithms, host_key_order, pubkey_algorithms) =
+        algorithm_policy(&cfg, alias).map_err(Resolve::External)?;
     let user = opts.user.map(str::to_string).or(cfg.user.clone()).unwrap_or_else(|| local.clone());
     let hostname_raw = cfg.hostname.clone().unwrap_or_else(|| alias.to_string());
     let hostname = hostname_raw.replace("%h", alias);
@@ -154,13 +240,13 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> Resu
     if let Some((value, origin)) = cfg.proxy_jump.as_ref().filter(|(v, _)| !chained && !v.eq_ignore_ascii_case("none")) {
         let hops: Vec<&str> = value.split(',').collect();
         if jumps + hops.len() > MAX_JUMPS {
-            return Err(Error::new(
+            return Err(Resolve::Broken(Error::new(
                 Kind::Ssh,
                 format!(
                     "host '{}': the ssh config's ProxyJump ({}) leads through more than {} jump hosts: check that the jump hosts do not name each other",
                     alias, origin, MAX_JUMPS
                 ),
-            ));
+            )));
         }
         for (i, hop) in hops.iter().enumerate() {
             let (hop_user, hop_host, hop_port) = parse_hop(hop).ok_or_else(|| {
@@ -172,7 +258,7 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> Resu
                     ),
                 )
             })?;
-            let hop_opts = Options { user: hop_user, port: hop_port, ..*opts };
+            let hop_opts = Options { user: hop_user, port: hop_port, command_line: &[], ..*opts };
             // The first hop is reached as configured for it (its own ProxyJump included);
             // each later one through the hop before it.
             let mut t = resolve_hop(hop_host, &hop_opts, jumps + i + 1, i > 0)?;
@@ -196,6 +282,12 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> Resu
         host_keys,
         hash_known_hosts: hash_known_hosts.unwrap_or(false),
         timeout,
+        method_prefs,
+        host_key_algorithms,
+        host_key_order,
+        pubkey_algorithms,
+        compression: cfg.compression.unwrap_or(false),
+        keepalive: cfg.server_alive_interval.unwrap_or(0),
     })
 }
 
@@ -206,29 +298,104 @@ pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
     use std::os::fd::AsRawFd;
     let mut session = Session::new().map_err(|e| Error::new(Kind::Ssh, format!("cannot create an SSH session: {}", e)))?;
     session.set_timeout(u32::try_from(target.timeout.as_millis()).unwrap_or(u32::MAX));
-    let (fd, peer) = match &target.via {
+    let fd = match &target.via {
         Some(hop) => {
             let stream = super::jump::connect_via(hop, &target.hostname, target.port, &target.alias)?;
             let fd = stream.as_raw_fd();
             session.set_tcp_stream(stream);
-            (fd, None)
+            fd
         }
         None => {
             let stream = tcp_connect(target)?;
             let _ = stream.set_nodelay(true);
-            let peer = stream.peer_addr().ok();
             let fd = stream.as_raw_fd();
             session.set_tcp_stream(stream);
-            (fd, peer)
+            fd
         }
     };
+    apply_policy(&session, target)?;
     let name = format!("{}:{}", target.hostname, target.port);
     session.handshake().map_err(|e| {
         Error::new(Kind::Ssh, format!("SSH handshake with host '{}' ({}{}) failed: {}", target.alias, name, via_text(target), e))
     })?;
-    check_host_key(&session, target, peer)?;
+    check_host_key(&session, target)?;
     authenticate(&session, target)?;
+    // ServerAliveInterval: from now on (the I/O thread sends them when due).
+    if target.keepalive > 0 {
+        session.set_keepalive(false, target.keepalive);
+    }
     Ok((session, fd))
+}
+
+/// The libssh2 methods a policy sets (both directions where there are two).
+fn methods_of(policy: Policy) -> &'static [ssh2::MethodType] {
+    use ssh2::MethodType as M;
+    match policy {
+        Policy::Ciphers => &[M::CryptCs, M::CryptSc],
+        Policy::Macs => &[M::MacCs, M::MacSc],
+        Policy::Kex => &[M::Kex],
+        Policy::HostKey => &[M::HostKey],
+        Policy::Pubkey => &[M::SignAlgo],
+    }
+}
+
+/// The user's algorithm policy and compression, set before the handshake.
+fn apply_policy(session: &Session, target: &Target) -> Result<()> {
+    let refused = |what: &str, prefs: &str, e: ssh2::Error| {
+        Error::new(Kind::Ssh, format!("host '{}': libssh2 refused the {} preference '{}': {}", target.alias, what, prefs, e))
+    };
+    for (policy, prefs) in &target.method_prefs {
+        for method in methods_of(*policy) {
+            session.method_pref(*method, prefs).map_err(|e| refused(policy.name(), prefs, e))?;
+        }
+    }
+    let host_keys = host_key_preference(session, target);
+    if !host_keys.is_empty() {
+        let prefs = host_keys.join(",");
+        session.method_pref(ssh2::MethodType::HostKey, &prefs).map_err(|e| refused("host key", &prefs, e))?;
+    }
+    session.set_compress(target.compression);
+    Ok(())
+}
+
+/// The host-key algorithms to ask for, in order: with HostKeyAlgorithms unset, those for
+/// the key types known_hosts already holds for the host first, as OpenSSH orders them, so
+/// that a host known by one key type is never reported unknown because another was chosen.
+pub fn host_key_preference(session: &Session, target: &Target) -> Vec<String> {
+    if !target.host_key_order {
+        return target.host_key_algorithms.clone();
+    }
+    let known = known_key_types(session, target);
+    algorithms::order_by_known_types(&target.host_key_algorithms, &known)
+}
+
+/// The key types that known_hosts lists for the target (hashed names included), matched
+/// by libssh2 as it matches the host key itself: a line's names match the host when a
+/// key that is surely not its own reads as a mismatch rather than as unknown.
+fn known_key_types(session: &Session, target: &Target) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    for file in &target.known_hosts {
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // host-patterns key-type base64 [comment]; markers (@cert-authority, @revoked) skipped.
+            if fields.len() < 3 || fields[0].starts_with('#') || fields[0].starts_with('@') {
+                continue;
+            }
+            let key_type = fields[1];
+            if types.iter().any(|t| t == key_type) || algorithms::algorithms_for_key_type(key_type).is_empty() {
+                continue;
+            }
+            let Ok(mut one) = session.known_hosts() else { continue };
+            if one.read_str(&fields[..3].join(" "), KnownHostFileKind::OpenSSH).is_err() {
+                continue;
+            }
+            if matches!(one.check_port(&target.hostname, target.port, b"not-a-key"), CheckResult::Mismatch) {
+                types.push(key_type.to_string());
+            }
+        }
+    }
+    types
 }
 
 /// " via jump host 'b'" for a target behind a jump host, else "".
@@ -278,7 +445,7 @@ fn tcp_connect(target: &Target) -> Result<TcpStream> {
     Ok(stream)
 }
 
-fn check_host_key(session: &Session, target: &Target, peer: Option<SocketAddr>) -> Result<()> {
+fn check_host_key(session: &Session, target: &Target) -> Result<()> {
     if target.host_keys == HostKeyPolicy::Off {
         return Ok(());
     }
@@ -313,22 +480,12 @@ fn check_host_key(session: &Session, target: &Target, peer: Option<SocketAddr>) 
             let cannot = |e: std::io::Error| {
                 Error::new(Kind::HostKey, format!("cannot add the host key of '{}' to '{}': {}", target.alias, file.display(), e))
             };
-            let mut keys = vec![(type_name, key.to_vec())];
-            // The host's keys of other types too, as OpenSSH learns them (UpdateHostKeys), so
-            // that a client negotiating another type later finds its key. Those that
-            // contradict a recorded key are left out.
-            if let Some(peer) = peer {
-                for (other_type, other_key) in other_host_keys(peer, target, type_name) {
-                    if matches!(known.check_port(&target.hostname, target.port, &other_key), CheckResult::NotFound) {
-                        keys.push((other_type, other_key));
-                    }
-                }
-            }
-            for (type_name, key) in keys {
-                let salt = if target.hash_known_hosts { Some(known_hosts::random_salt().map_err(cannot)?) } else { None };
-                let line = known_hosts::entry(&known_hosts_name(target), type_name, &key, salt.as_ref());
-                known_hosts::append(&file, &line).map_err(cannot)?;
-            }
+            // Only the key this session proved (OpenSSH learns other types only over an
+            // authenticated session, through UpdateHostKeys, which libssh2 lacks); a later
+            // connection asks for the recorded type first (see host_key_preference()).
+            let salt = if target.hash_known_hosts { Some(known_hosts::random_salt().map_err(cannot)?) } else { None };
+            let line = known_hosts::entry(&known_hosts_name(target), type_name, key, salt.as_ref());
+            known_hosts::append(&file, &line).map_err(cannot)?;
             Ok(())
         }
         CheckResult::NotFound => Err(Error::new(
@@ -355,42 +512,6 @@ fn key_type_name(key_type: ssh2::HostKeyType) -> Option<&'static str> {
     }
 }
 
-/// The host's keys of types other than `have`: one short handshake per type (as
-/// ssh-keyscan does), each asking for that type only; types the host lacks are skipped.
-fn other_host_keys(peer: SocketAddr, target: &Target, have: &str) -> Vec<(&'static str, Vec<u8>)> {
-    const TYPES: [(&str, &str); 5] = [
-        ("ssh-ed25519", "ssh-ed25519"),
-        ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256"),
-        ("ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384"),
-        ("ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521"),
-        ("ssh-rsa", "rsa-sha2-512,rsa-sha2-256,ssh-rsa"),
-    ];
-    let timeout = target.timeout.min(Duration::from_secs(5));
-    let mut found = Vec::new();
-    for (name, algorithms) in TYPES {
-        if name == have {
-            continue;
-        }
-        let Ok(stream) = TcpStream::connect_timeout(&peer, timeout) else { continue };
-        let Ok(mut session) = Session::new() else { continue };
-        session.set_timeout(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
-        if session.method_pref(ssh2::MethodType::HostKey, algorithms).is_err() {
-            continue;
-        }
-        session.set_tcp_stream(stream);
-        if session.handshake().is_err() {
-            continue;
-        }
-        if let Some((key, key_type)) = session.host_key() {
-            if key_type_name(key_type) == Some(name) {
-                found.push((name, key.to_vec()));
-            }
-        }
-        let _ = session.disconnect(None, "host key recorded", None);
-    }
-    found
-}
-
 /// The name a known_hosts line uses for the target: `host`, or `[host]:port` off port 22.
 fn known_hosts_name(target: &Target) -> String {
     if target.port == 22 {
@@ -400,17 +521,56 @@ fn known_hosts_name(target: &Target) -> String {
     }
 }
 
+/// The key type a public key blob names (its first SSH string).
+fn blob_key_type(blob: &[u8]) -> Option<&str> {
+    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    std::str::from_utf8(blob.get(4..4usize.checked_add(len)?)?).ok()
+}
+
+/// Whether PubkeyAcceptedAlgorithms lets a key of `key_type` be offered.
+fn key_type_accepted(target: &Target, key_type: &str) -> bool {
+    let algs = algorithms::algorithms_for_key_type(key_type);
+    // A type we do not map (a security key, say): offered, the server decides.
+    target.pubkey_algorithms.is_empty() || algs.is_empty() || algs.iter().any(|a| target.pubkey_algorithms.iter().any(|p| p == a))
+}
+
+/// The type of an identity file's key, from its `.pub` file when there is one.
+fn identity_key_type(key: &Path) -> Option<String> {
+    let mut pub_path = key.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let text = std::fs::read_to_string(PathBuf::from(pub_path)).ok()?;
+    text.split_whitespace().next().map(str::to_string)
+}
+
 fn authenticate(session: &Session, target: &Target) -> Result<()> {
     let mut tried = Vec::new();
+    let mut skipped = Vec::new();
     if target.use_agent && !target.identities_only && std::env::var_os("SSH_AUTH_SOCK").is_some() {
         tried.push("ssh-agent".to_string());
-        if session.userauth_agent(&target.user).is_ok() && session.authenticated() {
-            return Ok(());
+        if let Ok(mut agent) = session.agent() {
+            if agent.connect().is_ok() && agent.list_identities().is_ok() {
+                for identity in agent.identities().unwrap_or_default() {
+                    let key_type = blob_key_type(identity.blob()).unwrap_or("").to_string();
+                    if !key_type_accepted(target, &key_type) {
+                        skipped.push(format!("the agent's {} key", key_type));
+                        continue;
+                    }
+                    if agent.userauth(&target.user, &identity).is_ok() && session.authenticated() {
+                        let _ = agent.disconnect();
+                        return Ok(());
+                    }
+                }
+                let _ = agent.disconnect();
+            }
         }
     }
     let mut problems = Vec::new();
     for key in &target.identity_files {
         if !key.exists() {
+            continue;
+        }
+        if let Some(key_type) = identity_key_type(key).filter(|t| !key_type_accepted(target, t)) {
+            skipped.push(format!("{} ({})", key.display(), key_type));
             continue;
         }
         tried.push(key.display().to_string());
@@ -425,13 +585,20 @@ fn authenticate(session: &Session, target: &Target) -> Result<()> {
             }
         }
     }
+    if !skipped.is_empty() {
+        problems.push(format!("not offered by PubkeyAcceptedAlgorithms: {}", skipped.join(", ")));
+    }
     let tried = if tried.is_empty() { "no keys (no ssh-agent, no identity file found)".to_string() } else { tried.join(", ") };
     let extra = if problems.is_empty() { String::new() } else { format!("; {}", problems.join("; ")) };
+    // What else the host would take: a password or prompts need the external client.
+    let methods = session.auth_methods(&target.user).map(str::to_string).unwrap_or_default();
+    let prompts = methods.split(',').any(|m| matches!(m, "password" | "keyboard-interactive"));
+    let accepts = if methods.is_empty() { String::new() } else { format!("; the host accepts: {}", methods) };
     Err(Error::new(
-        Kind::Auth,
+        if prompts { Kind::AuthPrompt } else { Kind::Auth },
         format!(
-            "authentication as user '{}' on host '{}' ({}:{}) failed; tried {}{}. Check the user, the key in the server's authorized_keys, and IdentityFile in ~/.ssh/config",
-            target.user, target.alias, target.hostname, target.port, tried, extra
+            "authentication as user '{}' on host '{}' ({}:{}) failed; tried {}{}{}. Check the user, the key in the server's authorized_keys, and IdentityFile in ~/.ssh/config",
+            target.user, target.alias, target.hostname, target.port, tried, extra, accepts
         ),
     ))
 }
@@ -462,7 +629,7 @@ mod tests {
     }
 
     fn options(config: &Path) -> Options<'_> {
-        Options { user: None, port: None, config_file: Some(config), known_hosts_file: None, accept_new: false, timeout: Duration::from_secs(30) }
+        Options { user: None, port: None, config_file: Some(config), known_hosts_file: None, accept_new: false, timeout: Duration::from_secs(30), command_line: &[] }
     }
 
     #[test]
@@ -535,6 +702,51 @@ mod tests {
         assert!(resolve("x", &options(&dir)).is_err());
     }
 
+    #[test]
+    fn command_line_lines_win_and_decide_which_client() {
+        let cfg = ConfigFile::new("cmdline", "Host web\n  Port 2200\n  Ciphers aes128-ctr\n  IdentityFile /keys/cfg\n");
+        let lines = ["Port 2201".to_string(), "IdentityFile /keys/cli".to_string(), "Compression yes".to_string(),
+                     "ServerAliveInterval 30".to_string(), "Ciphers ^aes256-ctr".to_string()];
+        let o = Options { command_line: &lines, ..options(&cfg.0) };
+        let t = resolve("web", &o).expect("resolve");
+        assert_eq!(t.port, 2201, "the command line wins over the config");
+        assert_eq!(t.identity_files, vec![PathBuf::from("/keys/cli"), PathBuf::from("/keys/cfg")]);
+        assert!(t.compression);
+        assert_eq!(t.keepalive, 30);
+        let ciphers = &t.method_prefs.iter().find(|(p, _)| *p == Policy::Ciphers).expect("ciphers").1;
+        assert!(ciphers.starts_with("aes256-ctr,"), "{}", ciphers);
+        assert!(!ciphers.contains("cbc"), "OpenSSH's default has no CBC cipher: {}", ciphers);
+        // The config alone: its one cipher, both directions.
+        let t = resolve("web", &options(&cfg.0)).expect("resolve");
+        assert_eq!(t.method_prefs.iter().find(|(p, _)| *p == Policy::Ciphers).map(|c| c.1.as_str()), Some("aes128-ctr"));
+        // What only OpenSSH's client can do: a reason, not an error.
+        for (line, words) in [("ProxyCommand nc %h %p", "rshopts set 'ProxyCommand nc %h %p'"), ("Ciphers twofish-cbc", "an ssh option in rshopts"),
+                              ("ControlPath /tmp/cm", "ControlPath"), ("ForwardAgent yes", "ForwardAgent")] {
+            let lines = [line.to_string()];
+            let o = Options { command_line: &lines, ..options(&cfg.0) };
+            let why = resolve_checked("web", &o).expect("no broken setup").expect_err(line);
+            assert!(why.contains(words) && why.contains("host 'web'"), "{}", why);
+        }
+        // A bad value is an error for any client.
+        let lines = ["ServerAliveInterval soon".to_string()];
+        assert!(resolve_checked("web", &Options { command_line: &lines, ..options(&cfg.0) }).is_err());
+    }
+
+    #[test]
+    fn offered_keys_follow_pubkey_accepted_algorithms() {
+        let mut t = target_at("h", 22, Duration::from_secs(1));
+        assert!(key_type_accepted(&t, "ssh-ed25519"), "no policy: everything");
+        t.pubkey_algorithms = algorithms::effective(Policy::Pubkey, Some("-ssh-ed25519"));
+        assert!(!key_type_accepted(&t, "ssh-ed25519"));
+        assert!(key_type_accepted(&t, "ssh-rsa"));
+        t.pubkey_algorithms = algorithms::effective(Policy::Pubkey, Some("ssh-ed25519"));
+        assert!(!key_type_accepted(&t, "ssh-rsa"));
+        let mut blob = 11u32.to_be_bytes().to_vec();
+        blob.extend_from_slice(b"ssh-ed25519\0\0\0\x20");
+        assert_eq!(blob_key_type(&blob), Some("ssh-ed25519"));
+        assert_eq!(blob_key_type(&[0, 0, 0, 99, b'x']), None);
+    }
+
     fn target_at(hostname: &str, port: u16, timeout: Duration) -> Target {
         Target {
             alias: "t".to_string(),
@@ -550,6 +762,12 @@ mod tests {
             hash_known_hosts: false,
             timeout,
             via: None,
+            method_prefs: Vec::new(),
+            host_key_algorithms: Vec::new(),
+            host_key_order: true,
+            pubkey_algorithms: Vec::new(),
+            compression: false,
+            keepalive: 0,
         }
     }
 

@@ -34,7 +34,10 @@ impl Sshd {
             eprintln!("skipped: a test sshd needs root and {}", SSHD);
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("parallelly-test-sshd-{}", std::process::id()));
+        // A directory of each server's own: tests run on parallel threads of one process.
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("parallelly-test-sshd-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).ok()?;
         std::fs::create_dir_all("/run/sshd").ok()?;
@@ -83,7 +86,7 @@ impl Sshd {
     }
 
     fn target(&self, host: &str) -> Result<session::Target> {
-        let opts = session::Options { user: None, port: None, config_file: Some(&self.config), known_hosts_file: None, accept_new: false, timeout: Duration::from_secs(10) };
+        let opts = session::Options { user: None, port: None, config_file: Some(&self.config), known_hosts_file: None, accept_new: false, timeout: Duration::from_secs(10), command_line: &[] };
         session::resolve(host, &opts)
     }
 
@@ -221,4 +224,27 @@ fn a_held_connection_runs_probes_kills_launches_and_scripts() {
     // port would be reused whatever the key).
     assert_eq!(server.connect("wrongkey").err().map(|e| e.kind), Some(Kind::Auth));
     assert_eq!(server.connect("stranger").err().map(|e| e.kind), Some(Kind::HostKey));
+}
+
+#[test]
+fn the_algorithm_policy_decides_what_is_negotiated() {
+    let Some(server) = Sshd::start() else { return };
+    use super::algorithms::Policy;
+    let negotiated = |t: &session::Target| {
+        let (s, _fd) = session::open(t).unwrap_or_else(|e| panic!("{:?}: {}", e.kind, e.message));
+        let got = s.methods(ssh2::MethodType::CryptCs).map(str::to_string);
+        let _ = s.disconnect(None, "done", None);
+        got
+    };
+    // No policy: OpenSSH's first choice that libssh2 has (never libssh2's CBC ones).
+    let t = server.target("plain").expect("target");
+    let ours = &t.method_prefs.iter().find(|(p, _)| *p == Policy::Ciphers).expect("ciphers").1;
+    assert_eq!(negotiated(&t).as_deref(), ours.split(',').next());
+    // A policy: what it allows, in its order.
+    for cipher in ["aes256-ctr", "aes128-gcm@openssh.com"] {
+        let mut t = server.target("plain").expect("target");
+        t.method_prefs.retain(|(p, _)| *p != Policy::Ciphers);
+        t.method_prefs.push((Policy::Ciphers, cipher.to_string()));
+        assert_eq!(negotiated(&t).as_deref(), Some(cipher));
+    }
 }
