@@ -398,6 +398,13 @@ fn rs_ssh_connections() -> Robj {
     .into()
 }
 
+/// How many times libssh2 has called this library's ChaCha20-Poly1305 (ssh/crypto.rs) in
+/// this process: the tests read it to prove the linked library runs that code.
+#[extendr]
+fn rs_ssh_crypto_calls() -> f64 {
+    ssh::crypto::calls() as f64
+}
+
 /// The probe or signal script for `pids` (kind "probe" or "signal"), for running through
 /// an external SSH client.
 #[extendr]
@@ -590,6 +597,7 @@ extendr_module! {
     fn rs_ssh_close;
     fn rs_ssh_close_all;
     fn rs_ssh_connections;
+    fn rs_ssh_crypto_calls;
     fn rs_remote_script;
     fn rs_remote_parse;
 }

@@ -222,6 +222,7 @@ pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
             (fd, peer)
         }
     };
+    super::crypto::withhold_if_not_allowed(&session, None).map_err(|e| Error::new(Kind::Ssh, format!("SSH to host '{}': {}", target.alias, e)))?;
     let name = format!("{}:{}", target.hostname, target.port);
     session.handshake().map_err(|e| {
         Error::new(Kind::Ssh, format!("SSH handshake with host '{}' ({}{}) failed: {}", target.alias, name, via_text(target), e))
@@ -375,6 +376,9 @@ fn other_host_keys(peer: SocketAddr, target: &Target, have: &str) -> Vec<(&'stat
         let Ok(mut session) = Session::new() else { continue };
         session.set_timeout(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
         if session.method_pref(ssh2::MethodType::HostKey, algorithms).is_err() {
+            continue;
+        }
+        if super::crypto::withhold_if_not_allowed(&session, None).is_err() {
             continue;
         }
         session.set_tcp_stream(stream);
