@@ -5,7 +5,8 @@
 //! is made to look like a freshly launched worker before it returns to R: its own process
 //! group, its own R temporary directory (a sibling's exit must not delete it; R makes it in
 //! the child, see forget_temp_dir()), stdin from
-//! /dev/null, default SIGCHLD (so that `system()` works), and a parent-death signal so that
+//! /dev/null, the server's descriptors above 2 close-on-exec (fds.rs: nothing the worker
+//! runs inherits them), default SIGCHLD (so that `system()` works), and a parent-death signal so that
 //! it dies with the server, which itself dies with the master.
 //!
 //! The server reaps its children on a thread of its own (its R thread sits in a blocking
@@ -70,6 +71,7 @@ pub fn fork_worker() -> Result<u32> {
     };
     // SAFETY: getpid() cannot fail and touches no memory.
     let parent = unsafe { libc::getpid() };
+    let close_on_exec = crate::fds::CloseOnExec::prepare();
     // Pending output would otherwise be written twice, once by each process.
     // SAFETY: fflush(NULL) flushes every open stdio stream; it takes no pointer of ours.
     unsafe { libc::fflush(std::ptr::null_mut()) };
@@ -81,6 +83,7 @@ pub fn fork_worker() -> Result<u32> {
         return Err(Error::new(Kind::Launch, format!("fork() failed: {}", std::io::Error::last_os_error())));
     }
     if pid == 0 {
+        close_on_exec.apply();
         become_fresh_worker(parent, temp_dir);
         return Ok(0);
     }

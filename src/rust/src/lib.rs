@@ -9,6 +9,7 @@ use extendr_api::prelude::*;
 mod children;
 mod drain;
 mod error;
+mod fds;
 mod fork;
 mod launch;
 mod loopback;
