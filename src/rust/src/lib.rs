@@ -243,6 +243,10 @@ fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_ho
         Ok(t) => t,
         Err(e) => return error_value(e),
     };
+    // Here, on R's thread, so that the connection's thread reads no environment variable:
+    // libssh2's and OpenSSL's one-time set-up read some (OPENSSL_CONF, ...).
+    ssh2::init();
+    let _ = ssh::crypto::allowed();
     let (host, hostname, user, port) = (target.alias.clone(), target.hostname.clone(), target.user.clone(), target.port);
     match ssh::submit_connect(target) {
         Ok(ticket) => List::from_pairs(vec![

@@ -25,6 +25,9 @@ pub struct Target {
     pub identities_only: bool,
     /// Offer the ssh-agent's keys (false for `IdentityAgent none`).
     pub use_agent: bool,
+    /// The agent's socket: `SSH_AUTH_SOCK` as read by resolve() on R's thread (the I/O
+    /// threads read no environment variable: R may change them at any moment).
+    pub agent_socket: Option<PathBuf>,
     /// `inet` or `inet6` to use only IPv4 or IPv6 addresses (`AddressFamily`).
     pub address_family: Option<String>,
     pub known_hosts: Vec<PathBuf>,
@@ -58,6 +61,7 @@ pub struct Options<'a> {
 
 const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
 
+// HOME, USER and SSH_AUTH_SOCK are read by resolve() only, which runs on R's thread.
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
 }
@@ -191,6 +195,7 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> Resu
         identity_files,
         identities_only: cfg.identities_only.unwrap_or(false),
         use_agent: cfg.use_agent(),
+        agent_socket: std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from),
         address_family: cfg.address_family.clone(),
         known_hosts,
         host_keys,
@@ -307,7 +312,9 @@ fn check_host_key(session: &Session, target: &Target, peer: Option<SocketAddr>) 
             ),
         )),
         CheckResult::NotFound if target.host_keys == HostKeyPolicy::AcceptNew => {
-            let file = target.known_hosts.first().cloned().unwrap_or_else(|| home_dir().join(".ssh").join("known_hosts"));
+            let file = target.known_hosts.first().cloned().ok_or_else(|| {
+                Error::new(Kind::HostKey, format!("no known_hosts file to record the host key of '{}' in", target.alias))
+            })?;
             let type_name = key_type_name(key_type).ok_or_else(|| {
                 Error::new(Kind::HostKey, format!("host '{}' uses a host key type that cannot be recorded", target.alias))
             })?;
@@ -404,11 +411,23 @@ fn known_hosts_name(target: &Target) -> String {
     }
 }
 
+/// Log in with a key held by the agent at `socket` (given, so that libssh2 does not read
+/// SSH_AUTH_SOCK itself on this thread); whether it worked.
+fn agent_login(session: &Session, user: &str, socket: &Path) -> bool {
+    let Ok(mut agent) = session.agent() else { return false };
+    if agent.set_identity_path(socket).is_err() || agent.connect().is_err() || agent.list_identities().is_err() {
+        return false;
+    }
+    let ok = agent.identities().unwrap_or_default().iter().any(|id| agent.userauth(user, id).is_ok() && session.authenticated());
+    let _ = agent.disconnect();
+    ok
+}
+
 fn authenticate(session: &Session, target: &Target) -> Result<()> {
     let mut tried = Vec::new();
-    if target.use_agent && !target.identities_only && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+    if let Some(socket) = target.agent_socket.as_deref().filter(|_| target.use_agent && !target.identities_only) {
         tried.push("ssh-agent".to_string());
-        if session.userauth_agent(&target.user).is_ok() && session.authenticated() {
+        if agent_login(session, &target.user, socket) {
             return Ok(());
         }
     }
@@ -548,6 +567,7 @@ mod tests {
             identity_files: Vec::new(),
             identities_only: true,
             use_agent: false,
+            agent_socket: None,
             address_family: None,
             known_hosts: Vec::new(),
             host_keys: HostKeyPolicy::Strict,
