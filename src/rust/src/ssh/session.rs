@@ -127,6 +127,10 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> Resu
     let user = opts.user.map(str::to_string).or(cfg.user.clone()).unwrap_or_else(|| local.clone());
     let hostname_raw = cfg.hostname.clone().unwrap_or_else(|| alias.to_string());
     let hostname = hostname_raw.replace("%h", alias);
+    // libssh2 takes names as C strings (and the ssh2 crate panics on a NUL in one).
+    if hostname.contains('\0') || user.contains('\0') {
+        return Err(Error::new(Kind::Ssh, format!("host '{}': the ssh config's HostName or User holds a NUL character: fix the config file", alias.replace('\0', "\\0"))));
+    }
     let port = opts.port.or(cfg.port).unwrap_or(22);
     let expand = |p: &str| config::expand_path(p, &home, &hostname, &user, &local);
     let mut identity_files: Vec<PathBuf> = cfg.identity_files.iter().map(|p| expand(p)).collect();
@@ -543,6 +547,18 @@ mod tests {
             }
         }
         assert!(resolve("direct", &options(&cfg.0)).expect("resolve").via.is_none());
+    }
+
+    #[test]
+    fn a_nul_in_a_name_is_refused_here() {
+        // Found by fuzzing (fuzz/regressions/known_hosts): the ssh2 crate panics on a host
+        // name with a NUL when it checks known_hosts.
+        let cfg = ConfigFile::new("nul", "Host h\n  HostName a\0b\nHost u\n  User x\0y\n");
+        for host in ["h", "u"] {
+            let e = resolve(host, &options(&cfg.0)).expect_err("NUL");
+            assert_eq!(e.kind, Kind::Ssh);
+            assert!(e.message.contains("NUL character"), "{}", e.message);
+        }
     }
 
     #[test]
