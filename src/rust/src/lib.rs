@@ -11,6 +11,8 @@ mod drain;
 mod error;
 mod fds;
 mod fork;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_entry;
 mod launch;
 mod loopback;
 mod ports;
