@@ -276,6 +276,9 @@ backend_ssh_connections <- function() {
              tunnels = res$tunnels, stringsAsFactors = FALSE)
 }
 
+# How many times libssh2 called our ChaCha20-Poly1305 (src/rust/src/ssh/crypto.rs).
+backend_ssh_crypto_calls <- function() .Call(wrap__rs_ssh_crypto_calls)
+
 # Probe/signal scripts and their parsers, for running through an external SSH client.
 backend_remote_script <- function(kind, pids, start_times = NULL, signal = 0L) {
   backend_value(.Call(wrap__rs_remote_script, kind, as_pid(pids), as_start_time(start_times, length(pids)),

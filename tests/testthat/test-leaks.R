@@ -83,3 +83,25 @@ test_that("fork-server cycles (local and remote) leak nothing, and no server out
   expect_true(wait_for(function() length(remote_r_pids("testhost1")) == 0L, timeout = 10))
   expect_true(settled(before), info = paste(capture.output(str(list(before = before, after = resources()))), collapse = "\n"))
 })
+
+test_that("a file the master holds open reaches no worker, launched or forked", {
+  # (Forked: the fork server is launched clean, and marks what it holds close-on-exec in
+  # each child it forks, src/rust/src/fds.rs; its own tests cover that step.)
+  # R opens file connections without close-on-exec (its sockets have it): without care,
+  # every worker started while one is open would hold it open too.
+  links <- function() {
+    f <- list.files("/proc/self/fd")
+    Sys.readlink(file.path("/proc/self/fd", f))
+  }
+  path <- normalizePath(tempfile("parallelly-held-"), mustWork = FALSE)
+  con <- file(path, "w")
+  on.exit({ close(con); unlink(path) }, add = TRUE)
+  expect_true(path %in% links())
+  for (strategy in c("sequential", "fork")) {
+    cl <- local_cluster(1L, setup_strategy = strategy)
+    theirs <- parallel::clusterCall(cl, links)[[1]]
+    expect_true(any(grepl("^socket:", theirs)), label = strategy)  # its connection to the master
+    expect_false(path %in% theirs, label = strategy)
+    parallel::stopCluster(cl)
+  }
+})

@@ -42,6 +42,21 @@ test_that("a 200 MB object arrives intact at a remote worker and back", {
   expect_identical(isNodeAlive(cl), TRUE)
 })
 
+test_that("the tunnel's cipher runs on the package's ChaCha20-Poly1305, not libssh2's C", {
+  # src/rust/src/ssh/crypto.rs defines libssh2's chacha and poly1305 functions in their
+  # place at link time; each call counts. If libssh2's own objects were linked instead, the
+  # count would not move while megabytes go through the tunnel.
+  hosts <- skip_if_no_ssh_hosts()
+  local_ssh_env(hosts)
+  cl <- local_cluster("testhost1")
+  before <- parallelly:::backend_ssh_crypto_calls()
+  x <- transfer_pattern(transfer_block(), 4e6)
+  expect_identical(parallel::clusterCall(cl, identity, x)[[1]], x)
+  calls <- parallelly:::backend_ssh_crypto_calls() - before
+  # 8 MB both ways in SSH packets of at most 32 KiB: a length, a payload and a tag each.
+  expect_gte(calls, 3 * 2 * 4e6 / 32768)
+})
+
 test_that("two tunnels of one connection carry large objects at the same time", {
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)

@@ -211,6 +211,32 @@ test_that("keys held by ssh-agent authenticate; without the agent the same login
   expect_true(isNodeAlive(cl[[1]]))
 })
 
+test_that("a connection uses SSH_AUTH_SOCK as it was when asked for, whatever R does meanwhile", {
+  # The connection is made on a thread of the backend while R runs on; that thread reads
+  # no environment variable (R's Sys.setenv() may change them under it): the values are
+  # read on R's thread when the connection is asked for.
+  hosts <- skip_if_no_ssh_hosts()
+  skip_if(!nzchar(Sys.which("ssh-agent")) || !nzchar(Sys.which("ssh-add")), "ssh-agent not installed")
+  local_ssh_env(hosts)
+  config <- withr::local_tempfile()
+  writeLines(c("Host viaagent2", "  HostName 127.0.0.2", paste("  Port", hosts$hosts$port[1]), paste("  User", hosts$hosts$user[1]),
+               paste("  IdentityFile", hosts$identity_other),
+               paste("  UserKnownHostsFile", hosts$known_hosts)), config)
+  sock <- file.path(withr::local_tempdir(), "agent.sock")
+  agent <- parallelly:::backend_launch(Sys.which("ssh-agent"), c("-D", "-a", sock), capture = TRUE)$pid
+  withr::defer(parallelly:::terminate_processes(agent))
+  expect_true(wait_for(function() file.exists(sock), timeout = 10))
+  withr::local_envvar(SSH_AUTH_SOCK = sock)
+  expect_identical(system2("ssh-add", shQuote(hosts$identity), stdout = FALSE, stderr = FALSE), 0L)
+  res <- parallelly:::backend_ssh_connect("viaagent2", config = config, timeout = 20, wait = FALSE)
+  # Gone before the thread has finished its handshake (tens of milliseconds): only the
+  # agent holds a key the server takes.
+  Sys.unsetenv("SSH_AUTH_SOCK")
+  key <- parallelly:::backend_ssh_wait(res$ticket, 25, "viaagent2", "connecting")
+  expect_type(key, "character")
+  expect_true(parallelly:::backend_ssh_close(key))
+})
+
 test_that("host keys are checked: a changed key is refused, an unknown one needs consent", {
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)

@@ -5,7 +5,8 @@
 //! is made to look like a freshly launched worker before it returns to R: its own process
 //! group, its own R temporary directory (a sibling's exit must not delete it; R makes it in
 //! the child, see forget_temp_dir()), stdin from
-//! /dev/null, default SIGCHLD (so that `system()` works), and a parent-death signal so that
+//! /dev/null, the server's descriptors above 2 close-on-exec (fds.rs: nothing the worker
+//! runs inherits them), default SIGCHLD (so that `system()` works), and a parent-death signal so that
 //! it dies with the server, which itself dies with the master.
 //!
 //! The server reaps its children on a thread of its own (its R thread sits in a blocking
@@ -59,6 +60,10 @@ const SLOTS: usize = 1024;
 const RUNNING: i32 = i32::MIN;
 static PIDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 static STATUSES: [AtomicI32; SLOTS] = [const { AtomicI32::new(RUNNING) }; SLOTS];
+/// A pidfd per child (-1: none, a kernel before Linux 5.3), opened before the child is
+/// entered in the table and so before the reaper may reap it: it names that child even
+/// after its PID is reused. Used by the R thread only.
+static PIDFDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
 static NEXT: AtomicI32 = AtomicI32::new(0);
 static REAPER: OnceLock<Thread> = OnceLock::new();
 
@@ -70,6 +75,7 @@ pub fn fork_worker() -> Result<u32> {
     };
     // SAFETY: getpid() cannot fail and touches no memory.
     let parent = unsafe { libc::getpid() };
+    let close_on_exec = crate::fds::CloseOnExec::prepare();
     // Pending output would otherwise be written twice, once by each process.
     // SAFETY: fflush(NULL) flushes every open stdio stream; it takes no pointer of ours.
     unsafe { libc::fflush(std::ptr::null_mut()) };
@@ -81,10 +87,14 @@ pub fn fork_worker() -> Result<u32> {
         return Err(Error::new(Kind::Launch, format!("fork() failed: {}", std::io::Error::last_os_error())));
     }
     if pid == 0 {
+        close_on_exec.apply();
         become_fresh_worker(parent, temp_dir);
         return Ok(0);
     }
-    remember(pid);
+    // SAFETY: pidfd_open takes a PID and flags; no memory is passed. The child is not in
+    // the table yet, so the reaper leaves it unreaped (WNOWAIT): the PID is still its own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+    remember(pid, i32::try_from(fd).unwrap_or(-1));
     // A reaper with no child to wait for sleeps: wake it for this one. (unpark() is an
     // atomic and a futex wake-up, no lock.)
     REAPER.get_or_init(start_reaper).unpark();
@@ -143,11 +153,20 @@ fn reap_slot(i: usize) -> bool {
     true
 }
 
-fn remember(pid: i32) {
+fn close_pidfd(i: usize) {
+    let fd = PIDFDS[i].swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        // SAFETY: a pidfd this table owns, taken out of it, closed once.
+        unsafe { libc::close(fd) };
+    }
+}
+
+fn remember(pid: i32, pidfd: i32) {
     // A reused PID: the entry of the earlier child of that PID goes.
-    for slot in PIDS.iter() {
+    for (i, slot) in PIDS.iter().enumerate() {
         if slot.load(Ordering::Acquire) == pid {
             slot.store(0, Ordering::Release);
+            close_pidfd(i);
         }
     }
     // A free slot, else the next reaped one in turn (never one still running).
@@ -155,10 +174,17 @@ fn remember(pid: i32) {
         let i = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % SLOTS;
         let old = PIDS[i].load(Ordering::Acquire);
         if old == 0 || STATUSES[i].load(Ordering::Acquire) != RUNNING {
+            close_pidfd(i);
             STATUSES[i].store(RUNNING, Ordering::Release);
+            PIDFDS[i].store(pidfd, Ordering::Release);
             PIDS[i].store(pid, Ordering::Release);
             return;
         }
+    }
+    // No slot (more than SLOTS children running): the pidfd has no owner.
+    if pidfd >= 0 {
+        // SAFETY: the pidfd opened for this child, not stored anywhere; closed once.
+        unsafe { libc::close(pidfd) };
     }
 }
 
@@ -193,6 +219,7 @@ fn become_fresh_worker(parent: libc::pid_t, temp_dir: *mut *mut c_char) {
     for i in 0..SLOTS {
         PIDS[i].store(0, Ordering::Relaxed);
         STATUSES[i].store(RUNNING, Ordering::Relaxed);
+        close_pidfd(i);
     }
     forget_temp_dir(temp_dir);
 }
@@ -238,16 +265,26 @@ pub fn running() -> usize {
     (0..SLOTS).filter(|&i| PIDS[i].load(Ordering::Acquire) > 0 && STATUSES[i].load(Ordering::Acquire) == RUNNING).count()
 }
 
-/// Send `signal` to every child forked by this process that has not been reaped (so its
-/// PID is still its own); how many were signalled.
+/// Send `signal` to every child forked by this process that has not been seen to exit,
+/// through its pidfd (the reaper thread may reap it at any moment, freeing its PID); how
+/// many were signalled.
 pub fn signal_running(signal: i32) -> usize {
     reap();
     let mut n = 0;
     for i in 0..SLOTS {
         let pid = PIDS[i].load(Ordering::Acquire);
         if pid > 0 && STATUSES[i].load(Ordering::Acquire) == RUNNING {
-            // SAFETY: kill() takes plain integers; the PID is an unreaped child of ours.
-            if unsafe { libc::kill(pid, signal) } == 0 {
+            let fd = PIDFDS[i].load(Ordering::Acquire);
+            let rc = if fd >= 0 {
+                // SAFETY: pidfd_send_signal takes the pidfd this table owns, a signal
+                // number, a null siginfo (as kill() would send) and no flags.
+                unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, signal, std::ptr::null::<libc::siginfo_t>(), 0) }
+            } else {
+                // No pidfds (Linux before 5.3): by PID, just checked as unreaped.
+                // SAFETY: kill() takes plain integers.
+                i64::from(unsafe { libc::kill(pid, signal) })
+            };
+            if rc == 0 {
                 n += 1;
             }
         }

@@ -1,7 +1,8 @@
 //! Start local worker processes directly (no shell), each in its own process group so that
 //! a Ctrl-C typed at the master's terminal does not reach the workers (as with R's
 //! `system("... &")`, whose background jobs ignore SIGINT), and each set to receive SIGTERM
-//! when the master dies, so that no worker outlives it.
+//! when the master dies, so that no worker outlives it. No descriptor of the master's
+//! above 2 reaches a worker (see fds.rs).
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
@@ -69,6 +70,7 @@ pub fn launch(spec: LaunchSpec) -> Result<Launched> {
     }
     let nice = spec.nice;
     let master = std::process::id();
+    let close_on_exec = crate::fds::CloseOnExec::prepare();
     // SAFETY: only async-signal-safe system calls run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -82,6 +84,7 @@ pub fn launch(spec: LaunchSpec) -> Result<Launched> {
             if nice > 0 {
                 libc::nice(nice);
             }
+            close_on_exec.apply();
             Ok(())
         });
     }

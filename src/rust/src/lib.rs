@@ -9,7 +9,10 @@ use extendr_api::prelude::*;
 mod children;
 mod drain;
 mod error;
+mod fds;
 mod fork;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_entry;
 mod launch;
 mod loopback;
 mod ports;
@@ -244,6 +247,10 @@ fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_ho
         Ok(t) => t,
         Err(e) => return error_value(e),
     };
+    // Here, on R's thread, so that the connection's thread reads no environment variable:
+    // libssh2's and OpenSSL's one-time set-up read some (OPENSSL_CONF, ...).
+    ssh2::init();
+    let _ = ssh::crypto::allowed();
     let (host, hostname, user, port) = (target.alias.clone(), target.hostname.clone(), target.user.clone(), target.port);
     match ssh::submit_connect(target) {
         Ok(ticket) => List::from_pairs(vec![
@@ -419,6 +426,13 @@ fn rs_ssh_connections() -> Robj {
         ("tunnels", Robj::from(l.iter().map(|c| i32::try_from(c.3).unwrap_or(i32::MAX)).collect::<Vec<_>>())),
     ])
     .into()
+}
+
+/// How many times libssh2 has called this library's ChaCha20-Poly1305 (ssh/crypto.rs) in
+/// this process: the tests read it to prove the linked library runs that code.
+#[extendr]
+fn rs_ssh_crypto_calls() -> f64 {
+    ssh::crypto::calls() as f64
 }
 
 /// The probe or signal script for `pids` (kind "probe" or "signal"), for running through
@@ -625,6 +639,7 @@ extendr_module! {
     fn rs_ssh_close;
     fn rs_ssh_close_all;
     fn rs_ssh_connections;
+    fn rs_ssh_crypto_calls;
     fn rs_remote_script;
     fn rs_remote_parse;
 }

@@ -1,9 +1,46 @@
 //! Probe and signal processes by identity (pid, start time in clock ticks since boot, read
 //! from /proc/PID/stat), so that a PID the kernel has handed to another process never reads
-//! as our worker.
+//! as our worker. A signal goes through a pidfd opened before the identity check, so it
+//! reaches the process that was checked even if that one exits and its PID is reused in
+//! between (kill() by PID could hit the newcomer).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::children::{self, State};
 use crate::error::{Error, Kind, Result};
+
+/// A pidfd: a descriptor naming one process for as long as it is open, whatever becomes
+/// of its PID.
+pub struct Pidfd(OwnedFd);
+
+impl Pidfd {
+    /// `Ok(None)` where the kernel has no pidfd_open (before Linux 5.3); an error with
+    /// ESRCH when no process has that PID.
+    pub fn open(pid: u32) -> std::io::Result<Option<Pidfd>> {
+        let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+        // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1; no
+        // memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+        if fd < 0 {
+            let err = std::io::Error::last_os_error();
+            return if err.raw_os_error() == Some(libc::ENOSYS) { Ok(None) } else { Err(err) };
+        }
+        // SAFETY: a new descriptor that nothing else owns.
+        Ok(Some(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) })))
+    }
+
+    /// Send `signal` to the process; `Ok(false)` when it has exited.
+    pub fn send(&self, signal: i32) -> std::io::Result<bool> {
+        // SAFETY: pidfd_send_signal takes the pidfd we own, a signal number, a null
+        // siginfo (as kill() would send) and no flags.
+        let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ESRCH) { Ok(false) } else { Err(err) }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
@@ -99,9 +136,20 @@ pub fn signal(pid: u32, expected_start: u64, signal: i32) -> Result<bool> {
     if pid_i <= 1 {
         return Err(Error::new(Kind::InvalidArgument, format!("refusing to signal PID {}", pid)));
     }
+    let cannot = |err: std::io::Error| Error::new(Kind::System, format!("cannot signal process {}: {}", pid, err));
+    // Opened first, checked after: the pidfd then names the process that was checked.
+    let fd = match Pidfd::open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(false),
+        Err(e) => return Err(cannot(e)),
+    };
     if probe(pid, expected_start) != Liveness::Alive {
         return Ok(false);
     }
+    if let Some(fd) = fd {
+        return fd.send(signal).map_err(cannot);
+    }
+    // No pidfds (Linux before 5.3): kill() by PID, right after the check.
     // SAFETY: kill(2) with a positive PID signals exactly that process.
     let rc = unsafe { libc::kill(pid_i, signal) };
     if rc == 0 {
@@ -110,7 +158,7 @@ pub fn signal(pid: u32, expected_start: u64, signal: i32) -> Result<bool> {
     let err = std::io::Error::last_os_error();
     match err.raw_os_error() {
         Some(libc::ESRCH) => Ok(false),
-        _ => Err(Error::new(Kind::System, format!("cannot signal process {}: {}", pid, err))),
+        _ => Err(cannot(err)),
     }
 }
 
@@ -139,6 +187,23 @@ mod tests {
         assert_eq!(st.rss_pages, 250);
         assert!(parse_stat("42 (x) Z 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 0 0").unwrap().gone);
         assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn signals_reach_the_identified_process_and_never_a_later_one() {
+        use std::process::Command;
+        let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let pid = child.id();
+        let start = start_time(pid).expect("start time");
+        assert_eq!(signal(pid, start + 1, libc::SIGTERM).ok(), Some(false), "another start time is another process");
+        let fd = Pidfd::open(pid).expect("pidfd_open").expect("this kernel has pidfds");
+        assert_eq!(signal(pid, start, libc::SIGKILL).ok(), Some(true));
+        let status = child.wait().expect("wait");
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+        // Reaped: its PID is free for the kernel to hand out again, but the pidfd still
+        // names the process that ended, so nothing can be hit through it.
+        assert_eq!(fd.send(libc::SIGTERM).ok(), Some(false));
+        assert_eq!(signal(pid, start, libc::SIGTERM).ok(), Some(false));
     }
 
     #[test]

@@ -1,288 +1,127 @@
-//! ChaCha20 and Poly1305 for libssh2's `chacha20-poly1305@openssh.com`, the cipher it
-//! prefers and OpenSSH's default, on OpenSSL's vectorised code.
+//! ChaCha20 and Poly1305 for libssh2's `chacha20-poly1305@openssh.com` (the cipher it
+//! prefers and OpenSSH's default), on OpenSSL's vectorised code through the maintained
+//! `openssl` crate.
 //!
 //! Why: libssh2 runs that cipher on its own portable C (`chacha.c`, `poly1305.c`), which
-//! cost ~3.5 ns a byte here: the tunnel moved large objects at a third of OpenSSH's rate,
-//! and the crypto was two thirds of the I/O thread's time. Its other ciphers are no better
-//! (AES-GCM and AES-CTR call OpenSSL once per 16-byte block). With these four functions
-//! the same cipher costs ~1 ns a byte, below OpenSSH's client.
+//! cost ~3.5 ns a byte here: the tunnel moved large objects at a third of OpenSSH's rate.
+//! Its other ciphers are no better (AES-GCM and AES-CTR call OpenSSL per 16-byte block).
+//! RustCrypto's `chacha20` and `poly1305` were tried and measured ~3 ns a byte together on
+//! this machine (OpenSSL: ~0.3), so no faster than libssh2's C.
 //!
 //! How: libssh2 is linked statically into this library, and `chacha.o` and `poly1305.o`
-//! hold nothing but the four symbols defined here, with the same C signatures. Our
-//! definitions satisfy libssh2's references, so the linker never pulls those two members
-//! (two definitions in one link would be an error, not a silent choice). The semantics are
-//! libssh2's exactly, including the block counter that `chacha_encrypt_bytes` advances;
-//! the tests pin them with vectors made by libssh2's own C. Where OpenSSL refuses (a
-//! FIPS-only configuration has no ChaCha20), a plain Rust implementation takes over.
-//! libssh2-sys is pinned in Cargo.toml: a new version must be checked against this file.
+//! hold nothing but the four symbols defined here, with the same C signatures (build.rs
+//! stops the build for a libssh2 outside the release line they were checked against). Our
+//! definitions satisfy libssh2's references, so the linker never pulls those two members;
+//! every call counts in [`calls`], which the tests read after a real session to prove that
+//! the linked library runs this code and not libssh2's. The semantics are libssh2's,
+//! including the 64-bit block counter that `chacha_encrypt_bytes` advances (DJB's layout);
+//! the tests pin them with vectors made by libssh2's own C.
+//!
+//! Policy: where the system's crypto policy does not allow ChaCha20 (FIPS mode), the
+//! cipher is not offered at all ([`withhold_if_not_allowed`]): neither libssh2's C nor this
+//! code may run it then, and a session must fail closed rather than run either. Should
+//! OpenSSL still refuse a call, the output is zeros (never the plain text) and the peer
+//! rejects the packet.
 
-use std::os::raw::{c_char, c_int, c_uchar, c_void};
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use openssl::cipher::Cipher;
+use openssl::cipher_ctx::CipherCtx;
+use openssl::pkey::{Id, PKey};
+use openssl::sign::Signer;
+
+/// libssh2's name of the cipher these functions implement.
+pub const CIPHER_NAME: &str = "chacha20-poly1305@openssh.com";
 
 /// libssh2's `struct chacha_ctx`: the 16 words of the ChaCha state (constants, key, a
-/// 64-bit block counter in words 12-13, a 64-bit nonce in words 14-15).
+/// 64-bit block counter in words 12-13, a 64-bit nonce in words 14-15). libssh2 allocates
+/// it inside its own cipher context, so the size and layout must stay as they are.
 #[repr(C)]
 pub struct ChachaCtx {
     input: [u32; 16],
 }
 
-extern "C" {
-    fn EVP_CIPHER_CTX_new() -> *mut c_void;
-    fn EVP_CIPHER_CTX_free(ctx: *mut c_void);
-    fn EVP_chacha20() -> *const c_void;
-    fn EVP_EncryptInit_ex(ctx: *mut c_void, cipher: *const c_void, engine: *mut c_void, key: *const c_uchar, iv: *const c_uchar) -> c_int;
-    fn EVP_EncryptUpdate(ctx: *mut c_void, out: *mut c_uchar, outl: *mut c_int, inp: *const c_uchar, inl: c_int) -> c_int;
-    fn EVP_MAC_fetch(libctx: *mut c_void, algorithm: *const c_char, properties: *const c_char) -> *mut c_void;
-    fn EVP_MAC_free(mac: *mut c_void);
-    fn EVP_MAC_CTX_new(mac: *mut c_void) -> *mut c_void;
-    fn EVP_MAC_CTX_free(ctx: *mut c_void);
-    fn EVP_MAC_init(ctx: *mut c_void, key: *const c_uchar, keylen: usize, params: *const c_void) -> c_int;
-    fn EVP_MAC_update(ctx: *mut c_void, data: *const c_uchar, datalen: usize) -> c_int;
-    fn EVP_MAC_final(ctx: *mut c_void, out: *mut c_uchar, outl: *mut usize, outsize: usize) -> c_int;
-}
-
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times libssh2 has called into this file (encryptions and tags) in this process.
+pub fn calls() -> u64 {
+    CALLS.load(Ordering::Relaxed)
+}
 
 fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// One OpenSSL ChaCha20 context per thread (each SSH session is driven by one thread at a
-/// time), freed when the thread ends; null where OpenSSL has no ChaCha20.
-struct Cipher(*mut c_void);
+/// Whether the system's crypto policy allows ChaCha20 and Poly1305: not in kernel FIPS
+/// mode (which distributions use to put OpenSSL in FIPS mode), and, with OpenSSL 3, both
+/// fetchable under OpenSSL's default properties (a FIPS provider configuration has neither).
+/// Asked once per process.
+pub fn allowed() -> bool {
+    static ALLOWED: OnceLock<bool> = OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        let kernel_fips = std::fs::read_to_string("/proc/sys/crypto/fips_enabled").is_ok_and(|s| s.trim() == "1");
+        !kernel_fips && openssl_allows()
+    })
+}
 
-impl Cipher {
-    fn new() -> Cipher {
-        // SAFETY: plain OpenSSL calls; the context is freed if its set-up fails.
-        unsafe {
-            let ctx = EVP_CIPHER_CTX_new();
-            if ctx.is_null() {
-                return Cipher(ptr::null_mut());
-            }
-            let cipher = EVP_chacha20();
-            if cipher.is_null() || EVP_EncryptInit_ex(ctx, cipher, ptr::null_mut(), ptr::null(), ptr::null()) != 1 {
-                EVP_CIPHER_CTX_free(ctx);
-                return Cipher(ptr::null_mut());
-            }
-            Cipher(ctx)
+#[cfg(ossl300)]
+fn openssl_allows() -> bool {
+    use openssl_sys as ffi;
+    // SAFETY: OpenSSL's init and fetch calls take these constant C strings and the default
+    // library context (null); what a fetch returns is freed once, and null is skipped.
+    unsafe {
+        ffi::init();
+        let cipher = ffi::EVP_CIPHER_fetch(ptr::null_mut(), c"ChaCha20".as_ptr(), ptr::null());
+        let mac = ffi::EVP_MAC_fetch(ptr::null_mut(), c"POLY1305".as_ptr(), ptr::null());
+        let ok = !cipher.is_null() && !mac.is_null();
+        if !cipher.is_null() {
+            ffi::EVP_CIPHER_free(cipher);
         }
-    }
-
-    /// XOR `len` bytes of the key stream for (key, 16-byte counter+nonce) from `m` into `c`;
-    /// false if OpenSSL failed (nothing is promised about `c` then).
-    fn apply(&self, key: &[u8; 32], iv: &[u8; 16], m: *const u8, c: *mut u8, len: usize) -> bool {
-        if self.0.is_null() {
-            return false;
+        if !mac.is_null() {
+            ffi::EVP_MAC_free(mac);
         }
-        // SAFETY: the context is valid; key and iv have the sizes ChaCha20 takes; m and c
-        // are the caller's buffers of `len` bytes (equal or disjoint, as EVP allows).
-        unsafe {
-            if EVP_EncryptInit_ex(self.0, ptr::null(), ptr::null_mut(), key.as_ptr(), iv.as_ptr()) != 1 {
-                return false;
-            }
-            let mut done = 0usize;
-            while done < len {
-                // Whole blocks per call keep the key stream continuous across calls.
-                let n = (len - done).min(1 << 30);
-                let mut out = 0 as c_int;
-                if EVP_EncryptUpdate(self.0, c.add(done), &mut out, m.add(done), n as c_int) != 1 || out as usize != n {
-                    return false;
-                }
-                done += n;
-            }
-        }
-        true
+        ok
     }
 }
 
-impl Drop for Cipher {
-    fn drop(&mut self) {
-        if !self.0.is_null() {
-            // SAFETY: created by EVP_CIPHER_CTX_new and freed once.
-            unsafe { EVP_CIPHER_CTX_free(self.0) }
+#[cfg(not(ossl300))]
+fn openssl_allows() -> bool {
+    true
+}
+
+/// `list` (libssh2's comma-separated cipher preference) without this cipher.
+pub fn without_chacha(list: &str) -> String {
+    list.split(',').filter(|c| !c.is_empty() && *c != CIPHER_NAME).collect::<Vec<_>>().join(",")
+}
+
+/// Before a handshake: where the policy does not allow this cipher, take it out of the
+/// ciphers `session` offers both ways (`prefs`: the preference set for the session, else
+/// all libssh2 supports). An error where nothing would be left.
+pub fn withhold_if_not_allowed(session: &ssh2::Session, prefs: Option<&str>) -> Result<(), String> {
+    if allowed() {
+        return Ok(());
+    }
+    withhold(session, prefs)
+}
+
+/// Offer every cipher of `prefs` (else all libssh2 supports) but this one, both ways.
+pub fn withhold(session: &ssh2::Session, prefs: Option<&str>) -> Result<(), String> {
+    for method in [ssh2::MethodType::CryptCs, ssh2::MethodType::CryptSc] {
+        let list = match prefs {
+            Some(p) => p.to_string(),
+            None => session.supported_algs(method).map_err(|e| e.to_string())?.join(","),
+        };
+        let list = without_chacha(&list);
+        if list.is_empty() {
+            return Err(format!("the system's crypto policy (FIPS) does not allow {} and no other cipher is enabled", CIPHER_NAME));
         }
+        session.method_pref(method, &list).map_err(|e| e.to_string())?;
     }
-}
-
-/// OpenSSL's Poly1305 (an EVP_MAC and a context reused for every tag), one per thread.
-struct Mac {
-    mac: *mut c_void,
-    ctx: *mut c_void,
-}
-
-impl Mac {
-    fn new() -> Mac {
-        // SAFETY: plain OpenSSL calls; what was made is freed by Drop.
-        unsafe {
-            let mac = EVP_MAC_fetch(ptr::null_mut(), c"POLY1305".as_ptr(), ptr::null());
-            let ctx = if mac.is_null() { ptr::null_mut() } else { EVP_MAC_CTX_new(mac) };
-            Mac { mac, ctx }
-        }
-    }
-
-    fn tag(&self, out: &mut [u8; 16], m: *const u8, len: usize, key: &[u8; 32]) -> bool {
-        if self.ctx.is_null() {
-            return false;
-        }
-        let mut n = 0usize;
-        // SAFETY: the context is valid; m holds `len` bytes (or is unused when len is 0);
-        // out has the 16 bytes of a tag.
-        unsafe {
-            let data = if len == 0 { key.as_ptr() } else { m };
-            EVP_MAC_init(self.ctx, key.as_ptr(), key.len(), ptr::null()) == 1
-                && EVP_MAC_update(self.ctx, data, len) == 1
-                && EVP_MAC_final(self.ctx, out.as_mut_ptr(), &mut n, out.len()) == 1
-                && n == 16
-        }
-    }
-}
-
-impl Drop for Mac {
-    fn drop(&mut self) {
-        // SAFETY: each pointer was made by OpenSSL, is freed once, and null is skipped.
-        unsafe {
-            if !self.ctx.is_null() {
-                EVP_MAC_CTX_free(self.ctx);
-            }
-            if !self.mac.is_null() {
-                EVP_MAC_free(self.mac);
-            }
-        }
-    }
-}
-
-thread_local! {
-    static CIPHER: Cipher = Cipher::new();
-    static MAC: Mac = Mac::new();
-}
-
-fn quarter(s: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
-    s[a] = s[a].wrapping_add(s[b]);
-    s[d] = (s[d] ^ s[a]).rotate_left(16);
-    s[c] = s[c].wrapping_add(s[d]);
-    s[b] = (s[b] ^ s[c]).rotate_left(12);
-    s[a] = s[a].wrapping_add(s[b]);
-    s[d] = (s[d] ^ s[a]).rotate_left(8);
-    s[c] = s[c].wrapping_add(s[d]);
-    s[b] = (s[b] ^ s[c]).rotate_left(7);
-}
-
-/// The ChaCha20 block function (RFC 8439, 2.3), for the fallback.
-fn block(input: &[u32; 16]) -> [u8; 64] {
-    let mut s = *input;
-    for _ in 0..10 {
-        quarter(&mut s, 0, 4, 8, 12);
-        quarter(&mut s, 1, 5, 9, 13);
-        quarter(&mut s, 2, 6, 10, 14);
-        quarter(&mut s, 3, 7, 11, 15);
-        quarter(&mut s, 0, 5, 10, 15);
-        quarter(&mut s, 1, 6, 11, 12);
-        quarter(&mut s, 2, 7, 8, 13);
-        quarter(&mut s, 3, 4, 9, 14);
-    }
-    let mut out = [0u8; 64];
-    for (i, w) in s.iter().enumerate() {
-        out[4 * i..4 * i + 4].copy_from_slice(&w.wrapping_add(input[i]).to_le_bytes());
-    }
-    out
-}
-
-/// The fallback stream cipher: block by block from the state's counter (64-bit, as libssh2).
-fn chacha_plain(state: &[u32; 16], m: &[u8], c: &mut [u8]) {
-    let mut st = *state;
-    for (mi, ci) in m.chunks(64).zip(c.chunks_mut(64)) {
-        let ks = block(&st);
-        for ((o, i), k) in ci.iter_mut().zip(mi).zip(ks.iter()) {
-            *o = i ^ k;
-        }
-        let ctr = (u64::from(st[13]) << 32 | u64::from(st[12])).wrapping_add(1);
-        st[12] = ctr as u32;
-        st[13] = (ctr >> 32) as u32;
-    }
-}
-
-/// Poly1305 (RFC 8439, 2.5) in 26-bit limbs, for the fallback.
-fn poly1305_plain(m: &[u8], key: &[u8; 32]) -> [u8; 16] {
-    const M26: u32 = 0x3ff_ffff;
-    let r0 = le32(&key[0..]) & 0x3ff_ffff;
-    let r1 = (le32(&key[3..]) >> 2) & 0x3ff_ff03;
-    let r2 = (le32(&key[6..]) >> 4) & 0x3ff_c0ff;
-    let r3 = (le32(&key[9..]) >> 6) & 0x3f0_3fff;
-    let r4 = (le32(&key[12..]) >> 8) & 0x00f_ffff;
-    let (s1, s2, s3, s4) = (r1 * 5, r2 * 5, r3 * 5, r4 * 5);
-    let mut h = [0u32; 5];
-    for chunk in m.chunks(16) {
-        let mut b = [0u8; 17];
-        b[..chunk.len()].copy_from_slice(chunk);
-        // A full block carries 2^128, a short one a 1 byte right after its end.
-        b[chunk.len()] = 1;
-        let hibit = if chunk.len() == 16 { 1 << 24 } else { 0 };
-        h[0] += le32(&b[0..]) & M26;
-        h[1] += (le32(&b[3..]) >> 2) & M26;
-        h[2] += (le32(&b[6..]) >> 4) & M26;
-        h[3] += (le32(&b[9..]) >> 6) & M26;
-        h[4] += (le32(&b[12..]) >> 8) | hibit;
-        let m64 = |a: u32, b: u32| u64::from(a) * u64::from(b);
-        let d0 = m64(h[0], r0) + m64(h[1], s4) + m64(h[2], s3) + m64(h[3], s2) + m64(h[4], s1);
-        let mut d1 = m64(h[0], r1) + m64(h[1], r0) + m64(h[2], s4) + m64(h[3], s3) + m64(h[4], s2);
-        let mut d2 = m64(h[0], r2) + m64(h[1], r1) + m64(h[2], r0) + m64(h[3], s4) + m64(h[4], s3);
-        let mut d3 = m64(h[0], r3) + m64(h[1], r2) + m64(h[2], r1) + m64(h[3], r0) + m64(h[4], s4);
-        let mut d4 = m64(h[0], r4) + m64(h[1], r3) + m64(h[2], r2) + m64(h[3], r1) + m64(h[4], r0);
-        h[0] = (d0 as u32) & M26;
-        d1 += d0 >> 26;
-        h[1] = (d1 as u32) & M26;
-        d2 += d1 >> 26;
-        h[2] = (d2 as u32) & M26;
-        d3 += d2 >> 26;
-        h[3] = (d3 as u32) & M26;
-        d4 += d3 >> 26;
-        h[4] = (d4 as u32) & M26;
-        h[0] += ((d4 >> 26) as u32) * 5;
-        h[1] += h[0] >> 26;
-        h[0] &= M26;
-    }
-    // Carry fully, then reduce modulo 2^130 - 5 by a constant-time choice of h or h - p.
-    let mut c;
-    c = h[1] >> 26;
-    h[1] &= M26;
-    h[2] += c;
-    c = h[2] >> 26;
-    h[2] &= M26;
-    h[3] += c;
-    c = h[3] >> 26;
-    h[3] &= M26;
-    h[4] += c;
-    c = h[4] >> 26;
-    h[4] &= M26;
-    h[0] += c * 5;
-    c = h[0] >> 26;
-    h[0] &= M26;
-    h[1] += c;
-    let mut g = [0u32; 5];
-    g[0] = h[0] + 5;
-    c = g[0] >> 26;
-    g[0] &= M26;
-    for i in 1..4 {
-        g[i] = h[i] + c;
-        c = g[i] >> 26;
-        g[i] &= M26;
-    }
-    g[4] = h[4].wrapping_add(c).wrapping_sub(1 << 26);
-    let use_g = (g[4] >> 31).wrapping_sub(1);
-    for i in 0..5 {
-        h[i] = (h[i] & !use_g) | (g[i] & use_g);
-    }
-    let w0 = h[0] | (h[1] << 26);
-    let w1 = (h[1] >> 6) | (h[2] << 20);
-    let w2 = (h[2] >> 12) | (h[3] << 14);
-    let w3 = (h[3] >> 18) | (h[4] << 8);
-    let mut out = [0u8; 16];
-    let mut f = 0u64;
-    for (i, w) in [w0, w1, w2, w3].into_iter().enumerate() {
-        f = u64::from(w) + u64::from(le32(&key[16 + 4 * i..])) + (f >> 32);
-        out[4 * i..4 * i + 4].copy_from_slice(&(f as u32).to_le_bytes());
-    }
-    out
+    Ok(())
 }
 
 /// libssh2's `chacha_keysetup`: only 256-bit keys are used (`kbits` is 256).
@@ -320,6 +159,44 @@ pub unsafe extern "C" fn chacha_ivsetup(x: *mut ChachaCtx, iv: *const u8, counte
     x.input[15] = le32(&iv[4..]);
 }
 
+/// XOR the key stream of `state` (key, 64-bit block counter, 64-bit nonce) into `buf`;
+/// false if OpenSSL refused.
+fn keystream(state: &[u32; 16], buf: &mut [u8]) -> bool {
+    let mut key = [0u8; 32];
+    for i in 0..8 {
+        key[4 * i..4 * i + 4].copy_from_slice(&state[4 + i].to_le_bytes());
+    }
+    let Ok(mut ctx) = CipherCtx::new() else { return false };
+    let mut block = u64::from(state[13]) << 32 | u64::from(state[12]);
+    let mut done = 0;
+    while done < buf.len() {
+        // OpenSSL's 16-byte IV is a 32-bit block counter and 12 bytes of nonce: the same
+        // bytes as libssh2's 64-bit counter and nonce while the counter's low word does
+        // not wrap, so a run is split where it would (never within an SSH packet).
+        let room = ((1u64 << 32) - (block & 0xffff_ffff)).saturating_mul(64);
+        let n = (buf.len() - done).min(usize::try_from(room).unwrap_or(usize::MAX)).min(1 << 30);
+        let mut iv = [0u8; 16];
+        iv[..8].copy_from_slice(&block.to_le_bytes());
+        iv[8..12].copy_from_slice(&state[14].to_le_bytes());
+        iv[12..].copy_from_slice(&state[15].to_le_bytes());
+        let chunk = &mut buf[done..done + n];
+        if ctx.encrypt_init(Some(Cipher::chacha20()), Some(&key), Some(&iv)).is_err() || ctx.cipher_update_inplace(chunk, n).map_or(true, |out| out != n) {
+            return false;
+        }
+        done += n;
+        block = block.wrapping_add(n.div_ceil(64) as u64);
+    }
+    true
+}
+
+/// The Poly1305 tag of `msg` under the one-time `key`; None if OpenSSL refused.
+fn tag(msg: &[u8], key: &[u8; 32]) -> Option<[u8; 16]> {
+    let pkey = PKey::private_key_from_raw_bytes(key, Id::POLY1305).ok()?;
+    let mut signer = Signer::new_without_digest(&pkey).ok()?;
+    let mut tag = [0u8; 16];
+    (signer.sign_oneshot(&mut tag, msg).ok()? == 16).then_some(tag)
+}
+
 /// libssh2's `chacha_encrypt_bytes`: XOR the key stream into `bytes` bytes and advance the
 /// block counter by the blocks used (a partial last block counts as one).
 ///
@@ -327,33 +204,21 @@ pub unsafe extern "C" fn chacha_ivsetup(x: *mut ChachaCtx, iv: *const u8, counte
 /// `x` points to a `ChachaCtx`; `m` and `c` to `bytes` bytes each, the same or disjoint.
 #[no_mangle]
 pub unsafe extern "C" fn chacha_encrypt_bytes(x: *mut ChachaCtx, m: *const u8, c: *mut u8, bytes: usize) {
+    CALLS.fetch_add(1, Ordering::Relaxed);
     if bytes == 0 {
         return;
     }
-    // SAFETY: the caller's contract above.
-    let x = unsafe { &mut *x };
-    let ctr = u64::from(x.input[13]) << 32 | u64::from(x.input[12]);
-    let blocks = bytes.div_ceil(64) as u64;
-    // OpenSSL's counter is 32 bits wide: a run that would carry into word 13 (never within
-    // an SSH packet) takes the fallback, which carries as libssh2 does.
-    let fits = u64::from(x.input[12]) + blocks <= 1 << 32;
-    let mut key = [0u8; 32];
-    for i in 0..8 {
-        key[4 * i..4 * i + 4].copy_from_slice(&x.input[4 + i].to_le_bytes());
+    // SAFETY: the caller's contract above. The input is first copied to the output (memmove:
+    // equal buffers are fine), so the key stream is applied in place to one slice only.
+    let (x, out) = unsafe {
+        ptr::copy(m, c, bytes);
+        (&mut *x, std::slice::from_raw_parts_mut(c, bytes))
+    };
+    if !keystream(&x.input, out) {
+        // No key stream: never hand back the plain text as if it were encrypted.
+        out.fill(0);
     }
-    let mut iv = [0u8; 16];
-    for i in 0..4 {
-        iv[4 * i..4 * i + 4].copy_from_slice(&x.input[12 + i].to_le_bytes());
-    }
-    let done = fits && CIPHER.try_with(|cipher| cipher.apply(&key, &iv, m, c, bytes)).unwrap_or(false);
-    if !done {
-        // SAFETY: `bytes` bytes each (the caller's contract); when m == c the input is
-        // copied first, so no slice aliases a mutable one.
-        let input = unsafe { std::slice::from_raw_parts(m, bytes) }.to_vec();
-        let out = unsafe { std::slice::from_raw_parts_mut(c, bytes) };
-        chacha_plain(&x.input, &input, out);
-    }
-    let ctr = ctr.wrapping_add(blocks);
+    let ctr = (u64::from(x.input[13]) << 32 | u64::from(x.input[12])).wrapping_add(bytes.div_ceil(64) as u64);
     x.input[12] = ctr as u32;
     x.input[13] = (ctr >> 32) as u32;
 }
@@ -364,15 +229,15 @@ pub unsafe extern "C" fn chacha_encrypt_bytes(x: *mut ChachaCtx, m: *const u8, c
 /// `out` points to 16 writable bytes, `m` to `inlen` bytes, `key` to 32 bytes.
 #[no_mangle]
 pub unsafe extern "C" fn poly1305_auth(out: *mut u8, m: *const u8, inlen: usize, key: *const u8) {
+    CALLS.fetch_add(1, Ordering::Relaxed);
     let mut k = [0u8; 32];
-    // SAFETY: the caller's contract above.
-    unsafe { ptr::copy_nonoverlapping(key, k.as_mut_ptr(), 32) };
-    let mut tag = [0u8; 16];
-    if !MAC.try_with(|mac| mac.tag(&mut tag, m, inlen, &k)).unwrap_or(false) {
-        // SAFETY: `inlen` bytes (the caller's contract); none when inlen is 0.
-        let msg = if inlen == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(m, inlen) } };
-        tag = poly1305_plain(msg, &k);
-    }
+    // SAFETY: the caller's contract above; no message bytes are read when inlen is 0.
+    let msg = unsafe {
+        ptr::copy_nonoverlapping(key, k.as_mut_ptr(), 32);
+        if inlen == 0 { &[][..] } else { std::slice::from_raw_parts(m, inlen) }
+    };
+    // No tag: zeros, which the peer rejects.
+    let tag = tag(msg, &k).unwrap_or([0; 16]);
     // SAFETY: 16 writable bytes (the caller's contract).
     unsafe { ptr::copy_nonoverlapping(tag.as_ptr(), out, 16) };
 }
@@ -424,18 +289,23 @@ mod tests {
     }
 
     #[test]
-    fn the_fallback_cipher_matches_openssl() {
-        // OpenSSL 3 (what this package builds against) has both: the fast path is tested.
-        assert!(CIPHER.with(|c| !c.0.is_null()) && MAC.with(|m| !m.ctx.is_null()));
-        let x = setup(&[9, 8, 7, 6, 5, 4, 3, 2], Some(&[3, 0, 0, 0, 0, 0, 0, 0]));
+    fn in_place_and_long_runs_match_and_the_counter_carries_as_in_libssh2() {
         let m: Vec<u8> = (0..70_000u32).map(|i| (i * 31 + 7) as u8).collect();
+        let x = setup(&[9, 8, 7, 6, 5, 4, 3, 2], Some(&[3, 0, 0, 0, 0, 0, 0, 0]));
         for len in [1usize, 63, 64, 65, 4096, 32_768 + 20, 70_000] {
-            let mut plain = vec![0u8; len];
-            chacha_plain(&x.input, &m[..len], &mut plain);
             let mut y = ChachaCtx { input: x.input };
-            let mut fast = vec![0u8; len];
-            unsafe { chacha_encrypt_bytes(&mut y, m.as_ptr(), fast.as_mut_ptr(), len) };
-            assert_eq!(plain, fast, "length {}", len);
+            let mut out = vec![0u8; len];
+            unsafe { chacha_encrypt_bytes(&mut y, m.as_ptr(), out.as_mut_ptr(), len) };
+            let mut z = ChachaCtx { input: x.input };
+            let mut buf = m[..len].to_vec();
+            unsafe { chacha_encrypt_bytes(&mut z, buf.as_ptr(), buf.as_mut_ptr(), len) };
+            assert_eq!(out, buf, "length {}", len);
+            assert_ne!(out, m[..len], "length {}", len);
+            // Encrypting twice from the same state gives the plain text back.
+            let mut w = ChachaCtx { input: x.input };
+            unsafe { chacha_encrypt_bytes(&mut w, buf.as_ptr(), buf.as_mut_ptr(), len) };
+            assert_eq!(buf, m[..len], "length {}", len);
+            assert_eq!(u64::from(y.input[12]), 3 + len.div_ceil(64) as u64);
         }
         // A counter about to wrap its low word carries into the high one, as libssh2 does.
         let mut x = setup(&[0; 8], Some(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]));
@@ -446,6 +316,72 @@ mod tests {
         let mut d = vec![0u8; 64];
         unsafe { chacha_encrypt_bytes(&mut second, m[64..].as_ptr(), d.as_mut_ptr(), 64) };
         assert_eq!(&c[64..], &d[..]);
+        // Across a wrap of the low word in one call, too (the run is split there).
+        let mut x = setup(&[0; 8], Some(&[0xfe, 0xff, 0xff, 0xff, 0, 0, 0, 0]));
+        let mut c = vec![0u8; 256];
+        unsafe { chacha_encrypt_bytes(&mut x, m.as_ptr(), c.as_mut_ptr(), 256) };
+        assert_eq!((x.input[12], x.input[13]), (2, 1));
+        let mut second = setup(&[0; 8], Some(&[0, 0, 0, 0, 1, 0, 0, 0]));
+        let mut d = vec![0u8; 128];
+        unsafe { chacha_encrypt_bytes(&mut second, m[128..].as_ptr(), d.as_mut_ptr(), 128) };
+        assert_eq!(&c[128..], &d[..]);
+    }
+
+    #[test]
+    fn every_call_is_counted() {
+        let before = calls();
+        let mut x = setup(&[0; 8], None);
+        let mut buf = [0u8; 4];
+        let mut tag = [0u8; 16];
+        let key = [1u8; 32];
+        unsafe {
+            chacha_encrypt_bytes(&mut x, buf.as_ptr(), buf.as_mut_ptr(), 4);
+            poly1305_auth(tag.as_mut_ptr(), buf.as_ptr(), 4, key.as_ptr());
+        }
+        assert!(calls() >= before + 2);
+    }
+
+    #[test]
+    fn the_cipher_is_left_out_of_a_preference_list() {
+        assert_eq!(without_chacha("chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr"), "aes256-gcm@openssh.com,aes128-ctr");
+        assert_eq!(without_chacha("aes128-ctr,chacha20-poly1305@openssh.com"), "aes128-ctr");
+        assert_eq!(without_chacha("chacha20-poly1305@openssh.com"), "");
+        // This machine is not in FIPS mode, and OpenSSL 3's default provider has both.
+        assert!(allowed());
+    }
+
+    /// Run by `a_policy_without_chacha20_is_obeyed` in a child process, under its OpenSSL
+    /// configuration.
+    #[test]
+    #[ignore]
+    fn policy_child() {
+        let want = std::env::var("PARALLELLY_TEST_CHACHA_ALLOWED").expect("run by a_policy_without_chacha20_is_obeyed");
+        assert_eq!(allowed().to_string(), want);
+    }
+
+    #[cfg(ossl300)]
+    #[test]
+    fn a_policy_without_chacha20_is_obeyed() {
+        // An OpenSSL configuration whose providers have no ChaCha20 (as the FIPS provider):
+        // here only the base provider, which has no ciphers at all.
+        let dir = std::env::temp_dir().join(format!("parallelly-crypto-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("openssl.cnf");
+        std::fs::write(&conf, "openssl_conf = init\n[init]\nproviders = providers\n[providers]\nbase = base\n[base]\nactivate = 1\n").unwrap();
+        let run = |conf: Option<&std::path::Path>, want: bool| {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args(["--exact", "ssh::crypto::tests::policy_child", "--ignored", "--test-threads=1"]);
+            cmd.env("PARALLELLY_TEST_CHACHA_ALLOWED", want.to_string()).env_remove("OPENSSL_CONF");
+            if let Some(c) = conf {
+                cmd.env("OPENSSL_CONF", c);
+            }
+            let out = cmd.output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && text.contains("1 passed"), "{}{}", text, String::from_utf8_lossy(&out.stderr));
+        };
+        run(Some(&conf), false);
+        run(None, true);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -465,13 +401,6 @@ mod tests {
             let mut tag = [0u8; 16];
             unsafe { poly1305_auth(tag.as_mut_ptr(), msg.as_ptr(), msg.len(), k.as_ptr()) };
             assert_eq!(tag.to_vec(), hex(want));
-            assert_eq!(poly1305_plain(msg, k).to_vec(), hex(want));
-        }
-        let long: Vec<u8> = (0..33_000u32).map(|i| (i * 13 + 1) as u8).collect();
-        for len in [15usize, 16, 17, 32_768, 33_000] {
-            let mut tag = [0u8; 16];
-            unsafe { poly1305_auth(tag.as_mut_ptr(), long.as_ptr(), len, rfc_key.as_ptr()) };
-            assert_eq!(tag, poly1305_plain(&long[..len], &rfc_key), "length {}", len);
         }
     }
 }

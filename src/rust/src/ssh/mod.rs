@@ -265,6 +265,7 @@ mod tests {
             identity_files: Vec::new(),
             identities_only: true,
             use_agent: false,
+            agent_socket: None,
             address_family: None,
             known_hosts: Vec::new(),
             host_keys: session::HostKeyPolicy::Strict,

@@ -26,6 +26,9 @@ pub struct Target {
     pub identities_only: bool,
     /// Offer the ssh-agent's keys (false for `IdentityAgent none`).
     pub use_agent: bool,
+    /// The agent's socket: `SSH_AUTH_SOCK` as read by resolve() on R's thread (the I/O
+    /// threads read no environment variable: R may change them at any moment).
+    pub agent_socket: Option<PathBuf>,
     /// `inet` or `inet6` to use only IPv4 or IPv6 addresses (`AddressFamily`).
     pub address_family: Option<String>,
     pub known_hosts: Vec<PathBuf>,
@@ -74,6 +77,7 @@ pub struct Options<'a> {
 
 const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
 
+// HOME, USER and SSH_AUTH_SOCK are read by resolve() only, which runs on R's thread.
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
 }
@@ -209,6 +213,10 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std:
     let user = opts.user.map(str::to_string).or(cfg.user.clone()).unwrap_or_else(|| local.clone());
     let hostname_raw = cfg.hostname.clone().unwrap_or_else(|| alias.to_string());
     let hostname = hostname_raw.replace("%h", alias);
+    // libssh2 takes names as C strings (and the ssh2 crate panics on a NUL in one).
+    if hostname.contains('\0') || user.contains('\0') {
+        return Err(Resolve::Broken(Error::new(Kind::Ssh, format!("host '{}': the ssh config's HostName or User holds a NUL character: fix the config file", alias.replace('\0', "\\0")))));
+    }
     let port = opts.port.or(cfg.port).unwrap_or(22);
     let expand = |p: &str| config::expand_path(p, &home, &hostname, &user, &local);
     let mut identity_files: Vec<PathBuf> = cfg.identity_files.iter().map(|p| expand(p)).collect();
@@ -277,6 +285,7 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std:
         identity_files,
         identities_only: cfg.identities_only.unwrap_or(false),
         use_agent: cfg.use_agent(),
+        agent_socket: std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from),
         address_family: cfg.address_family.clone(),
         known_hosts,
         host_keys,
@@ -354,6 +363,10 @@ fn apply_policy(session: &Session, target: &Target) -> Result<()> {
         let prefs = host_keys.join(",");
         session.method_pref(ssh2::MethodType::HostKey, &prefs).map_err(|e| refused("host key", &prefs, e))?;
     }
+    // Where the system's crypto policy (FIPS) forbids our ChaCha20-Poly1305, it is taken out
+    // of the user's cipher list too (ssh/crypto.rs): never offered, whatever the config says.
+    let ciphers = target.method_prefs.iter().find(|(policy, _)| matches!(policy, Policy::Ciphers)).map(|(_, prefs)| prefs.as_str());
+    super::crypto::withhold_if_not_allowed(session, ciphers).map_err(|e| Error::new(Kind::Ssh, format!("SSH to host '{}': {}", target.alias, e)))?;
     session.set_compress(target.compression);
     Ok(())
 }
@@ -473,7 +486,9 @@ fn check_host_key(session: &Session, target: &Target) -> Result<()> {
             ),
         )),
         CheckResult::NotFound if target.host_keys == HostKeyPolicy::AcceptNew => {
-            let file = target.known_hosts.first().cloned().unwrap_or_else(|| home_dir().join(".ssh").join("known_hosts"));
+            let file = target.known_hosts.first().cloned().ok_or_else(|| {
+                Error::new(Kind::HostKey, format!("no known_hosts file to record the host key of '{}' in", target.alias))
+            })?;
             let type_name = key_type_name(key_type).ok_or_else(|| {
                 Error::new(Kind::HostKey, format!("host '{}' uses a host key type that cannot be recorded", target.alias))
             })?;
@@ -542,26 +557,37 @@ fn identity_key_type(key: &Path) -> Option<String> {
     text.split_whitespace().next().map(str::to_string)
 }
 
+/// Log in with a key held by the agent at `socket` (given, so that libssh2 does not read
+/// SSH_AUTH_SOCK itself on this thread), offering only the key types PubkeyAcceptedAlgorithms
+/// lets through (the others are noted in `skipped`); whether it worked.
+fn agent_login(session: &Session, target: &Target, socket: &Path, skipped: &mut Vec<String>) -> bool {
+    let Ok(mut agent) = session.agent() else { return false };
+    if agent.set_identity_path(socket).is_err() || agent.connect().is_err() || agent.list_identities().is_err() {
+        return false;
+    }
+    let mut ok = false;
+    for identity in agent.identities().unwrap_or_default() {
+        let key_type = blob_key_type(identity.blob()).unwrap_or("").to_string();
+        if !key_type_accepted(target, &key_type) {
+            skipped.push(format!("the agent's {} key", key_type));
+            continue;
+        }
+        if agent.userauth(&target.user, &identity).is_ok() && session.authenticated() {
+            ok = true;
+            break;
+        }
+    }
+    let _ = agent.disconnect();
+    ok
+}
+
 fn authenticate(session: &Session, target: &Target) -> Result<()> {
     let mut tried = Vec::new();
     let mut skipped = Vec::new();
-    if target.use_agent && !target.identities_only && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+    if let Some(socket) = target.agent_socket.as_deref().filter(|_| target.use_agent && !target.identities_only) {
         tried.push("ssh-agent".to_string());
-        if let Ok(mut agent) = session.agent() {
-            if agent.connect().is_ok() && agent.list_identities().is_ok() {
-                for identity in agent.identities().unwrap_or_default() {
-                    let key_type = blob_key_type(identity.blob()).unwrap_or("").to_string();
-                    if !key_type_accepted(target, &key_type) {
-                        skipped.push(format!("the agent's {} key", key_type));
-                        continue;
-                    }
-                    if agent.userauth(&target.user, &identity).is_ok() && session.authenticated() {
-                        let _ = agent.disconnect();
-                        return Ok(());
-                    }
-                }
-                let _ = agent.disconnect();
-            }
+        if agent_login(session, target, socket, &mut skipped) {
+            return Ok(());
         }
     }
     let mut problems = Vec::new();
@@ -690,6 +716,18 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_in_a_name_is_refused_here() {
+        // Found by fuzzing (fuzz/regressions/known_hosts): the ssh2 crate panics on a host
+        // name with a NUL when it checks known_hosts.
+        let cfg = ConfigFile::new("nul", "Host h\n  HostName a\0b\nHost u\n  User x\0y\n");
+        for host in ["h", "u"] {
+            let e = resolve(host, &options(&cfg.0)).expect_err("NUL");
+            assert_eq!(e.kind, Kind::Ssh);
+            assert!(e.message.contains("NUL character"), "{}", e.message);
+        }
+    }
+
+    #[test]
     fn unsupported_directives_and_unreadable_configs_are_errors() {
         let cfg = ConfigFile::new("refused", "Host proxied\n  ProxyCommand nc %h %p\n");
         let e = resolve("proxied", &options(&cfg.0)).expect_err("ProxyCommand");
@@ -756,6 +794,7 @@ mod tests {
             identity_files: Vec::new(),
             identities_only: true,
             use_agent: false,
+            agent_socket: None,
             address_family: None,
             known_hosts: Vec::new(),
             host_keys: HostKeyPolicy::Strict,

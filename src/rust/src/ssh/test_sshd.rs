@@ -248,3 +248,36 @@ fn the_algorithm_policy_decides_what_is_negotiated() {
         assert_eq!(negotiated(&t).as_deref(), Some(cipher));
     }
 }
+
+#[test]
+fn sessions_run_our_chacha20_poly1305_and_a_policy_can_withhold_it() {
+    use ssh2::MethodType;
+    use std::io::Read;
+    let Some(server) = Sshd::start() else { return };
+    let target = server.target("plain").expect("target");
+    let before = crypto::calls();
+    let (session, _fd) = session::open(&target).expect("open");
+    // libssh2 prefers the cipher (and sshd offers it): the session runs it, and every
+    // packet goes through our symbols, not libssh2's chacha.c and poly1305.c.
+    assert_eq!(session.methods(MethodType::CryptCs), Some(crypto::CIPHER_NAME));
+    assert_eq!(session.methods(MethodType::CryptSc), Some(crypto::CIPHER_NAME));
+    let mut channel = session.channel_session().expect("channel");
+    channel.exec("head -c 1000000 /dev/zero").expect("exec");
+    let mut out = Vec::new();
+    channel.read_to_end(&mut out).expect("read");
+    assert_eq!(out.len(), 1_000_000);
+    // At least a length, a payload and a tag per packet of at most 32 KB.
+    assert!(crypto::calls() >= before + 3 * (1_000_000 / 32_768), "{} calls", crypto::calls() - before);
+    drop(channel);
+    drop(session);
+
+    // Where the policy withholds it, another cipher is negotiated with the same server.
+    let stream = std::net::TcpStream::connect((target.hostname.as_str(), target.port)).expect("connect");
+    let mut session = ssh2::Session::new().expect("session");
+    crypto::withhold(&session, None).expect("withhold");
+    session.set_tcp_stream(stream);
+    session.handshake().expect("handshake");
+    let cipher = session.methods(MethodType::CryptCs).expect("a cipher").to_string();
+    assert_ne!(cipher, crypto::CIPHER_NAME);
+    assert!(!cipher.is_empty());
+}
