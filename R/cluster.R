@@ -123,7 +123,9 @@ stop_nodes <- function(cl, background = FALSE) {
     try(serialize(done_msg, d$con, xdr = d$xdr), silent = TRUE)
     try(close(d$con), silent = TRUE)
   }
-  for (g in groups[!early]) try(g$kind$stop(g$ids, background = background), silent = TRUE)
+  # Stages (remote hosts): all hosts are stopped at once, each within its own grace.
+  stages <- lapply(groups[!early], function(g) tryCatch(g$kind$stop(g$ids, background = background), error = function(e) NULL))
+  run_stages(stages)
   if (!background && length(servers) > 0L) fork_servers_release(servers, stopping = ids)
   invisible(NULL)
 }
