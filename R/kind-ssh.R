@@ -21,8 +21,8 @@ node_kind_ssh <- list(
   stop = function(ids, background) stop_remote_nodes(ids),
   exit_cause = function(ids) ssh_exit_causes(ids),
   usage = function(ids, timeout) {
-    key <- ssh_key_of(ids[[1L]]$node)
-    backend_ssh_usage(key, ids_pids(ids), timeout, ids[[1L]]$host, "reading resource use")
+    ssh_ask(ids, timeout, "reading resource use",
+            function(key, left) backend_ssh_submit_usage(key, ids_pids(ids), timeout = left))
   },
   last_output = function(id, n) {
     key <- tryCatch(ssh_key_of(id$node), error = function(e) NULL)

@@ -14,10 +14,10 @@
 #   group(id)           nodes of one group (a host, a connection) are asked together
 #   probe(ids, timeout)            TRUE/FALSE/NA per node, or a stage
 #   signal(ids, signal, timeout)   TRUE when sent, FALSE when not running, NA; or a stage
-#   stop(ids, background)          after DONE: wait for exits, terminate the rest, remove
+#   stop(ids, background)          after DONE (or a stage): wait for exits, terminate the rest, remove
 #                                  logs, release what the workers held
 #   exit_cause(ids)                how each worker ended, NA when unknown
-#   usage(ids, timeout)            list(rss, cpu, uptime), NA where unknown
+#   usage(ids, timeout)            list(rss, cpu, uptime), NA where unknown; or a stage
 #   last_output(id, n)             the last lines a worker wrote
 #   after_kill(id)                 remove what a killed worker left behind (its R tempdir)
 #   describe(id)                   optional: a short note for print(), e.g. a Slurm step

@@ -41,6 +41,8 @@ if (remote) {
   # testhost3 has our package in its login user's library (the fork server needs it; on
   # testhost1 and 2 a "fork" setup falls back to plain workers); so have testhost8..23, the
   # plain hosts of the many-host measure ("hosts").
+  # A port of this run's own (unless one is given): another run's hosts may hold 2222.
+  if (!nzchar(Sys.getenv("SSH_TEST_HOSTS_PORT"))) Sys.setenv(SSH_TEST_HOSTS_PORT = parallelly::freePort(22000:29999))
   Sys.setenv(SSH_TEST_HOSTS_PACKAGE = find.package("parallelly"),
              SSH_TEST_HOSTS_PACKAGE_HOSTS = paste(c(3L, 8:23), collapse = " "))
   status <- system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "start", dir, "23"))

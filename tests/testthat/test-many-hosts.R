@@ -16,6 +16,9 @@ test_that("8 hosts start together, each worker on its host, and clone together",
     # Each host has its own UTS namespace: the workers tell where they run.
     expect_identical(unlist(parallel::clusterEvalQ(cl, Sys.info()[["nodename"]])), rep(eight_hosts, each = 2))
   }
+  s <- summary(cl)
+  expect_identical(s$alive, rep(TRUE, 16L))
+  expect_true(all(s$rss > 0))
   # Every host's nodes relaunched in one call.
   cl2 <- cloneNode(cl[seq(1L, 16L, by = 2L)])
   withr::defer(try(parallel::stopCluster(cl2), silent = TRUE))
@@ -39,6 +42,12 @@ test_that("one partitioned host of 8: probes and kills keep to the timeout, stop
   expect_identical(got$value[-cut], rep(TRUE, 14L))
   expect_length(got$warnings, 1L)
   expect_match(got$warnings, "'testhost2'", fixed = TRUE)
+
+  # summary() probes and reads resource use of all hosts at once (its timeout: 5 s).
+  t <- elapsed(s <- summary(cl))
+  expect_lt(t, 6.5)
+  expect_identical(s$alive[cut], c(NA, NA))
+  expect_true(all(s$rss[-cut] > 0))
 
   # SIGCONT: a signal that leaves the workers running.
   t <- elapsed(got <- with_warnings(killNode(cl, signal = tools::SIGCONT, timeout = 2)))
