@@ -31,9 +31,11 @@ connect_hosts <- function(batches, manual = FALSE, verbose = FALSE) {
     if (!any(vapply(hosts, host_setup_open, logical(1)))) break
     socks <- c(list(server), lapply(pending, `[[`, "con"))
     ready <- socketSelect(socks, write = FALSE, timeout = 0.02)
-    if (ready[1L]) {
+    # Every connection waiting now (many hosts' workers arrive together), not one a round.
+    while (ready[1L]) {
       newcomer <- accept_newcomer(server, handshake, timeout = accept_timeout)
       if (!is.null(newcomer)) pending[[length(pending) + 1L]] <- newcomer
+      ready[1L] <- socketSelect(list(server), write = FALSE, timeout = 0)
     }
     for (k in rev(which(ready[-1L]))) {
       con <- pending[[k]]$con
@@ -54,8 +56,8 @@ connect_hosts <- function(batches, manual = FALSE, verbose = FALSE) {
 }
 
 # One host's setup: its options, tokens, launcher and stage ("connect", "server",
-# "server_launch", "server_connect", "server_ready", "launch", "accept", then "done" or
-# "failed").
+# "server_launch", "server_connect", "server_ready", "launch", "launching", "accept", then
+# "done" or "failed").
 host_setup_new <- function(options_list, start, manual, verbose) {
   h <- new.env(parent = emptyenv())
   n <- length(options_list)

@@ -25,6 +25,14 @@ test_that("8 hosts start together, each worker on its host, and clone together",
   expect_identical(vapply(cl2, function(node) as.character(node$host), ""), eight_hosts)
   expect_identical(isNodeAlive(cl2), rep(TRUE, 8L))
   expect_identical(unlist(parallel::clusterEvalQ(cl2, 1 + 1)), rep(2, 8L))
+  # Local workers of the same call start alongside.
+  cl3 <- local_cluster(c("localhost", "testhost1", "localhost", "testhost8"), setup_strategy = "parallel")
+  expect_identical(isNodeAlive(cl3), rep(TRUE, 4L))
+  pids <- unlist(parallel::clusterEvalQ(cl3, Sys.getpid()))
+  expect_true(all(vapply(pids[c(1L, 3L)], process_running, TRUE)))
+  if (identical(hosts$pidns, "separate")) {
+    expect_identical(unlist(parallel::clusterEvalQ(cl3[c(2L, 4L)], Sys.info()[["nodename"]])), c("testhost1", "testhost8"))
+  }
 })
 
 test_that("one partitioned host of 8: probes and kills keep to the timeout, stop to its grace", {
