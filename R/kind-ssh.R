@@ -93,16 +93,20 @@ stop_remote_nodes <- function(ids, grace = 5) {
     invisible()
   }
   if (length(live) == 0L) return(finish(TRUE))
-  ask <- function() {
+  # A probe as two rounds: submitted in one (every host's goes out before any is waited
+  # for), waited for in the next.
+  submit <- function() {
     ssh_ask(live, grace, "waiting for workers to exit",
-            function(key, left) backend_ssh_submit_probe(key, pids, starts, timeout = left))
+            function(key, left) backend_ssh_submit_probe(key, pids, starts, timeout = left))(within_grace)
   }
-  stage <- ask()
+  probe <- NULL
   waiting <- function(left) {
-    alive <- tryCatch({
-      next_stage <- stage(within_grace)
-      if (is.function(next_stage)) next_stage(within_grace) else next_stage
-    }, error = function(e) NULL)
+    if (is.null(probe)) {
+      probe <<- tryCatch(submit(), error = function(e) e)
+      return(waiting)
+    }
+    alive <- if (is.function(probe)) tryCatch(probe(within_grace), error = function(e) NULL)
+    probe <<- NULL
     if (is.null(alive)) return(finish(FALSE))
     if (!any(alive %in% TRUE)) return(finish(TRUE))
     if (Sys.time() >= deadline) {
@@ -110,7 +114,6 @@ stop_remote_nodes <- function(ids, grace = 5) {
       return(finish(TRUE))
     }
     Sys.sleep(0.05)
-    stage <<- ask()
     waiting
   }
   waiting

@@ -60,7 +60,10 @@ hosts_cluster <- function(n, per_host) {
   workers <- rep(sprintf("testhost%d", 7L + seq_len(n)), each = per_host)
   switch(impl,
     ours = makeClusterPSOCK(workers),
-    reference = makeClusterPSOCK(workers, rshopts = c("-F", config), homogeneous = TRUE),
+    # Its reverse tunnels take the ports port, port + 1, ... on this machine, whose default
+    # range (11000-11999) other R sessions here use too; one try: a failure is NA, not minutes.
+    reference = makeClusterPSOCK(workers, rshopts = c("-F", config), homogeneous = TRUE,
+                                 port = sample(30000:39000, 1L), tries = 1L, connectTimeout = 60),
     NULL
   )
 }
