@@ -72,6 +72,7 @@ host_setup_new <- function(options_list, start, manual, verbose) {
                            log = NA_character_, stringsAsFactors = FALSE)
   for (i in seq_len(n)) h$launched$token[i] <- new_token()
   h$nodes <- vector("list", n)
+  h$early <- list()
   h$stage <- "connect"
   h$launcher <- NULL
   h$error <- NULL
@@ -150,6 +151,7 @@ host_setup_stages <- list(
     h$cancel <- NULL
     h$server_launched <- launched
     h$stage <- "server_connect"
+    host_setup_settle(h)
   },
   # The server connects like a worker (host_setup_claim() makes it h$server_node).
   server_connect = function(h) {
@@ -199,6 +201,7 @@ host_setup_stages <- list(
     h$cancel <- NULL
     h$launched <- launched
     h$stage <- "accept"
+    host_setup_settle(h)
   },
   accept = function(h) {
     waiting <- which(vapply(h$nodes, is.null, logical(1)))
@@ -237,25 +240,46 @@ host_setup_poll <- function(h) {
 # for a stranger.
 host_setup_claim <- function(hosts, con, manual) {
   open <- Filter(host_setup_open, hosts)
-  tokens <- unlist(lapply(open, function(h) h$launched$token[vapply(h$nodes, is.null, logical(1))]))
-  servers <- unlist(lapply(open, function(h) if (identical(h$stage, "server_connect")) h$server_launched$token))
+  tokens <- unlist(lapply(open, function(h) {
+    free <- vapply(h$nodes, is.null, logical(1))
+    free[vapply(h$early, `[[`, integer(1), "slot")] <- FALSE
+    h$launched$token[free]
+  }))
+  servers <- unlist(lapply(open, function(h) {
+    if (h$stage %in% c("server_launch", "server_connect") && is.null(h$server_node)) h$server_launched$token
+  }))
   answer <- read_handshake(con, c(tokens, servers), free = seq_along(c(tokens, servers)), manual = manual)
   if (is.null(answer)) return(FALSE)
   token <- unname(c(tokens, servers)[answer$slot])
   for (h in open) {
-    if (manual || token %in% h$launched$token) {
-      i <- if (manual) which(vapply(h$nodes, is.null, logical(1)))[1L] else match(token, h$launched$token)
-      h$nodes[[i]] <- new_node(con, h$options[[i]], pid = answer$pid, launched = h$launched[i, ],
-                               port = h$port, launcher = h$launcher)
-      return(TRUE)
-    }
-    if (identical(h$stage, "server_connect") && identical(token, h$server_launched$token)) {
-      h$server_node <- new_node(con, h$server_options, pid = answer$pid, launched = h$server_launched,
-                                port = h$port, launcher = h$base)
-      return(TRUE)
-    }
+    slot <- if (manual) which(vapply(h$nodes, is.null, logical(1)))[1L] else match(token, h$launched$token)
+    if (is.na(slot) && identical(token, h$server_launched$token)) slot <- 0L
+    if (is.na(slot)) next
+    # A worker may connect before its launch is answered (the PID and start time it needs
+    # come with the answer): it waits in `early` until then.
+    h$early[[length(h$early) + 1L]] <- list(slot = slot, con = con, pid = answer$pid)
+    host_setup_settle(h)
+    return(TRUE)
   }
   FALSE
+}
+
+# Connections of `h` whose launch is answered become its nodes (slot 0: its fork server).
+host_setup_settle <- function(h) {
+  keep <- list()
+  for (e in h$early) {
+    if (e$slot == 0L && identical(h$stage, "server_connect")) {
+      h$server_node <- new_node(e$con, h$server_options, pid = e$pid, launched = h$server_launched,
+                                port = h$port, launcher = h$base)
+    } else if (e$slot > 0L && (identical(h$stage, "accept") || h$manual)) {
+      h$nodes[[e$slot]] <- new_node(e$con, h$options[[e$slot]], pid = e$pid, launched = h$launched[e$slot, ],
+                                    port = h$port, launcher = h$launcher)
+    } else {
+      keep[[length(keep) + 1L]] <- e
+    }
+  }
+  h$early <- keep
+  invisible()
 }
 
 host_setup_timed_out <- function(h) {
@@ -286,6 +310,7 @@ host_setup_abandon <- function(h) {
   if (!is.null(h$ticket)) try(backend_ssh_cancel(h$ticket), silent = TRUE)
   if (is.function(h$cancel)) try(h$cancel(), silent = TRUE)
   for (node in h$nodes) if (!is.null(node)) try(close(node$con), silent = TRUE)
+  for (e in h$early) try(close(e$con), silent = TRUE)
   if (!is.null(h$launcher)) try(h$launcher$stop(h$launched), silent = TRUE)
   # A fork server that was asked and has not answered cannot be talked to any more.
   if (!is.null(h$server)) try(fork_server_drop(h$server), silent = TRUE)

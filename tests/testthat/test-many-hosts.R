@@ -12,6 +12,9 @@ test_that("8 hosts start together, each worker on its host, and clone together",
   expect_length(cl, 16L)
   expect_identical(vapply(cl, function(node) as.character(node$host), ""), rep(eight_hosts, each = 2))
   expect_identical(isNodeAlive(cl), rep(TRUE, 16L))
+  # Known by PID and start time, also those that connected before their host's launch
+  # command answered.
+  expect_false(anyNA(vapply(cl, function(node) as.numeric(attr(node, "process")$start_time), numeric(1))))
   if (identical(hosts$pidns, "separate")) {
     # Each host has its own UTS namespace: the workers tell where they run.
     expect_identical(unlist(parallel::clusterEvalQ(cl, Sys.info()[["nodename"]])), rep(eight_hosts, each = 2))
