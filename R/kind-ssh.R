@@ -72,10 +72,9 @@ ssh_key_of <- function(node, timeout = ssh_probe_timeout(0)) {
 
 # The remote workers of one host, sent DONE already: wait up to `grace` seconds for them to
 # exit, terminate the rest, remove their logs, and close the host's connection if no other
-# node uses it. As stages (R/nodeKind.R), so that stop_nodes() stops all hosts at once: each
-# host's first probe goes out before any host is waited for. A host that does not answer
-# within the grace is not waited for further (its workers leave once their connection to
-# the master is gone); its logs stay. A killed worker needs no stopping, only its log removed.
+# node uses it. As stages (R/nodeKind.R), so that stop_nodes() stops all hosts at once. A
+# host that does not answer within the grace is not waited for further (its workers leave
+# once their connection to the master is gone); its logs stay. A killed worker needs no stopping, only its log removed.
 stop_remote_nodes <- function(ids, grace = 5) {
   ids <- Filter(function(id) !is.na(id$pid), ids)
   if (length(ids) == 0L) return(invisible())
@@ -93,27 +92,32 @@ stop_remote_nodes <- function(ids, grace = 5) {
     invisible()
   }
   if (length(live) == 0L) return(finish(TRUE))
-  # A probe as two rounds: submitted in one (every host's goes out before any is waited
-  # for), waited for in the next.
-  submit <- function() {
-    ssh_ask(live, grace, "waiting for workers to exit",
-            function(key, left) backend_ssh_submit_probe(key, pids, starts, timeout = left))(within_grace)
-  }
-  probe <- NULL
+  # Each round polls without waiting: every host's probe goes out in the first round, and
+  # a host that does not answer holds no other host's clean-up back.
+  ticket <- NULL
   waiting <- function(left) {
-    if (is.null(probe)) {
-      probe <<- tryCatch(submit(), error = function(e) e)
-      return(waiting)
+    if (is.null(ticket)) {
+      conn <- if (ssh_connection_alive(key)) key else tryCatch(ssh_key_of(ids[[1L]]$node, timeout = within_grace()), error = function(e) NULL)
+      ticket <<- if (!is.null(conn)) tryCatch(backend_ssh_submit_probe(conn, pids, starts, timeout = within_grace()), error = function(e) NULL)
+      return(if (is.null(ticket)) finish(FALSE) else waiting)
     }
-    alive <- if (is.function(probe)) tryCatch(probe(within_grace), error = function(e) NULL)
-    probe <<- NULL
-    if (is.null(alive)) return(finish(FALSE))
+    alive <- tryCatch(backend_ssh_poll(ticket), error = function(e) e)
+    if (is.null(alive)) {
+      if (Sys.time() < deadline) {
+        Sys.sleep(0.01)
+        return(waiting)
+      }
+      backend_ssh_cancel(ticket)
+      return(finish(FALSE))
+    }
+    ticket <<- NULL
+    if (inherits(alive, "error")) return(finish(FALSE))
     if (!any(alive %in% TRUE)) return(finish(TRUE))
     if (Sys.time() >= deadline) {
       remote_terminate(key, host, pids, starts, timeout = 2)
       return(finish(TRUE))
     }
-    Sys.sleep(0.05)
+    Sys.sleep(0.02)
     waiting
   }
   waiting
