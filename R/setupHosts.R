@@ -34,6 +34,7 @@ connect_hosts <- function(batches, manual = FALSE, verbose = FALSE) {
     # Every connection waiting now (many hosts' workers arrive together), not one a round.
     while (ready[1L]) {
       newcomer <- accept_newcomer(server, handshake, timeout = accept_timeout)
+      if (is.null(newcomer) && freeConnections() <= 0L) fail_no_connections()
       if (!is.null(newcomer)) pending[[length(pending) + 1L]] <- newcomer
       ready[1L] <- socketSelect(list(server), write = FALSE, timeout = 0)
     }
@@ -358,6 +359,14 @@ launcher_wait <- function(poll, timeout, host, what) {
     }
     Sys.sleep(0.01)
   }
+}
+
+# A worker is waiting to connect but R has no connection left for it (each worker takes
+# one, and so does each host's fork server): fail now, not at connectTimeout.
+fail_no_connections <- function() {
+  stopf("Launch",
+    "Cannot accept more workers: all %d connections of this R session are in use (each worker takes one, and so does the fork server of each host). Start fewer workers, use setup_strategy = \"parallel\" (no fork servers), or start R (>= 4.4) with --max-connections.",
+    availableConnections(), extra_class = "PSOCKConnectionError")
 }
 
 # The setup failed on some hosts: the one host's error as it is, or one error that names

@@ -83,10 +83,11 @@ test_that("a setup whose hosts fail names each failed host and why, within one c
   before <- remote_r_pids("testhost1", hosts)
   heal <- local_partition(c("testhost2", "testhost5"), hosts)
   workers <- rep(c("testhost1", "testhost2", "testhost5", "testhost7", "testhost8"), each = 2)
-  t <- elapsed(err <- tryCatch(makeClusterPSOCK(workers, connectTimeout = 3, setup_strategy = "parallel"),
+  # 8 s: the reachable hosts' workers must start within it on a loaded machine too.
+  t <- elapsed(err <- tryCatch(makeClusterPSOCK(workers, connectTimeout = 8, setup_strategy = "parallel"),
                                error = function(e) e))
-  # Two partitioned hosts cost one connectTimeout (3 s), not two.
-  expect_lt(t, 5.5)
+  # Two partitioned hosts cost one connectTimeout (8 s), not two.
+  expect_lt(t, 12)
   expect_s3_class(err, "PSOCKConnectionError")
   expect_s3_class(err, "parallellyError")
   expect_setequal(err$host, c("testhost2", "testhost5", "testhost7"))
@@ -116,4 +117,25 @@ test_that("external-client probes of many hosts run at once and keep to the time
   expect_identical(got$value, c(TRUE, NA, TRUE, TRUE))
   expect_match(got$warnings, "'testhost2'.*did not answer within 5 seconds")
   heal()
+})
+
+test_that("workers and fork servers beyond R's connections fail at once, naming the limit", {
+  hosts <- skip_if_no_ssh_hosts(9)
+  skip_unless_package_on_testhost3(hosts)
+  local_ssh_env(hosts)
+  # Leave 3 connections: enough for 2 workers (and the setup's check), not for 2 fork
+  # servers (here and on testhost3) as well.
+  fill <- list()
+  withr::defer(for (con in fill) close(con))
+  while (parallelly::freeConnections() > 3L) fill[[length(fill) + 1L]] <- rawConnection(raw(0L), open = "r")
+  t <- elapsed(err <- tryCatch(makeClusterPSOCK(c("localhost", "testhost3"), setup_strategy = "fork", validate = FALSE),
+                               error = function(e) e))
+  expect_s3_class(err, "parallellyLaunchError")
+  expect_match(conditionMessage(err), "all [0-9]+ connections of this R session are in use")
+  expect_lt(t, 30)
+  for (con in fill) close(con)
+  fill <- list()
+  # Nothing was left behind: the full setup works afterwards.
+  cl <- local_cluster(c("localhost", "testhost3"), setup_strategy = "fork")
+  expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
 })
