@@ -266,7 +266,8 @@ backend_ssh_poll <- function(ticket) backend_value(.Call(wrap__rs_ssh_poll, tick
 
 backend_ssh_cancel <- function(ticket) invisible(.Call(wrap__rs_ssh_cancel, ticket))
 
-backend_ssh_close <- function(key) .Call(wrap__rs_ssh_close, as.character(key)[1L])
+# `wait`: seconds to wait for the connection's thread (at most 2).
+backend_ssh_close <- function(key, wait = 2) .Call(wrap__rs_ssh_close, as.character(key)[1L], as.double(wait)[1L])
 
 backend_ssh_close_all <- function() invisible(.Call(wrap__rs_ssh_close_all))
 

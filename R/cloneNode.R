@@ -2,7 +2,7 @@
 #'
 #' Starts a new worker with the same launch specification (same host, same options) as
 #' `x`, for example to replace a worker that died: `cl[[2]] <- cloneNode(cl[[2]])`. The
-#' local nodes of a cluster are relaunched all at once.
+#' nodes of a cluster are relaunched all at once, the local ones and every host's together.
 #'
 #' @param x A cluster node or a cluster.
 #' @param \dots Named arguments that override the node's launch options.
@@ -32,13 +32,16 @@ cloneNode.cluster <- function(x, ..., method = c("as-is", "vanilla")) {
   # RichSOCKnodes are relaunched together per host, like a parallel setup.
   rich <- which(vapply(x, function(node) inherits(node, "RichSOCKnode") && !is.null(node_options(node)), logical(1)))
   options <- lapply(x[rich], clone_options, overrides = list(...), method = method)
-  for (batch in setup_batches(options)) {
-    if (length(batch) == 1L) next
-    port <- clone_port(options[[batch[1L]]]$port)
-    nodes <- connect_workers(lapply(options[batch], function(o) { o$port <- port; o }))
-    wanted <- vapply(x[rich[batch]], function(node) !is.null(node$session_info), logical(1))
+  # All hosts at once, on one port (R/setupHosts.R); sequential ones are cloned one by one.
+  batches <- Filter(function(b) length(b) > 1L || options[[b]]$setup_strategy != "sequential", setup_batches(options))
+  if (length(batches) > 0L) {
+    port <- clone_port(options[[batches[[1L]][1L]]]$port)
+    nodes <- connect_hosts(lapply(batches, function(b) lapply(options[b], function(o) { o$port <- port; o })))
+    idx <- unlist(batches)
+    nodes <- unlist(nodes, recursive = FALSE)
+    wanted <- vapply(x[rich[idx]], function(node) !is.null(node$session_info), logical(1))
     if (any(wanted)) nodes[wanted] <- add_cluster_session_info(as_rich_cluster(nodes[wanted]))
-    res[rich[batch]] <- nodes
+    res[rich[idx]] <- nodes
   }
   for (i in which(vapply(res, is.null, logical(1)))) {
     res[i] <- list(cloneNode(x[[i]], ..., method = method))

@@ -89,6 +89,13 @@ stopCluster.RichSOCKcluster <- function(cl = NULL) {
 # return only once they have exited (or been terminated). Each group of nodes (the local
 # workers, a remote host's) is stopped by its kind.
 stop_nodes <- function(cl, background = FALSE) {
+  # Stops asked for while this one gathers its own (a remote fork server released below)
+  # hand their stages to it, so that they run together with those of every host.
+  outer <- is.null(.package$stop_stages)
+  if (outer) {
+    .package$stop_stages <- list()
+    on.exit(.package$stop_stages <- NULL)
+  }
   ids <- list()
   # The DONE messages go out in one tight loop after the bookkeeping: each one wakes a
   # worker that then competes for the CPU with whatever the master still has to do.
@@ -123,7 +130,15 @@ stop_nodes <- function(cl, background = FALSE) {
     try(serialize(done_msg, d$con, xdr = d$xdr), silent = TRUE)
     try(close(d$con), silent = TRUE)
   }
-  for (g in groups[!early]) try(g$kind$stop(g$ids, background = background), silent = TRUE)
+  # Stages (remote hosts): all hosts are stopped at once, each within its own grace.
+  stages <- lapply(groups[!early], function(g) tryCatch(g$kind$stop(g$ids, background = background), error = function(e) NULL))
+  if (!outer) {
+    .package$stop_stages <- c(.package$stop_stages, stages)
+    return(invisible(NULL))
+  }
+  stages <- c(.package$stop_stages, stages)
+  .package$stop_stages <- NULL
+  run_stages(stages)
   if (!background && length(servers) > 0L) fork_servers_release(servers, stopping = ids)
   invisible(NULL)
 }

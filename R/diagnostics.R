@@ -57,12 +57,13 @@ node_health <- function(nodes, timeout = 5) {
   if (length(dead) > 0L) res$exit[dead] <- node_exit_causes(nodes[dead])
   up <- rich[res$alive[rich] %in% TRUE]
   ids <- lapply(nodes[up], node_identity)
-  for (g in node_groups(ids)) {
-    usage <- tryCatch(g$kind$usage(g$ids, timeout), error = function(e) NULL)
-    if (is.null(usage)) next
-    res$rss[up[g$idx]] <- usage$rss
-    res$cpu[up[g$idx]] <- usage$cpu
-    res$uptime[up[g$idx]] <- usage$uptime
+  # All groups (hosts) at once, within one timeout.
+  for (a in ask_groups(ids, "usage", list(timeout = timeout), timeout = timeout)) {
+    usage <- a$value
+    if (inherits(usage, "error") || !is.list(usage)) next
+    res$rss[up[a$idx]] <- usage$rss
+    res$cpu[up[a$idx]] <- usage$cpu
+    res$uptime[up[a$idx]] <- usage$uptime
   }
   dead_unknown <- rich[res$alive[rich] %in% FALSE & is.na(res$exit[rich])]
   res$exit[dead_unknown] <- "exited (cause unknown)"

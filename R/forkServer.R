@@ -44,45 +44,16 @@ fork_server_pays <- function(options_list) {
   length(options_list) > 1L && length(options_list) > availableCores()
 }
 
-# The server for the host and launch specification of `opts`: the running one, or a new
-# one. NULL when that host cannot fork workers.
-fork_server_for <- function(opts, port, verbose = FALSE) {
-  local <- isTRUE(attr(opts$worker, "localhost"))
-  host_key <- if (local) "localhost" else ssh_connection(opts)$key
-  # R/internals.R: no fork server when the user turned R_TempDir off, or when this R's
-  # check failed and the server would run here (a remote server checks its own R).
-  if (internal_disabled("R_TempDir") || (local && !internal_ok("R_TempDir"))) {
-    mdebugf("No fork server on '%s': R internal 'R_TempDir' is not used; launching the workers the usual way", as.character(opts$worker))
-    return(NULL)
-  }
-  key <- fork_server_key(opts, host_key)
-  server <- get0(key, envir = .package$fork_servers, inherits = FALSE)
-  if (!is.null(server)) {
-    if (fork_server_alive(server)) return(server)
-    fork_server_drop(server)
-  }
-  if (fork_refused(key)) return(NULL)
+# The options that start the server for `opts` (R/setupHosts.R starts it, asks it whether
+# it can fork, and registers it in .package$fork_servers under fork_server_key()).
+fork_server_options <- function(opts) {
   server_opts <- opts
   server_opts$setup_strategy <- "parallel"
   # The workers' own outfile is theirs to open; the server's output is captured, or shares
   # this session's when the workers do (then no thread drains it).
   if (!is.null(server_opts$outfile)) server_opts$outfile <- "/dev/null"
   server_opts$worker_args <- worker_r_args(server_opts)
-  node <- connect_workers(list(server_opts), verbose = verbose)[[1L]]
-  server <- list(key = key, node = node, local = local, host = as.character(opts$worker),
-                 ssh = attr(node, "process")$ssh)
-  ready <- tryCatch(fork_server_call(server, "ready", list(), timeout = opts$connectTimeout),
-                    error = function(e) e)
-  if (!isTRUE(ready)) {
-    # No parallelly (or one that cannot fork) on that host: launch its workers as usual.
-    mdebugf("Host '%s' cannot fork workers; launching them the usual way", server$host)
-    fork_refuse(key, answered = !inherits(ready, "error"))
-    stop_nodes(list(node))
-    return(NULL)
-  }
-  server$children <- data.frame(pid = integer(0), start_time = numeric(0))
-  assign(key, server, envir = .package$fork_servers)
-  server
+  server_opts
 }
 
 # A host that answered that it cannot fork is not asked again for 30 minutes (its
@@ -132,23 +103,44 @@ fork_server_drop <- function(server, background = FALSE) {
 # retired (`"retire"`: no new work, stopped once its workers are gone).
 fork_server_call <- function(server, what, args, timeout = 30, on_failure = c("stop", "retire")) {
   on_failure <- match.arg(on_failure)
-  con <- server$node$con
   answered <- FALSE
   give_up <- function() if (on_failure == "stop") fork_server_drop(server) else fork_server_retire(server)
   on.exit(if (!answered) try(give_up(), silent = TRUE))
   answer <- tryCatch({
-    serialize(fork_server_request(what, args), con, xdr = node_xdr(server$node))
+    fork_server_send(server, what, args)
     deadline <- Sys.time() + timeout
     repeat {
-      if (socketSelect(list(con), write = FALSE, timeout = 0.1)) break
+      answer <- fork_server_receive(server, wait = 0.1)
+      if (!is.null(answer)) break
       if (Sys.time() >= deadline) {
         stopf("Timeout", "The fork server on host '%s' did not answer within %g seconds", server$host, timeout,
               fields = list(host = server$host))
       }
     }
-    unserialize(con)
+    answer
   }, error = function(e) e)
   answered <- TRUE
+  fork_server_value(server, answer, give_up)
+}
+
+# Send a request to a server; its answer is read by fork_server_receive().
+fork_server_send <- function(server, what, args) {
+  serialize(fork_server_request(what, args), server$node$con, xdr = node_xdr(server$node))
+  invisible()
+}
+
+# The server's answer if it has come (waiting at most `wait` seconds), else NULL; an error
+# (a condition object) if the connection failed.
+fork_server_receive <- function(server, wait = 0) {
+  con <- server$node$con
+  tryCatch({
+    if (!socketSelect(list(con), write = FALSE, timeout = wait)) return(NULL)
+    unserialize(con)
+  }, error = function(e) e)
+}
+
+# The value of an answer; for an error or a failure, `give_up()` and an error naming the host.
+fork_server_value <- function(server, answer, give_up) {
   if (inherits(answer, "error") || !isTRUE(answer$success)) {
     give_up()
     reason <- if (inherits(answer, "error")) conditionMessage(answer) else as.character(answer$value)

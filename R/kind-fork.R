@@ -48,33 +48,27 @@ fork_host_kind <- function(id) if (isTRUE(id$local)) node_kind_local else node_k
 # `base` for workers asked for with setup_strategy = "fork" on a host that cannot fork:
 # they are launched as "parallel" workers (parallel's worker loop knows no "fork").
 plain_launcher <- function(base) {
+  as_plain <- function(options_list) lapply(options_list, function(o) {
+    if (identical(o$setup_strategy, "fork")) o$setup_strategy <- "parallel"
+    o
+  })
   launch <- base$launch
-  base$launch <- function(options_list, port, launched) {
-    options_list <- lapply(options_list, function(o) {
-      if (identical(o$setup_strategy, "fork")) o$setup_strategy <- "parallel"
-      o
-    })
-    launch(options_list, port, launched)
+  base$launch <- function(options_list, port, launched) launch(as_plain(options_list), port, launched)
+  if (is.function(base$submit)) {
+    submit <- base$submit
+    base$submit <- function(options_list, port, launched) submit(as_plain(options_list), port, launched)
   }
   base
 }
 
-# The launcher of connect_workers() for a host with a fork server: the same interface as
-# `base`, but the workers are forked by the server. Falls back to `base` when the host
-# cannot fork.
-fork_launcher <- function(base, opts, port, verbose = FALSE) {
-  # The plain launcher already has the host's connection: keep it open while a refused
-  # server is stopped.
-  if (is.character(base$ssh_key)) {
-    ssh_hold(base$ssh_key)
-    on.exit(ssh_unhold(base$ssh_key))
-  }
-  server <- fork_server_for(opts, port, verbose = verbose)
-  if (is.null(server)) return(plain_launcher(base))
+# The launcher for a host with a fork server (`server`, started by R/setupHosts.R): the
+# same interface as `base`, but the workers are forked by the server. The fork request is
+# submitted and its answer polled (`submit()`), so that many hosts fork at once.
+fork_launcher <- function(base, opts, server) {
   launcher <- base
   launcher$kind <- "fork"
   launcher$fork_server <- server$key
-  launcher$launch <- function(options_list, port, launched) {
+  launcher$submit <- function(options_list, port, launched) {
     worker_port <- port
     if (!server$local && isTRUE(opts$revtunnel)) {
       worker_port <- backend_ssh_forward(server$ssh, port, opts$connectTimeout, server$host, "setting up the reverse tunnel")
@@ -93,11 +87,22 @@ fork_launcher <- function(base, opts, port, verbose = FALSE) {
            socket_options = if (is.character(o$socketOptions)) o$socketOptions else character(0),
            lean_loop = internal_ok("work_loop"))
     })
-    res <- fork_server_call(server, "fork", requests, timeout = opts$connectTimeout)
-    launched$pid <- as.integer(res$pid)
-    launched$start_time <- res$start_time  # clock ticks since boot, read by the server
-    fork_server_add_children(server, launched$pid, launched$start_time)
-    launched
+    fork_server_send(server, "fork", requests)
+    function() {
+      answer <- fork_server_receive(server)
+      if (is.null(answer)) return(NULL)
+      # A server that failed is stopped with the workers it may have half made.
+      res <- fork_server_value(server, answer, function() fork_server_drop(server))
+      launched$pid <- as.integer(res$pid)
+      launched$start_time <- res$start_time  # clock ticks since boot, read by the server
+      fork_server_add_children(server, launched$pid, launched$start_time)
+      launched
+    }
+  }
+  launcher$launch <- function(options_list, port, launched) {
+    poll <- launcher$submit(options_list, port, launched)
+    attr(poll, "cancel") <- function() fork_server_drop(server)
+    launcher_wait(poll, opts$connectTimeout, server$host, "forking workers")
   }
   if (server$local) {
     launcher$check <- function(launched, waiting) {

@@ -86,18 +86,50 @@ external_ssh_command <- function(opts, command, tunnel = NULL) {
   c(rshcmd, rshopts, as.character(opts$worker), command)
 }
 
-# Run a probe or signal script on a host through the external client; logical per PID.
+# Run a probe or signal script on a host through the external client, without waiting:
+# the client is started (our child, its output in a file) and a stage (R/nodeKind.R) is
+# returned that answers a logical per PID once the client has ended, so that all hosts are
+# asked at once; a client still running after `timeout` seconds is killed, and the host
+# reported as not answering.
 external_request <- function(opts, kind, pids, start_times, signal = 0L, timeout = 30) {
+  host <- as.character(opts$worker)
   script <- backend_remote_script(kind, pids, start_times, signal)
   argv <- external_ssh_command(opts, script)
-  out <- suppressWarnings(system2(argv[1L], sh_quote(argv[-1L], type = "sh"), stdout = TRUE,
-                                  stderr = FALSE, timeout = timeout))
-  status <- attr(out, "status")
-  if (!is.null(status) && status != 0L) {
-    stopf("Ssh", "The SSH client (%s) failed on host '%s' with exit status %d", argv[1L], opts$worker, status,
-          fields = list(host = as.character(opts$worker)))
+  out <- tempfile("parallelly-ssh-", fileext = ".out")
+  client <- tryCatch(backend_launch(argv[1L], argv[-1L], output = out), parallellyError = function(e) {
+    stopf("Ssh", "Cannot start the SSH client (%s) for host '%s': %s. Check argument 'rshcmd'.", argv[1L], host,
+          conditionMessage(e), fields = list(host = host))
+  })
+  pid <- as.integer(client$pid)
+  deadline <- Sys.time() + timeout
+  done <- function() {
+    st <- backend_child_state(pid)
+    backend_forget_child(pid)
+    output <- if (file.exists(out)) readLines(out, warn = FALSE) else character(0)
+    unlink(out)
+    list(state = st, output = output)
   }
-  backend_remote_parse(kind, out, pids, start_times)
+  stage <- function(left) {
+    if (backend_child_state(pid)$state == "running") {
+      if (Sys.time() < deadline) {
+        Sys.sleep(0.02)
+        return(stage)
+      }
+      try(backend_signal(pid, tools::SIGKILL), silent = TRUE)
+      wait_until(function() backend_child_state(pid)$state != "running", timeout = 1, interval = 0.01)
+      done()
+      stopf("Timeout", "Host '%s' did not answer within %g seconds (the SSH client, %s)", host, timeout, argv[1L],
+            fields = list(host = host))
+    }
+    res <- done()
+    if (!identical(res$state$state, "exited") || !identical(as.integer(res$state$status), 0L)) {
+      how <- describe_exit(res$state$state, res$state$status, res$state$signal)
+      stopf("Ssh", "The SSH client (%s) failed on host '%s': it %s", argv[1L], host, how,
+            fields = list(host = host))
+    }
+    backend_remote_parse(kind, res$output, pids, start_times)
+  }
+  stage
 }
 
 # A command line that runs the sh script `script` whatever the remote user's login shell

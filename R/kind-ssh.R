@@ -21,8 +21,8 @@ node_kind_ssh <- list(
   stop = function(ids, background) stop_remote_nodes(ids),
   exit_cause = function(ids) ssh_exit_causes(ids),
   usage = function(ids, timeout) {
-    key <- ssh_key_of(ids[[1L]]$node)
-    backend_ssh_usage(key, ids_pids(ids), timeout, ids[[1L]]$host, "reading resource use")
+    ssh_ask(ids, timeout, "reading resource use",
+            function(key, left) backend_ssh_submit_usage(key, ids_pids(ids), timeout = left))
   },
   last_output = function(id, n) {
     key <- tryCatch(ssh_key_of(id$node), error = function(e) NULL)
@@ -70,10 +70,12 @@ ssh_key_of <- function(node, timeout = ssh_probe_timeout(0)) {
   stopf("Ssh", "No SSH connection is known for the node on host '%s'", as.character(node$host))
 }
 
-# The remote workers of one host, sent DONE already: wait up to 5 s for them to exit,
-# terminate the rest, remove their logs, and close the host's connection if no other node
-# uses it. A killed worker needs no stopping, only its log removed.
-stop_remote_nodes <- function(ids) {
+# The remote workers of one host, sent DONE already: wait up to `grace` seconds for them to
+# exit, terminate the rest, remove their logs, and close the host's connection if no other
+# node uses it. As stages (R/nodeKind.R), so that stop_nodes() stops all hosts at once. A
+# host that does not answer within the grace is not waited for further (its workers leave
+# once their connection to the master is gone); its logs stay. A killed worker needs no stopping, only its log removed.
+stop_remote_nodes <- function(ids, grace = 5) {
   ids <- Filter(function(id) !is.na(id$pid), ids)
   if (length(ids) == 0L) return(invisible())
   key <- ids[[1L]]$ssh
@@ -81,18 +83,44 @@ stop_remote_nodes <- function(ids) {
   live <- Filter(function(id) !isTRUE(id$killed), ids)
   pids <- ids_pids(live)
   starts <- ids_starts(live)
-  conn <- tryCatch(ssh_key_of(ids[[1L]]$node), error = function(e) NULL)
-  if (!is.null(conn) && length(live) > 0L) {
-    alive <- function() tryCatch(
-      backend_ssh_probe(conn, pids, starts, 10, host, "waiting for workers to exit"),
-      error = function(e) NA)
-    if (!wait_until(function() !any(alive() %in% TRUE), timeout = 5, interval = 0.05)) {
-      remote_terminate(conn, host, pids, starts)
-    }
+  deadline <- Sys.time() + grace
+  within_grace <- function() max(as.double(deadline - Sys.time(), units = "secs"), 0.05)
+  finish <- function(reachable) {
+    conn <- if (reachable) tryCatch(ssh_key_of(ids[[1L]]$node, timeout = 5), error = function(e) NULL)
+    if (!is.null(conn)) ssh_remove_files(conn, host, ids_logs(ids))
+    ssh_release_nodes(key, vapply(ids, function(id) id$key, character(1)), probe = !is.null(conn))
+    invisible()
   }
-  if (!is.null(conn)) ssh_remove_files(conn, host, ids_logs(ids))
-  for (id in ids) ssh_release_node(key, id$key)
-  invisible()
+  if (length(live) == 0L) return(finish(TRUE))
+  # Each round polls without waiting: every host's probe goes out in the first round, and
+  # a host that does not answer holds no other host's clean-up back.
+  ticket <- NULL
+  waiting <- function(left) {
+    if (is.null(ticket)) {
+      conn <- if (ssh_connection_alive(key)) key else tryCatch(ssh_key_of(ids[[1L]]$node, timeout = within_grace()), error = function(e) NULL)
+      ticket <<- if (!is.null(conn)) tryCatch(backend_ssh_submit_probe(conn, pids, starts, timeout = within_grace()), error = function(e) NULL)
+      return(if (is.null(ticket)) finish(FALSE) else waiting)
+    }
+    alive <- tryCatch(backend_ssh_poll(ticket), error = function(e) e)
+    if (is.null(alive)) {
+      if (Sys.time() < deadline) {
+        Sys.sleep(0.01)
+        return(waiting)
+      }
+      backend_ssh_cancel(ticket)
+      return(finish(FALSE))
+    }
+    ticket <<- NULL
+    if (inherits(alive, "error")) return(finish(FALSE))
+    if (!any(alive %in% TRUE)) return(finish(TRUE))
+    if (Sys.time() >= deadline) {
+      remote_terminate(key, host, pids, starts, timeout = 2)
+      return(finish(TRUE))
+    }
+    Sys.sleep(0.02)
+    waiting
+  }
+  waiting
 }
 
 # How the remote workers of `ids` (dead) ended, as their parent shell tells (once; what it
@@ -142,26 +170,47 @@ remote_launcher <- function(opts) {
   probing <- new.env(parent = emptyenv())
   probing$ticket <- NULL
   probing$last <- Sys.time() - 10
-  list(
-    kind = "ssh",
-    remote = TRUE,
-    ssh_key = key,
-    launch = function(options_list, port, launched) {
-      worker_port <- port
-      if (isTRUE(opts$revtunnel)) {
-        worker_port <- backend_ssh_forward(key, port, timeout, host, "setting up the reverse tunnel")
+  # The launch as stages (the reverse tunnel, then the launch command), polled by
+  # connect_hosts() with the other hosts'; its `cancel` withdraws the pending request.
+  submit <- function(options_list, port, launched) {
+    ticket <- if (isTRUE(opts$revtunnel)) backend_ssh_submit_forward(key, port)
+    worker_port <- if (is.null(ticket)) port
+    poll <- function() {
+      if (is.null(worker_port)) {
+        answer <- backend_ssh_poll(ticket)
+        if (is.null(answer)) return(NULL)
+        worker_port <<- ssh_shaped(answer, function(x) is.numeric(x) && length(x) == 1L, host, "setting up the reverse tunnel")
+        ticket <<- NULL
       }
-      commands <- vapply(seq_along(options_list), function(i) {
-        remote_worker_command(options_list[[i]], worker_port, launched$token[i], keep_output = TRUE)
-      }, character(1))
-      logs <- remote_log_path(launched$token)
-      res <- backend_ssh_launch(key, opts$launcher$program, commands, logs, timeout, host, "launching workers")
+      if (is.null(ticket)) {
+        commands <- vapply(seq_along(options_list), function(i) {
+          remote_worker_command(options_list[[i]], worker_port, launched$token[i], keep_output = TRUE)
+        }, character(1))
+        ticket <<- backend_ssh_submit_launch(key, opts$launcher$program, commands,
+                                             remote_log_path(launched$token), timeout)
+      }
+      res <- backend_ssh_poll(ticket)
+      if (is.null(res)) return(NULL)
+      ticket <<- NULL
+      res <- ssh_shaped(res, function(x) is.list(x) && all(c("pid", "start_time", "log", "missing", "unwritable") %in% names(x)),
+                        host, "launching workers")
       check_remote_launch(res, host, opts$launcher$program, nrow(launched))
       launched$pid <- res$pid
       launched$start_time <- res$start_time
       launched$log <- res$log
       probing$worker_port <- worker_port
       launched
+    }
+    structure(function() tryCatch(poll(), parallellyError = function(e) { e$host <- host; stop(e) }),
+              cancel = function() if (!is.null(ticket)) backend_ssh_cancel(ticket))
+  }
+  list(
+    kind = "ssh",
+    remote = TRUE,
+    ssh_key = key,
+    submit = submit,
+    launch = function(options_list, port, launched) {
+      launcher_wait(submit(options_list, port, launched), timeout, host, "launching workers")
     },
     # The port the workers connect to on their host (the reverse tunnel's, with revtunnel).
     worker_port = function() probing$worker_port,

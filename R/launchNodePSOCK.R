@@ -100,89 +100,9 @@ workers_connect_locally <- function(options_list) {
 
 # Start the workers of `options_list` (all on one host, all with the same port) and return
 # their nodes, in order. On any failure or interrupt, every launched process is stopped.
+# Many hosts at once: connect_hosts() (R/setupHosts.R).
 connect_workers <- function(options_list, manual = FALSE, verbose = FALSE) {
-  n <- length(options_list)
-  port <- options_list[[1L]]$port
-  if (port == 0L) stop_arg("port", "must be a port number in 1..65535 that the workers can be told: 0")
-  first <- options_list[[1L]]
-  launcher <- tryCatch(kind_for_options(first)$launcher(first), parallellyAuthPromptError = function(e) {
-    # The host wants a password or answers to prompts: OpenSSH's ssh can ask (SSH_ASKPASS,
-    # a terminal), unless the built-in client was chosen explicitly.
-    if (!identical(first$ssh$choice, "auto")) stop(e)
-    why <- "the host asks for a password or other prompts at login, which only OpenSSH's ssh can answer"
-    options_list <<- lapply(options_list, function(o) ssh_external_options(o, as.character(o$worker), o$ssh, why))
-    NULL
-  })
-  if (is.null(launcher)) {
-    first <- options_list[[1L]]
-    launcher <- kind_for_options(first)$launcher(first)
-  }
-  server <- NULL
-  launched <- data.frame(pid = rep(NA_integer_, n), start_time = NA_real_, token = NA_character_,
-                         log = NA_character_, stringsAsFactors = FALSE)
-  nodes <- vector("list", n)
-  pending <- list()
-  done <- FALSE
-  on.exit({
-    if (!is.null(server)) close(server)
-    for (p in pending) try(close(p$con), silent = TRUE)
-    if (!done) {
-      for (node in nodes) if (!is.null(node)) try(close(node$con), silent = TRUE)
-      try(launcher$stop(launched), silent = TRUE)
-      # A connection opened for this setup alone is not kept.
-      if (is.character(launcher$ssh_key)) try(ssh_close_if_unused(launcher$ssh_key), silent = TRUE)
-    }
-  })
-  # The fork server (if this host has none yet) starts before our socket opens: it uses the port too.
-  if (identical(first$setup_strategy, "fork") && !manual) {
-    launcher <- if (fork_server_pays(options_list)) fork_launcher(launcher, first, port, verbose = verbose) else plain_launcher(launcher)
-  }
-  server <- open_server_socket(port, loopback = workers_connect_locally(options_list))
-
-  for (i in seq_len(n)) launched$token[i] <- new_token()
-  handshake <- without_bytecode(worker_handshake, baseenv())
-  if (!manual) launched <- launcher$launch(options_list, port, launched)
-
-  connect_timeout <- options_list[[1L]]$connectTimeout
-  deadline <- Sys.time() + connect_timeout
-  repeat {
-    if (all(!vapply(nodes, is.null, logical(1)))) break
-    remaining <- as.numeric(difftime(deadline, Sys.time(), units = "secs"))
-    if (remaining <= 0) fail_connect_timeout(options_list, nodes, launched, connect_timeout, launcher)
-
-    socks <- c(list(server), lapply(pending, `[[`, "con"))
-    ready <- socketSelect(socks, write = FALSE, timeout = min(0.1, remaining))
-    if (ready[1L]) {
-      newcomer <- accept_newcomer(server, handshake, timeout = max(1, min(30, connect_timeout)))
-      if (!is.null(newcomer)) pending[[length(pending) + 1L]] <- newcomer
-    }
-    for (k in rev(which(ready[-1L]))) {
-      con <- pending[[k]]$con
-      pending[[k]] <- NULL
-      answer <- read_handshake(con, launched$token, free = which(vapply(nodes, is.null, logical(1))), manual = manual)
-      if (is.null(answer)) {
-        mdebug("Closed a connection that did not present a worker token")
-        close(con)
-        next
-      }
-      i <- answer$slot
-      nodes[[i]] <- new_node(con, options_list[[i]], pid = answer$pid, launched = launched[i, ],
-                             port = port, launcher = launcher)
-    }
-    # Strangers that connect but never answer must not hold the loop forever.
-    stale <- vapply(pending, function(p) difftime(Sys.time(), p$since, units = "secs") > 30, logical(1))
-    for (k in rev(which(stale))) { close(pending[[k]]$con); pending[[k]] <- NULL }
-
-    if (!manual) {
-      waiting <- which(vapply(nodes, is.null, logical(1)) & !is.na(launched$pid))
-      dead <- launcher$check(launched, waiting)
-      if (!is.null(dead)) fail_worker_exited(options_list[[dead$index]], launched[dead$index, ], dead$how, port, launcher)
-    }
-  }
-  for (node in nodes) socketTimeout(node$con, timeout = node_options(node)$timeout)
-  launcher$connected(nodes)
-  done <- TRUE
-  nodes
+  connect_hosts(list(options_list), manual = manual, verbose = verbose)[[1L]]
 }
 
 # Accept a connection and send it the handshake; list(con, since), or NULL if that failed.

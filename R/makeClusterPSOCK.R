@@ -4,6 +4,15 @@
 #' function of `parallel` accepts it, and its nodes can be checked with [isNodeAlive()],
 #' signalled with [killNode()] and relaunched with [cloneNode()].
 #'
+#' @details
+#' The workers of all hosts (and the local ones) start at once: every host is connected to,
+#' gets its fork server or its workers launched, and the workers connect back as they come,
+#' within the `connectTimeout` of their host counted from the start of the call. If a
+#' host fails, every worker of the call is stopped; the error names each host that failed and
+#' why (with several, a `PSOCKConnectionError` whose field `host` lists them and
+#' whose field `errors` holds each host's error). Nodes with `setup_strategy =
+#' "sequential"` start one after another, after the others.
+#'
 #' @param workers The number of local workers, or a character vector of hostnames.
 #' `I(n)` skips the check against overusing the local CPU cores.
 #' @param makeNode The function that creates a node.
@@ -73,13 +82,17 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
   cl <- structure(vector("list", n), class = c("RichSOCKcluster", "SOCKcluster", "cluster"))
   done <- FALSE
   on.exit(if (!done) stop_nodes(cl))
-  for (batch in setup_batches(options)) {
-    if (length(batch) == 1L && options[[batch]]$setup_strategy == "sequential") {
-      node <- launch_with_tries(options[[batch]], tries = tries, delay = delay, verbose = verbose)
-      if (!is.null(node)) cl[[batch]] <- node
-    } else {
-      cl[batch] <- connect_workers(options[batch], verbose = verbose)
-    }
+  batches <- setup_batches(options)
+  sequential <- vapply(batches, function(b) length(b) == 1L && options[[b]]$setup_strategy == "sequential", logical(1))
+  # All hosts at once, within one connectTimeout (R/setupHosts.R); then the sequential nodes.
+  together <- batches[!sequential]
+  if (length(together) > 0L) {
+    nodes <- connect_hosts(lapply(together, function(b) options[b]), verbose = verbose)
+    for (k in seq_along(together)) cl[together[[k]]] <- nodes[[k]]
+  }
+  for (batch in batches[sequential]) {
+    node <- launch_with_tries(options[[batch]], tries = tries, delay = delay, verbose = verbose)
+    if (!is.null(node)) cl[[batch]] <- node
   }
   if (validate) {
     nonnull <- !vapply(cl, is.null, logical(1))

@@ -14,10 +14,10 @@
 #   group(id)           nodes of one group (a host, a connection) are asked together
 #   probe(ids, timeout)            TRUE/FALSE/NA per node, or a stage
 #   signal(ids, signal, timeout)   TRUE when sent, FALSE when not running, NA; or a stage
-#   stop(ids, background)          after DONE: wait for exits, terminate the rest, remove
+#   stop(ids, background)          after DONE (or a stage): wait for exits, terminate the rest, remove
 #                                  logs, release what the workers held
 #   exit_cause(ids)                how each worker ended, NA when unknown
-#   usage(ids, timeout)            list(rss, cpu, uptime), NA where unknown
+#   usage(ids, timeout)            list(rss, cpu, uptime), NA where unknown; or a stage
 #   last_output(id, n)             the last lines a worker wrote
 #   after_kill(id)                 remove what a killed worker left behind (its R tempdir)
 #   describe(id)                   optional: a short note for print(), e.g. a Slurm step
@@ -129,10 +129,18 @@ ask_groups <- function(ids, method, args = list(), timeout = Inf) {
     value <- tryCatch(do.call(g$kind[[method]], c(list(g$ids), args)), error = function(e) e)
     list(idx = g$idx, host = g$ids[[1L]]$host, value = value)
   })
+  values <- run_stages(lapply(answers, `[[`, "value"), left)
+  for (k in seq_along(answers)) answers[[k]]["value"] <- list(values[[k]])
+  answers
+}
+
+# Run `stages` (values, some of them stages) round by round until none is a stage; `left()`
+# gives each the seconds left. The values, or the errors that stopped them.
+run_stages <- function(stages, left = function() Inf) {
   repeat {
-    pending <- which(vapply(answers, function(a) is.function(a$value), logical(1)))
-    if (length(pending) == 0L) return(answers)
-    for (k in pending) answers[[k]]$value <- tryCatch(answers[[k]]$value(left), error = function(e) e)
+    pending <- which(vapply(stages, is.function, logical(1)))
+    if (length(pending) == 0L) return(stages)
+    for (k in pending) stages[k] <- list(tryCatch(stages[[k]](left), error = function(e) e))
   }
 }
 

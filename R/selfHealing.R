@@ -89,7 +89,7 @@ retire_worker <- function(cur, original) {
     try(kind$after_kill(id), silent = TRUE)
   }
   id$killed <- TRUE
-  try(kind$stop(list(id), background = TRUE), silent = TRUE)
+  try(run_stages(list(kind$stop(list(id), background = TRUE))), silent = TRUE)
   mark_node_ended(cur, "killed")
   # The original node's entries (its lineage, its incarnations) outlive its first worker.
   if (!identical(node_key(cur), node_key(original))) forget_node(cur)

@@ -272,10 +272,12 @@ ssh_register_node <- function(ssh_key, node) {
   assign(ssh_key, users, envir = .package$ssh_users)
 }
 
-ssh_release_node <- function(ssh_key, node_key) {
+# Several nodes of one connection at once; without `probe` (a host that did not answer),
+# the other users are kept as they are.
+ssh_release_nodes <- function(ssh_key, node_keys, probe = TRUE) {
   users <- get0(ssh_key, envir = .package$ssh_users, inherits = FALSE)
-  users[[node_key]] <- NULL
-  if (length(users) > 0L) {
+  users <- users[setdiff(names(users), node_keys)]
+  if (length(users) > 0L && probe) {
     alive <- tryCatch(
       backend_ssh_probe(ssh_key, vapply(users, `[[`, integer(1), "pid"),
                         vapply(users, function(u) as.numeric(u$start_time), numeric(1)),
@@ -289,7 +291,8 @@ ssh_release_node <- function(ssh_key, node_key) {
     assign(ssh_key, users, envir = .package$ssh_users)
   } else {
     if (exists(ssh_key, envir = .package$ssh_users, inherits = FALSE)) rm(list = ssh_key, envir = .package$ssh_users)
-    if (!ssh_held(ssh_key)) backend_ssh_close(ssh_key)
+    # A host that did not answer is not waited for long.
+    if (!ssh_held(ssh_key)) backend_ssh_close(ssh_key, wait = if (probe) 2 else 0.2)
   }
 }
 

@@ -54,6 +54,19 @@ remote_cluster <- function(n) {
     NULL
   )
 }
+# `per_host` workers on each of `n` hosts (testhost8, testhost9, ...: plain bash hosts, our
+# package in the login user's library; see bench/run.R).
+hosts_cluster <- function(n, per_host) {
+  workers <- rep(sprintf("testhost%d", 7L + seq_len(n)), each = per_host)
+  switch(impl,
+    ours = makeClusterPSOCK(workers),
+    # Its reverse tunnels take the ports port, port + 1, ... on this machine, whose default
+    # range (11000-11999) other R sessions here use too; one try: a failure is NA, not minutes.
+    reference = makeClusterPSOCK(workers, rshopts = c("-F", config), homogeneous = TRUE,
+                                 port = sample(30000:39000, 1L), tries = 1L, connectTimeout = 60),
+    NULL
+  )
+}
 # Mean seconds per call of `f` over `reps` calls: the fastest of 5 blocks.
 per_call <- function(f, reps, then = NULL) {
   best <- Inf
@@ -92,6 +105,23 @@ measure <- function(what, n) switch(what,
   setup_remote = {
     if (impl == "base") NA else {
       t <- elapsed(cl <- remote_cluster(n))
+      parallel::stopCluster(cl)
+      t
+    }
+  },
+  # Setup of 2 workers on each of n hosts, all at once (issue 24).
+  hosts = {
+    if (impl == "base") NA else {
+      t <- elapsed(cl <- hosts_cluster(n, 2L))
+      parallel::stopCluster(cl)
+      t
+    }
+  },
+  # 8 workers on each of n hosts (not the reference: it starts one worker after another,
+  # about 1 s each).
+  hosts_x8 = {
+    if (impl %in% c("base", "reference")) NA else {
+      t <- elapsed(cl <- hosts_cluster(n, 8L))
       parallel::stopCluster(cl)
       t
     }

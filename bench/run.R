@@ -25,7 +25,7 @@ Sys.setenv(BENCH_REFERENCE_LIB = reference_lib)
 impls <- c("ours", "plain", "base", "base-tuned", if (has_reference) "reference")
 # Where the fork server (our default) makes a difference: starting workers (and their
 # memory). "plain" is ours with setup_strategy = "parallel": a fresh R per worker.
-plain_measures <- c("setup_local", "setup_remote", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle",
+plain_measures <- c("setup_local", "setup_remote", "hosts", "hosts_x8", "clone_local", "clone_remote", "kill_local", "alive_local", "pss_idle",
                     "stop_local")
 # Where base parallel's own tuning (useXDR = FALSE, TCP_NODELAY) makes a difference.
 tuned_measures <- c("roundtrip", "roundtrip_load", "roundtrip_2", "roundtrip_5k", "parlapplylb", "parlapplylb_load",
@@ -38,10 +38,14 @@ remote <- !quick && identical(Sys.info()[["effective_user"]], "root") && file.ex
 if (remote) {
   dir <- tempfile("parallelly-bench-ssh-", tmpdir = "/tmp")
   Sys.setenv(SSH_TEST_HOSTS_OWNER_PID = Sys.getpid())
-  # testhost3 has our package in its login user's library (the fork server needs it; on the
-  # other hosts a "fork" setup falls back to plain workers).
-  Sys.setenv(SSH_TEST_HOSTS_PACKAGE = find.package("parallelly"))
-  status <- system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "start", dir, "3"))
+  # testhost3 has our package in its login user's library (the fork server needs it; on
+  # testhost1 and 2 a "fork" setup falls back to plain workers); so have testhost8..23, the
+  # plain hosts of the many-host measure ("hosts").
+  # A port of this run's own (unless one is given): another run's hosts may hold 2222.
+  if (!nzchar(Sys.getenv("SSH_TEST_HOSTS_PORT"))) Sys.setenv(SSH_TEST_HOSTS_PORT = parallelly::freePort(22000:29999))
+  Sys.setenv(SSH_TEST_HOSTS_PACKAGE = find.package("parallelly"),
+             SSH_TEST_HOSTS_PACKAGE_HOSTS = paste(c(3L, 8:23), collapse = " "))
+  status <- system2("bash", c(file.path(root, "tools", "ssh-test-hosts.sh"), "start", dir, "23"))
   remote <- status == 0L
   if (remote) {
     Sys.setenv(BENCH_SSH_CONFIG = file.path(dir, "ssh_config"), BENCH_SSH_HOST = "testhost3",
@@ -59,13 +63,20 @@ cases <- rbind(
                          "node_size", "digest_cluster", "pss_idle"), n = 1L),
   data.frame(measure = "stop_local", n = if (quick) 2L else c(8L, 32L, 64L)),
   if (remote) data.frame(measure = "setup_remote", n = c(1L, 4L, 16L)),
+  if (remote) data.frame(measure = "hosts", n = c(1L, 2L, 4L, 8L, 16L)),
+  # 12 hosts, not 16: R before 4.4 has 128 connections, 3 of them the standard streams, and
+  # each host's fork server takes one too (16 x 8 workers need R >= 4.4 started with
+  # --max-connections).
+  if (remote) data.frame(measure = "hosts_x8", n = c(1L, 12L)),
   if (remote) data.frame(measure = c("alive_remote", "alive_remote", "clone_remote", "ssh_rscript"), n = c(1L, 32L, 1L, 1L))
 )
 if (!is.na(only)) cases <- cases[grepl(only, cases$measure), , drop = FALSE]
 
+# A measurement that hangs (the reference waiting for a worker whose reverse tunnel could
+# not take its port, say) is NA after 5 minutes.
 run_one <- function(impl, measure, n) {
   out <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), c(measure_script, impl, measure, n),
-                                  stdout = TRUE, stderr = FALSE))
+                                  stdout = TRUE, stderr = FALSE, timeout = 300))
   value <- suppressWarnings(as.numeric(utils::tail(out, 1L)))
   if (length(value) == 0L) NA_real_ else value
 }
@@ -88,6 +99,8 @@ if (quick) results[[1L]] <- run_quick(cases)
 for (i in seq_len(if (quick) 0L else nrow(cases))) {
   # The largest clusters take seconds per setup: fewer repetitions.
   case_reps <- if (cases$n[i] >= 64L) min(reps, 2L) else if (cases$n[i] >= 32L) min(reps, 3L) else reps
+  # Many hosts: the reference takes ~1 s a worker.
+  if (startsWith(cases$measure[i], "hosts")) case_reps <- min(reps, 3L)
   for (rep in seq_len(case_reps)) {
     for (impl in impls) {
       skip <- (impl == "plain" && !cases$measure[i] %in% plain_measures) ||
@@ -137,6 +150,15 @@ rownames(table) <- NULL
 # The reference mechanism for a remote probe is timed under "base" (plain ssh + Rscript).
 print(table, right = FALSE)
 if (!has_reference) cat("(reference parallelly not found in", reference_lib, ")\n")
+# Many hosts against one (issue 24's targets: 8 x 2 workers <= 1.5 x, 16 x 8 <= 2.5 x 1 x 2;
+# here 12 x 8, see above).
+one_host <- function(impl, measure, n) median(results$value[results$impl == impl & results$measure == measure & results$n == n], na.rm = TRUE)
+for (impl in intersect(c("ours", "plain", "reference"), impls)) {
+  base1 <- one_host(impl, "hosts", 1L)
+  if (is.na(base1)) next
+  cat(sprintf("Many hosts (%s): 8 hosts x 2 / 1 x 2 = %.2f; 12 x 8 / 1 x 2 = %.2f\n", impl,
+              one_host(impl, "hosts", 8L) / base1, one_host(impl, "hosts_x8", 12L) / base1))
+}
 
 out_dir <- file.path(root, "bench", "results")
 dir.create(out_dir, showWarnings = FALSE)
@@ -159,6 +181,23 @@ if (nrow(setup) > 0L && !quick) {
   legend("topleft", legend = peers, col = cols[peers], lwd = 2, pch = 19)
   grDevices::dev.off()
   cat("Plot:", file.path(out_dir, "setup-local.png"), "\n")
+}
+# (a2) Setup time against the number of hosts (2 workers each), log-log, one line per peer.
+many <- results[results$measure == "hosts" & !is.na(results$value), ]
+if (nrow(many) > 0L && !quick) {
+  grDevices::png(file.path(out_dir, "setup-hosts.png"), width = 800, height = 500)
+  meds <- aggregate(value ~ impl + n, data = many, FUN = median)
+  peers <- intersect(names(cols), unique(meds$impl))
+  plot(NA, xlim = range(meds$n), ylim = range(meds$value), log = "xy", xlab = "SSH hosts (2 workers each)",
+       ylab = "setup time (s, median)", main = "makeClusterPSOCK() over many hosts (log-log)", xaxt = "n")
+  axis(1, at = sort(unique(meds$n)))
+  for (impl in peers) {
+    d <- meds[meds$impl == impl, ]
+    lines(d$n, d$value, type = "b", col = cols[[impl]], pch = 19, lwd = 2)
+  }
+  legend("topleft", legend = peers, col = cols[peers], lwd = 2, pch = 19)
+  grDevices::dev.off()
+  cat("Plot:", file.path(out_dir, "setup-hosts.png"), "\n")
 }
 # (b) Per-task costs as grouped bars per peer (microseconds, medians).
 per_task <- c(roundtrip = "round trip (1 node)", parlapplylb = "parLapplyLB per task",

@@ -12,7 +12,8 @@
 # hidden behind an empty tmpfs, so R there sees only base R and Debian's packages in
 # /usr/lib/R/site-library -- our package is not installed there. Per host (by number):
 #   testhost1, testhost2, testhost8.. login shell bash, our package not installed
-#                                     (testhost2 has an ECDSA host key beside ed25519)
+#                                     (testhost2 has an ECDSA host key beside ed25519;
+#                                     testhost8.. share one host key: cheap to start many)
 #   testhost3                         bash; our package installed in ptest's own R library
 #                                     (a copy of SSH_TEST_HOSTS_PACKAGE), for the fork server
 #   testhost4                         login shell dash
@@ -25,6 +26,8 @@
 #   SSH_TEST_HOSTS_PORT       port of every host (default 2222; 22 may belong to a system sshd)
 #   SSH_TEST_HOSTS_PACKAGE    an installed package directory (.../parallelly) to copy into the
 #                             R library of ptest on testhost3 (not copied when unset)
+#   SSH_TEST_HOSTS_PACKAGE_HOSTS  the numbers of the hosts that get that copy (default "3"; the
+#                             bench's many-host measure puts it on every host it uses)
 #   SSH_TEST_HOSTS_USER       the login user (default ptest)
 #   SSH_TEST_HOSTS_OWNER_PID  if set, a watchdog stops the hosts once this process is gone, so a
 #                             killed test run does not leave sshd holding the ports
@@ -61,7 +64,17 @@ host_shell() {
 }
 
 # Whether our package goes into the login user's library on host I (yes/no).
-host_package() { if [ "$1" = 3 ] && [ -n "${SSH_TEST_HOSTS_PACKAGE:-}" ]; then echo yes; else echo no; fi; }
+host_package() {
+  if [ -n "${SSH_TEST_HOSTS_PACKAGE:-}" ] && [[ " ${SSH_TEST_HOSTS_PACKAGE_HOSTS:-3} " == *" $1 "* ]]; then
+    echo yes
+  else
+    echo no
+  fi
+}
+
+# The plain hosts (8 and up) are alike: they share one host key and one checked config
+# layout, so that 16 or more start cheaply.
+host_key_file() { if [ "$1" -ge 8 ]; then echo "$2/ssh_host_ed25519_key_plain"; else echo "$2/ssh_host_ed25519_key_testhost$1"; fi; }
 
 # Size of host I's /tmp.
 host_tmp_size() { if [ "$1" = 7 ]; then echo 64k; else echo 256m; fi; }
@@ -295,7 +308,8 @@ cmd_start() {
 
   for i in $(seq "$n"); do
     addr=$(host_addr "$i")
-    ssh-keygen -q -t ed25519 -N '' -C "testhost$i" -f "$dir/ssh_host_ed25519_key_testhost$i"
+    local hostkey; hostkey=$(host_key_file "$i" "$dir")
+    [ -f "$hostkey" ] || ssh-keygen -q -t ed25519 -N '' -C "testhost$i" -f "$hostkey"
     # testhost2 has an ECDSA host key too (as real hosts have several types).
     local extra_key=""
     if [ "$i" = 2 ]; then
@@ -306,7 +320,7 @@ cmd_start() {
 # sshd for testhost$i of the parallelly test suite (tools/ssh-test-hosts.sh)
 ${SSH_TEST_HOSTS_SSHD_OPTIONS:-}
 ListenAddress $addr:$PORT
-HostKey $dir/ssh_host_ed25519_key_testhost$i
+HostKey $hostkey
 $extra_key
 PidFile $dir/sshd_testhost$i.pidfile
 AuthorizedKeysFile $keysfile
@@ -326,7 +340,7 @@ MaxSessions 10
 MaxStartups 100:30:200
 TrustedUserCAKeys $dir/user_ca.pub
 EOF
-    local key; key=$(cut -d' ' -f1,2 "$dir/ssh_host_ed25519_key_testhost$i.pub")
+    local key; key=$(cut -d' ' -f1,2 "$hostkey.pub")
     printf '[%s]:%s %s\n[testhost%s]:%s %s\n' "$addr" "$PORT" "$key" "$i" "$PORT" "$key" \
       >>"$dir/known_hosts"
     if [ -n "$extra_key" ]; then
@@ -345,7 +359,9 @@ Host testhost$i
   StrictHostKeyChecking yes
 
 EOF
-    "$SSHD" -t -f "$dir/sshd_config_testhost$i" || die "invalid $dir/sshd_config_testhost$i"
+    if [ "$i" -le 8 ]; then
+      "$SSHD" -t -f "$dir/sshd_config_testhost$i" || die "invalid $dir/sshd_config_testhost$i"
+    fi
 
     # setsid + nohup: the host outlives this script and the caller's terminal/process group.
     # Neither forks here (a background job is no group leader), so $! is the unshare/sshd PID.

@@ -404,8 +404,9 @@ fn rs_ssh_cancel(ticket: f64) {
 }
 
 #[extendr]
-fn rs_ssh_close(key: &str) -> bool {
-    ssh_here().is_ok() && ssh::close(key)
+fn rs_ssh_close(key: &str, wait: f64) -> bool {
+    let wait = if wait.is_finite() && wait > 0.0 { wait.min(2.0) } else { 2.0 };
+    ssh_here().is_ok() && ssh::close(key, std::time::Duration::from_secs_f64(wait))
 }
 
 #[extendr]

@@ -220,11 +220,14 @@ pub fn cancel(ticket: u64) {
     }
 }
 
-pub fn close(key: &str) -> bool {
+/// Close the connection `key`, waiting at most `wait` for its I/O thread to finish (a host
+/// that stopped answering may keep it longer: it then finishes on its own, bounded by the
+/// session's disconnect timeout).
+pub fn close(key: &str, wait: Duration) -> bool {
     let conn = registry().connections.remove(key);
     match conn {
         Some(c) => {
-            c.shutdown(Duration::from_secs(2));
+            c.shutdown(wait);
             true
         }
         None => false,
