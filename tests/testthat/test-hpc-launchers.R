@@ -27,7 +27,10 @@ test_that("\"<hpc>\" outside any job is an error naming the argument and the var
 test_that("c(\"<hpc>\", \"<ssh>\") outside a job is ssh, with its reverse tunnel", {
   no_job()
   o <- node_opts(c("<hpc>", "<ssh>"))
-  expect_identical(as.character(o$rshcmd), "<ssh>")
+  # "<ssh>" is the built-in client, chosen explicitly (R/ssh.R).
+  expect_null(o$rshcmd)
+  expect_identical(o$client, "built-in")
+  expect_identical(o$ssh$choice, "built-in")
   expect_true(o$revtunnel)
 })
 
