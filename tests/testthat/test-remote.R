@@ -164,10 +164,10 @@ test_that("errors name the host and the cause, quickly, and leave nothing runnin
     expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 15)
     err
   }
-  # Nothing listens there: refused.
-  err <- quick(makeClusterPSOCK("127.0.0.9", rshopts = c("-p", hosts$hosts$port[1]), connectTimeout = 10))
+  # Nothing listens there (test hosts take 127.0.0.2 and up, one each): refused.
+  err <- quick(makeClusterPSOCK("127.0.0.253", rshopts = c("-p", hosts$hosts$port[1]), connectTimeout = 10))
   expect_s3_class(err, "parallellyConnectError")
-  expect_match(conditionMessage(err), "127.0.0.9", fixed = TRUE)
+  expect_match(conditionMessage(err), "127.0.0.253", fixed = TRUE)
   # A name that does not resolve.
   err <- quick(makeClusterPSOCK("no-such-host.invalid", connectTimeout = 10))
   expect_s3_class(err, "parallellyDnsError")
