@@ -384,7 +384,7 @@ mod tests {
             assert_eq!(submit_signal(key, vec![1], vec![0.0], s, 1.0).err().map(|e| e.kind), Some(Kind::InvalidArgument));
         }
         assert_eq!(submit_signal(key, vec![1], vec![0.0], 15, 1.0).err().map(|e| e.kind), Some(Kind::Ssh));
-        assert!(!close(key));
+        assert!(!close(key, Duration::from_secs(2)));
         assert!(!list().iter().any(|c| c.0 == key));
     }
 }

@@ -214,7 +214,7 @@ fn a_held_connection_runs_probes_kills_launches_and_scripts() {
     // Closing the connection ends a script still running on it.
     let hang = submit_script(&key, format!("sleep 305; : {}", token), 120.0).expect("hang");
     assert!(eventually(|| running(&token) > 0), "the hanging script did not start");
-    assert!(close(&key) && close(&single));
+    assert!(close(&key, Duration::from_secs(2)) && close(&single, Duration::from_secs(2)));
     assert_eq!(poll(hang, Duration::from_secs(1)).err().map(|e| e.kind), Some(Kind::Ssh));
     assert!(eventually(|| running(&token) == 0), "a script outlived its connection");
     assert!(!list().iter().any(|c| c.0 == key || c.0 == single));
