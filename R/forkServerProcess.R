@@ -17,6 +17,9 @@ environment(fork_server_dispatch) <- baseenv()
 # that forked workers can tell whether to unload parallelly.
 fork_server_do_ready <- function(args, loaded) {
   .package$namespaces_before_fork <- loaded
+  # The check a forked worker asks for (R/internals.R) runs here, once, before any fork: every
+  # child inherits its result instead of running it itself (time and memory in each worker).
+  internal_ok("work_loop")
   identical(Sys.info()[["sysname"]], "Linux") && isTRUE(backend_can_fork()) && internal_ok("R_TempDir")
 }
 
