@@ -2,9 +2,9 @@
 # addresses and ports only, always removed again), for the fault tests.
 
 skip_if_no_iptables <- function() {
-  if (Sys.which("iptables") == "") testthat::skip("iptables is not installed")
+  if (Sys.which("iptables") == "") skip_unavailable("iptables (network partitions)", "not installed")
   st <- suppressWarnings(system2("iptables", c("-w", "-L", "OUTPUT", "-n"), stdout = FALSE, stderr = FALSE))
-  if (!identical(as.integer(st), 0L)) testthat::skip("iptables cannot be used here")
+  if (!identical(as.integer(st), 0L)) skip_unavailable("iptables (network partitions)", "it cannot be used here")
 }
 
 # The rules that cut `host` off (both directions of its sshd's port), as iptables arguments.
