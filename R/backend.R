@@ -308,3 +308,4 @@ backend_ssh_submit_usage <- function(key, pids, timeout = ssh_budget()) {
 # Whether more threads are runnable on this machine right now than it has cores (some wait
 # for one); NA where that cannot be read. Cheap: a few microseconds (R/spinWait.R).
 backend_cores_taken <- function() .Call(wrap__rs_cores_taken)
+backend_usable_cores <- function() .Call(wrap__rs_usable_cores)

@@ -32,7 +32,9 @@ fork_server_key <- function(opts, host_key) {
 # plain at once, each on an idle core, cost one R start-up in all. So with "auto" and no
 # server running yet for this launch specification, a setup of no more workers than this
 # machine has cores (and at most `fork_plain_max`, as plain workers share no memory) starts
-# them plain. Explicitly asked for, and on other hosts, it is "fork".
+# them plain. Explicitly asked for, and on other hosts, it is "fork". The cores are the ones
+# this process may run on (affinity, cgroup quota), not availableCores(): that may run shells
+# (detectCores(), nproc), ~40 ms before the first worker is launched.
 fork_plain_max <- 4L
 
 fork_server_pays <- function(options_list) {
@@ -41,7 +43,7 @@ fork_server_pays <- function(options_list) {
   if (length(options_list) > fork_plain_max) return(TRUE)
   key <- fork_server_key(first, "localhost")
   if (exists(key, envir = .package$fork_servers, inherits = FALSE)) return(TRUE)
-  length(options_list) > 1L && length(options_list) > availableCores()
+  length(options_list) > 1L && length(options_list) > backend_usable_cores()
 }
 
 # The options that start the server for `opts` (R/setupHosts.R starts it, asks it whether

@@ -544,6 +544,13 @@ fn rs_cores_taken() -> Rbool {
     }
 }
 
+/// The cores this process may run on (its CPU affinity and cgroup CPU quota), cheaply: no
+/// shell, unlike parallel::detectCores(). 1 when it cannot be told.
+#[extendr]
+fn rs_usable_cores() -> i32 {
+    std::thread::available_parallelism().map_or(1, |n| i32::try_from(n.get()).unwrap_or(i32::MAX))
+}
+
 /// Whether this process can fork clean workers (see fork.rs).
 #[extendr]
 fn rs_can_fork() -> bool {
@@ -617,6 +624,7 @@ extendr_module! {
     fn rs_can_fork;
     fn rs_r_temp_dir;
     fn rs_cores_taken;
+    fn rs_usable_cores;
     fn rs_rebind_loopback;
     fn rs_connections_nodelay;
     fn rs_stop_in_background;
