@@ -40,7 +40,7 @@ r_internals_list <- function() list(
     check = check_listen_socket
   ),
   work_loop = list(
-    what = "parallel:::.workRSOCK() (.slaveRSOCK() before R 4.1) parses the worker's KEY=VALUE arguments, connects and calls `workLoop` found in its enclosure, which our entry code rebinds; the messages of parallel:::workLoop() (R/workerLoop.R, R/workerCommand.R)",
+    what = "the messages of parallel:::workLoop(), which our worker loop speaks in its place (R/workerLoop.R, R/workerCommand.R)",
     use = "local and forked workers serve tasks with our leaner loop",
     fallback = "base R's loop (parallel:::workLoop()), as remote workers use",
     check = check_work_loop
@@ -213,49 +213,13 @@ check_server_socket <- function() {
   stop("no free port to listen on among 10 tried", call. = FALSE)
 }
 
-# Worker side, in this process: parallel's entry function parses our worker arguments,
-# connects to a socket of ours and hands the connection, as a master node, to the
-# `workLoop` that our entry code binds (here a recorder instead of a loop); and our loop
-# answers messages written by this R's parallel exactly as parallel's own loop does.
+# Our loop answers messages written by this R's parallel exactly as parallel's own loop does.
 check_work_loop <- function() {
-  check_worker_entry()
   answers <- wire_answers()
   strip <- function(msgs) lapply(msgs, function(m) { m$time <- class(m$time); m })
   if (!identical(strip(answers$lean), strip(answers$base))) {
     stop("our worker loop answers differently from parallel:::workLoop()", call. = FALSE)
   }
-  TRUE
-}
-
-check_worker_entry <- function() {
-  entry <- get0(".workRSOCK", envir = asNamespace("parallel"), mode = "function", inherits = FALSE)
-  if (is.null(entry)) entry <- parallel_internal(".slaveRSOCK")
-  # A .workRSOCK() that does not call workLoop() would serve on the socket: not tried.
-  if (!"workLoop" %in% all.names(body(entry))) stop(".workRSOCK() does not call workLoop()", call. = FALSE)
-  server <- check_server_socket()
-  port <- attr(server, "port")
-  on.exit(close(server))
-  # A connection to a socket of this process is made at once: a short setup timeout keeps
-  # a load without loopback (its connections refused) short too.
-  opts <- list(master = "127.0.0.1", outfile = NULL, timeout = 2, useXDR = FALSE, connectTimeout = 0.3,
-               setup_strategy = "sequential")
-  args <- worker_setup_args(opts, port)
-  master <- NULL
-  env <- list2env(list(
-    workLoop = function(m) {
-      master <<- m
-      close(m$con)
-    },
-    commandArgs = function(trailingOnly = FALSE) args,
-    cat = function(...) invisible(NULL)  # its "starting worker" line
-  ), parent = environment(entry))
-  environment(entry) <- env
-  entry()
-  if (!inherits(master, "SOCK0node") || !inherits(master$con, "sockconn")) {
-    stop(".workRSOCK() did not hand its connection to the workLoop() of its enclosure", call. = FALSE)
-  }
-  accepted <- socketAccept(server, blocking = TRUE, open = "a+b", timeout = 2)
-  close(accepted)
   TRUE
 }
 

@@ -103,7 +103,8 @@
 #'   * `rscript_call`: the R code that starts the worker's loop once R is up, as a string or
 #'     a call (e.g. `quote(parallel:::.workRSOCK())`); code that does not parse is an error.
 #'     Default: option `parallelly.makeNodePSOCK.rscript_call`, else ours (base R's
-#'     `parallel:::.workRSOCK()`, with a leaner loop for local workers). Workers with their
+#'     `parallel:::.workRSOCK()` on other hosts; local workers run our own entry code, which
+#'     does what it does without loading parallel, and a leaner loop). Workers with their
 #'     own `rscript_call` are not forked by a fork server (`setup_strategy = "fork"` becomes
 #'     `"parallel"`).
 #'

@@ -1,6 +1,7 @@
 # The worker's command line. Local workers get it as an argument vector (no shell, so no
 # quoting); the same vector, shell-quoted, is what dryrun/manual print and what a remote
-# shell would run. Base R's parallel:::.workRSOCK() reads the trailing KEY=VALUE arguments.
+# shell would run. Base R's parallel:::.workRSOCK() (and our local entry code, R/workerLoop.R) reads the
+# trailing KEY=VALUE arguments.
 
 worker_entry_code <- "workRSOCK<-tryCatch(parallel:::.workRSOCK,error=function(e)parallel:::.slaveRSOCK);workRSOCK()"
 

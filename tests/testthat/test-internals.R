@@ -254,10 +254,10 @@ test_that("without loopback (a network namespace of its own) the socket checks f
                  stdout = TRUE, stderr = TRUE,
                  env = c("R_PARALLELLY_DEBUG=TRUE", paste0("R_LIBS=", paste(.libPaths(), collapse = ":"))))
   expect_null(attr(out, "status"), info = paste(out, collapse = "\n"))
-  expect_true(all(c("listen_socket=FALSE", "work_loop=FALSE") %in% out), info = paste(out, collapse = "\n"))
-  expect_true(all(c("R_TempDir=TRUE", "wire_names=TRUE", "transport_methods=TRUE") %in% out))
+  expect_true("listen_socket=FALSE" %in% out, info = paste(out, collapse = "\n"))
+  # The worker loop's check needs no socket (it answers messages read from a file).
+  expect_true(all(c("R_TempDir=TRUE", "wire_names=TRUE", "transport_methods=TRUE", "work_loop=TRUE") %in% out))
   expect_true(any(grepl("R internal 'listen_socket' failed its check on this R .*; instead, the port listens on all interfaces", out)))
-  expect_true(any(grepl("R internal 'work_loop' failed its check on this R .*; instead, base R's loop", out)))
   # What the refused connections said is in the reason, not in warnings of the load.
   expect_true(any(grepl("listen_socket' failed .*127.0.0.1:[0-9]+ cannot be opened", out)))
   expect_false(any(grepl("^Warning", out)), info = paste(out, collapse = "\n"))

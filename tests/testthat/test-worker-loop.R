@@ -15,10 +15,20 @@ worker_loop_kind <- function() {
 }
 environment(worker_loop_kind) <- baseenv()
 
-test_that("local workers run the lean loop; the worker command still starts parallel:::.workRSOCK()", {
-  cl <- local_cluster(2)
+test_that("local workers run the lean loop and never load parallel; their output goes where OUT= says", {
+  out <- tempfile(fileext = ".log")
+  on.exit(unlink(out), add = TRUE)
+  cl <- local_cluster(2, outfile = out)
   expect_identical(parallel::clusterCall(cl, worker_loop_kind), list("lean", "lean"))
-  expect_match(parallelly:::node_options(cl[[1]])$cmd, "parallel:::.workRSOCK", fixed = TRUE)
+  expect_identical(parallel::clusterEvalQ(cl, "parallel" %in% loadedNamespaces()), list(FALSE, FALSE))
+  expect_false(grepl("parallel:::", parallelly:::node_options(cl[[1]])$cmd, fixed = TRUE))
+  # A task that needs parallel loads it as on any worker.
+  expect_identical(parallel::clusterEvalQ(cl, parallel::detectCores() >= 1L), list(TRUE, TRUE))
+  pids <- unlist(parallel::clusterEvalQ(cl, Sys.getpid()))
+  parallel::clusterEvalQ(cl, { cat("to stdout\n"); message("to stderr") })
+  log <- readLines(out)
+  for (pid in pids) expect_true(any(grepl(sprintf("^starting worker pid=%d on localhost:[0-9]+ at [0-9:.]+$", pid), log)))
+  expect_true(all(c("to stdout", "to stderr") %in% log))
   # A user's own entry code is left alone: base R's loop serves.
   cl2 <- local_cluster(1, rscript_args = c("-e", "parallel:::.workRSOCK()"))
   expect_identical(parallel::clusterCall(cl2, worker_loop_kind), list("parallel"))
@@ -133,4 +143,39 @@ test_that("a worker whose connection breaks ends, as with base R's loop", {
   pid <- node_pid(cl[[1]])
   close(cl[[1]]$con)
   expect_true(wait_for(function() !process_running(pid), timeout = 10))
+})
+
+test_that("the local entry code retries until SETUPTIMEOUT as parallel's does, then serves the master", {
+  code <- parallelly:::lean_worker_entry_code
+  rscript <- file.path(R.home("bin"), "Rscript")
+  port <- parallelly::freePort()
+  args <- function(setup) c("-e", shQuote(code), "MASTER=127.0.0.1", paste0("PORT=", port), "OUT=",
+                            paste0("SETUPTIMEOUT=", setup), "XDR=FALSE")
+  # Nobody listens: it gives up after SETUPTIMEOUT with the connection's error.
+  t <- system.time(out <- suppressWarnings(system2(rscript, args(0.5), stdout = TRUE, stderr = TRUE)))[["elapsed"]]
+  expect_identical(attr(out, "status"), 1L)
+  expect_true(any(grepl("cannot be opened", out)), info = paste(out, collapse = "\n"))
+  expect_true(any(grepl("^starting worker pid=[0-9]+ on 127.0.0.1:[0-9]+ at ", out)))
+  expect_lt(t, 10)
+  # A master that listens only after the first tries: the worker connects and serves it.
+  system2(rscript, args(30), wait = FALSE, stdout = FALSE, stderr = FALSE)
+  Sys.sleep(1)
+  server <- serverSocket(port)
+  on.exit(close(server), add = TRUE)
+  con <- socketAccept(server, blocking = TRUE, open = "a+b", timeout = 30)
+  node <- structure(list(con = con), class = "SOCK0node")
+  task <- function() c(Sys.getpid(), "parallel" %in% loadedNamespaces())
+  environment(task) <- baseenv()  # (the test's environment would load our package there)
+  parallel:::sendCall(node, task, list(), tag = 3L)
+  msg <- parallel:::recvData(node)
+  expect_true(msg$success)
+  expect_identical(msg$tag, 3L)
+  expect_identical(msg$value[2], 0L)
+  pid <- as.integer(msg$value[1])
+  parallel:::postNode(node, "DONE")
+  close(con)
+  # DONE ends it.
+  deadline <- Sys.time() + 10
+  while (dir.exists(sprintf("/proc/%d", pid)) && Sys.time() < deadline) Sys.sleep(0.05)
+  expect_false(dir.exists(sprintf("/proc/%d", pid)))
 })
