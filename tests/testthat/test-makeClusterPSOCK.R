@@ -204,3 +204,22 @@ test_that("autoStop registers the cluster with the garbage collector", {
   gc()
   expect_true(wait_for(function() { gc(); !process_running(pid) }, timeout = 10))
 })
+
+test_that("the workers of one host are resolved once and get their own ranks; a log file each stays each", {
+  workers <- c("localhost", "n1.remote.org", "localhost", "n1.remote.org", "localhost")
+  users <- rep(list(NULL), length(workers))
+  got <- parallelly:::node_options_for(workers, makeNodePSOCK, 11562L, users, verbose = FALSE)
+  expect_identical(vapply(got, function(o) o$rank, integer(1)), 1:5)
+  expect_identical(vapply(got, function(o) o$arguments$rank, integer(1)), 1:5)
+  # Identical to resolving each node on its own.
+  for (i in seq_along(workers)) {
+    own <- makeNodePSOCK(workers[i], port = 11562L, rank = i, action = "options")
+    expect_identical(got[[i]][setdiff(names(own), "make_fcn")], own[setdiff(names(own), "make_fcn")])
+  }
+  logs <- parallelly:::node_options_for(rep("n1.remote.org", 3), makeNodePSOCK, 11562L, rep(list(NULL), 3),
+                                        rshlogfile = TRUE, verbose = FALSE)
+  expect_length(unique(vapply(logs, function(o) o$rshlogfile, "")), 3L)
+  # Another user on the same host is resolved on its own.
+  two <- parallelly:::node_options_for(rep("n1.remote.org", 2), makeNodePSOCK, 11562L, list("alice", "bob"), verbose = FALSE)
+  expect_identical(vapply(two, function(o) o$user, ""), c("alice", "bob"))
+})
