@@ -119,10 +119,11 @@ test_that("external-client probes of many hosts run at once and keep to the time
   heal()
 })
 
-test_that("workers and fork servers beyond R's connections fail at once, naming the limit", {
+test_that("workers and fork servers beyond R's connections fail before any launch, naming the limit", {
   hosts <- skip_if_no_ssh_hosts(9)
   skip_unless_package_on_testhost3(hosts)
   local_ssh_env(hosts)
+  before <- remote_r_pids("testhost3", hosts)
   # Leave 3 connections: enough for 2 workers (and the setup's check), not for 2 fork
   # servers (here and on testhost3) as well.
   fill <- list()
@@ -130,12 +131,15 @@ test_that("workers and fork servers beyond R's connections fail at once, naming 
   while (parallelly::freeConnections() > 3L) fill[[length(fill) + 1L]] <- rawConnection(raw(0L), open = "r")
   t <- elapsed(err <- tryCatch(makeClusterPSOCK(c("localhost", "testhost3"), setup_strategy = "fork", validate = FALSE),
                                error = function(e) e))
-  expect_s3_class(err, "parallellyLaunchError")
-  expect_match(conditionMessage(err), "all [0-9]+ connections of this R session are in use")
-  expect_lt(t, 30)
+  expect_s3_class(err, "parallellyArgumentError")
+  expect_match(conditionMessage(err), "the fork server of each of 2 hosts (4 in all", fixed = TRUE)
+  expect_match(conditionMessage(err), "--max-connections=N", fixed = TRUE)
+  # Before any launch: nothing was started on the host, nor connected to.
+  expect_lt(t, 2)
+  expect_identical(remote_r_pids("testhost3", hosts), before)
   for (con in fill) close(con)
   fill <- list()
-  # Nothing was left behind: the full setup works afterwards.
+  # The full setup works afterwards.
   cl <- local_cluster(c("localhost", "testhost3"), setup_strategy = "fork")
   expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
 })

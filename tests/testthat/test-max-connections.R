@@ -12,6 +12,22 @@ test_that("more workers than free connections fail before anything is launched",
   expect_identical(parallelly:::backend_running_children(), before)
 })
 
+test_that("a fork server's connection is counted before anything is launched", {
+  before <- parallelly:::backend_running_children()
+  # Room for 3 workers (and the setup's check), not for their fork server as well.
+  withr::local_options(parallelly.availableConnections = length(getAllConnections()) + 4L)
+  err <- tryCatch(makeClusterPSOCK(I(3), setup_strategy = "fork"), error = identity)
+  expect_s3_class(err, "parallellyArgumentError")
+  expect_match(conditionMessage(err), "Cannot create 3 parallel PSOCK nodes", fixed = TRUE)
+  expect_match(conditionMessage(err), "the fork server of each of 1 hosts (4 in all", fixed = TRUE)
+  expect_match(conditionMessage(err), "--max-connections=N", fixed = TRUE)
+  expect_identical(parallelly:::backend_running_children(), before)
+  # Without a fork server the same workers fit.
+  cl <- makeClusterPSOCK(I(3), setup_strategy = "parallel")
+  withr::defer(parallel::stopCluster(cl))
+  expect_identical(isNodeAlive(cl), rep(TRUE, 3L))
+})
+
 test_that("availableCores(constraints = 'connections') counts the connections left", {
   all <- availableCores(constraints = "connections", which = "all")
   expect_identical(unname(all[["connections"]]), as.integer(freeConnections()))
