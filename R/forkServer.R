@@ -199,13 +199,31 @@ fork_server_add_children <- function(server, pids, start_times) {
 # How forked workers ended, as told by their parent, the server: list(state, status,
 # signal) like backend_child_state(); "unknown" when the server cannot tell.
 fork_server_exit_states <- function(key, pids) {
+  run_stages(list(fork_server_exit_states_stage(key, pids)))[[1L]]
+}
+
+# The same as a stage (R/nodeKind.R): the request goes out at once, the answer is polled, so
+# that the servers of many hosts are asked together. A server that does not answer within
+# `timeout` seconds (or the caller's time left) is retired, as by fork_server_call().
+fork_server_exit_states_stage <- function(key, pids, timeout = 5) {
   server <- get0(key, envir = .package$fork_servers, inherits = FALSE)
   unknown <- list(state = rep("unknown", length(pids)), status = rep(NA_integer_, length(pids)),
                   signal = rep(NA_integer_, length(pids)))
   if (is.null(server)) return(unknown)
-  res <- tryCatch(fork_server_call(server, "state", as.integer(pids), timeout = 5, on_failure = "retire"),
-                  error = function(e) NULL)
-  if (is.null(res)) unknown else res
+  give_up <- function() {
+    try(fork_server_retire(server), silent = TRUE)
+    unknown
+  }
+  sent <- tryCatch({ fork_server_send(server, "state", as.integer(pids)); TRUE }, error = function(e) FALSE)
+  if (!sent) return(give_up())
+  deadline <- NULL
+  waiting <- function(left) {
+    if (is.null(deadline)) deadline <<- Sys.time() + min(timeout, left())
+    answer <- fork_server_receive(server, wait = 0.01)
+    if (is.null(answer)) return(if (Sys.time() < deadline) waiting else give_up())
+    tryCatch(fork_server_value(server, answer, function() fork_server_retire(server)), error = function(e) unknown)
+  }
+  waiting
 }
 
 # Stop the servers among `keys` (and retired ones) that have no living worker left, not

@@ -29,13 +29,21 @@ node_kind_fork <- list(
   },
   stop_before_done = function(ids) isTRUE(ids[[1L]]$local),
   exit_cause = function(ids) {
-    causes <- rep(NA_character_, length(ids))
     servers <- vapply(ids, function(id) id$fork_server, character(1))
-    for (idx in split(seq_along(ids), servers)) {
-      st <- fork_server_exit_states(servers[idx[1L]], ids_pids(ids[idx]))
-      causes[idx] <- vapply(seq_along(idx), function(k) exit_cause(st$state[k], st$status[k], st$signal[k]), character(1))
+    groups <- split(seq_along(ids), servers)
+    # Stages (asked of every server, and with the other hosts, at once).
+    asking <- lapply(groups, function(idx) fork_server_exit_states_stage(servers[idx[1L]], ids_pids(ids[idx])))
+    waiting <- function(left) {
+      asking <<- lapply(asking, function(a) if (is.function(a)) a(left) else a)
+      if (any(vapply(asking, is.function, logical(1)))) return(waiting)
+      causes <- rep(NA_character_, length(ids))
+      for (g in seq_along(groups)) {
+        st <- asking[[g]]
+        causes[groups[[g]]] <- vapply(seq_along(groups[[g]]), function(k) exit_cause(st$state[k], st$status[k], st$signal[k]), character(1))
+      }
+      causes
     }
-    causes
+    waiting
   },
   usage = function(ids, timeout) fork_host_kind(ids[[1L]])$usage(ids, timeout),
   last_output = function(id, n) fork_host_kind(id)$last_output(id, n),
