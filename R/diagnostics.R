@@ -3,14 +3,14 @@
 # node. Each node's kind (R/kind-*.R) answers for its workers.
 
 # How each node's worker ended, as its kind can tell: "exit status 1", "killed by signal 9
-# (SIGKILL) ...", or NA when it runs or nobody can tell (asked of dead workers only).
-node_exit_causes <- function(nodes) {
+# (SIGKILL) ...", or NA when it runs or nobody can tell (asked of dead workers only). All
+# groups (hosts) are asked at once, within `timeout` seconds.
+node_exit_causes <- function(nodes, timeout = 5) {
   ids <- lapply(nodes, node_identity)
   causes <- rep(NA_character_, length(nodes))
   known <- which(!is.na(ids_pids(ids)))
-  for (g in node_groups(ids[known])) {
-    value <- tryCatch(g$kind$exit_cause(g$ids), error = function(e) NULL)
-    if (is.character(value)) causes[known[g$idx]] <- value
+  for (a in ask_groups(ids[known], "exit_cause", timeout = timeout)) {
+    if (is.character(a$value)) causes[known[a$idx]] <- a$value
   }
   causes
 }
@@ -54,7 +54,7 @@ node_health <- function(nodes, timeout = 5) {
     if (is.numeric(r)) as.integer(r) else 0L
   }, integer(1))
   dead <- rich[res$alive[rich] %in% FALSE]
-  if (length(dead) > 0L) res$exit[dead] <- node_exit_causes(nodes[dead])
+  if (length(dead) > 0L) res$exit[dead] <- node_exit_causes(nodes[dead], timeout = timeout)
   up <- rich[res$alive[rich] %in% TRUE]
   ids <- lapply(nodes[up], node_identity)
   # All groups (hosts) at once, within one timeout.

@@ -75,9 +75,40 @@ fork_refused <- function(key) {
   FALSE
 }
 
-fork_server_alive <- function(server) {
-  con <- server$node$con
-  isTRUE(isConnectionValid(con)) && !is_false_like(probe_nodes(list(server$node), timeout = 5))
+# Whether a running server is alive, asked without waiting, so that a setup asks all its hosts
+# at once (R/setupHosts.R): a check that fork_server_check_poll() answers.
+fork_server_check_submit <- function(server, timeout) {
+  check <- new.env(parent = emptyenv())
+  check$deadline <- Sys.time() + timeout
+  id <- node_identity(server$node)
+  if (!isTRUE(isConnectionValid(server$node$con))) {
+    check$answer <- FALSE
+  } else if (server$local) {
+    check$answer <- backend_probe(id$pid, id$start_time)
+  } else {
+    check$ticket <- tryCatch(backend_ssh_submit_probe(server$ssh, id$pid, id$start_time, timeout = timeout),
+                             error = function(e) NULL)
+    if (is.null(check$ticket)) check$answer <- NA
+  }
+  check
+}
+
+# TRUE (alive), FALSE (gone), NA (no answer within the check's timeout: taken as alive, as a
+# busy host's server is), or NULL while the answer is pending.
+fork_server_check_poll <- function(check) {
+  if (!is.null(check$answer)) return(check$answer)
+  alive <- tryCatch(backend_ssh_poll(check$ticket), error = function(e) NA)
+  if (is.null(alive) && Sys.time() >= check$deadline) {
+    fork_server_check_cancel(check)
+    alive <- NA
+  }
+  if (!is.null(alive)) check$answer <- as.logical(alive[1L])
+  check$answer
+}
+
+fork_server_check_cancel <- function(check) {
+  if (!is.null(check$ticket)) backend_ssh_cancel(check$ticket)
+  check$ticket <- NULL
 }
 
 # A server that can no longer be asked: out of the registry (a new one takes its place for
@@ -168,13 +199,31 @@ fork_server_add_children <- function(server, pids, start_times) {
 # How forked workers ended, as told by their parent, the server: list(state, status,
 # signal) like backend_child_state(); "unknown" when the server cannot tell.
 fork_server_exit_states <- function(key, pids) {
+  run_stages(list(fork_server_exit_states_stage(key, pids)))[[1L]]
+}
+
+# The same as a stage (R/nodeKind.R): the request goes out at once, the answer is polled, so
+# that the servers of many hosts are asked together. A server that does not answer within
+# `timeout` seconds (or the caller's time left) is retired, as by fork_server_call().
+fork_server_exit_states_stage <- function(key, pids, timeout = 5) {
   server <- get0(key, envir = .package$fork_servers, inherits = FALSE)
   unknown <- list(state = rep("unknown", length(pids)), status = rep(NA_integer_, length(pids)),
                   signal = rep(NA_integer_, length(pids)))
   if (is.null(server)) return(unknown)
-  res <- tryCatch(fork_server_call(server, "state", as.integer(pids), timeout = 5, on_failure = "retire"),
-                  error = function(e) NULL)
-  if (is.null(res)) unknown else res
+  give_up <- function() {
+    try(fork_server_retire(server), silent = TRUE)
+    unknown
+  }
+  sent <- tryCatch({ fork_server_send(server, "state", as.integer(pids)); TRUE }, error = function(e) FALSE)
+  if (!sent) return(give_up())
+  deadline <- NULL
+  waiting <- function(left) {
+    if (is.null(deadline)) deadline <<- Sys.time() + min(timeout, left())
+    answer <- fork_server_receive(server, wait = 0.01)
+    if (is.null(answer)) return(if (Sys.time() < deadline) waiting else give_up())
+    tryCatch(fork_server_value(server, answer, function() fork_server_retire(server)), error = function(e) unknown)
+  }
+  waiting
 }
 
 # Stop the servers among `keys` (and retired ones) that have no living worker left, not
@@ -182,12 +231,15 @@ fork_server_exit_states <- function(key, pids) {
 # `background`, the server is told to exit once they are gone (and is not waited for).
 fork_servers_release <- function(keys, stopping = list(), background = FALSE) {
   leaving <- sprintf("%d/%.0f", ids_pids(stopping), ids_starts(stopping))
+  retired <- .package$retired_fork_servers
+  current <- Filter(Negate(is.null), lapply(unique(keys), get0, envir = .package$fork_servers, inherits = FALSE))
+  # Every host asked at once (a host that does not answer costs its timeout once).
+  known <- fork_servers_children_alive(c(mget(ls(retired), envir = retired), current))
   children_alive <- function(server) {
-    alive <- fork_server_children_alive(server)
+    alive <- known[[node_key(server$node)]]
     alive[sprintf("%d/%.0f", server$children$pid, server$children$start_time) %in% leaving] <- FALSE
     alive
   }
-  retired <- .package$retired_fork_servers
   for (id in ls(retired)) {
     server <- get(id, envir = retired)
     if (!any(children_alive(server) %in% c(TRUE, NA))) {
@@ -195,9 +247,8 @@ fork_servers_release <- function(keys, stopping = list(), background = FALSE) {
       fork_server_shutdown(server, background)
     }
   }
-  for (key in unique(keys)) {
-    server <- get0(key, envir = .package$fork_servers, inherits = FALSE)
-    if (is.null(server)) next
+  for (server in current) {
+    key <- server$key
     alive <- children_alive(server)
     server$children <- server$children[!(alive %in% FALSE), , drop = FALSE]
     if (nrow(server$children) > 0L) {
@@ -221,11 +272,27 @@ fork_server_shutdown <- function(server, background = FALSE, linger = 3) {
   try(stop_nodes(list(server$node), background = background), silent = TRUE)
 }
 
-# TRUE/FALSE/NA per worker the server forked.
-fork_server_children_alive <- function(server) {
-  kids <- server$children
-  if (is.null(kids) || nrow(kids) == 0L) return(logical(0))
-  if (server$local) return(backend_probe(kids$pid, kids$start_time))
-  tryCatch(backend_ssh_probe(server$ssh, kids$pid, kids$start_time, 10, server$host, "checking forked workers"), error = function(e) rep(NA, nrow(kids)))
+# TRUE/FALSE/NA per worker each server forked, by the node key of the server; the remote
+# servers' hosts are asked at once, within `timeout` seconds in all (a best effort: a server
+# whose workers cannot be seen is kept for the next release).
+fork_servers_children_alive <- function(servers, timeout = 2) {
+  deadline <- Sys.time() + timeout
+  count <- function(server) if (is.null(server$children)) 0L else nrow(server$children)
+  tickets <- lapply(servers, function(server) {
+    kids <- server$children
+    if (count(server) == 0L || server$local) return(NULL)
+    tryCatch(backend_ssh_submit_probe(server$ssh, kids$pid, kids$start_time, timeout = timeout), error = function(e) NULL)
+  })
+  alive <- Map(function(server, ticket) {
+    kids <- server$children
+    n <- count(server)
+    if (n == 0L) return(logical(0))
+    if (server$local) return(backend_probe(kids$pid, kids$start_time))
+    if (is.null(ticket)) return(rep(NA, n))
+    left <- max(as.double(difftime(deadline, Sys.time(), units = "secs")), 0.05)
+    res <- tryCatch(as.logical(backend_ssh_wait(ticket, left, server$host, "checking forked workers")), error = function(e) NULL)
+    if (length(res) == n) res else rep(NA, n)
+  }, servers, tickets)
+  stats::setNames(alive, vapply(servers, function(server) node_key(server$node), character(1)))
 }
 

@@ -29,13 +29,21 @@ node_kind_fork <- list(
   },
   stop_before_done = function(ids) isTRUE(ids[[1L]]$local),
   exit_cause = function(ids) {
-    causes <- rep(NA_character_, length(ids))
     servers <- vapply(ids, function(id) id$fork_server, character(1))
-    for (idx in split(seq_along(ids), servers)) {
-      st <- fork_server_exit_states(servers[idx[1L]], ids_pids(ids[idx]))
-      causes[idx] <- vapply(seq_along(idx), function(k) exit_cause(st$state[k], st$status[k], st$signal[k]), character(1))
+    groups <- split(seq_along(ids), servers)
+    # Stages (asked of every server, and with the other hosts, at once).
+    asking <- lapply(groups, function(idx) fork_server_exit_states_stage(servers[idx[1L]], ids_pids(ids[idx])))
+    waiting <- function(left) {
+      asking <<- lapply(asking, function(a) if (is.function(a)) a(left) else a)
+      if (any(vapply(asking, is.function, logical(1)))) return(waiting)
+      causes <- rep(NA_character_, length(ids))
+      for (g in seq_along(groups)) {
+        st <- asking[[g]]
+        causes[groups[[g]]] <- vapply(seq_along(groups[[g]]), function(k) exit_cause(st$state[k], st$status[k], st$signal[k]), character(1))
+      }
+      causes
     }
-    causes
+    waiting
   },
   usage = function(ids, timeout) fork_host_kind(ids[[1L]])$usage(ids, timeout),
   last_output = function(id, n) fork_host_kind(id)$last_output(id, n),
@@ -69,11 +77,12 @@ fork_launcher <- function(base, opts, server) {
   launcher$kind <- "fork"
   launcher$fork_server <- server$key
   launcher$submit <- function(options_list, port, launched) {
-    worker_port <- port
-    if (!server$local && isTRUE(opts$revtunnel)) {
-      worker_port <- backend_ssh_forward(server$ssh, port, opts$connectTimeout, server$host, "setting up the reverse tunnel")
-    }
-    requests <- lapply(seq_along(options_list), function(i) {
+    # The reverse tunnel is asked for and polled like the fork, never waited for: a host
+    # that does not answer holds no other host back.
+    ticket <- if (!server$local && isTRUE(opts$revtunnel)) backend_ssh_submit_forward(server$ssh, port)
+    worker_port <- if (is.null(ticket)) port
+    requested <- FALSE
+    request <- function() lapply(seq_along(options_list), function(i) {
       o <- options_list[[i]]
       # Output that would go to /dev/null goes to a log of ours instead, removed with the
       # node, so that a worker's death can be explained with what it said last.
@@ -87,8 +96,17 @@ fork_launcher <- function(base, opts, server) {
            socket_options = if (is.character(o$socketOptions)) o$socketOptions else character(0),
            lean_loop = internal_ok("work_loop"))
     })
-    fork_server_send(server, "fork", requests)
-    function() {
+    poll <- function() {
+      if (is.null(worker_port)) {
+        answer <- backend_ssh_poll(ticket)
+        if (is.null(answer)) return(NULL)
+        worker_port <<- ssh_shaped(answer, function(x) is.numeric(x) && length(x) == 1L, server$host, "setting up the reverse tunnel")
+        ticket <<- NULL
+      }
+      if (!requested) {
+        fork_server_send(server, "fork", request())
+        requested <<- TRUE
+      }
       answer <- fork_server_receive(server)
       if (is.null(answer)) return(NULL)
       # A server that failed is stopped with the workers it may have half made.
@@ -98,6 +116,8 @@ fork_launcher <- function(base, opts, server) {
       fork_server_add_children(server, launched$pid, launched$start_time)
       launched
     }
+    structure(function() tryCatch(poll(), parallellyError = function(e) { e$host <- server$host; stop(e) }),
+              cancel = function() if (!is.null(ticket)) backend_ssh_cancel(ticket))
   }
   launcher$launch <- function(options_list, port, launched) {
     poll <- launcher$submit(options_list, port, launched)

@@ -124,23 +124,42 @@ stop_remote_nodes <- function(ids, grace = 5) {
 }
 
 # How the remote workers of `ids` (dead) ended, as their parent shell tells (once; what it
-# told is kept for later questions).
+# told is kept for later questions). A stage (R/nodeKind.R): the request goes out at once,
+# so that all hosts are asked together; a host that does not answer within `timeout`
+# seconds (or the caller's time left) gets what was kept, or NA.
 ssh_exit_causes <- function(ids, timeout = 5) {
   key <- tryCatch(ssh_key_of(ids[[1L]]$node), error = function(e) NULL)
-  causes <- rep(NA_character_, length(ids))
-  if (is.null(key)) return(causes)
-  status <- tryCatch(backend_ssh_exit_status(key, ids_pids(ids), timeout, ids[[1L]]$host, "reading exit statuses"), error = function(e) NULL)
-  for (k in seq_along(ids)) {
-    # 127: the shell did not start this worker (a new connection), or has told already.
-    s <- if (is.null(status)) NA_integer_ else status[k]
-    if (!is.na(s) && s != 127L) {
-      causes[k] <- shell_exit_cause(s)
-      assign(ids[[k]]$key, causes[k], envir = .package$exit_causes)
-    } else {
-      causes[k] <- get0(ids[[k]]$key, envir = .package$exit_causes, inherits = FALSE, ifnotfound = NA_character_)
+  pids <- ids_pids(ids)
+  causes_from <- function(status) {
+    causes <- rep(NA_character_, length(ids))
+    for (k in seq_along(ids)) {
+      # 127: the shell did not start this worker (a new connection), or has told already.
+      s <- if (is.numeric(status) && length(status) == length(ids)) status[k] else NA_integer_
+      if (!is.na(s) && s != 127L) {
+        causes[k] <- shell_exit_cause(s)
+        assign(ids[[k]]$key, causes[k], envir = .package$exit_causes)
+      } else {
+        causes[k] <- get0(ids[[k]]$key, envir = .package$exit_causes, inherits = FALSE, ifnotfound = NA_character_)
+      }
     }
+    causes
   }
-  causes
+  if (is.null(key)) return(rep(NA_character_, length(ids)))
+  ticket <- tryCatch(backend_ssh_submit_exit(key, pids, timeout), error = function(e) NULL)
+  if (is.null(ticket)) return(causes_from(NULL))
+  deadline <- NULL
+  waiting <- function(left) {
+    if (is.null(deadline)) deadline <<- Sys.time() + min(timeout, left())
+    status <- tryCatch(backend_ssh_poll(ticket), error = function(e) NA_integer_)
+    if (!is.null(status)) return(causes_from(status))
+    if (Sys.time() >= deadline) {
+      backend_ssh_cancel(ticket)
+      return(causes_from(NULL))
+    }
+    Sys.sleep(0.01)
+    waiting
+  }
+  waiting
 }
 
 # The last `n` lines of a file on the host ("" and NA: none); best effort.

@@ -80,6 +80,8 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
   done <- FALSE
   on.exit(if (!done) stop_nodes(cl))
   batches <- setup_batches(options)
+  # Now that the hosts are known: their fork servers need connections too (before any launch).
+  if (identical(makeNode, makeNodePSOCK)) check_connection_budget(n, validate, new_fork_servers(options, batches))
   sequential <- vapply(batches, function(b) length(b) == 1L && options[[b]]$setup_strategy == "sequential", logical(1))
   # All hosts at once, within one connectTimeout (R/setupHosts.R); then the sequential nodes.
   together <- batches[!sequential]
@@ -185,15 +187,38 @@ resolve_port <- function(port) {
   chosen
 }
 
-# Each node needs one R connection; fail early rather than midway.
-check_connection_budget <- function(n, validate) {
+# Each node needs one R connection, and so does each host's fork server while it runs (one
+# per host that has none yet): fail early rather than midway. Called twice: for the nodes
+# alone before their options are resolved, and with the servers once the hosts are known.
+check_connection_budget <- function(n, validate, servers = 0L) {
   free <- freeConnections() - as.integer(validate)
-  if (n > free) {
+  if (n + servers > free) {
+    each <- if (servers > 0L) {
+      sprintf("Each node needs one connection, and so does the fork server of each of %d hosts (%d in all; setup_strategy = \"parallel\" starts none)",
+              servers, n + servers)
+    } else "Each node needs one connection"
     stopf("Argument",
-      paste("Cannot create %d parallel PSOCK nodes. Each node needs one connection, but there are only %d connections left out of the maximum %d available on this R installation.",
+      paste("Cannot create %d parallel PSOCK nodes. %s, but there are only %d connections left out of the maximum %d available on this R installation.",
             "To increase this limit in R (>= 4.4.0), use command-line option '--max-connections=N' when launching R"),
-      n, free, availableConnections(), fields = list(argument = "workers"))
+      n, each, free, availableConnections(), fields = list(argument = "workers"))
   }
+}
+
+# How many fork servers a setup of `batches` (indices into `options`) starts: one per host
+# with setup_strategy = "fork" that has none running (R/forkServer.R), none for a few local
+# workers that start faster plain. A host whose server turns out unable to fork costs its
+# connection only until its workers are launched plain.
+new_fork_servers <- function(options, batches) {
+  running <- vapply(mget(ls(.package$fork_servers), envir = .package$fork_servers), function(s) s$host, character(1))
+  sum(vapply(batches, function(b) {
+    first <- options[[b[1L]]]
+    if (!identical(first$setup_strategy, "fork")) return(0L)
+    if (isTRUE(attr(first$worker, "localhost"))) {
+      key <- fork_server_key(first, "localhost")
+      return(as.integer(fork_server_pays(options[b]) && !exists(key, envir = .package$fork_servers, inherits = FALSE)))
+    }
+    as.integer(!(as.character(first$worker) %in% running))
+  }, integer(1)))
 }
 
 # Guard against overloading the local machine: warn above the soft limit, fail above the

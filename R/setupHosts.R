@@ -56,9 +56,9 @@ connect_hosts <- function(batches, manual = FALSE, verbose = FALSE) {
   lapply(hosts, function(h) h$nodes)
 }
 
-# One host's setup: its options, tokens, launcher and stage ("connect", "server",
-# "server_launch", "server_connect", "server_ready", "launch", "launching", "accept", then
-# "done" or "failed").
+# One host's setup: its options, tokens, launcher and stage ("connect", "server", then
+# "server_check" (a running server) or "server_start", "server_launch", "server_connect",
+# "server_ready"; "launch", "launching", "accept", then "done" or "failed").
 host_setup_new <- function(options_list, start, manual, verbose) {
   h <- new.env(parent = emptyenv())
   n <- length(options_list)
@@ -144,9 +144,25 @@ host_setup_stages <- list(
     h$server_key <- fork_server_key(h$first, host_key)
     server <- get0(h$server_key, envir = .package$fork_servers, inherits = FALSE)
     if (!is.null(server)) {
-      if (fork_server_alive(server)) return(host_setup_use_server(h, server))
-      fork_server_drop(server)
+      h$reuse <- server
+      h$check <- fork_server_check_submit(server, min(fork_server_check_timeout, host_setup_left(h)))
+      h$stage <- "server_check"
+      return()
     }
+    host_setup_new_server(h)
+  },
+  # A running server is reused once it is known to be alive; all hosts are asked at once.
+  server_check = function(h) {
+    server <- h$reuse
+    alive <- fork_server_check_poll(h$check)
+    if (is.null(alive)) return()
+    h$check <- NULL
+    h$reuse <- NULL
+    if (!identical(alive, FALSE)) return(host_setup_use_server(h, server))
+    fork_server_drop(server)
+    host_setup_new_server(h)
+  },
+  server_start = function(h) {
     if (fork_refused(h$server_key)) return(host_setup_plain(h))
     h$server_options <- fork_server_options(h$first)
     h$server_launched <- h$launched[1L, , drop = FALSE]
@@ -230,6 +246,16 @@ host_setup_stages <- list(
   }
 )
 
+# Seconds a running fork server has to show it is alive (within the host's connectTimeout).
+fork_server_check_timeout <- 5
+
+host_setup_new_server <- function(h) {
+  h$stage <- "server_start"
+}
+
+# Seconds until the host's deadline.
+host_setup_left <- function(h) max(as.double(difftime(h$deadline, Sys.time(), units = "secs")), 0.05)
+
 host_setup_use_server <- function(h, server) {
   h$launcher <- fork_launcher(h$base, h$first, server)
   h$stage <- "launch"
@@ -298,7 +324,8 @@ host_setup_timed_out <- function(h) {
   if (identical(h$stage, "accept")) fail_connect_timeout(h$options, h$nodes, h$launched, timeout, h$launcher)
   what <- switch(h$stage,
     connect = "connecting",
-    server = , server_launch = , server_connect = "starting its fork server",
+    server_check = "checking that its running fork server is alive",
+    server = , server_start = , server_launch = , server_connect = "starting its fork server",
     server_ready = "asking its fork server whether it can fork",
     "launching workers")
   if (identical(h$stage, "launching") && !is.null(h$launcher$fork_server)) what <- "forking workers"
@@ -310,15 +337,19 @@ host_setup_timed_out <- function(h) {
 host_setup_fail <- function(h, error) {
   if (is.null(error$host)) error$host <- h$name
   h$error <- error
-  host_setup_abandon(h)
+  host_setup_abandon(h, answering = !inherits(error, "parallellyTimeoutError"))
   h$stage <- "failed"
 }
 
 # Stop whatever the host's setup started (on failure, or when the whole setup gives up).
-host_setup_abandon <- function(h) {
+# A host that did not answer in time (`answering = FALSE`) is not waited for: its fork
+# server, asked to fork and silent, is retired rather than stopped, which would wait out a
+# grace period per host while the other hosts wait too.
+host_setup_abandon <- function(h, answering = TRUE) {
   if (isTRUE(h$abandoned)) return(invisible())
   h$abandoned <- TRUE
   if (!is.null(h$ticket)) try(backend_ssh_cancel(h$ticket), silent = TRUE)
+  if (!is.null(h$check)) try(fork_server_check_cancel(h$check), silent = TRUE)
   if (is.function(h$cancel)) try(h$cancel(), silent = TRUE)
   for (node in h$nodes) if (!is.null(node)) try(close(node$con), silent = TRUE)
   for (e in h$early) try(close(e$con), silent = TRUE)
@@ -327,7 +358,7 @@ host_setup_abandon <- function(h) {
   if (!is.null(h$server)) try(fork_server_drop(h$server), silent = TRUE)
   if (identical(h$stage, "launching") && is.character(h$launcher$fork_server)) {
     server <- get0(h$launcher$fork_server, envir = .package$fork_servers, inherits = FALSE)
-    if (!is.null(server)) try(fork_server_drop(server), silent = TRUE)
+    if (!is.null(server)) try(if (answering) fork_server_drop(server) else fork_server_retire(server), silent = TRUE)
   }
   if (!is.null(h$server_node)) try(stop_nodes(list(h$server_node)), silent = TRUE)
   if (h$stage %in% c("server_launch", "server_connect") && !is.null(h$base)) {

@@ -5,6 +5,11 @@
 # Eight SSH test hosts that can run workers (testhost7's /tmp is full).
 eight_hosts <- sprintf("testhost%d", c(1:6, 8, 9))
 
+registered_fork_servers <- function() {
+  env <- parallelly:::.package$fork_servers
+  vapply(mget(ls(env), envir = env), function(s) parallelly:::node_key(s$node), "")
+}
+
 test_that("8 hosts start together, each worker on its host, and clone together", {
   hosts <- skip_if_no_ssh_hosts(9)
   local_ssh_env(hosts)
@@ -76,6 +81,68 @@ test_that("one partitioned host of 8: probes and kills keep to the timeout, stop
   heal()
 })
 
+test_that("the running fork servers of 8 hosts are checked at once: partitioned ones cost one connectTimeout", {
+  hosts <- skip_if_no_fork_hosts()
+  skip_if_no_iptables()
+  local_ssh_env(hosts)
+  before <- registered_fork_servers()
+  cl <- local_cluster(rep(fork_hosts, each = 2), setup_strategy = "fork")
+  expect_identical(vapply(cl, function(node) attr(node, "process")$kind, ""), rep("fork", 16L))
+  servers <- setdiff(registered_fork_servers(), before)
+  expect_length(servers, 8L)
+  # A second cluster reuses the 8 running servers (no new one), all checked together.
+  cl2 <- makeClusterPSOCK(fork_hosts, setup_strategy = "fork")
+  expect_identical(unlist(parallel::clusterEvalQ(cl2, 1 + 1)), rep(2, 8L))
+  expect_setequal(setdiff(registered_fork_servers(), before), servers)
+  parallel::stopCluster(cl2)
+
+  # Two hosts partitioned: their checks (and forks) run out together at the one deadline,
+  # while the other hosts' servers answer at once.
+  cut <- fork_hosts[c(2L, 5L)]
+  heal <- local_partition(cut, hosts)
+  t <- elapsed(err <- tryCatch(makeClusterPSOCK(fork_hosts, setup_strategy = "fork", connectTimeout = 4),
+                               error = function(e) e))
+  expect_lt(t, 4 + 3)
+  expect_s3_class(err, "PSOCKConnectionError")
+  expect_setequal(err$host, cut)
+  expect_match(conditionMessage(err), "failed on 2 of 8 hosts", fixed = TRUE)
+  expect_match(conditionMessage(err), sprintf("Host '%s': .*did not answer within 4 seconds", cut[1L]))
+  # The first cluster is stopped within its grace (5 s), the partitioned hosts given up; the
+  # servers' workers are then checked on all hosts at once (2 s).
+  t <- elapsed(parallel::stopCluster(cl))
+  expect_lt(t, 8)
+  heal()
+})
+
+test_that("summary() asks the fork servers of all hosts at once how their workers ended", {
+  hosts <- skip_if_no_fork_hosts()
+  local_ssh_env(hosts)
+  cl <- local_cluster(rep(fork_hosts, each = 2), setup_strategy = "fork")
+  server_pid <- function(host) {
+    env <- parallelly:::.package$fork_servers
+    for (s in mget(ls(env), envir = env)) if (identical(s$host, host)) return(attr(s$node, "process")$pid)
+    NA_integer_
+  }
+  # One worker killed on each of three hosts; the fork servers (their parents, which tell
+  # how they ended) of two of those hosts frozen.
+  killed <- c(1L, 3L, 5L)
+  frozen <- fork_hosts[1:2]
+  pids <- vapply(frozen, server_pid, integer(1))
+  expect_false(anyNA(pids))
+  expect_identical(killNode(cl[killed], signal = tools::SIGKILL), rep(TRUE, 3L))
+  for (k in seq_along(frozen)) remote_exec(frozen[k], sprintf("kill -STOP %d", pids[k]), hosts = hosts)
+  withr::defer(for (k in seq_along(frozen)) remote_exec(frozen[k], sprintf("kill -CONT %d", pids[k]), error = FALSE, hosts = hosts))
+  expect_true(wait_for(function() all(isNodeAlive(cl[killed]) %in% FALSE), timeout = 10))
+  # Two silent servers cost the 5 s timeout once, not once each.
+  t <- elapsed(s <- summary(cl))
+  expect_lt(t, 5 + 2.5)
+  expect_identical(s$alive, replace(rep(TRUE, 16L), killed, FALSE))
+  expect_identical(s$exit[killed[1:2]], rep("exited (cause unknown)", 2L))
+  expect_match(s$exit[killed[3L]], "killed by signal 9", fixed = TRUE)
+  expect_true(all(is.na(s$exit[-killed])))
+  for (k in seq_along(frozen)) remote_exec(frozen[k], sprintf("kill -CONT %d", pids[k]), hosts = hosts)
+})
+
 test_that("a setup whose hosts fail names each failed host and why, within one connectTimeout", {
   hosts <- skip_if_no_ssh_hosts(9)
   skip_if_no_iptables()
@@ -119,10 +186,11 @@ test_that("external-client probes of many hosts run at once and keep to the time
   heal()
 })
 
-test_that("workers and fork servers beyond R's connections fail at once, naming the limit", {
+test_that("workers and fork servers beyond R's connections fail before any launch, naming the limit", {
   hosts <- skip_if_no_ssh_hosts(9)
   skip_unless_package_on_testhost3(hosts)
   local_ssh_env(hosts)
+  before <- remote_r_pids("testhost3", hosts)
   # Leave 3 connections: enough for 2 workers (and the setup's check), not for 2 fork
   # servers (here and on testhost3) as well.
   fill <- list()
@@ -130,12 +198,15 @@ test_that("workers and fork servers beyond R's connections fail at once, naming 
   while (parallelly::freeConnections() > 3L) fill[[length(fill) + 1L]] <- rawConnection(raw(0L), open = "r")
   t <- elapsed(err <- tryCatch(makeClusterPSOCK(c("localhost", "testhost3"), setup_strategy = "fork", validate = FALSE),
                                error = function(e) e))
-  expect_s3_class(err, "parallellyLaunchError")
-  expect_match(conditionMessage(err), "all [0-9]+ connections of this R session are in use")
-  expect_lt(t, 30)
+  expect_s3_class(err, "parallellyArgumentError")
+  expect_match(conditionMessage(err), "the fork server of each of 2 hosts (4 in all", fixed = TRUE)
+  expect_match(conditionMessage(err), "--max-connections=N", fixed = TRUE)
+  # Before any launch: nothing was started on the host, nor connected to.
+  expect_lt(t, 2)
+  expect_identical(remote_r_pids("testhost3", hosts), before)
   for (con in fill) close(con)
   fill <- list()
-  # Nothing was left behind: the full setup works afterwards.
+  # The full setup works afterwards.
   cl <- local_cluster(c("localhost", "testhost3"), setup_strategy = "fork")
   expect_identical(isNodeAlive(cl), c(TRUE, TRUE))
 })
