@@ -64,8 +64,8 @@ poll_cost <- function(cons) {
 
 now <- function() unclass(Sys.time())
 
-# Cores of this machine (read once).
-spin_cores <- function() .package$spin_cores %||% (.package$spin_cores <- parallel::detectCores())
+# Cores this process may run on (read once; no shell, unlike detectCores()).
+spin_cores <- function() .package$spin_cores %||% (.package$spin_cores <- backend_usable_cores())
 
 # Poll `cons` within the budget: their readiness when one has input; otherwise the time the
 # spin gave up, or stood down as every core is taken (pass it to spin_waited() once the
