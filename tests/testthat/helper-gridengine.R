@@ -1,7 +1,9 @@
 # Helpers for tests against a real Grid Engine on this machine (tools/gridengine-test-cluster.sh):
 # sge_qmaster and sge_execd in a PID namespace of their own, all files in a temporary
-# directory. One host (this machine's name), queue all.q, parallel environment `smp`
-# (8 slots, control_slaves TRUE: `qrsh -inherit` works in its jobs).
+# directory; exec hosts sgehost1 and sgehost2 in namespace hosts of their own. Queue all.q on
+# this machine's name only (8 slots), queue span.q on all three hosts (2 slots each, this
+# machine first), parallel environment `smp` in both (control_slaves TRUE: `qrsh -inherit`
+# works in its jobs).
 #
 #   cluster <- skip_if_no_gridengine()        # skip unless Grid Engine is installed here
 #   gridengine_cmd(c("qstat", "-u", "*"))     # a client command, with a timeout
@@ -76,8 +78,9 @@ gridengine_test_cluster <- function() {
   env <- readLines(file.path(dir, "env.sh"))
   env <- sub("^export ", "", env)
   env <- setNames(gsub("'", "", sub("^[^=]*=", "", env)), sub("=.*$", "", env))
+  exec_hosts <- sub("\\.hosts$", "", list.files(dir, pattern = "^sgehost[0-9]+\\.hosts$"))
   cluster <- list(dir = dir, env = env, host = Sys.info()[["nodename"]], port = as.integer(port),
-                  script = script, started = out)
+                  exec_hosts = exec_hosts, script = script, started = out)
   .gridengine_test_cluster_cache$cluster <- cluster
   registered <- tryCatch({
     withr::defer(gridengine_test_cluster_stop(), envir = testthat::teardown_env())
@@ -144,9 +147,13 @@ gridengine_r <- function(expr, slots = 2L, timeout = 90, args = character(),
     stop(sprintf("qsub job %s timed out after %g s", paste(job, collapse = ""), timeout), call. = FALSE)
   }
   if (res$status != 0L || !file.exists(result)) {
-    stop(sprintf("qsub job failed (exit status %d):\n%s\njob output:\n%s", res$status,
+    # What the daemons said (errors and warnings), to tell why.
+    messages <- list.files(file.path(cluster$dir, "spool"), pattern = "^messages$", recursive = TRUE, full.names = TRUE)
+    said <- unlist(lapply(messages, function(f) tail(grep("\\|[EWC]\\|", readLines(f, warn = FALSE), value = TRUE), 5L)))
+    stop(sprintf("qsub job failed (exit status %d):\n%s\njob output:\n%s\ndaemons:\n%s", res$status,
                  paste(c(res$stdout, res$stderr), collapse = "\n"),
-                 paste(if (file.exists(log)) readLines(log, warn = FALSE), collapse = "\n")), call. = FALSE)
+                 paste(if (file.exists(log)) readLines(log, warn = FALSE), collapse = "\n"),
+                 paste(said, collapse = "\n")), call. = FALSE)
   }
   readRDS(result)
 }
