@@ -50,8 +50,6 @@ HOST=$(hostname)
 die() { echo "gridengine-test-cluster: $*" >&2; exit 1; }
 . "$(dirname "$0")/processes.sh"
 
-abs_dir() { mkdir -p "$1" && (cd "$1" && pwd -P); }
-
 # Exec host K (1..NHOSTS): its name, its address and this machine's end of its veth pair, and
 # the names of the pair's ends (at most 15 characters).
 exec_hosts() { local k; for k in $(seq "$NHOSTS"); do echo "sgehost$k"; done; }
@@ -61,30 +59,6 @@ host_addr() { echo "$(net_prefix).$((4 * $(host_num "$1") - 2))"; }
 peer_addr() { echo "$(net_prefix).$((4 * $(host_num "$1") - 3))"; }
 veth_outer() { echo "sge${PORT}h$(host_num "$1")"; }
 veth_inner() { echo "sge${PORT}n$(host_num "$1")"; }
-
-port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
-# True if PID runs and its command line mentions DIR (guards against PID reuse).
-pid_is_ours() {
-  local pid=$1 dir=$2 cmd
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ "$cmd" == *"$dir"* ]]
-}
-
-# The unshare processes (the master's namespace and each exec host's) and everything in
-# their namespaces (a namespace is searched only while its unshare runs).
-cluster_processes() {
-  local dir=$1 f pid
-  for f in "$dir"/unshare.pid "$dir"/sgehost*.unshare.pid; do
-    [ -f "$f" ] || continue
-    pid=$(cat "$f" 2>/dev/null || true)
-    pid_is_ours "$pid" "$dir" || continue
-    echo "$pid"
-    pidns_members "$(cat "${f%unshare.pid}pidns" 2>/dev/null || true)"
-  done
-}
 
 # A client command, pointed at this cluster, with a timeout; in the master's mount namespace
 # (its /etc/hosts names the exec hosts, which qconf resolves) once that runs.
@@ -99,29 +73,18 @@ ge() {
 }
 
 cmd_stop() {
-  local dir=$1 pids init f veth
+  local dir=$1 pids f veth
   [ -d "$dir" ] || { echo "gridengine-test-cluster: $dir does not exist; nothing to stop"; return 0; }
   dir=$(cd "$dir" && pwd -P)
-  if [ -f "$dir/watchdog.pid" ]; then
-    local w; w=$(cat "$dir/watchdog.pid")
-    if [ "$w" != "$$" ] && [ "$w" != "${GRIDENGINE_TEST_CLUSTER_WATCHDOG:-}" ] && pid_is_ours "$w" "$dir"; then
-      kill -TERM "$w" 2>/dev/null || true
-    fi
-  fi
-  pids=$(cluster_processes "$dir" | sort -un)
+  stop_watchdog "$dir"
+  pids=$(namespaces_processes "$dir" | sort -un)
   if [ -n "$pids" ]; then
     # SIGTERM to the namespace's init: it stops the daemons and exits; the kernel then kills
     # whatever is left in the namespace (shepherds, jobs, their qrsh tasks). The jobs are
     # not deleted first: the spool goes with DIR.
-    for f in "$dir"/init.hostpid "$dir"/sgehost*.init.hostpid; do
-      [ -f "$f" ] || continue
-      init=$(cat "$f" 2>/dev/null || true)
-      if [[ "$init" =~ ^[0-9]+$ ]] && echo "$pids" | grep -qx "$init"; then
-        kill -TERM "$init" 2>/dev/null || true
-      fi
-    done
+    term_namespace_inits "$dir" "$pids"
     # qmaster takes ~5 s to shut down cleanly; its state goes with DIR, so 1 s, then SIGKILL.
-    end_processes cluster_processes "$dir" 10
+    end_processes namespaces_processes "$dir" 10
   fi
   # A veth pair goes with its network namespace; one whose namespace never got it may be left.
   for f in "$dir"/sgehost*.veth; do
@@ -139,27 +102,11 @@ cmd_status() {
   dir=$(cd "$dir" && pwd -P)
   cat "$dir/env.sh"
   echo "processes:"
-  for p in $(cluster_processes "$dir" | sort -un); do
+  for p in $(namespaces_processes "$dir" | sort -un); do
     echo "  $p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-100)"
   done
   ge "$dir" qhost || echo "qhost failed"
   ge "$dir" qstat -f -u '*' || echo "qstat failed"
-}
-
-# Stop the cluster of DIR once OWNER is gone (runs detached).
-cmd_watch() {
-  local dir=$1 owner=$2 pids="" f p
-  sleep 1
-  for f in "$dir"/unshare.pid "$dir"/sgehost*.unshare.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
-  while kill -0 "$owner" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
-  if [ -d "$dir" ]; then
-    GRIDENGINE_TEST_CLUSTER_WATCHDOG=$$ cmd_stop "$dir" >/dev/null 2>&1
-  else
-    # DIR is gone: SIGKILL to an unshare takes its child, the namespace's init, and with it
-    # the whole namespace (--kill-child).
-    for p in $pids; do [[ "$p" =~ ^[0-9]+$ ]] && kill -KILL "$p" 2>/dev/null; done
-  fi
-  return 0
 }
 
 # SGE_ROOT in DIR: the package's programs by symlink, a cell `default` of our own.
@@ -273,15 +220,11 @@ EOF
 
 # Start the namespaces of exec host H (setsid: they outlive this script) and record them.
 start_host() {
-  local dir=$1 h=$2 pid init
+  local dir=$1 h=$2 init
   write_host_init "$dir" "$h"
-  setsid nohup unshare --uts --net --pid --fork --mount-proc --kill-child bash "$dir/$h.init.sh" \
-    </dev/null >>"$dir/$h.init.out" 2>&1 &
-  pid=$!
-  echo "$pid" >"$dir/$h.unshare.pid"
-  init=$(namespace_init "$pid") || fail_start "$dir" "no namespace init under unshare $pid ($h)"
-  echo "$init" >"$dir/$h.init.hostpid"
-  stat -L -c %i "/proc/$init/ns/pid" >"$dir/$h.pidns"
+  start_namespaces "$dir" "$h." "$dir/$h.init.sh" --uts --net ||
+    fail_start "$dir" "no namespace init under unshare $(cat "$dir/$h.unshare.pid") ($h)"
+  init=$(cat "$dir/$h.init.hostpid")
   # The veth pair: this machine's end here, the other in the host's network namespace.
   veth_outer "$h" >"$dir/$h.veth"
   { ip link add "$(veth_outer "$h")" type veth peer name "$(veth_inner "$h")" netns "$init" &&
@@ -289,17 +232,6 @@ start_host() {
     ip link set "$(veth_outer "$h")" up; } >>"$dir/$h.init.out" 2>&1 ||
     fail_start "$dir" "could not connect $h's network namespace (ip link add ... type veth)"
   touch "$dir/$h.net"
-}
-
-# The namespace's init: the child of unshare PID (waits up to 2 s for it).
-namespace_init() {
-  local pid=$1 init
-  for _ in $(seq 100); do
-    init=$(cat /proc/"$pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$' | head -n 1 || true)
-    [ -n "$init" ] && { echo "$init"; return 0; }
-    sleep 0.02
-  done
-  return 1
 }
 
 write_objects() {
@@ -372,26 +304,19 @@ cmd_start() {
   fi
   t0=$(date +%s.%N)
   if [ -f "$dir/unshare.pid" ]; then cmd_stop "$dir" >/dev/null; fi
-  ! port_open "$PORT" || die "port $PORT is already in use (a cluster of another run?)"
-  ! port_open "$((PORT + 1))" || die "port $((PORT + 1)) is already in use"
+  ! port_open 127.0.0.1 "$PORT" || die "port $PORT is already in use (a cluster of another run?)"
+  ! port_open 127.0.0.1 "$((PORT + 1))" || die "port $((PORT + 1)) is already in use"
   dir=$(abs_dir "$dir")
   chmod 700 "$dir"
   write_root "$dir"
   write_init "$dir"
   write_objects "$dir"
 
-  setsid nohup unshare --pid --fork --mount-proc --kill-child bash "$dir/init.sh" \
-    </dev/null >>"$dir/init.out" 2>&1 &
-  pid=$!
-  echo "$pid" >"$dir/unshare.pid"
-  init=$(namespace_init "$pid") || { cmd_stop "$dir" >&2 || true; die "no namespace init under unshare $pid"; }
-  echo "$init" >"$dir/init.hostpid"
-  stat -L -c %i "/proc/$init/ns/pid" >"$dir/pidns"
-
+  start_namespaces "$dir" "" "$dir/init.sh" ||
+    { cmd_stop "$dir" >&2 || true; die "no namespace init under unshare $(cat "$dir/unshare.pid")"; }
+  pid=$(cat "$dir/unshare.pid")
   if [ -n "${GRIDENGINE_TEST_CLUSTER_OWNER_PID:-}" ]; then
-    setsid nohup bash "$(cd "$(dirname "$0")" && pwd -P)/$(basename "$0")" watch "$dir" \
-      "$GRIDENGINE_TEST_CLUSTER_OWNER_PID" </dev/null >/dev/null 2>&1 &
-    echo "$!" >"$dir/watchdog.pid"
+    start_watchdog "$dir" "$GRIDENGINE_TEST_CLUSTER_OWNER_PID" "$(cd "$(dirname "$0")" && pwd -P)/$(basename "$0")"
   fi
   # The exec hosts' namespaces come up while qmaster starts.
   for h in $(exec_hosts); do start_host "$dir" "$h"; done
@@ -473,6 +398,6 @@ case "${1:-}" in
   start)  [ $# -eq 2 ] || die "usage: $0 start DIR"; cmd_start "$2" ;;
   stop)   [ $# -eq 2 ] || die "usage: $0 stop DIR"; cmd_stop "$2" ;;
   status) [ $# -eq 2 ] || die "usage: $0 status DIR"; cmd_status "$2" ;;
-  watch)  [ $# -eq 3 ] || die "usage: $0 watch DIR OWNER_PID"; cmd_watch "$2" "$3" ;;
+  watch)  [ $# -eq 3 ] || die "usage: $0 watch DIR OWNER_PID"; watch_owner "$2" "$3" cmd_stop ;;
   *) die "usage: $0 start DIR | stop DIR | status DIR" ;;
 esac

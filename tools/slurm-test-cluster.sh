@@ -44,43 +44,15 @@ node_port() { echo "$((PORT + $(node_num "$1")))"; }
 node_cpus() { case "$1" in n1|n2) echo 4 ;; *) echo 2 ;; esac; }
 node_partition() { case "$1" in n1|n2) echo big ;; *) echo small ;; esac; }
 
-abs_dir() { mkdir -p "$1" && (cd "$1" && pwd -P); }
-
-port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
-
-# True if PID runs and its command line mentions DIR (guards against PID reuse).
-pid_is_ours() {
-  local pid=$1 dir=$2 cmd
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ "$cmd" == *"$dir"* ]]
-}
-
-# The unshare process and everything in its namespace (the namespace is only searched while
-# unshare runs: its inode number could be reused later).
-cluster_processes() {
-  local dir=$1 pid
-  pid=$(cat "$dir/unshare.pid" 2>/dev/null || true)
-  pid_is_ours "$pid" "$dir" || return 0
-  echo "$pid"
-  pidns_members "$(cat "$dir/pidns" 2>/dev/null || true)"
-}
-
 # The client commands, pointed at this cluster.
 sl() { local dir=$1; shift; SLURM_CONF="$dir/slurm.conf" USER="${USER:-root}" timeout 5 "$@"; }
 
 cmd_stop() {
-  local dir=$1 pids i init jobs
+  local dir=$1 pids i jobs
   [ -d "$dir" ] || { echo "slurm-test-cluster: $dir does not exist; nothing to stop"; return 0; }
   dir=$(cd "$dir" && pwd -P)
-  if [ -f "$dir/watchdog.pid" ]; then
-    local w; w=$(cat "$dir/watchdog.pid")
-    if [ "$w" != "$$" ] && [ "$w" != "${SLURM_TEST_CLUSTER_WATCHDOG:-}" ] && pid_is_ours "$w" "$dir"; then
-      kill -TERM "$w" 2>/dev/null || true
-    fi
-  fi
-  pids=$(cluster_processes "$dir" | sort -un)
+  stop_watchdog "$dir"
+  pids=$(namespaces_processes "$dir" | sort -un)
   if [ -n "$pids" ]; then
     # Cancel the jobs first, so that the controller does not keep them for the next start
     # (its state is in DIR and goes with it anyway); their processes die with the namespace.
@@ -88,11 +60,8 @@ cmd_stop() {
     [ -z "$jobs" ] || sl "$dir" scancel $jobs 2>/dev/null || true
     # SIGTERM to the namespace's init: it stops the daemons, waits for them and exits; the
     # kernel then kills whatever is left in the namespace (job steps, slurmstepd).
-    init=$(cat "$dir/init.hostpid" 2>/dev/null || true)
-    if [[ "$init" =~ ^[0-9]+$ ]] && echo "$pids" | grep -qx "$init"; then
-      kill -TERM "$init" 2>/dev/null || true
-    fi
-    end_processes cluster_processes "$dir" 50
+    term_namespace_inits "$dir" "$pids"
+    end_processes namespaces_processes "$dir" 50
   fi
   rm -rf "$dir"
   echo "slurm-test-cluster: stopped the cluster of $dir"
@@ -104,26 +73,10 @@ cmd_status() {
   dir=$(cd "$dir" && pwd -P)
   cat "$dir/nodes.tsv"
   echo "processes:"
-  for p in $(cluster_processes "$dir" | sort -un); do
+  for p in $(namespaces_processes "$dir" | sort -un); do
     echo "  $p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-100)"
   done
   sl "$dir" sinfo -N -h -o '%N %P %c %t' || echo "sinfo failed"
-}
-
-# Stop the cluster of DIR once OWNER is gone (runs detached).
-cmd_watch() {
-  local dir=$1 owner=$2 pid
-  sleep 1
-  pid=$(cat "$dir/unshare.pid" 2>/dev/null || true)
-  while kill -0 "$owner" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
-  if [ -d "$dir" ]; then
-    SLURM_TEST_CLUSTER_WATCHDOG=$$ cmd_stop "$dir" >/dev/null 2>&1
-  elif [[ "$pid" =~ ^[0-9]+$ ]]; then
-    # DIR is gone (the owner's tempdir was removed): SIGKILL to unshare takes its child, the
-    # namespace's init, with it (--kill-child), and with that the whole namespace.
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  return 0
 }
 
 write_config() {
@@ -200,7 +153,7 @@ write_init() {
 }
 
 cmd_start() {
-  local dir=$1 n pid init t0 t1 ok
+  local dir=$1 n pid t0 t1 ok
   [ "$(id -u)" = 0 ] || die "must run as root (slurmd runs jobs as any user)"
   for b in /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged /usr/bin/sinfo /usr/bin/srun; do
     [ -x "$b" ] || die "$b not found (install slurmctld slurmd slurm-client munge)"
@@ -230,24 +183,11 @@ cmd_start() {
   done
 
   # setsid + nohup: the cluster outlives this script and the caller's process group.
-  setsid nohup unshare --pid --fork --mount-proc --kill-child bash "$dir/init.sh" \
-    </dev/null >>"$dir/init.out" 2>&1 &
-  pid=$!
-  echo "$pid" >"$dir/unshare.pid"
-  init=""
-  for _ in $(seq 100); do
-    init=$(cat /proc/"$pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$' | head -n 1 || true)
-    [ -n "$init" ] && break
-    sleep 0.02
-  done
-  [ -n "$init" ] || { cmd_stop "$dir" >&2 || true; die "no namespace init under unshare $pid"; }
-  echo "$init" >"$dir/init.hostpid"
-  stat -L -c %i "/proc/$init/ns/pid" >"$dir/pidns"
-
+  start_namespaces "$dir" "" "$dir/init.sh" ||
+    { cmd_stop "$dir" >&2 || true; die "no namespace init under unshare $(cat "$dir/unshare.pid")"; }
+  pid=$(cat "$dir/unshare.pid")
   if [ -n "${SLURM_TEST_CLUSTER_OWNER_PID:-}" ]; then
-    setsid nohup bash "$(cd "$(dirname "$0")" && pwd -P)/$(basename "$0")" watch "$dir" \
-      "$SLURM_TEST_CLUSTER_OWNER_PID" </dev/null >/dev/null 2>&1 &
-    echo "$!" >"$dir/watchdog.pid"
+    start_watchdog "$dir" "$SLURM_TEST_CLUSTER_OWNER_PID" "$(cd "$(dirname "$0")" && pwd -P)/$(basename "$0")"
   fi
 
   # Ready when every node is idle (up to 30 s).
@@ -273,6 +213,6 @@ case "${1:-}" in
   start)  [ $# -eq 2 ] || die "usage: $0 start DIR"; cmd_start "$2" ;;
   stop)   [ $# -eq 2 ] || die "usage: $0 stop DIR"; cmd_stop "$2" ;;
   status) [ $# -eq 2 ] || die "usage: $0 status DIR"; cmd_status "$2" ;;
-  watch)  [ $# -eq 3 ] || die "usage: $0 watch DIR OWNER_PID"; cmd_watch "$2" "$3" ;;
+  watch)  [ $# -eq 3 ] || die "usage: $0 watch DIR OWNER_PID"; watch_owner "$2" "$3" cmd_stop ;;
   *) die "usage: $0 start DIR | stop DIR | status DIR" ;;
 esac

@@ -135,23 +135,6 @@ chmod 700 '$home/.ssh'
 EOF
 }
 
-# Absolute path: sshd_config and ssh_config need absolute file names.
-abs_dir() { mkdir -p "$1" && (cd "$1" && pwd -P); }
-
-# True if something accepts TCP connections on ADDR:PORT (bash's /dev/tcp; no extra tools).
-port_open() {
-  timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null
-}
-
-# True if PID runs and its command line mentions DIR (guards against PID reuse).
-pid_is_ours() {
-  local pid=$1 dir=$2 cmd
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ "$cmd" == *"$dir"* ]]
-}
-
 # Children of PID (from /proc/PID/task/*/children, else by scanning the ppid field).
 children_of() {
   local pid=$1 f
