@@ -7,6 +7,8 @@
 #   tools/gridengine-test-cluster.sh start DIR    start the cluster, files in DIR
 #   tools/gridengine-test-cluster.sh stop DIR     delete its jobs, stop it, then remove DIR
 #   tools/gridengine-test-cluster.sh status DIR   print DIR/env.sh, the daemons, qhost, qstat
+#   tools/gridengine-test-cluster.sh start-execd DIR HOST   start exec host HOST's execd again
+#                                                 (after a test stopped it by its PID)
 #
 # The cluster: this machine's name as master, submit and exec host; exec hosts sgehost1,
 # sgehost2, ... (HOST_SLOTS slots each); a queue all.q on this machine only, with SLOTS slots
@@ -36,7 +38,8 @@
 #   GRIDENGINE_TEST_CLUSTER_OWNER_PID  if set, a watchdog stops the cluster once it is gone
 #
 # Needs root, unshare (PID namespaces; network namespaces and `ip` with veth for exec hosts)
-# and Debian's gridengine-master, gridengine-exec and gridengine-client (8.1.9). Only processes recorded in DIR (and their PID namespace) are killed.
+# and Debian's gridengine-master, gridengine-exec and gridengine-client (8.1.9). Only
+# processes recorded in DIR (and their PID namespaces) are killed.
 set -euo pipefail
 
 PORT="${GRIDENGINE_TEST_CLUSTER_PORT:-26444}"
@@ -61,12 +64,13 @@ veth_outer() { echo "sge${PORT}h$(host_num "$1")"; }
 veth_inner() { echo "sge${PORT}n$(host_num "$1")"; }
 
 # A client command, pointed at this cluster, with a timeout; in the master's mount namespace
-# (its /etc/hosts names the exec hosts, which qconf resolves) once that runs.
+# (its /etc/hosts names the exec hosts, which qconf resolves) once that runs, with init's root
+# directory (-r: entering a mount namespace would leave a chroot we run in).
 ge() {
   local dir=$1 init; shift
   init=$(cat "$dir/init.hostpid" 2>/dev/null || true)
   if [[ "$init" =~ ^[0-9]+$ ]] && pid_is_ours "$init" "$dir"; then
-    (. "$dir/env.sh" && PATH="$GE_BIN:$PATH" timeout 10 nsenter -t "$init" -m "$@")
+    (. "$dir/env.sh" && PATH="$GE_BIN:$PATH" timeout 10 nsenter -t "$init" -m -r -w "$@")
   else
     (. "$dir/env.sh" && PATH="$GE_BIN:$PATH" timeout 10 "$@")
   fi
@@ -382,7 +386,7 @@ cmd_start_execd() {
   local dir=$1 h=$2 init
   init=$(cat "$dir/$h.init.hostpid" 2>/dev/null || true)
   [[ "$init" =~ ^[0-9]+$ ]] && pid_is_ours "$init" "$dir" || die "no exec host $h in $dir"
-  (. "$dir/env.sh" && SGE_ND=1 exec setsid nohup nsenter -t "$init" -a /usr/sbin/sge_execd) \
+  (. "$dir/env.sh" && SGE_ND=1 exec setsid nohup nsenter -t "$init" -a -r -w /usr/sbin/sge_execd) \
     </dev/null >>"$dir/$h.execd.out" 2>&1 &
   local deadline=$(($(date +%s) + 20)) state
   while [ "$(date +%s)" -lt "$deadline" ]; do
