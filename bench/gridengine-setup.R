@@ -14,9 +14,9 @@
 #
 # Where the cluster cannot start (no root, no Grid Engine), it says why and exits with status 0.
 local({
-args <- commandArgs(TRUE)
 root <- normalizePath(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])), ".."))
-reps <- as.integer(sub("^--reps=", "", c(grep("^--reps=", args, value = TRUE), "--reps=3")[1]))
+source(file.path(root, "bench", "scheduler-bench.R"), local = TRUE)
+reps <- bench_reps()
 
 bins <- c(sge_qmaster = "/usr/sbin/sge_qmaster", sge_execd = "/usr/sbin/sge_execd", qsub = "/usr/lib/gridengine/qsub")
 missing <- !file.exists(bins)
@@ -26,16 +26,11 @@ if (any(missing) || Sys.info()[["user"]] != "root" || !nzchar(Sys.which("unshare
   quit(status = 0L, save = "no")
 }
 
-dir <- tempfile("bench-gridengine-")
 port <- as.character(40000L + sample.int(90L, 1L) * 100L)
-script <- file.path(root, "tools", "gridengine-test-cluster.sh")
-Sys.setenv(GRIDENGINE_TEST_CLUSTER_OWNER_PID = Sys.getpid(), GRIDENGINE_TEST_CLUSTER_PORT = port)
-out <- suppressWarnings(system2("bash", c(shQuote(script), "start", shQuote(dir)), stdout = TRUE, stderr = TRUE))
-if (!is.null(attr(out, "status"))) {
-  cat("gridengine-setup: skipped (the Grid Engine test cluster did not start):\n", paste(out, collapse = "\n"), "\n")
-  quit(status = 0L, save = "no")
-}
-on.exit(system2("bash", c(shQuote(script), "stop", shQuote(dir)), stdout = FALSE, stderr = FALSE), add = TRUE)
+stop_cluster <- bench_cluster_start("gridengine", file.path(root, "tools", "gridengine-test-cluster.sh"),
+  c(GRIDENGINE_TEST_CLUSTER_OWNER_PID = Sys.getpid(), GRIDENGINE_TEST_CLUSTER_PORT = port))
+on.exit(stop_cluster(), add = TRUE)
+dir <- attr(stop_cluster, "dir")
 for (line in sub("^export ", "", readLines(file.path(dir, "env.sh")))) {
   do.call(Sys.setenv, setNames(list(gsub("'", "", sub("^[^=]*=", "", line))), sub("=.*$", "", line)))
 }
@@ -82,20 +77,5 @@ run_job <- function(impl, timeout = 180) {
   readRDS(result)
 }
 
-impls <- c("qrsh-kind", "qrsh-recipe")
-runs <- list()
-for (rep in seq_len(reps)) for (impl in impls) {
-  value <- run_job(impl)
-  if (!is.null(value)) runs[[length(runs) + 1L]] <- data.frame(impl = impl, measure = names(value), value = unname(value))
-}
-if (length(runs) == 0L) quit(status = 0L, save = "no")
-runs <- do.call(rbind, runs)
-cat(sprintf("\n8 workers through qrsh -inherit in one qsub job (%d reps)\n", reps))
-cat(sprintf("%-12s %-28s %-28s %s\n", "measure", "qrsh-kind", "qrsh-recipe", "kind/recipe"))
-for (m in unique(runs$measure)) {
-  med <- function(impl) { x <- runs$value[runs$impl == impl & runs$measure == m]; if (length(x)) c(median(x), min(x), max(x)) else NA }
-  o <- med("qrsh-kind"); r <- med("qrsh-recipe")
-  cell <- function(x) if (anyNA(x)) "-" else sprintf("%.3f s (%.3f-%.3f)", x[1], x[2], x[3])
-  cat(sprintf("%-12s %-28s %-28s %s\n", m, cell(o), cell(r), if (anyNA(r)) "-" else sprintf("%.2f", o[1] / r[1])))
-}
+bench_compare(c("qrsh-kind", "qrsh-recipe"), run_job, reps, "8 workers through qrsh -inherit in one qsub job")
 })

@@ -12,9 +12,9 @@
 #
 # Where the cluster cannot start (no root, no Slurm), it says why and exits with status 0.
 local({
-args <- commandArgs(TRUE)
 root <- normalizePath(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])), ".."))
-reps <- as.integer(sub("^--reps=", "", c(grep("^--reps=", args, value = TRUE), "--reps=3")[1]))
+source(file.path(root, "bench", "scheduler-bench.R"), local = TRUE)
+reps <- bench_reps()
 
 missing <- c(Sys.which(c("slurmctld", "slurmd", "sbatch", "munged", "unshare")) == "")
 if (any(missing) || Sys.info()[["user"]] != "root") {
@@ -23,22 +23,11 @@ if (any(missing) || Sys.info()[["user"]] != "root") {
   quit(status = 0L, save = "no")
 }
 
-dir <- tempfile("bench-slurm-")
 port <- as.character(30000L + sample.int(90L, 1L) * 100L)
-env <- c(SLURM_TEST_CLUSTER_OWNER_PID = Sys.getpid(), SLURM_TEST_CLUSTER_PORT = port, USER = "root")
-withr_env <- function(code) {
-  old <- Sys.getenv(names(env), unset = NA)
-  do.call(Sys.setenv, as.list(env))
-  on.exit(for (n in names(old)) if (is.na(old[[n]])) Sys.unsetenv(n) else do.call(Sys.setenv, setNames(list(old[[n]]), n)))
-  code
-}
-script <- file.path(root, "tools", "slurm-test-cluster.sh")
-out <- withr_env(suppressWarnings(system2("bash", c(shQuote(script), "start", shQuote(dir)), stdout = TRUE, stderr = TRUE)))
-if (!is.null(attr(out, "status"))) {
-  cat("slurm-setup: skipped (the Slurm test cluster did not start):\n", paste(out, collapse = "\n"), "\n")
-  quit(status = 0L, save = "no")
-}
-on.exit(withr_env(system2("bash", c(shQuote(script), "stop", shQuote(dir)), stdout = FALSE, stderr = FALSE)), add = TRUE)
+stop_cluster <- bench_cluster_start("slurm", file.path(root, "tools", "slurm-test-cluster.sh"),
+  c(SLURM_TEST_CLUSTER_OWNER_PID = Sys.getpid(), SLURM_TEST_CLUSTER_PORT = port, USER = "root"))
+on.exit(stop_cluster(), add = TRUE)
+dir <- attr(stop_cluster, "dir")
 Sys.setenv(SLURM_CONF = file.path(dir, "slurm.conf"), USER = "root")
 
 # What runs in the job: the timings of one cluster, as a named numeric vector.
@@ -82,20 +71,6 @@ run_job <- function(impl, timeout = 180) {
   readRDS(result)
 }
 
-impls <- c("srun-kind", "srun-recipe")
-runs <- list()
-for (rep in seq_len(reps)) for (impl in impls) {
-  value <- run_job(impl)
-  if (!is.null(value)) runs[[length(runs) + 1L]] <- data.frame(impl = impl, measure = names(value), value = unname(value))
-}
-if (length(runs) == 0L) quit(status = 0L, save = "no")
-runs <- do.call(rbind, runs)
-cat(sprintf("\n8 workers on 4 Slurm nodes in one sbatch job (%d reps; the reference 1.34 cannot launch there)\n", reps))
-cat(sprintf("%-12s %-28s %-28s %s\n", "measure", "srun-kind", "srun-recipe", "kind/recipe"))
-for (m in unique(runs$measure)) {
-  med <- function(impl) { x <- runs$value[runs$impl == impl & runs$measure == m]; if (length(x)) c(median(x), min(x), max(x)) else NA }
-  o <- med("srun-kind"); r <- med("srun-recipe")
-  cell <- function(x) if (anyNA(x)) "-" else sprintf("%.3f s (%.3f-%.3f)", x[1], x[2], x[3])
-  cat(sprintf("%-12s %-28s %-28s %s\n", m, cell(o), cell(r), if (anyNA(r)) "-" else sprintf("%.2f", o[1] / r[1])))
-}
+bench_compare(c("srun-kind", "srun-recipe"), run_job, reps,
+              "8 workers on 4 Slurm nodes in one sbatch job (the reference 1.34 cannot launch there)")
 })
