@@ -18,7 +18,7 @@ packages=(r-base-dev r-cran-testthat libssl-dev pkg-config openssh-server
           r-cran-rmpi jq r-cran-roxygen2
           r-cran-furrr r-cran-foreach r-cran-doparallel r-cran-dorng r-cran-progressr
           r-cran-parallelmap r-cran-future.batchtools r-cran-parallelly
-          dash tcsh fish iptables slurmctld slurmd slurm-client munge
+          dash tcsh fish iptables iproute2 slurmctld slurmd slurm-client munge
           gridengine-master gridengine-exec gridengine-client
           debootstrap devscripts)
 missing=()
