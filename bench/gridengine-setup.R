@@ -39,34 +39,24 @@ Sys.setenv(PATH = paste("/usr/lib/gridengine", Sys.getenv("PATH"), sep = ":"),
 
 # What runs in the job: the timings of one cluster, as a named numeric vector.
 job_code <- function(impl, result) {
-  sprintf('
-    suppressPackageStartupMessages(library(parallelly))
-    stopifnot(packageVersion("parallelly") >= "2.0.0")
-    host <- structure(Sys.info()[["nodename"]], localhost = FALSE)
-    port <- freePort()
-    t <- function(expr) { t0 <- Sys.time(); force(expr); as.numeric(difftime(Sys.time(), t0, units = "secs")) }
-    cluster <- function(nodes) structure(nodes, class = c("RichSOCKcluster", "SOCKcluster", "cluster"))
-    setup <- t(cl <- if (%s == "qrsh-kind") {
+  bench_job_code(
+    prelude = c('host <- structure(Sys.info()[["nodename"]], localhost = FALSE)', "port <- freePort()",
+                'cluster <- function(nodes) structure(nodes, class = c("RichSOCKcluster", "SOCKcluster", "cluster"))'),
+    setup = sprintf('cl <- if (%s == "qrsh-kind") {
       opts <- lapply(1:8, function(i) makeNodePSOCK(host, port = port, rshcmd = "<qrsh>", rank = i, action = "options"))
       cluster(parallelly:::connect_workers(opts))
     } else {
       cluster(lapply(1:8, function(i) makeNodePSOCK(host, port = port, rank = i, revtunnel = FALSE, homogeneous = TRUE,
         rshcmd = function(rshopts, worker) sprintf("qrsh -inherit -nostdin -V %%s", worker))))
-    })
-    stopifnot(length(cl) == 8L)
-    alive <- t(ok <- isNodeAlive(cl))
-    round <- t(parallel::parLapply(cl, 1:8, sqrt))
-    stop <- t(parallel::stopCluster(cl))
-    saveRDS(c(setup = setup, isNodeAlive = alive, parLapply = round, stopCluster = stop), %s)',
-    deparse(impl), deparse(result))
+    }', deparse(impl)),
+    result = result)
 }
 
 run_job <- function(impl, timeout = 180) {
   result <- tempfile(fileext = ".rds")
-  job_script <- tempfile(fileext = ".sh")
+  job_script <- bench_job_script(job_code(impl, result))
   log <- tempfile(fileext = ".log")
   on.exit(unlink(c(result, job_script, log)))
-  writeLines(c("#!/bin/sh", paste(shQuote(c(file.path(R.home("bin"), "Rscript"), "-e", job_code(impl, result))), collapse = " ")), job_script)
   res <- suppressWarnings(system2("timeout", c(timeout, "qsub", "-sync", "y", "-V", "-pe", "smp", "8", "-o", log, "-j", "y", job_script),
                                   stdout = TRUE, stderr = TRUE))
   if (!file.exists(result)) {

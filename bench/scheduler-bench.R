@@ -44,3 +44,27 @@ bench_compare <- function(impls, run_job, reps, title) {
   }
   invisible(runs)
 }
+
+# The R code of a job that times a cluster of 8 workers: `setup` (code that assigns `cl`, run
+# after `prelude`), then isNodeAlive(), one parLapply() round and stopCluster(), as a named
+# numeric vector saved to `result`.
+bench_job_code <- function(prelude, setup, result) {
+  paste(c("suppressPackageStartupMessages(library(parallelly))",
+          "stopifnot(packageVersion(\"parallelly\") >= \"2.0.0\")",
+          "t <- function(expr) { t0 <- Sys.time(); force(expr); as.numeric(difftime(Sys.time(), t0, units = \"secs\")) }",
+          prelude,
+          sprintf("setup <- t(%s)", setup),
+          "stopifnot(length(cl) == 8L)",
+          "alive <- t(ok <- isNodeAlive(cl))",
+          "round <- t(parallel::parLapply(cl, 1:8, sqrt))",
+          "stop <- t(parallel::stopCluster(cl))",
+          sprintf("saveRDS(c(setup = setup, isNodeAlive = alive, parLapply = round, stopCluster = stop), %s)", deparse(result))),
+        collapse = "\n")
+}
+
+# A job script (a temporary file) that runs R `code` with this R's Rscript.
+bench_job_script <- function(code) {
+  script <- tempfile(fileext = ".sh")
+  writeLines(c("#!/bin/sh", paste(shQuote(c(file.path(R.home("bin"), "Rscript"), "-e", code)), collapse = " ")), script)
+  script
+}

@@ -32,29 +32,20 @@ Sys.setenv(SLURM_CONF = file.path(dir, "slurm.conf"), USER = "root")
 
 # What runs in the job: the timings of one cluster, as a named numeric vector.
 job_code <- function(impl, result) {
-  sprintf('
-    suppressPackageStartupMessages(library(parallelly))
-    stopifnot(packageVersion("parallelly") >= "2.0.0")
-    nodes <- system2("scontrol", c("show", "hostnames", Sys.getenv("SLURM_JOB_NODELIST")), stdout = TRUE)
-    workers <- rep(nodes, each = 2L)
-    t <- function(expr) { t0 <- Sys.time(); force(expr); as.numeric(difftime(Sys.time(), t0, units = "secs")) }
-    setup <- t(cl <- if (%s == "srun-kind") makeClusterPSOCK(workers, rshcmd = "<srun>") else
+  bench_job_code(
+    prelude = c('nodes <- system2("scontrol", c("show", "hostnames", Sys.getenv("SLURM_JOB_NODELIST")), stdout = TRUE)',
+                "workers <- rep(nodes, each = 2L)"),
+    setup = sprintf('cl <- if (%s == "srun-kind") makeClusterPSOCK(workers, rshcmd = "<srun>") else
       makeClusterPSOCK(workers, rshcmd = function(rshopts, worker) sprintf("srun --nodes=1 --ntasks=1 --overlap -w %%s /bin/sh -c", worker),
-                       revtunnel = FALSE, master = "127.0.0.1", homogeneous = TRUE))
-    stopifnot(length(cl) == 8L)
-    alive <- t(ok <- isNodeAlive(cl))
-    round <- t(parallel::parLapply(cl, 1:8, sqrt))
-    stop <- t(parallel::stopCluster(cl))
-    saveRDS(c(setup = setup, isNodeAlive = alive, parLapply = round, stopCluster = stop), %s)',
-    deparse(impl), deparse(result))
+                       revtunnel = FALSE, master = "127.0.0.1", homogeneous = TRUE)', deparse(impl)),
+    result = result)
 }
 
 run_job <- function(impl, timeout = 180) {
   result <- tempfile(fileext = ".rds")
-  job_script <- tempfile(fileext = ".sh")
+  job_script <- bench_job_script(job_code(impl, result))
   log <- tempfile(fileext = ".log")
   on.exit(unlink(c(result, job_script, log)))
-  writeLines(c("#!/bin/sh", paste(shQuote(c(file.path(R.home("bin"), "Rscript"), "-e", job_code(impl, result))), collapse = " ")), job_script)
   job <- system2("sbatch", c("--parsable", "-p", "all", "-N4", "-n8", "-o", log, job_script), stdout = TRUE, stderr = TRUE)
   job <- sub(";.*", "", job[1])
   deadline <- Sys.time() + timeout
