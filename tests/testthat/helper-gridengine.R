@@ -1,8 +1,8 @@
 # Helpers for tests against a real Grid Engine on this machine (tools/gridengine-test-cluster.sh):
 # sge_qmaster and sge_execd in a PID namespace of their own, all files in a temporary
 # directory; exec hosts sgehost1 and sgehost2 in namespace hosts of their own. Queue all.q on
-# this machine's name only (8 slots), queue span.q on all three hosts (2 slots each, this
-# machine first), parallel environment `smp` in both (control_slaves TRUE: `qrsh -inherit`
+# this machine's name only (8 slots), queue span.q on all three hosts (1 slot here, 2 on each
+# exec host; this machine first), parallel environment `smp` in both (control_slaves TRUE: `qrsh -inherit`
 # works in its jobs).
 #
 #   cluster <- skip_if_no_gridengine()        # skip unless Grid Engine is installed here
