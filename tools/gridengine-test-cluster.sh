@@ -22,7 +22,9 @@
 # An exec host sgehostK is a namespace host: its own UTS (host name), PID, mount and network
 # namespace, with a veth pair to this machine's network namespace (this machine's end
 # 198.18.X.4K-3, the host's 198.18.X.4K-2; X from the port, in the benchmarking range
-# 198.18.0.0/15) and an /etc/hosts of its own (bind-mounted) that names the two ends. Not a
+# 198.18.0.0/15), an /etc/hosts of its own (bind-mounted) that names the two ends, and a /tmp
+# of its own (tmpfs; DIR and GRIDENGINE_TEST_CLUSTER_SHARED stay shared, as a cluster's
+# shared file systems are). Not a
 # loopback address: in one network namespace every connection to a local address leaves
 # from 127.0.0.1, and qmaster, which names a client by its address, would take every exec host
 # for one. The master's namespace sees an /etc/hosts with the exec hosts' names added.
@@ -36,6 +38,9 @@
 #   GRIDENGINE_TEST_CLUSTER_HOSTS      number of exec hosts besides this machine (default 2; 0-8)
 #   GRIDENGINE_TEST_CLUSTER_HOST_SLOTS slots of each of them in span.q (default 2)
 #   GRIDENGINE_TEST_CLUSTER_OWNER_PID  if set, a watchdog stops the cluster once it is gone
+#   GRIDENGINE_TEST_CLUSTER_SHARED     paths (colon-separated) that the exec hosts see as this
+#                                      machine does although under /tmp (each host has a /tmp
+#                                      of its own): e.g. R's library and the jobs' directory
 #
 # Needs root, unshare (PID namespaces; network namespaces and `ip` with veth for exec hosts)
 # and Debian's gridengine-master, gridengine-exec and gridengine-client (8.1.9). Only
@@ -140,6 +145,7 @@ EOF
   # Name resolution in the master's namespace: this machine's, plus the exec hosts.
   local h
   { cat /etc/hosts; for h in $(exec_hosts); do echo "$(host_addr "$h") $h"; done; } >"$dir/hosts"
+  { echo "$dir"; tr ':' '\n' <<<"${GRIDENGINE_TEST_CLUSTER_SHARED:-}"; } >"$dir/shared.paths"
   for h in $(exec_hosts); do
     printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$(host_addr "$h")" "$h" "$(peer_addr "$h")" "$HOST" >"$dir/$h.hosts"
   done
@@ -204,6 +210,14 @@ export SGE_ND=1
 cd '$dir'
 hostname $h
 mount --make-rprivate /
+# A /tmp of its own, as a machine has; DIR and the shared paths under /tmp stay as they are.
+mapfile -t shared <'$dir/shared.paths'
+mount --bind /tmp /mnt
+mount -t tmpfs -o mode=1777,size=256m tmpfs /tmp
+for p in "\${shared[@]}"; do
+  case "\$p" in /tmp/?*) mkdir -p "\$p"; mount --bind "/mnt/\${p#/tmp/}" "\$p" ;; esac
+done
+umount -l /mnt
 mount --bind '$dir/$h.hosts' /etc/hosts
 for i in \$(seq 200); do [ -e '$dir/$h.net' ] && break; sleep 0.05; done
 ip link set lo up

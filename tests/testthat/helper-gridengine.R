@@ -62,8 +62,12 @@ gridengine_test_cluster <- function() {
   dir <- tempfile("gridengine-test-cluster-")
   candidates <- seq(40000L, 49000L, by = 500L)
   port <- as.character(parallelly::freePort(candidates, default = candidates[1]))
+  # The exec hosts have a /tmp of their own: this session's (jobs' directory, results) and
+  # the library paths stay shared, as a cluster's shared file systems are.
+  shared <- paste(normalizePath(c(tempdir(), .libPaths())), collapse = ":")
   out <- withr::with_envvar(c(GRIDENGINE_TEST_CLUSTER_OWNER_PID = Sys.getpid(),
-                              GRIDENGINE_TEST_CLUSTER_PORT = port),
+                              GRIDENGINE_TEST_CLUSTER_PORT = port,
+                              GRIDENGINE_TEST_CLUSTER_SHARED = shared),
     suppressWarnings(system2("bash", c(shQuote(script), "start", shQuote(dir)),
                              stdout = TRUE, stderr = TRUE)))
   status <- attr(out, "status")

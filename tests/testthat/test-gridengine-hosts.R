@@ -50,6 +50,11 @@ test_that("a PE spanning three hosts: qrsh workers on the others report their ow
                                                 job = Sys.getenv("JOB_ID"),
                                                 master = grep("^MASTER=", commandArgs(), value = TRUE)))
     res$job <- Sys.getenv("JOB_ID")
+    # A file in this machine's /tmp: the exec hosts have a /tmp of their own.
+    marker <- tempfile("sgehosts-marker-", tmpdir = "/tmp")
+    file.create(marker)
+    res$sees_marker <- unlist(parallel::clusterCall(cl, file.exists, marker))
+    unlink(marker)
     t1 <- Sys.time()
     res$alive <- isNodeAlive(cl, timeout = 2)
     res$alive_secs <- as.numeric(difftime(Sys.time(), t1, units = "secs"))
@@ -101,6 +106,7 @@ test_that("a PE spanning three hosts: qrsh workers on the others report their ow
   expect_identical(got$clone$host, got$workers[got$victim])
   expect_false(identical(got$clone$pid, pids[got$victim]))
   expect_identical(got$sum, as.numeric((1:5)^2))
+  expect_identical(got$sees_marker, c(TRUE, FALSE, FALSE, FALSE, FALSE))
   # Workers on the exec hosts connect back to the master by this machine's name.
   expect_identical(vapply(got$info[2:5], `[[`, "", "master"), rep(paste0("MASTER=", cluster$host), 4L))
   # No worker is left on any exec host.
