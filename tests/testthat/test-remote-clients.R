@@ -217,3 +217,31 @@ test_that("rshopts are read as OpenSSH reads them, and decide the client of a ho
   withr::local_options(parallelly.ssh.client = "sometimes")
   expect_error(opts(), "parallelly.ssh.client")
 })
+
+test_that("an ssh_config keyword OpenSSH does not know is an error naming it and the host, as ssh refuses it", {
+  home <- withr::local_tempdir()
+  config <- file.path(home, "config")
+  withr::local_envvar(HOME = home, R_PARALLELLY_SSH_CONFIG = NA, R_PARALLELLY_SSH_CLIENT = NA)
+  withr::local_options(parallelly.ssh.config = config, parallelly.ssh.client = NULL)
+  opts <- function(...) makeNodePSOCK("remote.example.org", port = 1234L, action = "options", ...)
+  writeLines(c("Host elsewhere", "  UseKeychain yes"), config)
+  # Even in a block that does not apply (OpenSSH checks every line).
+  err <- tryCatch(opts(), error = identity)
+  expect_s3_class(err, "parallellySshError")
+  expect_match(conditionMessage(err), "host 'remote.example.org'.*'UseKeychain yes' \\(.*config line 2\\).*'UseKeychain' is no keyword.*Bad configuration option.*IgnoreUnknown")
+  writeLines(c("IgnoreUnknown UseKeychain", "Host elsewhere", "  UseKeychain yes"), config)
+  expect_identical(opts()$client, "built-in")
+  writeLines("Host *", config)
+  expect_error(opts(rshopts = c("-o", "ServerAliveCountMaxx=3")),
+               "host 'remote.example.org'.*rshopts has the ssh option '-o ServerAliveCountMaxx 3'.*'ServerAliveCountMaxx' is no keyword")
+  expect_error(opts(rshopts = "-oBatchMode=sometimes"), "host 'remote.example.org'.*BatchMode to 'sometimes', which is not yes or no")
+  expect_error(opts(rshopts = "-oServerAliveInterval=often"), "ServerAliveInterval to 'often'")
+  # Known to OpenSSH: harmless ones are ignored, the others send the host to OpenSSH's ssh.
+  expect_identical(opts(rshopts = c("-o", "SendEnv=LANG", "-o", "GSSAPIAuthentication=no"))$client, "built-in")
+  skip_if_not(nzchar(Sys.which("ssh")), "no OpenSSH client")
+  o <- opts(rshopts = c("-o", "VerifyHostKeyDNS=yes"))
+  expect_identical(o$client, "ssh")
+  expect_match(o$client_reason, "VerifyHostKeyDNS yes")
+  # Chosen explicitly, an unknown keyword is the same error (OpenSSH's ssh would refuse it too).
+  expect_error(opts(rshopts = "-oFoo=1", rshcmd = "<ssh>"), "'Foo' is no keyword")
+})

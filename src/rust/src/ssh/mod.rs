@@ -12,6 +12,7 @@ pub mod exec;
 pub mod host;
 pub mod jump;
 pub mod known_hosts;
+pub mod openssh_keywords;
 pub mod remote;
 pub mod session;
 #[cfg(test)]

@@ -235,7 +235,7 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std:
     } else {
         match cfg.strict_host_key_checking.as_deref() {
             Some("accept-new") => HostKeyPolicy::AcceptNew,
-            Some("no") | Some("off") => HostKeyPolicy::Off,
+            Some("no") | Some("false") | Some("off") => HostKeyPolicy::Off,
             _ => HostKeyPolicy::Strict,
         }
     };
