@@ -146,6 +146,11 @@ backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, k
   res
 }
 
+# The next step in reading a worker's answer to the handshake from `bytes` read so far
+# (src/rust/src/handshake.rs): a count of bytes to read next, list(pid, token), or why the
+# connection is no worker's.
+backend_handshake_step <- function(bytes) .Call(wrap__rs_handshake_step, bytes)
+
 # Why the built-in client cannot reach `host` as OpenSSH would with `settings` (see
 # resolve_ssh_settings()), or "" if it can; reads the ssh config, no network.
 backend_ssh_plan <- function(host, settings) {

@@ -11,6 +11,7 @@ mod drain;
 mod error;
 mod fds;
 mod fork;
+mod handshake;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_entry;
 mod launch;
@@ -262,6 +263,20 @@ fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_ho
         ])
         .into(),
         Err(e) => error_value(e),
+    }
+}
+
+/// The next step in reading a connecting worker's answer to the handshake (handshake.rs),
+/// given the bytes read so far: an integer (read exactly that many more), `list(pid, token)`
+/// when complete (token "" if it was no string), or a string saying why it is refused.
+#[extendr]
+fn rs_handshake_step(bytes: Raw) -> Robj {
+    match handshake::step(bytes.as_slice()) {
+        handshake::Step::Need(n) => Robj::from(i32::try_from(n).unwrap_or(i32::MAX)),
+        handshake::Step::Done { pid, token } => {
+            List::from_pairs(vec![("pid", Robj::from(pid)), ("token", Robj::from(token.unwrap_or_default()))]).into()
+        }
+        handshake::Step::Reject(why) => Robj::from(why),
     }
 }
 
@@ -636,6 +651,7 @@ extendr_module! {
     fn rs_exit_now;
     fn rs_ssh_connect;
     fn rs_ssh_plan;
+    fn rs_handshake_step;
     fn rs_ssh_submit_script;
     fn rs_ssh_submit_forward;
     fn rs_ssh_submit_probe;
