@@ -279,7 +279,7 @@ backend_ssh_close_all <- function() invisible(.Call(wrap__rs_ssh_close_all))
 backend_ssh_connections <- function() {
   res <- .Call(wrap__rs_ssh_connections)
   data.frame(key = res$key, alive = res$alive, remote_port = as.integer(res$remote_port),
-             tunnels = res$tunnels, stringsAsFactors = FALSE)
+             tunnels = res$tunnels, error = as.character(res$error), stringsAsFactors = FALSE)
 }
 
 # How many times libssh2 called our ChaCha20-Poly1305 (src/rust/src/ssh/crypto.rs).

@@ -440,6 +440,8 @@ fn rs_ssh_connections() -> Robj {
         ("alive", Robj::from(l.iter().map(|c| c.1).collect::<Vec<_>>())),
         ("remote_port", Robj::from(l.iter().map(|c| c.2.map(i32::from)).collect::<Vec<_>>())),
         ("tunnels", Robj::from(l.iter().map(|c| i32::try_from(c.3).unwrap_or(i32::MAX)).collect::<Vec<_>>())),
+        // Why a lost connection was lost ("" while it is alive).
+        ("error", Robj::from(l.iter().map(|c| c.4.clone().unwrap_or_default()).collect::<Vec<_>>())),
     ])
     .into()
 }

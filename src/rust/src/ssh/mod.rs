@@ -112,7 +112,7 @@ pub fn connect(target: &session::Target) -> Result<String> {
     }
     // Connecting blocks (bounded by the target's timeout) without holding the registry.
     let (session, fd) = session::open(target)?;
-    let conn = HostConnection::start(target.alias.clone(), session, fd)?;
+    let conn = HostConnection::start(target.alias.clone(), session, fd, (target.keepalive, target.keepalive_count_max))?;
     registry().connections.insert(key.clone(), Arc::new(conn));
     Ok(key)
 }
@@ -244,13 +244,13 @@ pub fn close_all() {
 }
 
 /// (key, alive, remote port, tunnels) of every held connection.
-pub fn list() -> Vec<(String, bool, Option<u16>, usize)> {
+pub fn list() -> Vec<(String, bool, Option<u16>, usize, Option<String>)> {
     registry()
         .connections
         .iter()
         .map(|(k, c)| {
             let s = c.status();
-            (k.clone(), s.alive, s.remote_port, s.tunnels)
+            (k.clone(), s.alive, s.remote_port, s.tunnels, s.error)
         })
         .collect()
 }
@@ -282,6 +282,7 @@ mod tests {
             pubkey_algorithms: Vec::new(),
             compression: false,
             keepalive: 0,
+            keepalive_count_max: 3,
         }
     }
 

@@ -48,6 +48,9 @@ pub struct Target {
     pub compression: bool,
     /// `ServerAliveInterval` in seconds (0: off).
     pub keepalive: u32,
+    /// `ServerAliveCountMax` (OpenSSH's default 3): unanswered keepalives before the
+    /// connection is declared dead.
+    pub keepalive_count_max: u32,
     /// The jump host to connect through (`ProxyJump`; for a chain, the last hop, which has
     /// the hop before it as its own `via`).
     pub via: Option<Box<Target>>,
@@ -297,6 +300,7 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std:
         pubkey_algorithms,
         compression: cfg.compression.unwrap_or(false),
         keepalive: cfg.server_alive_interval.unwrap_or(0),
+        keepalive_count_max: cfg.server_alive_count_max.unwrap_or(3),
     })
 }
 
@@ -329,7 +333,8 @@ pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
     })?;
     check_host_key(&session, target)?;
     authenticate(&session, target)?;
-    // ServerAliveInterval: from now on (the I/O thread sends them when due).
+    // ServerAliveInterval: from now on (the I/O thread sends them when due, and counts
+    // the unacknowledged ones: see host.rs, check_alive).
     if target.keepalive > 0 {
         session.set_keepalive(false, target.keepalive);
     }
@@ -807,6 +812,7 @@ mod tests {
             pubkey_algorithms: Vec::new(),
             compression: false,
             keepalive: 0,
+            keepalive_count_max: 3,
         }
     }
 
