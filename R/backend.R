@@ -9,6 +9,8 @@ backend_value <- function(res, context = NULL) {
     kind <- if (identical(res$kind, "InvalidArgument")) "Argument" else res$kind
     # A refused login where the host would take a password or prompts.
     if (identical(kind, "AuthPrompt")) stopf("Auth", "%s", msg, extra_class = "parallellyAuthPromptError")
+    # Only algorithms the built-in client lacks would do (the external client may connect).
+    if (identical(kind, "NoCommonAlgorithm")) stopf("Ssh", "%s", msg, extra_class = "parallellyNoCommonAlgorithmError")
     stopf(kind, "%s", msg)
   }
   res

@@ -163,6 +163,30 @@ test_that("Ciphers from the ssh config and rshopts are obeyed (a host with one c
   expect_identical(nrow(parallelly:::backend_ssh_connections()), 0L)
 })
 
+test_that("a host that offers only algorithms the built-in client lacks uses OpenSSH's ssh (a post-quantum KEX only)", {
+  skip_if_no_ssh_hosts()
+  skip_if_not(nzchar(Sys.which("ssh")), "no OpenSSH client")
+  # sntrup761x25519-sha512: in OpenSSH's default KexAlgorithms, not in libssh2.
+  pq <- ssh_test_hosts_variant("pqkex", c(SSH_TEST_HOSTS_SSHD_OPTIONS = "KexAlgorithms sntrup761x25519-sha512@openssh.com"))
+  local_alias_config(pq, "pq", host_lines(pq, 1L))
+  res <- ours_on("pq")
+  expect_identical(res$client, rep("ssh", 2))
+  # Chosen explicitly, the built-in client says what it lacks.
+  withr::local_options(parallelly.ssh.client = "built-in")
+  err <- tryCatch(makeClusterPSOCK("pq", connectTimeout = 10), error = identity)
+  expect_s3_class(err, "parallellyNoCommonAlgorithmError")
+  expect_match(conditionMessage(err), "handshake with host 'pq'.*KexAlgorithms sntrup761x25519-sha512@openssh.com")
+  # A policy that allows nothing the built-in client lacks: its handshake error stays.
+  withr::local_options(parallelly.ssh.client = NULL)
+  local_alias_config(pq, "pq2", c(host_lines(pq, 1L), "KexAlgorithms curve25519-sha256", "Ciphers aes256-ctr",
+                                  "MACs hmac-sha2-256", "HostKeyAlgorithms ssh-ed25519"))
+  err <- tryCatch(makeClusterPSOCK("pq2", connectTimeout = 10), error = identity)
+  expect_s3_class(err, "parallellySshError")
+  expect_false(inherits(err, "parallellyNoCommonAlgorithmError"))
+  expect_match(conditionMessage(err), "handshake", fixed = TRUE)
+  expect_identical(nrow(parallelly:::backend_ssh_connections()), 0L)
+})
+
 test_that("a host known by one of its key types is found (host keys ordered by known_hosts)", {
   hosts <- skip_if_no_ssh_hosts()
   ecdsa <- file.path(hosts$dir, "ssh_host_ecdsa_key_testhost2.pub")

@@ -280,6 +280,7 @@ mod tests {
             host_key_algorithms: Vec::new(),
             host_key_order: true,
             pubkey_algorithms: Vec::new(),
+            lacking: Vec::new(),
             compression: false,
             keepalive: 0,
             keepalive_count_max: 3,

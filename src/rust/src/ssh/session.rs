@@ -44,6 +44,9 @@ pub struct Target {
     pub host_key_order: bool,
     /// PubkeyAcceptedAlgorithms: the signature algorithms our keys may use.
     pub pubkey_algorithms: Vec<String>,
+    /// What the user's policy allows that libssh2 lacks ("KexAlgorithms a,b", ...): a host
+    /// that offers only those fails the handshake, and OpenSSH's client may connect.
+    pub lacking: Vec<String>,
     /// `Compression yes`.
     pub compression: bool,
     /// `ServerAliveInterval` in seconds (0: off).
@@ -127,10 +130,13 @@ impl From<Error> for Resolve {
 
 /// The algorithm policy of `cfg` as libssh2 method preferences (what libssh2 lacks left
 /// out), or why the built-in client cannot follow it.
-fn algorithm_policy(cfg: &config::HostConfig, alias: &str) -> std::result::Result<(Vec<(Policy, String)>, Vec<String>, bool, Vec<String>), String> {
+type Methods = (Vec<(Policy, String)>, Vec<String>, bool, Vec<String>, Vec<String>);
+
+fn algorithm_policy(cfg: &config::HostConfig, alias: &str) -> std::result::Result<Methods, String> {
     let probe = Session::new().map_err(|e| format!("cannot create an SSH session: {}", e))?;
     let mut prefs = Vec::new();
     let mut lists = Vec::new();
+    let mut lacking = Vec::new();
     for policy in Policy::ALL {
         let set = cfg.algorithm(policy);
         let wanted = algorithms::effective(policy, set.map(|s| s.0));
@@ -138,6 +144,11 @@ fn algorithm_policy(cfg: &config::HostConfig, alias: &str) -> std::result::Resul
         let have: Vec<&str> =
             probe.supported_algs(methods_of(policy)[0]).unwrap_or_default().into_iter().filter(|a| !a.contains("-cert-")).collect();
         let usable = algorithms::restrict(&wanted, &have);
+        let all: Vec<&str> = probe.supported_algs(methods_of(policy)[0]).unwrap_or_default();
+        let missing: Vec<&str> = wanted.iter().map(String::as_str).filter(|a| !all.contains(a)).collect();
+        if policy != Policy::Pubkey && !missing.is_empty() {
+            lacking.push(format!("{} {}", policy.name(), missing.join(",")));
+        }
         let refuse = || {
             let (value, origin) = set.unwrap_or(("(default)", "OpenSSH's default"));
             let origin = if origin.starts_with(config::COMMAND_LINE) { "an ssh option in rshopts" } else { origin };
@@ -162,7 +173,7 @@ fn algorithm_policy(cfg: &config::HostConfig, alias: &str) -> std::result::Resul
     }
     let pubkey = lists.pop().unwrap_or_default();
     let host_keys = lists.pop().unwrap_or_default();
-    Ok((prefs.into_iter().filter(|(_, p)| !p.is_empty()).collect(), host_keys, cfg.algorithm(Policy::HostKey).is_none(), pubkey))
+    Ok((prefs.into_iter().filter(|(_, p)| !p.is_empty()).collect(), host_keys, cfg.algorithm(Policy::HostKey).is_none(), pubkey, lacking))
 }
 
 /// One `ProxyJump` hop, `[user@]host[:port]` or `ssh://[user@]host[:port]`.
@@ -211,7 +222,7 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std:
     if let Some(msg) = cfg.unsupported(alias) {
         return Err(Resolve::External(msg));
     }
-    let (method_prefs, host_key_algorithms, host_key_order, pubkey_algorithms) =
+    let (method_prefs, host_key_algorithms, host_key_order, pubkey_algorithms, lacking) =
         algorithm_policy(&cfg, alias).map_err(Resolve::External)?;
     let user = opts.user.map(str::to_string).or(cfg.user.clone()).unwrap_or_else(|| local.clone());
     let hostname_raw = cfg.hostname.clone().unwrap_or_else(|| alias.to_string());
@@ -298,6 +309,7 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std:
         host_key_algorithms,
         host_key_order,
         pubkey_algorithms,
+        lacking,
         compression: cfg.compression.unwrap_or(false),
         keepalive: cfg.server_alive_interval.unwrap_or(0),
         keepalive_count_max: cfg.server_alive_count_max.unwrap_or(3),
@@ -329,7 +341,18 @@ pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
     apply_policy(&session, target)?;
     let name = format!("{}:{}", target.hostname, target.port);
     session.handshake().map_err(|e| {
-        Error::new(Kind::Ssh, format!("SSH handshake with host '{}' ({}{}) failed: {}", target.alias, name, via_text(target), e))
+        let msg = format!("SSH handshake with host '{}' ({}{}) failed: {}", target.alias, name, via_text(target), e);
+        // No algorithm in common (LIBSSH2_ERROR_KEX_FAILURE, _METHOD_NOT_SUPPORTED,
+        // _ALGO_UNSUPPORTED) while the policy allows some libssh2 lacks: the host may want
+        // just those.
+        let no_common = matches!(e.code(), ssh2::ErrorCode::Session(-5 | -33 | -51));
+        if no_common && !target.lacking.is_empty() {
+            return Error::new(
+                Kind::NoCommonAlgorithm,
+                format!("{}; the ssh config allows algorithms the built-in SSH client does not implement ({}), which the host may require", msg, target.lacking.join("; ")),
+            );
+        }
+        Error::new(Kind::Ssh, msg)
     })?;
     check_host_key(&session, target)?;
     authenticate(&session, target)?;
@@ -746,6 +769,16 @@ mod tests {
     }
 
     #[test]
+    fn what_the_policy_allows_and_libssh2_lacks_is_known() {
+        let cfg = ConfigFile::new("lacking", "Host narrow\n  KexAlgorithms curve25519-sha256\n  Ciphers aes256-ctr\n  MACs hmac-sha2-256\n  HostKeyAlgorithms ssh-ed25519\n");
+        // OpenSSH's defaults hold a post-quantum key exchange libssh2 does not implement.
+        let t = resolve("wide", &options(&cfg.0)).expect("resolve");
+        assert!(t.lacking.iter().any(|l| l.starts_with("KexAlgorithms ") && l.contains("sntrup761x25519-sha512@openssh.com")), "{:?}", t.lacking);
+        assert!(t.lacking.iter().all(|l| !l.contains("curve25519-sha256,") && !l.starts_with("PubkeyAcceptedAlgorithms")), "{:?}", t.lacking);
+        assert_eq!(resolve("narrow", &options(&cfg.0)).expect("resolve").lacking, Vec::<String>::new());
+    }
+
+    #[test]
     fn command_line_lines_win_and_decide_which_client() {
         let cfg = ConfigFile::new("cmdline", "Host web\n  Port 2200\n  Ciphers aes128-ctr\n  IdentityFile /keys/cfg\n");
         let lines = ["Port 2201".to_string(), "IdentityFile /keys/cli".to_string(), "Compression yes".to_string(),
@@ -810,6 +843,7 @@ mod tests {
             host_key_algorithms: Vec::new(),
             host_key_order: true,
             pubkey_algorithms: Vec::new(),
+            lacking: Vec::new(),
             compression: false,
             keepalive: 0,
             keepalive_count_max: 3,
