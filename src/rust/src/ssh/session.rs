@@ -768,6 +768,61 @@ mod tests {
         assert!(resolve("x", &options(&dir)).is_err());
     }
 
+    /// `ssh -G -F config host` of the installed OpenSSH, as keyword -> values.
+    fn openssh_g(config: &Path, host: &str) -> Option<std::collections::HashMap<String, Vec<String>>> {
+        let out = std::process::Command::new("ssh").args(["-G", "-F"]).arg(config).arg(host).output().ok()?;
+        assert!(out.status.success(), "ssh -G {}: {}", host, String::from_utf8_lossy(&out.stderr));
+        let mut map = std::collections::HashMap::<String, Vec<String>>::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((k, v)) = line.split_once(' ') {
+                map.entry(k.to_string()).or_default().push(v.to_string());
+            }
+        }
+        Some(map)
+    }
+
+    /// What we resolve for a host agrees with `ssh -G`: user, port, host name, identity
+    /// files, and the algorithm lists after `+`, `-` and `^` (relative to the defaults, so
+    /// compared where the installed OpenSSH is the 9.2 whose defaults we follow).
+    #[test]
+    fn resolved_settings_agree_with_ssh_dash_g() {
+        let Ok(v) = std::process::Command::new("ssh").arg("-V").output() else { return };
+        let same_defaults = String::from_utf8_lossy(&v.stderr).starts_with("OpenSSH_9.2");
+        let home = home_dir();
+        let cfg = ConfigFile::new(
+            "dash-g",
+            "Host web*\n  HostName %h.internal\n  User alice\n  Port 2200\n  IdentityFile ~/.ssh/id_web\n  Ciphers aes256-ctr,aes128-ctr\n  MACs hmac-sha2-256\n\
+             Match originalhost alias1\n  HostName real1.example.org\nMatch host real1.example.org\n  Port 2202\n  KexAlgorithms -diffie-hellman*,ecdh-sha2-nistp521\n\
+             Host db\n  HostName 10.0.0.5\n  User bob\n  Ciphers ^aes256-ctr\n  MACs +hmac-sha1\n  HostKeyAlgorithms -ssh-rsa*,ecdsa*\n\
+             Host *\n  IdentityFile ~/.ssh/id_default\n  IdentityFile /keys/shared\n  PubkeyAcceptedAlgorithms ^rsa-sha2-512\n",
+        );
+        for host in ["web1", "alias1", "db", "other"] {
+            let Some(g) = openssh_g(&cfg.0, host) else { return };
+            let one = |k: &str| g.get(k).and_then(|v| v.first()).cloned().unwrap_or_default();
+            let t = resolve(host, &options(&cfg.0)).expect("resolve");
+            assert_eq!(t.user, one("user"), "user of {}", host);
+            assert_eq!(t.port.to_string(), one("port"), "port of {}", host);
+            assert_eq!(t.hostname, one("hostname"), "hostname of {}", host);
+            let files: Vec<PathBuf> = g["identityfile"].iter().map(|f| match f.strip_prefix("~/") {
+                Some(rest) => home.join(rest),
+                None => PathBuf::from(f),
+            }).collect();
+            assert_eq!(t.identity_files, files, "identity files of {}", host);
+            // The algorithm lists as the config reader and algorithms.rs make them.
+            let ctx = config::Context { host, user: None, local_user: &local_user(), home: &home };
+            let mut reader = config::Reader::new(&ctx);
+            reader.read_file(&cfg.0, &home.join(".ssh")).expect("read");
+            for policy in Policy::ALL {
+                let set = reader.cfg.algorithm(policy).map(|a| a.0);
+                if !same_defaults && set.is_none_or(|v| v.starts_with(['+', '-', '^'])) {
+                    continue;
+                }
+                let ours = algorithms::effective(policy, set).join(",");
+                assert_eq!(ours, one(&policy.name().to_lowercase()), "{} of {}", policy.name(), host);
+            }
+        }
+    }
+
     #[test]
     fn what_the_policy_allows_and_libssh2_lacks_is_known() {
         let cfg = ConfigFile::new("lacking", "Host narrow\n  KexAlgorithms curve25519-sha256\n  Ciphers aes256-ctr\n  MACs hmac-sha2-256\n  HostKeyAlgorithms ssh-ed25519\n");
