@@ -9,6 +9,8 @@ backend_value <- function(res, context = NULL) {
     kind <- if (identical(res$kind, "InvalidArgument")) "Argument" else res$kind
     # A refused login where the host would take a password or prompts.
     if (identical(kind, "AuthPrompt")) stopf("Auth", "%s", msg, extra_class = "parallellyAuthPromptError")
+    # Only algorithms the built-in client lacks would do (the external client may connect).
+    if (identical(kind, "NoCommonAlgorithm")) stopf("Ssh", "%s", msg, extra_class = "parallellyNoCommonAlgorithmError")
     stopf(kind, "%s", msg)
   }
   res
@@ -146,6 +148,11 @@ backend_ssh_connect <- function(host, user = NULL, port = NULL, config = NULL, k
   res
 }
 
+# The next step in reading a worker's answer to the handshake from `bytes` read so far
+# (src/rust/src/handshake.rs): a count of bytes to read next, list(pid, token), or why the
+# connection is no worker's.
+backend_handshake_step <- function(bytes) .Call(wrap__rs_handshake_step, bytes)
+
 # Why the built-in client cannot reach `host` as OpenSSH would with `settings` (see
 # resolve_ssh_settings()), or "" if it can; reads the ssh config, no network.
 backend_ssh_plan <- function(host, settings) {
@@ -274,7 +281,7 @@ backend_ssh_close_all <- function() invisible(.Call(wrap__rs_ssh_close_all))
 backend_ssh_connections <- function() {
   res <- .Call(wrap__rs_ssh_connections)
   data.frame(key = res$key, alive = res$alive, remote_port = as.integer(res$remote_port),
-             tunnels = res$tunnels, stringsAsFactors = FALSE)
+             tunnels = res$tunnels, error = as.character(res$error), stringsAsFactors = FALSE)
 }
 
 # How many times libssh2 called our ChaCha20-Poly1305 (src/rust/src/ssh/crypto.rs).

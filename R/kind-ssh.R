@@ -58,7 +58,24 @@ ssh_ask <- function(ids, timeout, what, submit) {
 ssh_connection_alive <- function(key) {
   if (!is.character(key) || length(key) != 1L) return(FALSE)
   conns <- backend_ssh_connections()
+  lost <- conns$key == key & !conns$alive & nzchar(conns$error)
+  # Why it was lost outlives the connection (a reconnect replaces it): see ssh_lost_reason().
+  if (any(lost)) assign(key, conns$error[lost][1L], envir = ssh_lost_reasons())
   any(conns$key == key & conns$alive)
+}
+
+# Why the held connection `key` was lost ("" if it was not, or is not known).
+ssh_lost_reason <- function(key) {
+  if (!is.character(key) || length(key) != 1L) return("")
+  conns <- backend_ssh_connections()
+  why <- conns$error[conns$key == key & !conns$alive]
+  if (length(why) && nzchar(why[1L])) return(why[1L])
+  if (exists(key, envir = ssh_lost_reasons(), inherits = FALSE)) get(key, envir = ssh_lost_reasons()) else ""
+}
+
+ssh_lost_reasons <- function() {
+  if (is.null(.package$ssh_lost)) .package$ssh_lost <- new.env(parent = emptyenv())
+  .package$ssh_lost
 }
 
 # The held connection of a remote node, reopened if it was lost (within `timeout` seconds).

@@ -130,13 +130,38 @@ accept_newcomer <- function(server, handshake, timeout) {
 # presents (a worker started by hand cannot know one: it takes the first `free` slot), or
 # NULL for a stranger.
 read_handshake <- function(con, tokens, free, manual) {
-  msg <- tryCatch(unserialize(con), error = function(e) NULL)
-  value <- if (is.list(msg) && identical(msg$type, "VALUE")) msg$value
-  if (!is.list(value) || !is.numeric(value$pid) || length(value$pid) != 1L) return(NULL)
-  slot <- if (is.character(value$token)) match(value$token, tokens) else NA_integer_
+  value <- read_handshake_answer(con)
+  if (is.null(value)) return(NULL)
+  slot <- match(value$token, tokens)
   if (manual) slot <- free[1L]
   if (is.na(slot) || !(slot %in% free)) return(NULL)
-  list(slot = slot, pid = as.integer(value$pid))
+  list(slot = slot, pid = value$pid)
+}
+
+# The answer's list(pid, token), or NULL. Whoever connects first sends these bytes, so they
+# are never unserialize()d: the backend's parser of the one shape a worker sends says how
+# many bytes to read next, and R reads exactly those (what follows stays on the node's
+# stream). A stranger gets `budget` seconds in all, and waits of at most 1 s for each piece
+# (a worker sends its answer at once), then it is dropped.
+read_handshake_answer <- function(con, budget = 5) {
+  deadline <- as.double(Sys.time()) + budget
+  old <- socketTimeout(con, timeout = 1)
+  on.exit(socketTimeout(con, timeout = old))
+  bytes <- raw()
+  tryCatch(repeat {
+    step <- .Call(wrap__rs_handshake_step, bytes)
+    if (is.list(step)) return(step)
+    if (is.character(step)) {
+      mdebugf("Dropped a connection that sent no worker's answer: %s", step)
+      return(NULL)
+    }
+    chunk <- if (as.double(Sys.time()) < deadline) readBin(con, what = "raw", n = step)
+    if (length(chunk) < step) {
+      mdebugf("Dropped a connection whose answer did not arrive in time (%d bytes)", length(bytes) + length(chunk))
+      return(NULL)
+    }
+    bytes <- c(bytes, chunk)
+  }, error = function(e) NULL)
 }
 
 new_node <- function(con, options, pid, launched, port, launcher) {

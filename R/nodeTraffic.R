@@ -207,12 +207,24 @@ recvData.RichSOCKnode <- function(node) {
   # A local worker's answer is polled for briefly first (R/spinWait.R).
   since <- if (!is.null(state) && state$local) spin_for_input(list(con))
   repeat {
-    msg <- accept_message(state, unserialize(con))
+    msg <- accept_message(state, if (!is.null(state) && !state$local) unserialize_remote(node, con) else unserialize(con))
     if (!is.null(msg)) break
   }
   if (is.numeric(since)) spin_waited(since)
   done <- TRUE
   msg
+}
+
+# A remote worker's message; a failed read names the host, and why the built-in client's
+# connection to it was lost (ServerAliveCountMax, say) if it was.
+unserialize_remote <- function(node, con) {
+  tryCatch(unserialize(con), error = function(e) {
+    host <- .subset2(node, "host")
+    why <- ssh_lost_reason(.subset2(attr(node, "process", exact = TRUE), "ssh"))
+    stopf("Ssh", "Reading from the worker on host '%s' failed: %s%s", host, conditionMessage(e),
+          if (nzchar(why)) sprintf(" (the SSH connection to it was lost: %s)", why) else "",
+          fields = list(host = host))
+  })
 }
 
 recv_healing <- function(node, state) {

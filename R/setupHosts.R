@@ -107,16 +107,18 @@ host_setup_stages <- list(
     if (identical(kind$name, "ssh") && !isTRUE(h$connected)) {
       # Answered at once when the connection is held already.
       if (is.null(h$ticket)) h$ticket <- ssh_connect_submit(h$first, max(h$first$connectTimeout, 1))
-      polled <- tryCatch(host_setup_poll(h), parallellyAuthPromptError = function(e) {
-        # The host wants a password or answers to prompts: OpenSSH's ssh can ask (SSH_ASKPASS,
-        # a terminal), unless the built-in client was chosen explicitly.
+      # The host wants a password or answers to prompts (OpenSSH's ssh can ask: SSH_ASKPASS, a
+      # terminal), or only algorithms the built-in client lacks: OpenSSH's ssh, unless the
+      # built-in client was chosen explicitly.
+      external <- function(e) {
         if (!identical(h$first$ssh$choice, "auto")) stop(e)
-        why <- "the host asks for a password or other prompts at login, which only OpenSSH's ssh can answer"
+        why <- if (inherits(e, "parallellyAuthPromptError")) "the host asks for a password or other prompts at login, which only OpenSSH's ssh can answer" else conditionMessage(e)
         h$options <- lapply(h$options, function(o) ssh_external_options(o, as.character(o$worker), o$ssh, why))
         h$first <- h$options[[1L]]
         h$ticket <- NULL
         "external"
-      })
+      }
+      polled <- tryCatch(host_setup_poll(h), parallellyAuthPromptError = external, parallellyNoCommonAlgorithmError = external)
       if (is.null(polled)) return()
       if (identical(polled, "external")) kind <- kind_for_options(h$first) else h$connected <- TRUE
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzz the Rust parsers of what others send us (issue 23, item 5) for a fixed budget each:
 # the user's ssh config (ssh/config.rs), known_hosts files (libssh2's reader as session.rs
-# uses it, and the lines ssh/known_hosts.rs writes), and a remote host's answers to our
-# scripts (ssh/remote.rs). The targets are in src/rust/fuzz (entry points: src/fuzz_entry.rs).
+# uses it, and the lines ssh/known_hosts.rs writes), a remote host's answers to our
+# scripts (ssh/remote.rs), and what a connecting worker (or stranger) sends to the master's
+# port (handshake.rs). The targets are in src/rust/fuzz (entry points: src/fuzz_entry.rs).
 #
 #   tools/fuzz.sh [seconds per target, default 60] [target ...]
 #
@@ -18,7 +19,7 @@ export PATH="$PATH:$HOME/.cargo/bin"
 budget=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(ssh_config known_hosts remote_answers)
+[ ${#targets[@]} -gt 0 ] || targets=(ssh_config known_hosts remote_answers worker_handshake)
 toolchain=${FUZZ_TOOLCHAIN:-nightly}
 command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz not found: cargo install cargo-fuzz" >&2; exit 2; }
 # extendr-ffi's build script asks R for its version.

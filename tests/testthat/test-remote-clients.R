@@ -163,6 +163,30 @@ test_that("Ciphers from the ssh config and rshopts are obeyed (a host with one c
   expect_identical(nrow(parallelly:::backend_ssh_connections()), 0L)
 })
 
+test_that("a host that offers only algorithms the built-in client lacks uses OpenSSH's ssh (a post-quantum KEX only)", {
+  skip_if_no_ssh_hosts()
+  skip_if_not(nzchar(Sys.which("ssh")), "no OpenSSH client")
+  # sntrup761x25519-sha512: in OpenSSH's default KexAlgorithms, not in libssh2.
+  pq <- ssh_test_hosts_variant("pqkex", c(SSH_TEST_HOSTS_SSHD_OPTIONS = "KexAlgorithms sntrup761x25519-sha512@openssh.com"))
+  local_alias_config(pq, "pq", host_lines(pq, 1L))
+  res <- ours_on("pq")
+  expect_identical(res$client, rep("ssh", 2))
+  # Chosen explicitly, the built-in client says what it lacks.
+  withr::local_options(parallelly.ssh.client = "built-in")
+  err <- tryCatch(makeClusterPSOCK("pq", connectTimeout = 10), error = identity)
+  expect_s3_class(err, "parallellyNoCommonAlgorithmError")
+  expect_match(conditionMessage(err), "handshake with host 'pq'.*KexAlgorithms [^;]*sntrup761x25519-sha512@openssh.com")
+  # A policy that allows nothing the built-in client lacks: its handshake error stays.
+  withr::local_options(parallelly.ssh.client = NULL)
+  local_alias_config(pq, "pq2", c(host_lines(pq, 1L), "KexAlgorithms curve25519-sha256", "Ciphers aes256-ctr",
+                                  "MACs hmac-sha2-256", "HostKeyAlgorithms ssh-ed25519"))
+  err <- tryCatch(makeClusterPSOCK("pq2", connectTimeout = 10), error = identity)
+  expect_s3_class(err, "parallellySshError")
+  expect_false(inherits(err, "parallellyNoCommonAlgorithmError"))
+  expect_match(conditionMessage(err), "handshake", fixed = TRUE)
+  expect_identical(nrow(parallelly:::backend_ssh_connections()), 0L)
+})
+
 test_that("a host known by one of its key types is found (host keys ordered by known_hosts)", {
   hosts <- skip_if_no_ssh_hosts()
   ecdsa <- file.path(hosts$dir, "ssh_host_ecdsa_key_testhost2.pub")
@@ -216,4 +240,32 @@ test_that("rshopts are read as OpenSSH reads them, and decide the client of a ho
   expect_identical(opts()$client, "ssh")
   withr::local_options(parallelly.ssh.client = "sometimes")
   expect_error(opts(), "parallelly.ssh.client")
+})
+
+test_that("an ssh_config keyword OpenSSH does not know is an error naming it and the host, as ssh refuses it", {
+  home <- withr::local_tempdir()
+  config <- file.path(home, "config")
+  withr::local_envvar(HOME = home, R_PARALLELLY_SSH_CONFIG = NA, R_PARALLELLY_SSH_CLIENT = NA)
+  withr::local_options(parallelly.ssh.config = config, parallelly.ssh.client = NULL)
+  opts <- function(...) makeNodePSOCK("remote.example.org", port = 1234L, action = "options", ...)
+  writeLines(c("Host elsewhere", "  UseKeychain yes"), config)
+  # Even in a block that does not apply (OpenSSH checks every line).
+  err <- tryCatch(opts(), error = identity)
+  expect_s3_class(err, "parallellySshError")
+  expect_match(conditionMessage(err), "host 'remote.example.org'.*'UseKeychain yes' \\(.*config line 2\\).*'UseKeychain' is no keyword.*Bad configuration option.*IgnoreUnknown")
+  writeLines(c("IgnoreUnknown UseKeychain", "Host elsewhere", "  UseKeychain yes"), config)
+  expect_identical(opts()$client, "built-in")
+  writeLines("Host *", config)
+  expect_error(opts(rshopts = c("-o", "ServerAliveCountMaxx=3")),
+               "host 'remote.example.org'.*rshopts has the ssh option '-o ServerAliveCountMaxx 3'.*'ServerAliveCountMaxx' is no keyword")
+  expect_error(opts(rshopts = "-oBatchMode=sometimes"), "host 'remote.example.org'.*BatchMode to 'sometimes', which is not yes or no")
+  expect_error(opts(rshopts = "-oServerAliveInterval=often"), "ServerAliveInterval to 'often'")
+  # Known to OpenSSH: harmless ones are ignored, the others send the host to OpenSSH's ssh.
+  expect_identical(opts(rshopts = c("-o", "SendEnv=LANG", "-o", "GSSAPIAuthentication=no"))$client, "built-in")
+  skip_if_not(nzchar(Sys.which("ssh")), "no OpenSSH client")
+  o <- opts(rshopts = c("-o", "VerifyHostKeyDNS=yes"))
+  expect_identical(o$client, "ssh")
+  expect_match(o$client_reason, "VerifyHostKeyDNS yes")
+  # Chosen explicitly, an unknown keyword is the same error (OpenSSH's ssh would refuse it too).
+  expect_error(opts(rshopts = "-oFoo=1", rshcmd = "<ssh>"), "'Foo' is no keyword")
 })

@@ -85,3 +85,59 @@ test_that("a local worker told to connect to another address still can", {
   expect_identical(isNodeAlive(cl), TRUE)
   expect_equal(parallel::clusterEvalQ(cl, 1 + 1)[[1]], 2)
 })
+
+test_that("strangers sending garbage, a huge length, a truncated, a dripping or a foreign message are dropped; the workers still join", {
+  port <- freePort("random")
+  # What a worker sends, with a guessed token, and the serialization header alone.
+  answer <- serialize(list(type = "VALUE", value = list(pid = 1L, token = "guess"), success = TRUE,
+                           time = proc.time() - proc.time(), tag = NULL), NULL)
+  header <- head(serialize(NULL, NULL), -4L)
+  int <- function(x) writeBin(as.integer(x), raw(), endian = "big")
+  messages <- list(
+    garbage = charToRaw("GET / HTTP/1.1\r\nHost: master\r\n\r\n"),
+    huge = c(header, int(19L), int(.Machine$integer.max)),
+    truncated = head(answer, length(answer) %/% 2L),
+    foreign = serialize(list(type = "VALUE", value = list(pid = 1L, token = new.env())), NULL, xdr = FALSE),
+    oversized = serialize(list(type = "VALUE", value = list(pid = 1L, token = strrep("x", 1e4))), NULL),
+    dripping = answer
+  )
+  strangers <- parallel::mcparallel({
+    deadline <- Sys.time() + 30
+    cons <- list()
+    # Once the master listens on 127.0.0.1 only (a connection to the socket it replaces is lost).
+    while (!("127.0.0.1" %in% listening_addresses(port)) && Sys.time() < deadline) Sys.sleep(0.01)
+    while (length(cons) < length(messages) && Sys.time() < deadline) {
+      con <- tryCatch(suppressWarnings(socketConnection("127.0.0.1", port, blocking = TRUE, open = "a+b", timeout = 1)),
+                      error = function(e) NULL)
+      if (is.null(con)) { Sys.sleep(0.01); next }
+      cons[[length(cons) + 1L]] <- con
+      name <- names(messages)[length(cons)]
+      if (name != "dripping") try(writeBin(messages[[name]], con), silent = TRUE)
+    }
+    # One byte every 0.2 s: every wait for a piece is short, the whole never arrives in time.
+    for (b in messages$dripping) {
+      if (inherits(try(writeBin(b, cons[[length(cons)]]), silent = TRUE), "try-error") || Sys.time() > deadline) break
+      Sys.sleep(0.2)
+    }
+  })
+  on.exit(tools::pskill(strangers$pid, tools::SIGKILL), add = TRUE)
+  withr::local_options(parallelly.debug = TRUE)
+  t0 <- Sys.time()
+  log <- capture.output(type = "message", {
+    # The workers connect after the strangers (each of those gets its own 5 s at most).
+    cl <- local_cluster(I(2), port = port, setup_strategy = "parallel", connectTimeout = 60,
+                        rscript_startup = quote(Sys.sleep(2)))
+  })
+  took <- as.double(difftime(Sys.time(), t0, units = "secs"))
+  pids <- unlist(parallel::clusterEvalQ(cl, Sys.getpid()))
+  expect_true(all(pids %in% parallelly:::backend_running_children()))
+  expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
+  dropped <- grep("Dropped a connection", log, value = TRUE)
+  expect_true(any(grepl("not R's binary serialization", dropped)))
+  expect_true(any(grepl("length 2147483647 \\(over the 4096 byte cap\\)", dropped)))
+  expect_true(any(grepl("type 4, which a worker's answer never holds", dropped)))
+  expect_true(any(grepl("a string of 10000 bytes", dropped)))
+  expect_equal(sum(grepl("did not arrive in time \\([1-9]", dropped)), 2L)  # truncated, dripping
+  # The dripping one holds the setup for its 5 s budget and a last wait of at most a second or so.
+  expect_lt(took, 20)
+})

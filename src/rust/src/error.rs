@@ -25,6 +25,10 @@ pub enum Kind {
     /// prompts, which only the external client can give (R sees an Auth error with the
     /// extra class `parallellyAuthPromptError`).
     AuthPrompt,
+    /// The SSH handshake found no algorithm in common with the host where the user's policy
+    /// allows algorithms libssh2 lacks: the external client may connect (R sees an Ssh
+    /// error with the extra class `parallellyNoCommonAlgorithmError`).
+    NoCommonAlgorithm,
     /// The SSH connection failed or was lost.
     Ssh,
 }
@@ -42,6 +46,7 @@ impl Kind {
             Kind::HostKey => "HostKey",
             Kind::Auth => "Auth",
             Kind::AuthPrompt => "AuthPrompt",
+            Kind::NoCommonAlgorithm => "NoCommonAlgorithm",
             Kind::Ssh => "Ssh",
         }
     }

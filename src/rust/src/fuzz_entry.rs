@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::handshake::{self, Step};
 use crate::ssh::{config, known_hosts, remote};
 
 /// Split `data` into a first line (a parameter such as a host name) and the rest.
@@ -90,6 +91,33 @@ pub fn remote_answers(data: &[u8]) {
     assert_eq!(remote::parse_signal(&output, &pids).len(), pids.len());
 }
 
+/// Bytes sent to the master's port by whoever connects, read as R reads them (only what the
+/// parser asks for next): each request is for at least one byte and stays within the size
+/// cap, and the parse ends in a complete answer, a refusal with a reason, or a request for
+/// more than the input holds.
+pub fn worker_handshake(data: &[u8]) {
+    let mut read = 0;
+    loop {
+        match handshake::step(&data[..read]) {
+            Step::Need(n) => {
+                assert!(n > 0 && read + n <= handshake::MAX_BYTES, "asked for {} bytes after {}", n, read);
+                if read + n > data.len() {
+                    return;
+                }
+                read += n;
+            }
+            Step::Done { pid, .. } => {
+                assert!(pid > 0);
+                return;
+            }
+            Step::Reject(why) => {
+                assert!(!why.is_empty());
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +155,11 @@ mod tests {
     #[test]
     fn known_hosts_seeds_and_findings() {
         replay("known_hosts", known_hosts_file);
+    }
+
+    #[test]
+    fn worker_handshake_seeds_and_findings() {
+        replay("worker_handshake", worker_handshake);
     }
 
     #[test]

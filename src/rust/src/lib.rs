@@ -11,6 +11,7 @@ mod drain;
 mod error;
 mod fds;
 mod fork;
+mod handshake;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_entry;
 mod launch;
@@ -265,6 +266,20 @@ fn rs_ssh_connect(host: &str, user: &str, port: i32, config_file: &str, known_ho
     }
 }
 
+/// The next step in reading a connecting worker's answer to the handshake (handshake.rs),
+/// given the bytes read so far: an integer (read exactly that many more), `list(pid, token)`
+/// when complete (token "" if it was no string), or a string saying why it is refused.
+#[extendr]
+fn rs_handshake_step(bytes: Raw) -> Robj {
+    match handshake::step(bytes.as_slice()) {
+        handshake::Step::Need(n) => Robj::from(i32::try_from(n).unwrap_or(i32::MAX)),
+        handshake::Step::Done { pid, token } => {
+            List::from_pairs(vec![("pid", Robj::from(pid)), ("token", Robj::from(token.unwrap_or_default()))]).into()
+        }
+        handshake::Step::Reject(why) => Robj::from(why),
+    }
+}
+
 /// Whether the built-in client can reach `host` as OpenSSH would with the user's ssh config
 /// and the command-line config lines: "" if so, else why not (the external client is then
 /// needed). A broken setup (a bad value, an Include loop) is an error.
@@ -425,6 +440,8 @@ fn rs_ssh_connections() -> Robj {
         ("alive", Robj::from(l.iter().map(|c| c.1).collect::<Vec<_>>())),
         ("remote_port", Robj::from(l.iter().map(|c| c.2.map(i32::from)).collect::<Vec<_>>())),
         ("tunnels", Robj::from(l.iter().map(|c| i32::try_from(c.3).unwrap_or(i32::MAX)).collect::<Vec<_>>())),
+        // Why a lost connection was lost ("" while it is alive).
+        ("error", Robj::from(l.iter().map(|c| c.4.clone().unwrap_or_default()).collect::<Vec<_>>())),
     ])
     .into()
 }
@@ -636,6 +653,7 @@ extendr_module! {
     fn rs_exit_now;
     fn rs_ssh_connect;
     fn rs_ssh_plan;
+    fn rs_handshake_step;
     fn rs_ssh_submit_script;
     fn rs_ssh_submit_forward;
     fn rs_ssh_submit_probe;

@@ -51,8 +51,10 @@ impl Policy {
                 "hmac-sha2-512-etm@openssh.com", "hmac-sha1-etm@openssh.com", "umac-64@openssh.com",
                 "umac-128@openssh.com", "hmac-sha2-256", "hmac-sha2-512", "hmac-sha1",
             ],
+            // Debian 12's 9.2p1 (security updates) also has the post-quantum KEX's standard
+            // name, first (found by comparing with `ssh -G`: session.rs).
             Policy::Kex => &[
-                "sntrup761x25519-sha512@openssh.com", "curve25519-sha256", "curve25519-sha256@libssh.org",
+                "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com", "curve25519-sha256", "curve25519-sha256@libssh.org",
                 "ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
                 "diffie-hellman-group-exchange-sha256", "diffie-hellman-group16-sha512",
                 "diffie-hellman-group18-sha512", "diffie-hellman-group14-sha256",
@@ -87,7 +89,7 @@ impl Policy {
                 "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512",
                 "diffie-hellman-group-exchange-sha1", "diffie-hellman-group-exchange-sha256", "ecdh-sha2-nistp256",
                 "ecdh-sha2-nistp384", "ecdh-sha2-nistp521", "curve25519-sha256", "curve25519-sha256@libssh.org",
-                "sntrup761x25519-sha512@openssh.com",
+                "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com",
             ],
             Policy::HostKey | Policy::Pubkey => &[
                 "ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com", "sk-ssh-ed25519@openssh.com",

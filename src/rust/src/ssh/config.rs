@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::algorithms::Policy;
+use super::openssh_keywords;
 
 /// How deep `Include` may nest (OpenSSH's limit too); deeper means a loop, most likely.
 pub const MAX_INCLUDE_DEPTH: usize = 16;
@@ -100,6 +101,8 @@ pub struct HostConfig {
     /// `ServerAliveInterval` (seconds, 0: off) and `ServerAliveCountMax`.
     pub server_alive_interval: Option<u32>,
     pub server_alive_count_max: Option<u32>,
+    /// `IgnoreUnknown`: keywords (patterns) that are not an error if OpenSSH does not know them.
+    pub ignore_unknown: Option<String>,
 }
 
 impl HostConfig {
@@ -299,6 +302,15 @@ impl<'a> Reader<'a> {
         for (n, line) in text.lines().enumerate() {
             let Some((key, args)) = split_line(line) else { continue };
             let origin = format!("{} line {}", name, n + 1);
+            // As OpenSSH: a keyword it does not know is an error wherever it stands (in a
+            // block that applies or not), unless an IgnoreUnknown read before lists it.
+            if !openssh_keywords::known(&key) {
+                let ignored = self.cfg.ignore_unknown.as_deref().is_some_and(|list| list_matches(list, &key, true));
+                if !ignored {
+                    return Err(self.unknown_keyword(line, name, &origin));
+                }
+                continue;
+            }
             match key.as_str() {
                 "host" => active = host_matches(&args, self.ctx.host),
                 "match" => {
@@ -336,6 +348,21 @@ impl<'a> Reader<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The error for a line whose keyword OpenSSH does not know.
+    fn unknown_keyword(&self, line: &str, name: &str, origin: &str) -> String {
+        let line = line.trim();
+        let keyword = line.split(|c: char| c.is_whitespace() || c == '=').next().unwrap_or(line);
+        let source = if name == COMMAND_LINE {
+            format!("rshopts has the ssh option '-o {}'", line)
+        } else {
+            format!("the ssh config has '{}' ({})", line, origin)
+        };
+        format!(
+            "host '{}': {}, but '{}' is no keyword of OpenSSH's ssh_config (ssh refuses it too: \"Bad configuration option\"); check the spelling, or list it in an 'IgnoreUnknown' line before it",
+            self.ctx.host, source, keyword
+        )
     }
 
     /// Whether the block a `Match` line starts applies. Criteria are and-ed, each may be
@@ -398,8 +425,13 @@ impl<'a> Reader<'a> {
         let cfg = &mut self.cfg;
         let first = args[0].clone();
         let bad = |what: &str| {
-            format!("host '{}': the ssh config sets {} '{}' ({}), which is not {}", self.ctx.host, written, first, origin, what)
+            if origin.starts_with(COMMAND_LINE) {
+                format!("host '{}': rshopts sets the ssh option {} to '{}', which is not {}", self.ctx.host, written, first, what)
+            } else {
+                format!("host '{}': the ssh config sets {} '{}' ({}), which is not {}", self.ctx.host, written, first, origin, what)
+            }
         };
+        let yes_or_no = |v: &str| yes_no(v).ok_or_else(|| bad("yes or no"));
         match key {
             "hostname" if cfg.hostname.is_none() => cfg.hostname = Some(first),
             "user" if cfg.user.is_none() => cfg.user = Some(first),
@@ -407,15 +439,23 @@ impl<'a> Reader<'a> {
                 cfg.port = Some(first.parse().ok().filter(|&p| p > 0).ok_or_else(|| bad("a port number (1-65535)"))?)
             }
             "identityfile" => cfg.identity_files.push(first),
-            "identitiesonly" if cfg.identities_only.is_none() => cfg.identities_only = yes_no(&first),
+            "identitiesonly" if cfg.identities_only.is_none() => cfg.identities_only = Some(yes_or_no(&first)?),
             "userknownhostsfile" if cfg.known_hosts_files.is_empty() => cfg.known_hosts_files = args,
             "stricthostkeychecking" if cfg.strict_host_key_checking.is_none() => {
-                cfg.strict_host_key_checking = Some(first.to_lowercase())
+                let value = first.to_lowercase();
+                if !matches!(value.as_str(), "yes" | "no" | "true" | "false" | "ask" | "accept-new" | "off") {
+                    return Err(bad("yes, no, ask, accept-new or off"));
+                }
+                cfg.strict_host_key_checking = Some(value)
             }
             "connecttimeout" if cfg.connect_timeout.is_none() => {
                 cfg.connect_timeout = Some(first.parse().map_err(|_| bad("a number of seconds"))?)
             }
-            "hashknownhosts" if cfg.hash_known_hosts.is_none() => cfg.hash_known_hosts = yes_no(&first),
+            "hashknownhosts" if cfg.hash_known_hosts.is_none() => cfg.hash_known_hosts = Some(yes_or_no(&first)?),
+            "batchmode" => {
+                yes_or_no(&first)?;
+            }
+            "ignoreunknown" if cfg.ignore_unknown.is_none() => cfg.ignore_unknown = Some(first),
             "compression" if cfg.compression.is_none() => {
                 cfg.compression = Some(yes_no(&first).ok_or_else(|| bad("yes or no"))?)
             }
@@ -647,6 +687,28 @@ Match all
         assert_eq!((c.compression, c.server_alive_interval, c.server_alive_count_max), (Some(true), Some(15), Some(2)));
         assert!(read("ServerAliveInterval x", "h").is_err());
         assert!(read("Compression maybe", "h").is_err());
+    }
+
+    #[test]
+    fn unknown_keywords_are_refused_as_openssh_does() {
+        let e = read("Host other\n  UseKeychain yes\n", "h").unwrap_err();
+        assert!(e.starts_with("host 'h'") && e.contains("'UseKeychain'") && e.contains("config line 2") && e.contains("Bad configuration option"), "{}", e);
+        assert!(read("IgnoreUnknown usekeychain,Other*\nHost *\n  UseKeychain yes\n  OtherThing 1\n", "h").is_ok());
+        assert!(read("IgnoreUnknown Other*\nUseKeychain yes\n", "h").is_err());
+        assert!(read("UseKeychain yes\nIgnoreUnknown UseKeychain\n", "h").is_err(), "IgnoreUnknown must come first");
+        let ctx = Context { host: "h", user: None, local_user: "me", home: Path::new("/") };
+        let mut r = Reader::new(&ctx);
+        let e = r.read_text("Bogus=1", COMMAND_LINE, Path::new("/"), 0).unwrap_err();
+        assert!(e.contains("rshopts has the ssh option '-o Bogus=1'") && e.contains("'Bogus'"), "{}", e);
+        // Known to OpenSSH, not implemented, harmless: ignored as before.
+        assert!(read("SendEnv LANG\nGSSAPIAuthentication yes\nProtocol 2\nTag x\n", "h").is_ok());
+        for bad in ["IdentitiesOnly maybe", "HashKnownHosts 2", "BatchMode sure", "StrictHostKeyChecking perhaps"] {
+            let e = read(bad, "h").unwrap_err();
+            assert!(e.contains(bad.split(' ').next().unwrap()) && e.starts_with("host 'h'"), "{}", e);
+        }
+        let mut r = Reader::new(&ctx);
+        let e = r.read_text("BatchMode maybe", COMMAND_LINE, Path::new("/"), 0).unwrap_err();
+        assert!(e.contains("rshopts sets the ssh option BatchMode to 'maybe', which is not yes or no"), "{}", e);
     }
 
     #[test]

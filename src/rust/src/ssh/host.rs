@@ -124,7 +124,8 @@ fn eagain(e: &ssh2::Error) -> bool {
 impl HostConnection {
     /// Take over an authenticated blocking session: open the control shell, switch to
     /// non-blocking mode and start the I/O thread.
-    pub fn start(name: String, session: Session, fd: RawFd) -> Result<HostConnection> {
+    /// `keepalive`: ServerAliveInterval (seconds, 0: off) and ServerAliveCountMax.
+    pub fn start(name: String, session: Session, fd: RawFd, keepalive: (u32, u32)) -> Result<HostConnection> {
         let mut control = session
             .channel_session()
             .map_err(|e| Error::new(Kind::Ssh, format!("cannot open a control channel on host '{}': {}", name, e)))?;
@@ -161,6 +162,8 @@ impl HostConnection {
             forward: Forward { listener: None, port: None, target_port: None, waiting: Vec::new(), failed: None },
             pumps: Vec::new(),
             closing: Vec::new(),
+            keepalive: (keepalive.0 > 0).then(|| (Duration::from_secs(u64::from(keepalive.0)), keepalive.1)),
+            unacked_since: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("parallelly-ssh-{}", name))
@@ -351,6 +354,10 @@ struct Io {
     pumps: Vec<Pump>,
     /// Channels being closed (non-blocking close must complete before they are dropped).
     closing: Vec<Channel>,
+    /// ServerAliveInterval and ServerAliveCountMax (see `check_alive`).
+    keepalive: Option<(Duration, u32)>,
+    /// Since when sent data has been waiting for the host's acknowledgement.
+    unacked_since: Option<Instant>,
 }
 
 impl Pump {
@@ -461,6 +468,9 @@ enum Fatal {
 impl Io {
     fn run(mut self) {
         let outcome = loop {
+            if let Err(f) = self.check_alive() {
+                break f;
+            }
             match self.pass() {
                 Ok(true) => continue,
                 Ok(false) => {}
@@ -483,6 +493,36 @@ impl Io {
             s.error = Some(why);
             s.tunnels = 0;
         }
+    }
+
+    /// With keepalives on: the connection is dead once data we sent (a keepalive at least,
+    /// one every interval) has gone unacknowledged, with no acknowledgement at all, for
+    /// interval x count -- interval x (count + 1) after the host went silent at most, as
+    /// OpenSSH's ServerAliveCountMax. Told by the kernel's TCP state: libssh2 queues the
+    /// server's answers to keepalives and would take one for the answer to a later forward
+    /// request, so keepalives ask for none. (A host behind a jump host has no TCP socket
+    /// here: its keepalives are sent, not counted.)
+    fn check_alive(&mut self) -> std::result::Result<(), Fatal> {
+        let Some((interval, count)) = self.keepalive else { return Ok(()) };
+        let Some((unacked, since_ack)) = tcp_ack_state(self.fd) else { return Ok(()) };
+        if unacked == 0 {
+            self.unacked_since = None;
+            return Ok(());
+        }
+        let now = Instant::now();
+        let waiting = now.saturating_duration_since(*self.unacked_since.get_or_insert(now));
+        let limit = interval * count.max(1);
+        if waiting >= limit && since_ack >= limit {
+            return Err(Fatal::Lost(format!(
+                "the host acknowledged nothing for {:.0} s: {} keepalive messages {} s apart went unanswered (ServerAliveInterval {}, ServerAliveCountMax {})",
+                since_ack.as_secs_f64(),
+                count,
+                interval.as_secs(),
+                interval.as_secs(),
+                count
+            )));
+        }
+        Ok(())
     }
 
     /// One pass over all work; Ok(true) when anything moved.
@@ -781,6 +821,26 @@ impl Io {
             let _ = p.tcp.shutdown(Shutdown::Both);
         }
     }
+}
+
+/// Bytes written to a TCP socket that the peer has not acknowledged yet (sent or still
+/// queued: a local firewall drop keeps them queued), and the time since the last
+/// acknowledgement arrived; None if `fd` is no TCP socket.
+fn tcp_ack_state(fd: RawFd) -> Option<(u32, Duration)> {
+    // SAFETY: tcp_info is plain old data, for which all-zero bytes are a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len are valid for writes and len holds info's size.
+    let rc = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len) };
+    if rc != 0 {
+        return None;
+    }
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int to a valid pointer.
+    if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) } != 0 {
+        return None;
+    }
+    Some((u32::try_from(queued).unwrap_or(0), Duration::from_millis(u64::from(info.tcpi_last_ack_recv))))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

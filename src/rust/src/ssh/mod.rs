@@ -12,6 +12,7 @@ pub mod exec;
 pub mod host;
 pub mod jump;
 pub mod known_hosts;
+pub mod openssh_keywords;
 pub mod remote;
 pub mod session;
 #[cfg(test)]
@@ -111,7 +112,7 @@ pub fn connect(target: &session::Target) -> Result<String> {
     }
     // Connecting blocks (bounded by the target's timeout) without holding the registry.
     let (session, fd) = session::open(target)?;
-    let conn = HostConnection::start(target.alias.clone(), session, fd)?;
+    let conn = HostConnection::start(target.alias.clone(), session, fd, (target.keepalive, target.keepalive_count_max))?;
     registry().connections.insert(key.clone(), Arc::new(conn));
     Ok(key)
 }
@@ -243,13 +244,13 @@ pub fn close_all() {
 }
 
 /// (key, alive, remote port, tunnels) of every held connection.
-pub fn list() -> Vec<(String, bool, Option<u16>, usize)> {
+pub fn list() -> Vec<(String, bool, Option<u16>, usize, Option<String>)> {
     registry()
         .connections
         .iter()
         .map(|(k, c)| {
             let s = c.status();
-            (k.clone(), s.alive, s.remote_port, s.tunnels)
+            (k.clone(), s.alive, s.remote_port, s.tunnels, s.error)
         })
         .collect()
 }
@@ -279,8 +280,10 @@ mod tests {
             host_key_algorithms: Vec::new(),
             host_key_order: true,
             pubkey_algorithms: Vec::new(),
+            lacking: Vec::new(),
             compression: false,
             keepalive: 0,
+            keepalive_count_max: 3,
         }
     }
 

@@ -44,10 +44,16 @@ pub struct Target {
     pub host_key_order: bool,
     /// PubkeyAcceptedAlgorithms: the signature algorithms our keys may use.
     pub pubkey_algorithms: Vec<String>,
+    /// What the user's policy allows that libssh2 lacks ("KexAlgorithms a,b", ...): a host
+    /// that offers only those fails the handshake, and OpenSSH's client may connect.
+    pub lacking: Vec<String>,
     /// `Compression yes`.
     pub compression: bool,
     /// `ServerAliveInterval` in seconds (0: off).
     pub keepalive: u32,
+    /// `ServerAliveCountMax` (OpenSSH's default 3): unanswered keepalives before the
+    /// connection is declared dead.
+    pub keepalive_count_max: u32,
     /// The jump host to connect through (`ProxyJump`; for a chain, the last hop, which has
     /// the hop before it as its own `via`).
     pub via: Option<Box<Target>>,
@@ -124,10 +130,13 @@ impl From<Error> for Resolve {
 
 /// The algorithm policy of `cfg` as libssh2 method preferences (what libssh2 lacks left
 /// out), or why the built-in client cannot follow it.
-fn algorithm_policy(cfg: &config::HostConfig, alias: &str) -> std::result::Result<(Vec<(Policy, String)>, Vec<String>, bool, Vec<String>), String> {
+type Methods = (Vec<(Policy, String)>, Vec<String>, bool, Vec<String>, Vec<String>);
+
+fn algorithm_policy(cfg: &config::HostConfig, alias: &str) -> std::result::Result<Methods, String> {
     let probe = Session::new().map_err(|e| format!("cannot create an SSH session: {}", e))?;
     let mut prefs = Vec::new();
     let mut lists = Vec::new();
+    let mut lacking = Vec::new();
     for policy in Policy::ALL {
         let set = cfg.algorithm(policy);
         let wanted = algorithms::effective(policy, set.map(|s| s.0));
@@ -135,6 +144,11 @@ fn algorithm_policy(cfg: &config::HostConfig, alias: &str) -> std::result::Resul
         let have: Vec<&str> =
             probe.supported_algs(methods_of(policy)[0]).unwrap_or_default().into_iter().filter(|a| !a.contains("-cert-")).collect();
         let usable = algorithms::restrict(&wanted, &have);
+        let all: Vec<&str> = probe.supported_algs(methods_of(policy)[0]).unwrap_or_default();
+        let missing: Vec<&str> = wanted.iter().map(String::as_str).filter(|a| !all.contains(a)).collect();
+        if policy != Policy::Pubkey && !missing.is_empty() {
+            lacking.push(format!("{} {}", policy.name(), missing.join(",")));
+        }
         let refuse = || {
             let (value, origin) = set.unwrap_or(("(default)", "OpenSSH's default"));
             let origin = if origin.starts_with(config::COMMAND_LINE) { "an ssh option in rshopts" } else { origin };
@@ -159,7 +173,7 @@ fn algorithm_policy(cfg: &config::HostConfig, alias: &str) -> std::result::Resul
     }
     let pubkey = lists.pop().unwrap_or_default();
     let host_keys = lists.pop().unwrap_or_default();
-    Ok((prefs.into_iter().filter(|(_, p)| !p.is_empty()).collect(), host_keys, cfg.algorithm(Policy::HostKey).is_none(), pubkey))
+    Ok((prefs.into_iter().filter(|(_, p)| !p.is_empty()).collect(), host_keys, cfg.algorithm(Policy::HostKey).is_none(), pubkey, lacking))
 }
 
 /// One `ProxyJump` hop, `[user@]host[:port]` or `ssh://[user@]host[:port]`.
@@ -208,7 +222,7 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std:
     if let Some(msg) = cfg.unsupported(alias) {
         return Err(Resolve::External(msg));
     }
-    let (method_prefs, host_key_algorithms, host_key_order, pubkey_algorithms) =
+    let (method_prefs, host_key_algorithms, host_key_order, pubkey_algorithms, lacking) =
         algorithm_policy(&cfg, alias).map_err(Resolve::External)?;
     let user = opts.user.map(str::to_string).or(cfg.user.clone()).unwrap_or_else(|| local.clone());
     let hostname_raw = cfg.hostname.clone().unwrap_or_else(|| alias.to_string());
@@ -235,7 +249,7 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std:
     } else {
         match cfg.strict_host_key_checking.as_deref() {
             Some("accept-new") => HostKeyPolicy::AcceptNew,
-            Some("no") | Some("off") => HostKeyPolicy::Off,
+            Some("no") | Some("false") | Some("off") => HostKeyPolicy::Off,
             _ => HostKeyPolicy::Strict,
         }
     };
@@ -295,8 +309,10 @@ fn resolve_hop(alias: &str, opts: &Options, jumps: usize, chained: bool) -> std:
         host_key_algorithms,
         host_key_order,
         pubkey_algorithms,
+        lacking,
         compression: cfg.compression.unwrap_or(false),
         keepalive: cfg.server_alive_interval.unwrap_or(0),
+        keepalive_count_max: cfg.server_alive_count_max.unwrap_or(3),
     })
 }
 
@@ -325,11 +341,23 @@ pub fn open(target: &Target) -> Result<(Session, std::os::fd::RawFd)> {
     apply_policy(&session, target)?;
     let name = format!("{}:{}", target.hostname, target.port);
     session.handshake().map_err(|e| {
-        Error::new(Kind::Ssh, format!("SSH handshake with host '{}' ({}{}) failed: {}", target.alias, name, via_text(target), e))
+        let msg = format!("SSH handshake with host '{}' ({}{}) failed: {}", target.alias, name, via_text(target), e);
+        // No algorithm in common (LIBSSH2_ERROR_KEX_FAILURE, _METHOD_NOT_SUPPORTED,
+        // _ALGO_UNSUPPORTED) while the policy allows some libssh2 lacks: the host may want
+        // just those.
+        let no_common = matches!(e.code(), ssh2::ErrorCode::Session(-5 | -33 | -51));
+        if no_common && !target.lacking.is_empty() {
+            return Error::new(
+                Kind::NoCommonAlgorithm,
+                format!("{}; the ssh config allows algorithms the built-in SSH client does not implement ({}), which the host may require", msg, target.lacking.join("; ")),
+            );
+        }
+        Error::new(Kind::Ssh, msg)
     })?;
     check_host_key(&session, target)?;
     authenticate(&session, target)?;
-    // ServerAliveInterval: from now on (the I/O thread sends them when due).
+    // ServerAliveInterval: from now on (the I/O thread sends them when due, and counts
+    // the unacknowledged ones: see host.rs, check_alive).
     if target.keepalive > 0 {
         session.set_keepalive(false, target.keepalive);
     }
@@ -740,6 +768,71 @@ mod tests {
         assert!(resolve("x", &options(&dir)).is_err());
     }
 
+    /// `ssh -G -F config host` of the installed OpenSSH, as keyword -> values.
+    fn openssh_g(config: &Path, host: &str) -> Option<std::collections::HashMap<String, Vec<String>>> {
+        let out = std::process::Command::new("ssh").args(["-G", "-F"]).arg(config).arg(host).output().ok()?;
+        assert!(out.status.success(), "ssh -G {}: {}", host, String::from_utf8_lossy(&out.stderr));
+        let mut map = std::collections::HashMap::<String, Vec<String>>::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((k, v)) = line.split_once(' ') {
+                map.entry(k.to_string()).or_default().push(v.to_string());
+            }
+        }
+        Some(map)
+    }
+
+    /// What we resolve for a host agrees with `ssh -G`: user, port, host name, identity
+    /// files, and the algorithm lists after `+`, `-` and `^` (relative to the defaults, so
+    /// compared where the installed OpenSSH is the 9.2 whose defaults we follow).
+    #[test]
+    fn resolved_settings_agree_with_ssh_dash_g() {
+        let Ok(v) = std::process::Command::new("ssh").arg("-V").output() else { return };
+        let same_defaults = String::from_utf8_lossy(&v.stderr).starts_with("OpenSSH_9.2");
+        let home = home_dir();
+        let cfg = ConfigFile::new(
+            "dash-g",
+            "Host web*\n  HostName %h.internal\n  User alice\n  Port 2200\n  IdentityFile ~/.ssh/id_web\n  Ciphers aes256-ctr,aes128-ctr\n  MACs hmac-sha2-256\n\
+             Match originalhost alias1\n  HostName real1.example.org\nMatch host real1.example.org\n  Port 2202\n  KexAlgorithms -diffie-hellman*,ecdh-sha2-nistp521\n\
+             Host db\n  HostName 10.0.0.5\n  User bob\n  Ciphers ^aes256-ctr\n  MACs +hmac-sha1\n  HostKeyAlgorithms -ssh-rsa*,ecdsa*\n\
+             Host *\n  IdentityFile ~/.ssh/id_default\n  IdentityFile /keys/shared\n  PubkeyAcceptedAlgorithms ^rsa-sha2-512\n",
+        );
+        for host in ["web1", "alias1", "db", "other"] {
+            let Some(g) = openssh_g(&cfg.0, host) else { return };
+            let one = |k: &str| g.get(k).and_then(|v| v.first()).cloned().unwrap_or_default();
+            let t = resolve(host, &options(&cfg.0)).expect("resolve");
+            assert_eq!(t.user, one("user"), "user of {}", host);
+            assert_eq!(t.port.to_string(), one("port"), "port of {}", host);
+            assert_eq!(t.hostname, one("hostname"), "hostname of {}", host);
+            let files: Vec<PathBuf> = g["identityfile"].iter().map(|f| match f.strip_prefix("~/") {
+                Some(rest) => home.join(rest),
+                None => PathBuf::from(f),
+            }).collect();
+            assert_eq!(t.identity_files, files, "identity files of {}", host);
+            // The algorithm lists as the config reader and algorithms.rs make them.
+            let ctx = config::Context { host, user: None, local_user: &local_user(), home: &home };
+            let mut reader = config::Reader::new(&ctx);
+            reader.read_file(&cfg.0, &home.join(".ssh")).expect("read");
+            for policy in Policy::ALL {
+                let set = reader.cfg.algorithm(policy).map(|a| a.0);
+                if !same_defaults && set.is_none_or(|v| v.starts_with(['+', '-', '^'])) {
+                    continue;
+                }
+                let ours = algorithms::effective(policy, set).join(",");
+                assert_eq!(ours, one(&policy.name().to_lowercase()), "{} of {}", policy.name(), host);
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_policy_allows_and_libssh2_lacks_is_known() {
+        let cfg = ConfigFile::new("lacking", "Host narrow\n  KexAlgorithms curve25519-sha256\n  Ciphers aes256-ctr\n  MACs hmac-sha2-256\n  HostKeyAlgorithms ssh-ed25519\n");
+        // OpenSSH's defaults hold a post-quantum key exchange libssh2 does not implement.
+        let t = resolve("wide", &options(&cfg.0)).expect("resolve");
+        assert!(t.lacking.iter().any(|l| l.starts_with("KexAlgorithms ") && l.contains("sntrup761x25519-sha512@openssh.com")), "{:?}", t.lacking);
+        assert!(t.lacking.iter().all(|l| !l.contains("curve25519-sha256,") && !l.starts_with("PubkeyAcceptedAlgorithms")), "{:?}", t.lacking);
+        assert_eq!(resolve("narrow", &options(&cfg.0)).expect("resolve").lacking, Vec::<String>::new());
+    }
+
     #[test]
     fn command_line_lines_win_and_decide_which_client() {
         let cfg = ConfigFile::new("cmdline", "Host web\n  Port 2200\n  Ciphers aes128-ctr\n  IdentityFile /keys/cfg\n");
@@ -805,8 +898,10 @@ mod tests {
             host_key_algorithms: Vec::new(),
             host_key_order: true,
             pubkey_algorithms: Vec::new(),
+            lacking: Vec::new(),
             compression: false,
             keepalive: 0,
+            keepalive_count_max: 3,
         }
     }
 
