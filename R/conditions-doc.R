@@ -36,6 +36,14 @@
 #'     (from ssh-agent or the identity files).}
 #'   \item{`parallellySshError`}{Any other failure of the built-in SSH client, for example
 #'     a failed handshake, an unreadable configuration file, or a lost connection.}
+#'   \item{`parallellyAuthPromptError`}{(Also `parallellyAuthError`.) The host asks for a
+#'     password, or other prompts, at login, which only OpenSSH's `ssh` can answer. Raised
+#'     only when the built-in client was chosen explicitly (`rshcmd = "<ssh>"` or option
+#'     `parallelly.ssh.client`); otherwise the host goes to `ssh`.}
+#'   \item{`parallellyNoCommonAlgorithmError`}{(Also `parallellySshError`.) The handshake
+#'     found no algorithm that both the host and the built-in client offer, while the ssh
+#'     policy allows some that the built-in client lacks; the message names them. Raised only
+#'     when the built-in client was chosen explicitly; otherwise the host goes to `ssh`.}
 #' }
 #'
 #' Errors that mean a worker could not be set up (classes `parallellyLaunchError` and
@@ -89,7 +97,7 @@
 #' @aliases parallellyArgumentError parallellyLaunchError parallellyConnectError
 #' parallellyTimeoutError parallellyPortError parallellyOptionError parallellyInputError
 #' parallellySystemError parallellyDnsError parallellyHostKeyError parallellyAuthError
-#' parallellySshError PSOCKConnectionError
+#' parallellySshError parallellyAuthPromptError parallellyNoCommonAlgorithmError PSOCKConnectionError
 #' @name parallellyError
 #' @seealso [makeClusterPSOCK()], [conditions][base::conditions]
 NULL

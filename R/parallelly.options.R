@@ -184,20 +184,23 @@
 #'     `IdentitiesOnly`, `IdentityAgent none`, `AddressFamily`, `ProxyJump` (chains too),
 #'     `UserKnownHostsFile`,
 #'     `StrictHostKeyChecking`, `ConnectTimeout`, `HashKnownHosts`, `Compression`,
-#'     `ServerAliveInterval`, and the algorithm policy (`Ciphers`, `MACs`, `KexAlgorithms`,
+#'     `ServerAliveInterval` with `ServerAliveCountMax` (a host that acknowledges nothing
+#'     for interval x count after a keepalive is lost), and the algorithm policy (`Ciphers`, `MACs`, `KexAlgorithms`,
 #'     `HostKeyAlgorithms`, `PubkeyAcceptedAlgorithms`, with `+`, `-` and `^`). A keyword
 #'     that would change where or how to connect but is not implemented (`ProxyCommand`,
 #'     `HostKeyAlias`, `CanonicalizeHostname`, `BindAddress`, `CertificateFile`,
 #'     `ControlMaster`/`ControlPath`, `ForwardAgent`, `RemoteCommand`, the forwardings, ...;
 #'     other `Match` criteria such as `exec`) makes that host use OpenSSH's `ssh` (see
 #'     `parallelly.ssh.client`). Keywords that do not (`SendEnv`, `LogLevel`, `BatchMode`,
-#'     ...) are ignored. The vignette lists them all.}
+#'     ...) are ignored. A keyword OpenSSH does not know is an error naming it and the host, as
+#'     OpenSSH refuses it, unless an earlier `IgnoreUnknown` lists it. The vignette lists them all.}
 #'   \item{`parallelly.ssh.client` (env `R_PARALLELLY_SSH_CLIENT`)}{Which SSH client
 #'     remote workers use: `"auto"` (default) the built-in one, and OpenSSH's `ssh` for a
 #'     host whose setup (ssh configuration, `rshopts`, a password or prompts at login) the
 #'     built-in one cannot honour; `"built-in"` the built-in one only (such a host is an
 #'     error that says why, as with `rshcmd = "<ssh>"`); `"external"` OpenSSH's `ssh` for
-#'     every host. `summary()` names each node's client.}
+#'     every host. A host that offers only algorithms the built-in client lacks (a post-quantum key
+#'     exchange, say) also uses `ssh` under `"auto"`. `summary()` names each node's client.}
 #'   \item{`parallelly.ssh.knownHosts` (env `R_PARALLELLY_SSH_KNOWN_HOSTS`)}{The
 #'     known_hosts file with the host keys to trust; by default the `UserKnownHostsFile` of
 #'     the configuration, else `~/.ssh/known_hosts`.}
