@@ -31,11 +31,15 @@ worker_r_args <- function(opts) {
   }
   user_args <- opts$rscript_args
   if (!any(grepl("parallel:::[.](workRSOCK|slaveRSOCK)", user_args))) {
-    # Local workers serve with our leaner loop (R/workerLoop.R); others with base R's; or
-    # the user's rscript_call.
-    lean <- isTRUE(attr(opts$worker, "localhost")) && internal_ok("work_loop")
-    entry <- if (lean) lean_worker_entry_code else worker_entry_code
-    if (!is.null(opts$rscript_call)) entry <- opts$rscript_call
+    # Local workers of this R serve with our leaner loop (R/workerLoop.R); others with base
+    # R's; or the user's rscript_call.
+    if (!is.null(opts$rscript_call)) {
+      entry <- opts$rscript_call
+    } else if (isTRUE(attr(opts$worker, "localhost")) && launcher_is_this_r(opts$launcher) && internal_ok("work_loop")) {
+      entry <- lean_worker_entry_code()
+    } else {
+      entry <- worker_entry_code
+    }
     internal <- c(internal, "-e", entry)
   }
   star <- which(user_args == "*")

@@ -11,65 +11,139 @@
 # sets the handlers up again. An error that is not the task's (a broken connection) is
 # raised again and ends the worker, as in base R's loop.
 #
-# A fresh local worker does not run parallel:::.workRSOCK() either: its entry code parses the
-# same KEY=VALUE arguments, sends output where OUT= says, prints the same "starting worker"
-# line, connects with the same retries until SETUPTIMEOUT and serves with this loop. So it
-# never loads the parallel namespace, which costs a worker ~20 ms of CPU at start-up (~12%
-# of an R start). A task that needs parallel loads it as usual. A worker is a fresh Rscript
-# that has not loaded this package, so the code travels on its command line and the loop is
-# made in the base environment (a task's globals cannot shadow what it calls). Forked workers
-# connect the same way (R/forkServerProcess.R).
+# A fresh local worker of this same R does not run parallel:::.workRSOCK() either: its entry
+# (lean_worker_main()) parses the same KEY=VALUE arguments, sends output where OUT= says,
+# prints the same "starting worker" line, connects with the same retries until SETUPTIMEOUT
+# and serves with this loop. So it never loads the parallel namespace (~20 ms of CPU at
+# start-up, ~12% of an R start); a task that needs parallel loads it as usual.
 #
-# Workers on other hosts, where this package may be missing or another R runs, keep base
-# R's entry code.
+# Both functions are byte-compiled when this package is installed. A worker is a fresh R
+# that has not loaded this package, so it gets them from a file that this session writes
+# once into its temporary directory (lean_worker_entry_file()), with the base environment
+# as their enclosure (a task's globals cannot shadow what they call): the worker's R then
+# has nothing to compile. Code sent as text on the command line (as before) was compiled by
+# the worker's JIT before it could connect: the compiler's namespace and the compilation,
+# ~45 ms a worker. Forked workers get the loop from lean_work_loop() and connect themselves
+# (R/forkServerProcess.R).
+#
+# Workers on other hosts, where this package may be missing or another R runs, and local
+# workers of another R, keep base R's entry code.
 
-worker_loop_code <- paste0(
-  "function(master){",
-  "con<-master$con;xdr<-!inherits(master,\"SOCK0node\");msg<-NULL;t1<-NULL;task<-FALSE;",
-  "repeat{",
-  # Serve until DONE (NULL), an interrupt (TRUE) or an error (its condition).
-  "r<-tryCatch(repeat{msg<-NULL;msg<-unserialize(con);",
-  "if(msg$type==\"DONE\"){close(con);break};",
-  "if(msg$type==\"EXEC\"){t1<-proc.time();task<-TRUE;",
-  "value<-do.call(msg$data$fun,msg$data$args,quote=TRUE);",
-  "task<-FALSE;t2<-proc.time();",
-  "value<-list(type=\"VALUE\",value=value,success=TRUE,time=t2-t1,tag=msg$data$tag);",
-  "msg<-NULL;serialize(value,con,xdr=xdr,ascii=FALSE);value<-NULL}},",
-  "error=function(e)e,interrupt=function(e)TRUE);",
-  "if(is.null(r))break;",
-  "intask<-task;task<-FALSE;",
-  "if(isTRUE(r))next;",
-  "if(!intask)stop(r);",
-  "t2<-proc.time();",
-  "value<-structure(conditionMessage(r),class=c(\"snow-try-error\",\"try-error\"));r<-NULL;",
-  "value<-list(type=\"VALUE\",value=value,success=FALSE,time=t2-t1,tag=msg$data$tag);",
-  "msg<-NULL;serialize(value,con,xdr=xdr,ascii=FALSE);value<-NULL}}"
-)
+lean_worker_loop <- function(master) {
+  con <- master$con
+  xdr <- !inherits(master, "SOCK0node")
+  msg <- NULL
+  t1 <- NULL
+  task <- FALSE
+  repeat {
+    # Serve until DONE (NULL), an interrupt (TRUE) or an error (its condition).
+    r <- tryCatch(repeat {
+      msg <- NULL
+      msg <- unserialize(con)
+      if (msg$type == "DONE") {
+        close(con)
+        break
+      }
+      if (msg$type == "EXEC") {
+        t1 <- proc.time()
+        task <- TRUE
+        value <- do.call(msg$data$fun, msg$data$args, quote = TRUE)
+        task <- FALSE
+        t2 <- proc.time()
+        value <- list(type = "VALUE", value = value, success = TRUE, time = t2 - t1, tag = msg$data$tag)
+        msg <- NULL
+        serialize(value, con, xdr = xdr, ascii = FALSE)
+        value <- NULL
+      }
+    }, error = function(e) e, interrupt = function(e) TRUE)
+    if (is.null(r)) break
+    intask <- task
+    task <- FALSE
+    if (isTRUE(r)) next
+    if (!intask) stop(r)
+    t2 <- proc.time()
+    value <- structure(conditionMessage(r), class = c("snow-try-error", "try-error"))
+    r <- NULL
+    value <- list(type = "VALUE", value = value, success = FALSE, time = t2 - t1, tag = msg$data$tag)
+    msg <- NULL
+    serialize(value, con, xdr = xdr, ascii = FALSE)
+    value <- NULL
+  }
+}
 
-# `Rscript -e` code that starts a local worker with the loop above: what .workRSOCK() does
-# with setup strategy "sequential" (the master sends its handshake as a task). No
-# backslashes: R's front-end script passes -e code through the shell's echo.
-lean_worker_entry_code <- paste0(
-  # A function call, not local(): local() evaluates in a frame of the global environment, where
-  # future's relay of immediate conditions stops looking for the worker's `master` node.
-  "(function(){a<-commandArgs(TRUE);",
+# What .workRSOCK() does with setup strategy "sequential" (the master sends its handshake as
+# a task), then the loop; `workLoop` is found in its enclosure (see lean_worker_entry_file()).
+# A function, not code run by local(): future's relay of immediate conditions looks for the
+# worker's `master` node in the frames of the call stack and stops at the global environment.
+lean_worker_main <- function() {
+  args <- commandArgs(TRUE)
   # The last KEY=VALUE of a key wins, as in .workRSOCK()'s loop over the arguments.
-  "arg<-function(k,d){v<-a[startsWith(a,paste0(k,\"=\"))];if(length(v))substring(v[length(v)],nchar(k)+2L)else(d)};",
-  "master<-arg(\"MASTER\",\"localhost\");port<-as.integer(arg(\"PORT\",NA));",
-  "if(is.na(port))stop(\"PORT must be specified\");",
-  "out<-arg(\"OUT\",Sys.getenv(\"R_SNOW_OUTFILE\"));timeout<-as.integer(arg(\"TIMEOUT\",\"2592000\"));",
-  "setup<-as.numeric(arg(\"SETUPTIMEOUT\",\"120\"));xdr<-as.logical(arg(\"XDR\",\"TRUE\"));",
-  "if(nzchar(out)){o<-file(out,open=\"a\");sink(o);sink(o,type=\"message\")};",
-  "cat(sprintf(\"starting worker pid=%d on %s:%d at %s\",Sys.getpid(),master,port,format(Sys.time(),\"%H:%M:%OS3\")),fill=TRUE);",
-  "t0<-Sys.time();delay<-0.1;",
-  "repeat{con<-tryCatch(socketConnection(master,port=port,blocking=TRUE,open=\"a+b\",timeout=timeout),error=identity);",
-  "if(inherits(con,\"connection\"))break;",
-  "if(difftime(Sys.time(),t0,units=\"secs\")>setup)stop(con);Sys.sleep(delay);delay<-1.5*delay};",
-  # Named as in base R, so that tracebacks and sys.calls() show a workLoop() call.
-  "workLoop<-", worker_loop_code, ";environment(workLoop)<-baseenv();",
-  "workLoop(structure(list(con=con),class=if(xdr)\"SOCKnode\"else\"SOCK0node\"))})()"
-)
+  arg <- function(key, default) {
+    values <- args[startsWith(args, paste0(key, "="))]
+    if (length(values) > 0L) substring(values[length(values)], nchar(key) + 2L) else default
+  }
+  master <- arg("MASTER", "localhost")
+  port <- as.integer(arg("PORT", NA))
+  if (is.na(port)) stop("PORT must be specified")
+  outfile <- arg("OUT", Sys.getenv("R_SNOW_OUTFILE"))
+  timeout <- as.integer(arg("TIMEOUT", "2592000"))
+  setup_timeout <- as.numeric(arg("SETUPTIMEOUT", "120"))
+  xdr <- as.logical(arg("XDR", "TRUE"))
+  if (nzchar(outfile)) {
+    out <- file(outfile, open = "a")
+    sink(out)
+    sink(out, type = "message")
+  }
+  cat(sprintf("starting worker pid=%d on %s:%d at %s\n", Sys.getpid(), master, port, format(Sys.time(), "%H:%M:%OS3")))
+  t0 <- Sys.time()
+  delay <- 0.1
+  repeat {
+    con <- tryCatch(socketConnection(master, port = port, blocking = TRUE, open = "a+b", timeout = timeout),
+                    error = identity)
+    if (inherits(con, "connection")) break
+    if (difftime(Sys.time(), t0, units = "secs") > setup_timeout) stop(con)
+    Sys.sleep(delay)
+    delay <- 1.5 * delay
+  }
+  workLoop(structure(list(con = con), class = if (xdr) "SOCKnode" else "SOCK0node"))
+}
 
-# The loop as a function of this session (what the entry code makes on a worker), for a
-# worker that runs in a process forked from one that has this package.
-lean_work_loop <- function() eval(parse(text = worker_loop_code, keep.source = FALSE)[[1L]], baseenv())
+# The loop as a function in the base environment, for a worker forked from a process that has
+# this package.
+lean_work_loop <- function() {
+  loop <- lean_worker_loop
+  environment(loop) <- baseenv()
+  loop
+}
+
+# The file (in this session's temporary directory) that holds lean_worker_main(), enclosed by
+# an environment with `workLoop`, for local workers of this R to read and run; written once a
+# session (again should it go missing).
+lean_worker_entry_file <- function() {
+  path <- .package$lean_entry_file
+  if (is.null(path) || !file.exists(path)) {
+    path <- file.path(tempdir(), "parallelly-worker-entry.rds")
+    enclosure <- new.env(parent = baseenv())
+    enclosure$workLoop <- lean_work_loop()
+    main <- lean_worker_main
+    environment(main) <- enclosure
+    saveRDS(main, path)
+    .package$lean_entry_file <- path
+  }
+  path
+}
+
+# `Rscript -e` code that starts a local worker of this R with the entry above. (No glob
+# characters and no backslashes: R's front-end script passes -e code through the shell's
+# echo, partly unquoted.)
+lean_worker_entry_code <- function() {
+  sprintf("readRDS(%s)()", deparse1(lean_worker_entry_file()))
+}
+
+# Whether a worker started by `launcher` (resolve_rscript()) runs this very R, so that it can
+# read our compiled entry: the Rscript of R.home(), without further arguments.
+launcher_is_this_r <- function(launcher) {
+  length(launcher$args) == 0L && length(launcher$env) == 0L &&
+    identical(normalizePath(launcher$program, mustWork = FALSE),
+              normalizePath(file.path(R.home("bin"), "Rscript"), mustWork = FALSE))
+}

@@ -22,6 +22,8 @@ test_that("local workers run the lean loop and never load parallel; their output
   expect_identical(parallel::clusterCall(cl, worker_loop_kind), list("lean", "lean"))
   expect_identical(parallel::clusterEvalQ(cl, "parallel" %in% loadedNamespaces()), list(FALSE, FALSE))
   expect_false(grepl("parallel:::", parallelly:::node_options(cl[[1]])$cmd, fixed = TRUE))
+  # The compiled entry and loop come from a file of this session: nothing to compile there.
+  expect_match(parallelly:::node_options(cl[[1]])$cmd, "readRDS(", fixed = TRUE)
   # A task that needs parallel loads it as on any worker.
   expect_identical(parallel::clusterEvalQ(cl, parallel::detectCores() >= 1L), list(TRUE, TRUE))
   pids <- unlist(parallel::clusterEvalQ(cl, Sys.getpid()))
@@ -146,7 +148,7 @@ test_that("a worker whose connection breaks ends, as with base R's loop", {
 })
 
 test_that("the local entry code retries until SETUPTIMEOUT as parallel's does, then serves the master", {
-  code <- parallelly:::lean_worker_entry_code
+  code <- parallelly:::lean_worker_entry_code()
   rscript <- file.path(R.home("bin"), "Rscript")
   port <- parallelly::freePort()
   args <- function(setup) c("-e", shQuote(code), "MASTER=127.0.0.1", paste0("PORT=", port), "OUT=",
@@ -178,4 +180,16 @@ test_that("the local entry code retries until SETUPTIMEOUT as parallel's does, t
   deadline <- Sys.time() + 10
   while (dir.exists(sprintf("/proc/%d", pid)) && Sys.time() < deadline) Sys.sleep(0.05)
   expect_false(dir.exists(sprintf("/proc/%d", pid)))
+})
+
+test_that("a local worker of another R launcher gets base R's entry code (our compiled one is for this R)", {
+  mine <- makeNodePSOCK("localhost", port = 11562L, action = "options")
+  expect_match(mine$cmd, "readRDS(", fixed = TRUE)
+  expect_true(file.exists(parallelly:::lean_worker_entry_file()))
+  other <- makeNodePSOCK("localhost", port = 11562L, action = "options", rscript = c("MY_VAR=1", "*"))
+  expect_match(other$cmd, "parallel:::.workRSOCK", fixed = TRUE)
+  expect_false(grepl("readRDS(", other$cmd, fixed = TRUE))
+  cl <- local_cluster(1, rscript = c("MY_VAR=1", "*"))
+  expect_identical(parallel::clusterEvalQ(cl, Sys.getenv("MY_VAR")), list("1"))
+  expect_identical(parallel::clusterCall(cl, worker_loop_kind), list("parallel"))
 })
