@@ -13,8 +13,8 @@ node_kind_fork <- list(
   group = function(id) paste("fork", fork_host_kind(id)$group(id)),
   probe = function(ids, timeout) fork_host_kind(ids[[1L]])$probe(ids, timeout),
   signal = function(ids, signal, timeout) fork_host_kind(ids[[1L]])$signal(ids, signal, timeout),
-  stop = function(ids, background) {
-    if (!isTRUE(ids[[1L]]$local)) return(stop_remote_nodes(ids))
+  stop = function(ids, background, grace = 5) {
+    if (!isTRUE(ids[[1L]]$local)) return(stop_remote_nodes(ids, grace))
     live <- Filter(function(id) !isTRUE(id$killed) && !is.na(id$pid), ids)
     pids <- ids_pids(live)
     starts <- ids_starts(live)
@@ -22,7 +22,7 @@ node_kind_fork <- list(
       # As for our children: a thread waits for the exits (a pidfd each), terminates the
       # rest after the grace period; the server reaps them.
       backend_stop_strangers_in_background(pids, starts, grace = 5, term_grace = 1)
-    } else if (length(live) > 0L && !wait_until(function() !any(backend_probe(pids, starts) %in% TRUE), timeout = 5)) {
+    } else if (length(live) > 0L && !wait_until(function() !any(backend_probe(pids, starts) %in% TRUE), timeout = grace)) {
       terminate_forked(pids, starts)
     }
     remove_logs(ids_logs(ids))
@@ -133,11 +133,6 @@ fork_launcher <- function(base, opts, server) {
       k <- waiting[dead[1L]]
       st <- fork_server_exit_states(server$key, launched$pid[k])
       list(index = k, how = describe_exit(st$state[1L], st$status[1L], st$signal[1L]))
-    }
-    launcher$stop <- function(launched) {
-      ok <- !is.na(launched$pid)
-      terminate_forked(launched$pid[ok], launched$start_time[ok])
-      remove_logs(launched$log)
     }
   }
   launcher

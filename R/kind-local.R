@@ -48,11 +48,6 @@ local_launcher <- function() {
       launched
     },
     check = function(launched, waiting) first_exited_child(launched, waiting),
-    stop = function(launched) {
-      terminate_processes(launched$pid[!is.na(launched$pid)])
-      remove_logs(launched$log)
-    },
-    log_tail = log_tail,
     start_time = backend_start_time,
     connected = function(nodes) invisible()
   )
@@ -67,17 +62,14 @@ node_kind_local <- list(
   group = function(id) "localhost",
   probe = function(ids, timeout) backend_probe(ids_pids(ids), ids_starts(ids)),
   signal = function(ids, signal, timeout) local_signal(ids, signal),
-  stop = function(ids, background) stop_children(ids, background),
+  stop = function(ids, background, grace = 5) stop_children(ids, background, grace),
   stop_before_done = function(ids) TRUE,
   exit_cause = function(ids) {
     st <- backend_child_state(ids_launcher_pids(ids))
     vapply(seq_along(ids), function(k) exit_cause(st$state[k], st$status[k], st$signal[k]), character(1))
   },
   usage = function(ids, timeout) backend_usage(ids_pids(ids)),
-  last_output = function(id, n) {
-    if (!is.numeric(id$launcher_pid)) return(character(0))
-    worker_output(local_launcher(), if (is.character(id$log)) id$log else NA_character_, id$launcher_pid, n = n)
-  },
+  last_output = function(id, n) child_output(id, n),
   after_kill = function(id) remove_local_tempdir(id)
 )
 
@@ -97,9 +89,22 @@ local_signal <- function(ids, signal) {
   vapply(ids, function(id) isTRUE(backend_signal(id$pid, signal, start_time = id$start_time)), logical(1))
 }
 
+# The last `n` lines a child of ours wrote: from its log file, or from what the backend
+# kept of its output to /dev/null.
+child_output <- function(id, n) {
+  log <- if (is.character(id$log) && length(id$log) == 1L) id$log else NA_character_
+  if (!is.na(log) && nzchar(log)) return(log_tail(log, n))
+  if (!is.numeric(id$launcher_pid) || is.na(id$launcher_pid)) return(character(0))
+  text <- backend_child_output(id$launcher_pid)
+  if (is.na(text)) return(character(0))
+  lines <- strsplit(text, "\n", fixed = TRUE)[[1L]]
+  utils::tail(lines[nzchar(lines)], n)
+}
+
 # Our own children (local workers, or the external SSH clients of remote ones), sent DONE
-# already: left to a reaper thread (`background`), or waited for here; their logs removed.
-stop_children <- function(ids, background) {
+# already (or, with `grace` 0, a failed setup's): left to a reaper thread (`background`), or
+# waited for here up to `grace` seconds and then terminated; their logs removed.
+stop_children <- function(ids, background, grace = 5) {
   pids <- ids_launcher_pids(ids)
   pids <- pids[!is.na(pids)]
   ours <- if (length(pids) > 0L) pids[backend_child_state(pids)$state != "unknown"] else integer(0)
@@ -107,7 +112,7 @@ stop_children <- function(ids, background) {
     if (background) {
       backend_stop_in_background(ours, grace = 5, term_grace = 1)
     } else {
-      wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = 5)
+      wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = grace)
       terminate_processes(ours)
     }
   }

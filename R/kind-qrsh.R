@@ -38,8 +38,6 @@ qrsh_launcher <- function(opts) {
     check = function(launched, waiting) {
       first_exited_child(launched, waiting, function(state, status, signal, i) qrsh_exit_how(state, status, signal, launched$log[i]))
     },
-    stop = function(launched) qrsh_stop_tasks(launched$pid, launched$control, launched$log),
-    log_tail = log_tail,
     start_time = function(pid) NA_real_,
     connected = function(nodes) invisible()
   )
@@ -130,7 +128,7 @@ qrsh_signal <- function(ids, signal, timeout = 0) {
   sent
 }
 
-qrsh_stop <- function(ids, background = FALSE) {
+qrsh_stop <- function(ids, background = FALSE, grace = 5) {
   pids <- ids_launcher_pids(ids)
   fifos <- vapply(ids, qrsh_control_of, character(1))
   ours <- !is.na(pids) & backend_child_state(pids)$state != "unknown"
@@ -139,7 +137,7 @@ qrsh_stop <- function(ids, background = FALSE) {
     remove_logs(ids_logs(ids))
   } else {
     # After DONE the workers end by themselves, and qrsh with them (about a second later).
-    wait_until(function() !any(backend_child_state(pids[ours])$state == "running"), timeout = 5)
+    wait_until(function() !any(backend_child_state(pids[ours])$state == "running"), timeout = grace)
     qrsh_stop_tasks(pids[ours], fifos[ours], ids_logs(ids))
   }
   qrsh_remove_leftovers(unique(vapply(ids, function(id) as.character(id$host), character(1))))

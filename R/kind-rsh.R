@@ -13,10 +13,11 @@ node_kind_rsh <- list(
   probe = function(ids, timeout) rsh_request(ids, "probe", 0L, timeout),
   signal = function(ids, signal, timeout) rsh_request(ids, "signal", signal, timeout),
   # A client ends with its worker: the clients are what is stopped and reaped here.
-  stop = function(ids, background) stop_children(ids, background),
+  stop = function(ids, background, grace = 5) stop_children(ids, background, grace),
   exit_cause = function(ids) rep(NA_character_, length(ids)),
   usage = function(ids, timeout) unknown_usage(ids),
-  last_output = function(id, n) character(0),
+  # What the client printed (its own errors, and the worker's output it relays).
+  last_output = function(id, n) child_output(id, n),
   after_kill = function(id) invisible()
 )
 
@@ -55,8 +56,6 @@ external_launcher <- function(opts) {
       launched
     },
     check = clients$check,
-    stop = clients$stop,
-    log_tail = log_tail,
     start_time = function(pid) NA_real_,
     connected = function(nodes) invisible()
   )

@@ -82,8 +82,6 @@ srun_launcher <- function(opts) {
     check = function(launched, waiting) {
       first_exited_child(launched, waiting, function(state, status, signal, i) srun_exit_how(state, status, signal, launched$log[i]))
     },
-    stop = function(launched) srun_stop_steps(launched$pid, launched$step, launched$log),
-    log_tail = log_tail,
     start_time = function(pid) NA_real_,
     connected = function(nodes) invisible()
   )
@@ -274,7 +272,7 @@ srun_signal <- function(ids, signal, timeout = 0) {
   })
 }
 
-srun_stop <- function(ids, background = FALSE) {
+srun_stop <- function(ids, background = FALSE, grace = 5) {
   pids <- vapply(ids, function(id) as.integer(if (is.null(id$launcher_pid)) NA else id$launcher_pid), integer(1))
   steps <- vapply(ids, srun_step_of, character(1))
   logs <- unlist(lapply(ids, function(id) id$log))
@@ -285,7 +283,7 @@ srun_stop <- function(ids, background = FALSE) {
     backend_stop_in_background(ours, grace = 5, term_grace = 1)
     remove_logs(logs)
   } else {
-    gone <- wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = 5)
+    gone <- wait_until(function() !any(backend_child_state(ours)$state == "running"), timeout = grace)
     if (gone) {
       for (pid in ours) backend_forget_child(pid)
       remove_logs(logs)

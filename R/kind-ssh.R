@@ -8,6 +8,8 @@ node_kind_ssh <- list(
   priority = 60,
   claims = function(opts) !is.null(opts$ssh),
   launcher = function(opts) remote_launcher(opts),
+  # The built-in client connects on a thread of its own before the launch (R/setupHosts.R).
+  connect = function(opts, timeout) ssh_connect_submit(opts, timeout),
   answers_locally = function(id) FALSE,
   group = function(id) id$ssh,
   probe = function(ids, timeout) {
@@ -18,14 +20,14 @@ node_kind_ssh <- list(
     ssh_ask(ids, timeout, "signalling workers",
             function(key, left) backend_ssh_submit_signal(key, ids_pids(ids), ids_starts(ids), signal, timeout = left))
   },
-  stop = function(ids, background) stop_remote_nodes(ids),
+  stop = function(ids, background, grace = 5) stop_remote_nodes(ids, grace),
   exit_cause = function(ids) ssh_exit_causes(ids),
   usage = function(ids, timeout) {
     ssh_ask(ids, timeout, "reading resource use",
             function(key, left) backend_ssh_submit_usage(key, ids_pids(ids), timeout = left))
   },
   last_output = function(id, n) {
-    key <- tryCatch(ssh_key_of(id$node), error = function(e) NULL)
+    key <- if (ssh_connection_alive(id$ssh)) id$ssh else tryCatch(ssh_key_of(id$node), error = function(e) NULL)
     if (is.null(key)) return(character(0))
     ssh_tail(key, id$host, id$log, n = n, timeout = 5)
   },
@@ -103,12 +105,20 @@ stop_remote_nodes <- function(ids, grace = 5) {
   deadline <- Sys.time() + grace
   within_grace <- function() max(as.double(deadline - Sys.time(), units = "secs"), 0.05)
   finish <- function(reachable) {
-    conn <- if (reachable) tryCatch(ssh_key_of(ids[[1L]]$node, timeout = 5), error = function(e) NULL)
+    conn <- if (reachable) {
+      if (ssh_connection_alive(key)) key else tryCatch(ssh_key_of(ids[[1L]]$node, timeout = 5), error = function(e) NULL)
+    }
     if (!is.null(conn)) ssh_remove_files(conn, host, ids_logs(ids))
     ssh_release_nodes(key, vapply(ids, function(id) id$key, character(1)), probe = !is.null(conn))
     invisible()
   }
   if (length(live) == 0L) return(finish(TRUE))
+  # Workers never told to finish (a failed setup, no node registered yet) are terminated at
+  # once; the setup itself lets go of the connection.
+  if (grace <= 0) {
+    if (ssh_connection_alive(key) && remote_terminate(key, host, pids, starts)) ssh_remove_files(key, host, ids_logs(ids))
+    return(invisible())
+  }
   # Each round polls without waiting: every host's probe goes out in the first round, and
   # a host that does not answer holds no other host's clean-up back.
   ticket <- NULL
@@ -269,13 +279,10 @@ remote_launcher <- function(opts) {
       probing$ticket <- backend_ssh_submit_probe(key, launched$pid[waiting], launched$start_time[waiting])
       NULL
     },
-    stop = function(launched) {
+    cancel = function() {
       if (!is.null(probing$ticket)) backend_ssh_cancel(probing$ticket)
-      ok <- !is.na(launched$pid)
-      if (any(ok)) remote_terminate(key, host, launched$pid[ok], launched$start_time[ok])
-      ssh_remove_files(key, host, launched$log[!is.na(launched$log)])
+      probing$ticket <- NULL
     },
-    log_tail = function(log) ssh_tail(key, host, log, n = 10L, timeout = 10),
     start_time = function(pid) NA_real_,
     connected = function(nodes) {
       for (node in nodes) ssh_register_node(key, node)

@@ -201,7 +201,7 @@ worker_key <- function(launcher, options, pid, start_time, launcher_pid) {
 
 # A launched worker exited before connecting: fail at once, with how it ended and its output.
 fail_worker_exited <- function(opts, launched, how, port, launcher) {
-  output <- worker_output(launcher, launched$log, launched$pid)
+  output <- launch_output(launcher, opts, launched)
   where <- if (launcher$remote) sprintf("remote machine '%s'", opts$worker) else sprintf("local machine '%s'", opts$worker)
   # Remote workers behind a reverse tunnel connect to the tunnel's port on their host.
   tunnel <- if (is.function(launcher$worker_port)) launcher$worker_port() else NULL
@@ -231,7 +231,7 @@ fail_connect_timeout <- function(options_list, nodes, launched, connect_timeout,
     sprintf("Cluster setup failed (connectTimeout=%.1f seconds). %d of %d workers failed to connect.", connect_timeout, failed, n)
   }
   details <- vapply(waiting, function(i) {
-    output <- worker_output(launcher, launched$log[i], launched$pid[i])
+    output <- launch_output(launcher, options_list[[i]], launched[i, , drop = FALSE])
     sprintf("\n * Worker #%d (PID %s) was still running but had not connected.%s",
             options_list[[i]]$rank, launched$pid[i], format_output(output, options_list[[i]]))
   }, character(1))
@@ -256,17 +256,6 @@ signal_name <- function(signal) {
              `14` = "SIGALRM", `15` = "SIGTERM", `10` = "SIGUSR1", `12` = "SIGUSR2")
   name <- names[as.character(signal)]
   if (is.na(name)) sprintf("signal %d", signal) else unname(name)
-}
-
-# The last lines a worker wrote: from its log file, or from what the backend captured.
-worker_output <- function(launcher, log, pid, n = 10L) {
-  if (!launcher$remote && (is.na(log) || !nzchar(log)) && !is.na(pid)) {
-    text <- backend_child_output(pid)
-    if (is.na(text)) return(character(0))
-    lines <- strsplit(text, "\n", fixed = TRUE)[[1L]]
-    return(utils::tail(lines[nzchar(lines)], n))
-  }
-  launcher$log_tail(log)
 }
 
 log_tail <- function(log, n = 10L) {

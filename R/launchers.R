@@ -1,15 +1,47 @@
 # Setup launchers: what connect_workers() (R/launchNodePSOCK.R) drives to start the workers
-# of one host and watch them while they connect. Each node kind (R/kind-*.R) makes its own;
-# the fork strategy wraps the host's (R/kind-fork.R). The interface:
+# of one host and watch them while they connect. Each node kind (R/kind-*.R) makes its own
+# (its `launcher(opts)`); the fork strategy wraps the host's (R/kind-fork.R). A launcher
+# holds only what setup alone needs; what a worker wrote and how it is stopped are the
+# kind's own `last_output()` and `stop()`, asked at setup too about the launched workers
+# (launch_identity()), so that each kind says each thing once. The interface:
 #   kind                                  the name of the kind its nodes get
 #   remote, ssh_key                       whether the workers run elsewhere; the held connection
 #   launch(options_list, port, launched)  start the workers, fill in pid/start_time/log (and
 #                                         any further columns, kept in the node's "process")
+#   submit(options_list, port, launched)  optional: launch() as a poll (R/setupHosts.R)
 #   check(launched, waiting)              NULL, or list(index, how) of a worker that died
-#   stop(launched)                        stop the launched workers (setup failed)
-#   log_tail(log)                         the last lines a worker wrote
+#   cancel()                              optional: withdraw pending requests (setup failed)
 #   start_time(pid)                       start time of a PID the handshake reported
 #   connected(nodes)                      bookkeeping once all nodes are up
+
+# A launched worker (one row of `launched`) as its kind's operations see a node (the fields
+# of node_identity()), before it has connected: its PID is the process the launcher
+# started (the worker, or the client process that runs it), and there is no node yet.
+launch_identity <- function(launcher, opts, launched) {
+  row <- as.list(launched)
+  list(pid = as.integer(row$pid), start_time = as.numeric(row$start_time),
+       local = !isTRUE(launcher$remote), kind = launcher$kind, host = as.character(opts$worker),
+       key = NA_character_, launcher_pid = as.integer(row$pid), log = row$log, ssh = launcher$ssh_key,
+       fork_server = launcher$fork_server, tempdir = NA_character_,
+       process = row[setdiff(names(row), "token")], node = NULL)
+}
+
+# The last lines a launched worker wrote, as its kind reads them.
+launch_output <- function(launcher, opts, launched, n = 10L) {
+  id <- launch_identity(launcher, opts, launched)
+  tryCatch(node_kind(launcher$kind)$last_output(id, n), error = function(e) character(0))
+}
+
+# Stop the launched workers of a setup that failed (`options_list`, rows of `launched`):
+# the kind's stop() without a grace period, as they were never told to finish.
+stop_launched <- function(launcher, options_list, launched) {
+  if (is.function(launcher$cancel)) try(launcher$cancel(), silent = TRUE)
+  rows <- which(!is.na(launched$pid) | !is.na(launched$log))
+  if (length(rows) == 0L) return(invisible())
+  ids <- lapply(rows, function(i) launch_identity(launcher, options_list[[min(i, length(options_list))]], launched[i, , drop = FALSE]))
+  run_stages(list(node_kind(launcher$kind)$stop(ids, background = FALSE, grace = 0)))
+  invisible()
+}
 
 # The body of the remote subshell that becomes the worker: settings are exported (a
 # builtin: the token never shows in any process's arguments), then the launcher is exec'd.

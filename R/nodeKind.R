@@ -8,19 +8,26 @@
 #   name, priority      a kind claims options before kinds of higher priority
 #   claims(opts)        whether this kind launches workers for these resolved options
 #   launcher(opts)      the setup launcher that connect_workers() drives: launch(),
-#                       check(), stop(), log_tail(), start_time(), connected() (see
-#                       R/launchNodePSOCK.R); it names its kind in field `kind`
+#                       check(), start_time(), connected() (see R/launchers.R); it names
+#                       its kind in field `kind`. It has no stop or output of its own: a
+#                       failed setup stops its launched workers with the kind's stop()
+#                       (grace 0), and explains their deaths with the kind's last_output(),
+#                       on identities made by launch_identity() (no node yet: `node` NULL)
 #   answers_locally     probes are system calls (print() may probe; it never uses the network)
 #   group(id)           nodes of one group (a host, a connection) are asked together
 #   probe(ids, timeout)            TRUE/FALSE/NA per node, or a stage
 #   signal(ids, signal, timeout)   TRUE when sent, FALSE when not running, NA; or a stage
-#   stop(ids, background)          after DONE (or a stage): wait for exits, terminate the rest, remove
-#                                  logs, release what the workers held
+#   stop(ids, background, grace = 5)  after DONE (or a stage): wait up to `grace` seconds for
+#                                  exits, terminate the rest, remove logs, release what the
+#                                  workers held; grace 0 for workers never told DONE
 #   exit_cause(ids)                how each worker ended, NA when unknown
 #   usage(ids, timeout)            list(rss, cpu, uptime), NA where unknown; or a stage
 #   last_output(id, n)             the last lines a worker wrote
 #   after_kill(id)                 remove what a killed worker left behind (its R tempdir)
 #   describe(id)                   optional: a short note for print(), e.g. a Slurm step
+#   connect(opts, timeout)         optional: submit the connection its launcher needs, a
+#                                  request polled before launcher() is asked (the built-in
+#                                  SSH client's, R/setupHosts.R)
 #   batch(opts)                    optional: which workers start in one setup call (default:
 #                                  those of one host)
 #   stop_before_done(ids)          optional: TRUE when stop(ids, background = TRUE) only hands

@@ -104,9 +104,9 @@ host_setup_stages <- list(
   # The built-in client connects on a thread of its own: all hosts' connects run at once.
   connect = function(h) {
     kind <- kind_for_options(h$first)
-    if (identical(kind$name, "ssh") && !isTRUE(h$connected)) {
+    if (is.function(kind$connect) && !isTRUE(h$connected)) {
       # Answered at once when the connection is held already.
-      if (is.null(h$ticket)) h$ticket <- ssh_connect_submit(h$first, max(h$first$connectTimeout, 1))
+      if (is.null(h$ticket)) h$ticket <- kind$connect(h$first, max(h$first$connectTimeout, 1))
       # The host wants a password or answers to prompts (OpenSSH's ssh can ask: SSH_ASKPASS, a
       # terminal), or only algorithms the built-in client lacks: OpenSSH's ssh, unless the
       # built-in client was chosen explicitly.
@@ -355,7 +355,7 @@ host_setup_abandon <- function(h, answering = TRUE) {
   if (is.function(h$cancel)) try(h$cancel(), silent = TRUE)
   for (node in h$nodes) if (!is.null(node)) try(close(node$con), silent = TRUE)
   for (e in h$early) try(close(e$con), silent = TRUE)
-  if (!is.null(h$launcher)) try(h$launcher$stop(h$launched), silent = TRUE)
+  if (!is.null(h$launcher)) try(stop_launched(h$launcher, h$options, h$launched), silent = TRUE)
   # A fork server that was asked and has not answered cannot be talked to any more.
   if (!is.null(h$server)) try(fork_server_drop(h$server), silent = TRUE)
   if (identical(h$stage, "launching") && is.character(h$launcher$fork_server)) {
@@ -364,7 +364,7 @@ host_setup_abandon <- function(h, answering = TRUE) {
   }
   if (!is.null(h$server_node)) try(stop_nodes(list(h$server_node)), silent = TRUE)
   if (h$stage %in% c("server_launch", "server_connect") && !is.null(h$base)) {
-    try(h$base$stop(h$server_launched), silent = TRUE)
+    try(stop_launched(h$base, list(h$server_options), h$server_launched), silent = TRUE)
   }
   host_setup_release(h)
   # A connection opened for this setup alone is not kept.

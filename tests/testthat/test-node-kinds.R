@@ -117,3 +117,56 @@ test_that("a fork-server refusal expires: soon after a failure, later after an a
   expect_false(parallelly:::fork_refused(key))
   expect_false(exists(key, envir = parallelly:::.package$fork_refusals, inherits = FALSE))
 })
+
+test_that("a launcher has no stop or output of its own: a failed setup asks the kind", {
+  # One interface per kind: what a worker wrote and how it is stopped are said once, by the kind.
+  launcher <- parallelly:::local_launcher()
+  expect_false(any(c("stop", "log_tail") %in% names(launcher)))
+  calls <- new.env(parent = emptyenv())
+  local <- parallelly:::node_kind_local
+  kind <- local
+  kind$name <- "counted"
+  kind$priority <- 1
+  kind$claims <- function(opts) isTRUE(getOption("test.counted.kind"))
+  kind$launcher <- function(opts) {
+    l <- local$launcher(opts)
+    l$kind <- "counted"
+    l
+  }
+  kind$stop <- function(ids, background, grace = 5) {
+    assign("stop", list(n = length(ids), grace = grace, background = background), envir = calls)
+    local$stop(ids, background, grace)
+  }
+  kind$last_output <- function(id, n) {
+    assign("last_output", c(get0("last_output", envir = calls, ifnotfound = integer(0)), id$pid), envir = calls)
+    local$last_output(id, n)
+  }
+  parallelly:::register_node_kind(kind)
+  on.exit(parallelly:::register_node_kind(NULL, name = "counted"), add = TRUE)
+  # The first worker says something and exits; the other never connects.
+  dir <- tempfile("kinds-")
+  dir.create(dir)
+  on.exit(unlink(dir, recursive = TRUE), add = TRUE)
+  script <- file.path(dir, "rscript")
+  writeLines(c("#!/bin/sh",
+               sprintf("if mkdir '%s/first' 2>/dev/null; then echo 'last words before exit 3'; sleep 1; exit 3; fi", dir),
+               sprintf("echo $$ > '%s/sleeper'; exec sleep 60", dir)), script)
+  Sys.chmod(script, "0755")
+  withr::local_options(test.counted.kind = TRUE)
+  t0 <- Sys.time()
+  err <- tryCatch(makeClusterPSOCK(2, rscript = script, setup_strategy = "parallel", outfile = "/dev/null",
+                                   connectTimeout = 20),
+                  error = function(e) e)
+  took <- as.double(difftime(Sys.time(), t0, units = "secs"))
+  expect_s3_class(err, "PSOCKConnectionError")
+  expect_match(conditionMessage(err), "exited with status 3")
+  expect_match(conditionMessage(err), "Its last output was:\n   last words before exit 3", fixed = TRUE)
+  expect_gte(length(calls[["last_output"]]), 1L)
+  # The kind's stop, with no grace (the workers were never told to finish): the other is gone at once.
+  expect_identical(calls[["stop"]]$grace, 0)
+  expect_false(calls[["stop"]]$background)
+  expect_lt(took, 5.5)
+  expect_true(parallelly:::wait_until(function() file.exists(file.path(dir, "sleeper")), timeout = 5))
+  sleeper <- as.integer(readLines(file.path(dir, "sleeper")))
+  expect_true(parallelly:::wait_until(function() !isTRUE(parallelly:::backend_probe(sleeper)), timeout = 2))
+})
