@@ -15,9 +15,6 @@
 # Signals go through the FIFO; a second qrsh to the host is never started for them (the job
 # may have no slot left there: Grid Engine refuses more tasks on a host than its slots).
 
-# Killed workers' R temporary directories, by host: removed at stop, one task per host.
-qrsh_leftovers <- function() kind_table("qrsh", "leftovers")
-
 qrsh_reachability <- function(revtunnel, master, dryrun) {
   if (revtunnel) {
     stop_arg("revtunnel", "must be FALSE or NA with rshcmd = \"<qrsh>\": a Grid Engine task has no reverse tunnel, its worker connects to the master directly (see argument 'master')")
@@ -107,6 +104,11 @@ qrsh_stop_tasks <- function(pids, fifos, logs, grace = 1) {
   invisible()
 }
 
+qrsh_describe <- function(id) {
+  job <- id$process$job
+  if (is.character(job) && length(job) == 1L && !is.na(job)) sprintf("Grid Engine task of job %s", job) else NA_character_
+}
+
 # ---- the node kind --------------------------------------------------------------------
 
 qrsh_control_of <- function(id) {
@@ -161,60 +163,12 @@ qrsh_stop_in_background <- function(pids, fifos) {
   invisible()
 }
 
-# Remove the R temporary directories that killed workers left on `hosts`: one short task per
-# host, now that the workers' slots are free, in the background.
+# Remove the R temporary directories that killed workers left on `hosts` (task_after_kill()):
+# one short task per host, now that the workers' slots are free, in the background.
 qrsh_remove_leftovers <- function(hosts) {
-  for (host in intersect(hosts, ls(qrsh_leftovers()))) {
-    dirs <- get(host, envir = qrsh_leftovers())
-    rm(list = host, envir = qrsh_leftovers())
-    dirs <- dirs[grepl("^/[[:alnum:]_./-]*/Rtmp[[:alnum:]]+$", dirs)]  # only ever an R session's own
-    if (length(dirs) == 0L || !nzchar(Sys.getenv("PE_HOSTFILE"))) next
-    res <- tryCatch(backend_launch(qrsh_program(), c("-inherit", "-nostdin", host, "rm", "-rf", "--", dirs),
-                                   output = "/dev/null"),
-                    parallellyError = function(e) NULL)
-    if (is.list(res)) backend_stop_in_background(as.integer(res$pid), grace = 30, term_grace = 1)
-  }
-}
-
-qrsh_after_kill <- function(id) {
-  tmp <- id$tempdir
-  if (!is.character(tmp) || length(tmp) != 1L || is.na(tmp) || !nzchar(tmp)) return(invisible())
-  host <- as.character(id$host)
-  assign(host, c(get0(host, envir = qrsh_leftovers(), ifnotfound = character(0)), tmp), envir = qrsh_leftovers())
-  invisible()
-}
-
-# How each worker ended: qrsh ends with its task's status, which the task script makes
-# 128 + N for a worker killed by signal N.
-qrsh_exit_cause <- function(ids) {
-  vapply(ids, function(id) {
-    pid <- id$launcher_pid
-    if (is.null(pid) || is.na(pid)) return(NA_character_)
-    st <- backend_child_state(pid)
-    if (st$state %in% c("running", "unknown")) return(NA_character_)
-    status <- st$status
-    cause <- if (st$state == "signalled") {
-      sprintf("qrsh was killed by signal %d (%s)", st$signal, signal_name(st$signal))
-    } else if (is.na(status)) {
-      "exited"
-    } else if (status > 128L && status <= 192L) {
-      sprintf("killed by signal %d (%s)", status - 128L, signal_name(status - 128L))
-    } else {
-      sprintf("exit status %d", status)
-    }
-    job <- id$process$job
-    if (is.character(job) && length(job) == 1L && !is.na(job)) sprintf("%s (Grid Engine task of job %s)", cause, job) else cause
-  }, character(1))
-}
-
-# Resource use is on the host, out of reach without a task: only the uptime.
-qrsh_usage <- function(ids, timeout = 0) {
-  n <- length(ids)
-  up <- vapply(ids, function(id) {
-    t0 <- id$process$task_start
-    if (is.numeric(t0) && length(t0) == 1L && !is.na(t0)) as.numeric(Sys.time()) - t0 else NA_real_
-  }, numeric(1))
-  list(rss = rep(NA_real_, n), cpu = rep(NA_real_, n), uptime = up)
+  task_remove_leftovers("qrsh", hosts, "PE_HOSTFILE", grace = 30, argv = function(host, dirs) {
+    c(qrsh_program(), "-inherit", "-nostdin", host, "rm", "-rf", "--", dirs)
+  })
 }
 
 node_kind_qrsh <- list(
@@ -236,12 +190,10 @@ node_kind_qrsh <- list(
   probe = function(ids, timeout) qrsh_running(ids),
   signal = qrsh_signal,
   stop = qrsh_stop,
-  exit_cause = qrsh_exit_cause,
-  usage = qrsh_usage,
+  # qrsh ends with its task's status, which the task script makes 128 + N for signal N.
+  exit_cause = function(ids) task_exit_causes(ids, "qrsh", qrsh_describe),
+  usage = function(ids, timeout) task_usage(ids, "task_start"),
   last_output = function(id, n = 10L) log_tail(if (is.null(id$log)) NA_character_ else id$log, n),
-  after_kill = qrsh_after_kill,
-  describe = function(id) {
-    job <- id$process$job
-    if (is.character(job) && length(job) == 1L && !is.na(job)) sprintf("Grid Engine task of job %s", job) else NA_character_
-  }
+  after_kill = function(id) task_after_kill("qrsh", id),
+  describe = qrsh_describe
 )

@@ -204,10 +204,6 @@ srun_stop_steps <- function(pids, steps, logs, timeout = 5) {
 
 # ---- the node kind --------------------------------------------------------------------
 
-# Killed workers' R temporary directories, by host: removing one needs a step on its node,
-# which killNode() must not start; stop() removes them, one step per host.
-srun_leftovers <- function() kind_table("srun", "leftovers")
-
 srun_step_of <- function(id) {
   step <- id$process$step
   if (is.character(step) && length(step) == 1L && !is.na(step)) step else NA_character_
@@ -295,61 +291,17 @@ srun_stop <- function(ids, background = FALSE, grace = 5) {
   invisible()
 }
 
-# Remove the temporary directories that killed workers left on `hosts`: one short step per
-# host (argv, no shell), in the background.
+# Remove the temporary directories that killed workers left on `hosts` (task_after_kill()):
+# one short step per host, in the background.
+srun_describe <- function(id) {
+  step <- srun_step_of(id)
+  if (is.na(step)) NA_character_ else sprintf("Slurm job step %s", step)
+}
+
 srun_remove_leftovers <- function(hosts) {
-  for (host in intersect(hosts, ls(srun_leftovers()))) {
-    dirs <- get(host, envir = srun_leftovers())
-    rm(list = host, envir = srun_leftovers())
-    dirs <- dirs[grepl("/Rtmp[[:alnum:]]+$", dirs)]  # only ever an R session's own
-    if (length(dirs) == 0L || !nzchar(Sys.getenv("SLURM_JOB_ID"))) next
-    res <- tryCatch(backend_launch(find_program("srun"),
-                                   c("--nodes=1", "--ntasks=1", "--overlap", "-w", host, "rm", "-rf", "--", dirs),
-                                   output = "/dev/null"),
-                    parallellyError = function(e) NULL)
-    if (is.list(res)) backend_stop_in_background(as.integer(res$pid), grace = 10, term_grace = 1)
-  }
-}
-
-srun_after_kill <- function(id) {
-  tmp <- id$tempdir
-  if (!is.character(tmp) || length(tmp) != 1L || is.na(tmp) || !nzchar(tmp)) return(invisible())
-  host <- as.character(id$host)
-  assign(host, c(get0(host, envir = srun_leftovers(), ifnotfound = character(0)), tmp), envir = srun_leftovers())
-  invisible()
-}
-
-# How the worker of a step ended: srun ends with its task's status, 128 + N for signal N.
-srun_exit_cause <- function(ids) {
-  vapply(ids, function(id) {
-    pid <- id$launcher_pid
-    if (is.null(pid) || is.na(pid)) return(NA_character_)
-    st <- backend_child_state(pid)
-    if (st$state %in% c("running", "unknown")) return(NA_character_)
-    status <- st$status
-    cause <- if (st$state == "signalled") {
-      sprintf("srun was killed by signal %d (%s)", st$signal, signal_name(st$signal))
-    } else if (is.na(status)) {
-      "exited"
-    } else if (status > 128L && status <= 192L) {
-      sprintf("killed by signal %d (%s)", status - 128L, signal_name(status - 128L))
-    } else {
-      sprintf("exit status %d", status)
-    }
-    step <- srun_step_of(id)
-    if (is.na(step)) cause else sprintf("%s (Slurm job step %s)", cause, step)
-  }, character(1))
-}
-
-# Resource use is on the node, out of reach without a step (sstat needs job accounting):
-# only the uptime, from when the step started.
-srun_usage <- function(ids, timeout = 0) {
-  n <- length(ids)
-  up <- vapply(ids, function(id) {
-    t0 <- id$process$step_start
-    if (is.numeric(t0) && length(t0) == 1L && !is.na(t0)) as.numeric(Sys.time()) - t0 else NA_real_
-  }, numeric(1))
-  list(rss = rep(NA_real_, n), cpu = rep(NA_real_, n), uptime = up)
+  task_remove_leftovers("srun", hosts, "SLURM_JOB_ID", grace = 10, argv = function(host, dirs) {
+    c(find_program("srun"), "--nodes=1", "--ntasks=1", "--overlap", "-w", host, "rm", "-rf", "--", dirs)
+  })
 }
 
 node_kind_srun <- list(
@@ -379,12 +331,10 @@ node_kind_srun <- list(
   probe = srun_probe,
   signal = srun_signal,
   stop = srun_stop,
-  exit_cause = srun_exit_cause,
-  usage = srun_usage,
+  # srun ends with its task's status, 128 + N for signal N.
+  exit_cause = function(ids) task_exit_causes(ids, "srun", srun_describe),
+  usage = function(ids, timeout) task_usage(ids, "step_start"),
   last_output = function(id, n = 10L) log_tail(if (is.null(id$log)) NA_character_ else id$log, n),
-  after_kill = srun_after_kill,
-  describe = function(id) {
-    step <- srun_step_of(id)
-    if (is.na(step)) NA_character_ else sprintf("Slurm job step %s", step)
-  }
+  after_kill = function(id) task_after_kill("srun", id),
+  describe = srun_describe
 )
