@@ -77,7 +77,11 @@ srun_launcher <- function(opts) {
     kind = "srun",
     remote = TRUE,
     ssh_key = NULL,
-    launch = function(options_list, port, launched) srun_launch(options_list, port, launched, job),
+    submit = function(options_list, port, launched) srun_submit(options_list, port, launched, job),
+    launch = function(options_list, port, launched) {
+      launcher_wait(srun_submit(options_list, port, launched, job), opts$connectTimeout + 5,
+                    as.character(opts$worker), "starting job steps")
+    },
     # srun is our child: it ends with its step.
     check = function(launched, waiting) {
       first_exited_child(launched, waiting, function(state, status, signal, i) srun_exit_how(state, status, signal, launched$log[i]))
@@ -87,20 +91,29 @@ srun_launcher <- function(opts) {
   )
 }
 
-# Start one srun per worker, then wait until each step runs (so that its id is known before
-# the worker connects); fail at once when a step waits for CPUs or srun gives up.
-srun_launch <- function(options_list, port, launched, job, pending_grace = 2, step_timeout = 30) {
+# Start one srun per worker, then poll until each step runs (so that its id is known before
+# the worker connects); fail at once when a step waits for CPUs or srun gives up. The poll
+# (R/setupHosts.R's "launching" stage) never blocks: one `scontrol show step` at a time
+# runs as a child of ours and is collected when it has ended, so that the steps of every
+# node of the allocation start together. Its `cancel` stops the sruns and their steps.
+srun_submit <- function(options_list, port, launched, job, pending_grace = 2, step_timeout = 30) {
   srun <- find_program("srun")
   launched$step <- NA_character_
   launched$step_start <- NA_real_
   # Step names for people reading squeue (master PID, worker rank); steps are matched by
   # their srun's PID, and the token stays out of sight.
   names <- sprintf("parallelly-%d-%d", Sys.getpid(), vapply(options_list, function(o) as.integer(o$rank), 1L))
-  # connect_workers() only learns of the sruns once this returns: on failure they (and any
-  # step already created) are stopped here, srun itself, never a shell.
-  done <- FALSE
-  on.exit(if (!done) srun_stop_steps(launched$pid, launched$step, launched$log))
-  for (i in seq_along(options_list)) {
+  query <- NULL  # the scontrol in flight
+  last_query <- Sys.time() - 1
+  cancel <- function() {
+    if (!is.null(query)) slurm_command_collect(query, wait = 0)
+    query <<- NULL
+    srun_stop_steps(launched$pid, launched$step, launched$log)
+  }
+  # connect_workers() only learns of the sruns once the poll answers: on failure they (and
+  # any step already created) are stopped here, srun itself, never a shell.
+  failing <- function(expr) withCallingHandlers(expr, error = function(e) cancel())
+  failing(for (i in seq_along(options_list)) {
     o <- options_list[[i]]
     spec <- worker_launch_spec(o, port)
     log <- tempfile("parallelly-srun-", fileext = ".log")
@@ -116,13 +129,13 @@ srun_launch <- function(options_list, port, launched, job, pending_grace = 2, st
             fields = list(host = as.character(o$worker), rank = o$rank))
     }
     launched$pid[i] <- as.integer(res$pid)
-  }
+  })
   wait <- min(step_timeout, max(options_list[[1L]]$connectTimeout, 1))
   deadline <- Sys.time() + wait
   first_pending <- rep(as.POSIXct(NA), nrow(launched))
-  repeat {
+  poll <- function() {
     todo <- which(is.na(launched$step))
-    if (length(todo) == 0L) break
+    if (length(todo) == 0L) return(launched)
     st <- backend_child_state(launched$pid[todo])
     gone <- which(st$state != "running")
     if (length(gone) > 0L) {
@@ -130,34 +143,44 @@ srun_launch <- function(options_list, port, launched, job, pending_grace = 2, st
       srun_fail_launch(options_list[[k]], launched[k, ], job,
                        srun_exit_how(st$state[gone[1L]], st$status[gone[1L]], st$signal[gone[1L]], launched$log[k]))
     }
-    steps <- slurm_steps(job, timeout = max(min(5, as.double(difftime(deadline, Sys.time(), units = "secs"))), 0.5))
-    if (!is.null(steps)) {
-      ours <- steps[steps$job == job & short_host(steps$srun_host) == short_host(Sys.info()[["nodename"]]), , drop = FALSE]
-      for (k in todo) {
-        row <- ours[ours$srun_pid %in% launched$pid[k], , drop = FALSE]
-        if (nrow(row) == 0L) next
-        if (identical(row$state[1L], "RUNNING")) {
-          launched$step[k] <- row$step[1L]
-          launched$step_start[k] <- as.numeric(Sys.time())
-        } else if (identical(row$state[1L], "PENDING")) {
-          if (is.na(first_pending[k])) first_pending[k] <- Sys.time()
-          if (difftime(Sys.time(), first_pending[k], units = "secs") > pending_grace) {
-            srun_fail_shortage(options_list[[k]], launched[k, ], job)
+    if (is.null(query)) {
+      # At most one query every 30 ms per launch (as the blocking loop before it slept).
+      if (Sys.time() - last_query < 0.03) return(NULL)
+      last_query <<- Sys.time()
+      left <- as.double(difftime(deadline, Sys.time(), units = "secs"))
+      query <<- slurm_command(c("scontrol", "-o", "show", "step", job), timeout = max(min(5, left), 0.5))
+    } else if (slurm_command_done(query) || Sys.time() >= query$deadline) {
+      res <- slurm_command_collect(query, wait = 0)
+      query <<- NULL
+      steps <- if (identical(res$status, 0L)) parse_slurm_steps(res$output)
+      if (!is.null(steps)) {
+        ours <- steps[steps$job == job & short_host(steps$srun_host) == short_host(Sys.info()[["nodename"]]), , drop = FALSE]
+        for (k in todo) {
+          row <- ours[ours$srun_pid %in% launched$pid[k], , drop = FALSE]
+          if (nrow(row) == 0L) next
+          if (identical(row$state[1L], "RUNNING")) {
+            launched$step[k] <<- row$step[1L]
+            launched$step_start[k] <<- as.numeric(Sys.time())
+          } else if (identical(row$state[1L], "PENDING")) {
+            if (is.na(first_pending[k])) first_pending[k] <<- Sys.time()
+            if (difftime(Sys.time(), first_pending[k], units = "secs") > pending_grace) {
+              srun_fail_shortage(options_list[[k]], launched[k, ], job)
+            }
           }
         }
+        if (!anyNA(launched$step)) return(launched)
       }
     }
-    if (Sys.time() > deadline && any(is.na(launched$step))) {
+    if (Sys.time() > deadline && anyNA(launched$step)) {
       k <- which(is.na(launched$step))[1L]
       o <- options_list[[k]]
       stopf("Timeout", "Slurm did not start the job step of R worker #%d on node '%s' (job %s) within %.1f seconds; srun (PID %d) was stopped.%s",
             o$rank, o$worker, job, wait, launched$pid[k], format_output(log_tail(launched$log[k]), list(outfile = NULL)),
             extra_class = "PSOCKConnectionError", fields = list(host = as.character(o$worker), pid = launched$pid[k], job = job))
     }
-    Sys.sleep(0.03)
+    NULL
   }
-  done <- TRUE
-  launched
+  structure(function() failing(poll()), cancel = cancel)
 }
 
 # How an srun that ended took its worker with it: srun's status is the task's, and srun

@@ -227,6 +227,12 @@ test_that("8 workers on 4 nodes (partition all): setup time, and no step left", 
     res <- list(workers = w, setup = setup,
                 ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
                 n_steps = length(steps_of_job()))
+    # When each srun started (its /proc start time) and when its step was seen running.
+    hz <- as.numeric(system("getconf CLK_TCK", intern = TRUE))
+    btime <- as.numeric(sub("^btime ", "", grep("^btime ", readLines("/proc/stat"), value = TRUE)))
+    steps <- Filter(function(n) is.character(attr(n, "process")$step), cl)
+    res$srun_started <- vapply(steps, function(n) btime + parallelly:::proc_start_ticks(attr(n, "process")$launcher_pid) / hz, 0)
+    res$step_seen <- vapply(steps, function(n) attr(n, "process")$step_start, 0)
     t0 <- Sys.time()
     res$alive <- isNodeAlive(cl)
     res$probe <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
@@ -238,6 +244,10 @@ test_that("8 workers on 4 nodes (partition all): setup time, and no step left", 
   expect_length(unique(got$workers), 4L)
   expect_identical(unname(got$ran_on), got$workers)
   expect_identical(got$n_steps, 6L)
+  # The steps of all nodes start together: every srun was spawned before any step ran (the
+  # launch is polled with the other nodes', not waited for node by node).
+  expect_length(got$srun_started, 6L)
+  expect_lt(max(got$srun_started), min(got$step_seen))
   expect_identical(got$alive, rep(TRUE, 8))
   expect_lt(got$probe, 2)
   expect_true(got$left)
