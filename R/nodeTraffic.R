@@ -56,14 +56,18 @@ node_state <- function(node) {
 # a second stopCluster() (e.g. by autoStopCluster()'s finalizer) must not send DONE to
 # whatever connection now has that index.
 # `how` is "killed" (the worker was signalled) or "stopped" (stopCluster() cleaned up).
+# The mark lives as long as the node's connection object (R/nodeOptions.R), which is what a
+# second stopCluster() would write to: not forever.
 mark_node_ended <- function(node, how = "stopped") {
   key <- node_key(node)
-  if (!is.null(key)) assign(key, how, envir = .package$ended_nodes)
+  if (is.null(key)) return(invisible())
+  if (!set_node_entry(node, "ended", how)) assign(key, how, envir = node_table("ended"))
+  invisible()
 }
 
 node_ended <- function(node, how = c("killed", "stopped")) {
   key <- node_key(node)
-  !is.null(key) && isTRUE(get0(key, envir = .package$ended_nodes, inherits = FALSE) %in% how)
+  !is.null(key) && isTRUE(get0(key, envir = node_table("ended"), inherits = FALSE) %in% how)
 }
 
 forget_node_state <- function(node) {

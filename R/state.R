@@ -2,6 +2,13 @@
 # removes entries from it. Tables are environments keyed by node key (node_key(): host, PID
 # and start time of a worker) unless said otherwise. Files use these tables; none makes its
 # own (a kind's tables come from kind_table(), a node's entries from node_table()).
+#
+# What a node leaves goes when it stops (stopCluster(), or the stop after killNode()):
+# forget_node() empties every table of `node_stop_tables` and every kind's leftovers go
+# with its stop(). Only what a stopped node itself still needs -- its options and session
+# information (cloneNode(), print(), summary() of a stopped node) and the mark that it ended
+# (a second stopCluster() must not write to a reused connection) -- stays, in
+# node_table()s, as long as R holds the node's connection (R/nodeOptions.R).
 
 # Caches that are not about nodes, made with the namespace:
 cgroups_cache <- new.env(parent = emptyenv())     # R/cgroups.R: parsed cgroup files per root
@@ -14,8 +21,6 @@ multicore_state <- new.env(parent = emptyenv())   # R/supportsMulticore.R: the o
 init_package_state <- function() {
   table <- function() new.env(parent = emptyenv())
   .package$node_states <- table()    # task numbers per node; removed when the node stops or is killed
-  .package$ended_nodes <- table()    # "stopped"/"killed": kept, so a second stopCluster() never
-                                     # writes to a connection that reused a closed node's index
   .package$incarnations <- table()   # original node -> its relaunched worker; removed at stop
   .package$lineages <- table()       # self-healing budgets per original node; removed at stop
   .package$exit_causes <- table()    # remote causes of death (a shell tells once); removed at stop
@@ -24,9 +29,9 @@ init_package_state <- function() {
   .package$host_failures <- table()  # by host: deaths in a row; removed when a worker answers
   .package$ssh_users <- table()      # by host: the login user of the held connection
   .package$ssh_holds <- table()      # by connection: how many setups hold it open (R/ssh.R)
-  .package$node_tables <- table()    # by what (options, session_info, ...): entries per node,
-                                     # removed when the node's connection is collected
-                                     # (R/nodeOptions.R)
+  .package$node_tables <- table()    # by what (options, session_info, ended: "stopped"/
+                                     # "killed"; tied): entries per node, removed when the
+                                     # node's connection is collected (R/nodeOptions.R)
   .package$kind_tables <- table()    # by kind and what: a node kind's own tables (kind_table())
   .package$programs <- table()       # by program and PATH: its full path (find_program())
   .package$fork_servers <- table()   # by host and launch spec (R/forkServer.R)
@@ -57,11 +62,22 @@ kind_table <- function(kind, what) {
   table
 }
 
+# The per-node tables whose entries go when the node stops.
+node_stop_tables <- c("node_states", "incarnations", "lineages", "exit_causes", "known_deaths")
+
+# How many entries every per-node table holds (the node tables by name): what a test of
+# growth compares.
+node_table_sizes <- function() {
+  sizes <- vapply(node_stop_tables, function(name) length(ls(.package[[name]], all.names = TRUE)), integer(1))
+  tables <- .package$node_tables
+  c(sizes, vapply(ls(tables), function(name) length(ls(tables[[name]], all.names = TRUE)), integer(1)))
+}
+
 # A node was stopped: nothing about it is needed any more, except that it ended.
 forget_node <- function(node) {
   key <- node_key(node)
   if (is.null(key)) return(invisible())
-  for (name in c("node_states", "incarnations", "lineages", "exit_causes", "known_deaths")) {
+  for (name in node_stop_tables) {
     table <- .package[[name]]
     if (exists(key, envir = table, inherits = FALSE)) rm(list = key, envir = table)
   }

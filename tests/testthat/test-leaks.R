@@ -50,6 +50,36 @@ test_that("local create/use/stop cycles leak nothing", {
   expect_true(settled(before), info = paste(capture.output(str(list(before = before, after = resources()))), collapse = "\n"))
 })
 
+test_that("the package's node tables do not grow over 20 make/stop cycles", {
+  stop_tables <- function() mget(parallelly:::node_stop_tables, envir = parallelly:::.package)
+  holds <- function(keys) {
+    vapply(stop_tables(), function(t) any(vapply(keys, exists, NA, envir = t, inherits = FALSE)), NA)
+  }
+  cl <- makeClusterPSOCK(2); parallel::stopCluster(cl)  # warm-up: lazy one-time state
+  rm(cl); invisible(gc())
+  before <- parallelly:::node_table_sizes()
+  for (i in 1:20) {
+    cl <- makeClusterPSOCK(2)
+    expect_equal(unlist(parallel::parLapply(cl, 1:4, sqrt)), sqrt(1:4))
+    keys <- vapply(cl, function(node) attr(node, "process")$key, "")
+    if (i %% 2 == 0) {
+      # A killed node: its cause of death and what print() learnt are kept until the stop.
+      expect_true(killNode(cl[[2]]))
+      expect_true(wait_for(function() identical(isNodeAlive(cl[[2]]), FALSE)))
+      expect_match(summary(cl)$exit[2], "SIGTERM")
+      capture.output(print(cl[[2]]))
+      expect_true(any(holds(keys)))
+    }
+    parallel::stopCluster(cl)
+    # Gone at the stop, not when R collects the nodes.
+    expect_false(any(holds(keys)), label = sprintf("cycle %d: an entry of a stopped node", i))
+  }
+  # What a stopped node itself still needs (options, session information, its end) goes
+  # with its connection object.
+  rm(cl); invisible(gc())
+  expect_identical(parallelly:::node_table_sizes(), before)
+})
+
 test_that("mixed local and remote create/use/stop cycles leak nothing", {
   hosts <- skip_if_no_ssh_hosts()
   local_ssh_env(hosts)
