@@ -280,7 +280,7 @@ fork_servers_children_alive <- function(servers, timeout = 2) {
   count <- function(server) if (is.null(server$children)) 0L else nrow(server$children)
   tickets <- lapply(servers, function(server) {
     kids <- server$children
-    if (count(server) == 0L || server$local) return(NULL)
+    if (count(server) == 0L || server$local || !is.character(server$ssh)) return(NULL)
     tryCatch(backend_ssh_submit_probe(server$ssh, kids$pid, kids$start_time, timeout = timeout), error = function(e) NULL)
   })
   alive <- Map(function(server, ticket) {
@@ -288,6 +288,12 @@ fork_servers_children_alive <- function(servers, timeout = 2) {
     n <- count(server)
     if (n == 0L) return(logical(0))
     if (server$local) return(backend_probe(kids$pid, kids$start_time))
+    if (!is.character(server$ssh)) {
+      # A host reached through the server alone (a Slurm step, a Grid Engine task runs it).
+      st <- tryCatch(fork_server_call(server, "state", as.integer(kids$pid), timeout = 5, on_failure = "retire"),
+                     error = function(e) NULL)
+      return(if (is.null(st)) rep(NA, n) else ifelse(st$state == "unknown", NA, st$state == "running"))
+    }
     if (is.null(ticket)) return(rep(NA, n))
     left <- max(as.double(difftime(deadline, Sys.time(), units = "secs")), 0.05)
     res <- tryCatch(as.logical(backend_ssh_wait(ticket, left, server$host, "checking forked workers")), error = function(e) NULL)

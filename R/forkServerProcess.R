@@ -29,6 +29,23 @@ fork_server_do_state <- function(pids, loaded) {
   res
 }
 
+# Signal workers forked here that are still running (not yet reaped: their PIDs are still
+# theirs), for masters that reach this host through the server alone (a Slurm step, a Grid
+# Engine task). TRUE per PID signalled, FALSE when it has ended.
+fork_server_do_signal <- function(args, loaded) {
+  st <- backend_forked_state(as.integer(args$pids))
+  running <- st$state == "running"
+  for (pid in args$pids[running]) tools::pskill(pid, as.integer(args$signal))
+  running
+}
+
+# Remove a killed forked worker's R temporary directory (only ever an R session's own).
+fork_server_do_unlink <- function(dirs, loaded) {
+  dirs <- dirs[grepl("^/[[:alnum:]_./-]*/Rtmp[[:alnum:]]+$", dirs)]
+  unlink(dirs, recursive = TRUE, force = TRUE)
+  TRUE
+}
+
 # The last request: exit once every worker forked here has ended and been reaped. Those
 # still running after `timeout` seconds (busy with a task) are terminated and reaped here
 # first: a worker that outlived its server would be left to whoever adopts it.

@@ -1,7 +1,9 @@
 # Kind "fork": a worker forked by a fork server (setup_strategy = "fork", R/forkServer.R)
 # on this machine or on a remote host. It is reached like any worker of its host (by PID
 # and start time here, over the held SSH connection there), but its parent is the server,
-# which is the one to ask how it ended.
+# which is the one to ask how it ended. On a host reached only through the server itself
+# (a Slurm step or a Grid Engine task runs it: the "<srun>" and "<qrsh>" kinds), the server
+# is also the one that probes and signals its workers (fork_server_channel).
 
 node_kind_fork <- list(
   name = "fork",
@@ -14,6 +16,7 @@ node_kind_fork <- list(
   probe = function(ids, timeout) fork_host_kind(ids[[1L]])$probe(ids, timeout),
   signal = function(ids, signal, timeout) fork_host_kind(ids[[1L]])$signal(ids, signal, timeout),
   stop = function(ids, background, grace = 5) {
+    if (fork_via_server(ids[[1L]])) return(fork_server_stop(ids, background, grace))
     if (!isTRUE(ids[[1L]]$local)) return(stop_remote_nodes(ids, grace))
     live <- Filter(function(id) !isTRUE(id$killed) && !is.na(id$pid), ids)
     pids <- ids_pids(live)
@@ -51,7 +54,68 @@ node_kind_fork <- list(
 )
 
 # The kind of the forked worker's host: how it is reached.
-fork_host_kind <- function(id) if (isTRUE(id$local)) node_kind_local else node_kind_ssh
+fork_host_kind <- function(id) {
+  if (isTRUE(id$local)) return(node_kind_local)
+  if (fork_via_server(id)) fork_server_channel else node_kind_ssh
+}
+
+# Whether the worker's host is reached through its fork server alone (no SSH connection).
+fork_via_server <- function(id) !isTRUE(id$local) && !is.character(id$ssh)
+
+# The running or retired server of key `key`, or NULL once it is gone (it is dropped when
+# no worker it forked is alive, and its workers die with it).
+fork_server_by_key <- function(key) {
+  server <- get0(key, envir = .package$fork_servers, inherits = FALSE)
+  if (!is.null(server)) return(server)
+  for (server in as.list(.package$retired_fork_servers)) if (identical(server$key, key)) return(server)
+  NULL
+}
+
+# A request about `ids` (all of one server) to their server; `none` when it is gone.
+fork_server_ask <- function(ids, what, args, none, timeout = 5) {
+  server <- fork_server_by_key(ids[[1L]]$fork_server)
+  if (is.null(server)) return(none)
+  fork_server_call(server, what, args, timeout = max(min(timeout, 10), 1), on_failure = "retire")
+}
+
+fork_server_running <- function(ids, timeout = 5) {
+  st <- fork_server_ask(ids, "state", ids_pids(ids), none = list(state = rep("gone", length(ids))), timeout = timeout)
+  ifelse(st$state == "unknown", NA, st$state == "running")
+}
+
+# Probes and signals of workers forked on a host reached through the server alone: asked
+# of the server, their parent (a worker's PID is its own until the server reaps it).
+fork_server_channel <- list(
+  group = function(id) paste("server", id$fork_server),
+  probe = function(ids, timeout) fork_server_running(ids, timeout),
+  signal = function(ids, signal, timeout) {
+    fork_server_ask(ids, "signal", list(pids = ids_pids(ids), signal = signal), none = rep(FALSE, length(ids)), timeout = timeout)
+  },
+  usage = function(ids, timeout) unknown_usage(ids),
+  # Their output goes where the user's outfile says, on that host: nothing to read here.
+  last_output = function(id, n) character(0),
+  after_kill = function(id) {
+    if (!is.na(id$tempdir)) try(fork_server_ask(list(id), "unlink", id$tempdir, none = NULL), silent = TRUE)
+    invisible()
+  }
+)
+
+# Stop workers forked on a host reached through the server alone, sent DONE already. With
+# `background`, the server (told to linger: R/forkServer.R) ends them itself; otherwise
+# they get `grace` seconds to exit, then TERM and KILL through the server.
+fork_server_stop <- function(ids, background, grace) {
+  live <- Filter(function(id) !isTRUE(id$killed) && !is.na(id$pid), ids)
+  if (background || length(live) == 0L) return(invisible())
+  if (!wait_until(function() !any(fork_server_running(live) %in% TRUE), timeout = grace, interval = 0.05)) {
+    terminate_until_gone(
+      alive = function() fork_server_running(live),
+      send = function(k, signal) {
+        try(fork_server_ask(live[k], "signal", list(pids = ids_pids(live[k]), signal = signal), none = NULL), silent = TRUE)
+      },
+      n = length(live), interval = 0.05)
+  }
+  invisible()
+}
 
 # `base` for workers asked for with setup_strategy = "fork" on a host that cannot fork:
 # they are launched as "parallel" workers (parallel's worker loop knows no "fork").
@@ -87,7 +151,7 @@ fork_launcher <- function(base, opts, server) {
       # Output that would go to /dev/null goes to a log of ours instead, removed with the
       # node, so that a worker's death can be explained with what it said last.
       out <- if (is.null(o$outfile)) "" else o$outfile
-      if (identical(out, "/dev/null")) {
+      if (identical(out, "/dev/null") && (server$local || is.character(server$ssh))) {
         out <- if (server$local) tempfile("parallelly-worker-", fileext = ".log") else remote_log_path(launched$token[i])
         launched$log[i] <<- out
       }
@@ -124,14 +188,26 @@ fork_launcher <- function(base, opts, server) {
     attr(poll, "cancel") <- function() fork_server_drop(server)
     launcher_wait(poll, opts$connectTimeout, server$host, "forking workers")
   }
-  if (server$local) {
+  if (server$local || !is.character(server$ssh)) {
+    # At most twice a second through a server (a request to a remote host).
+    last_check <- Sys.time() - 1
     launcher$check <- function(launched, waiting) {
       if (length(waiting) == 0L) return(NULL)
-      alive <- backend_probe(launched$pid[waiting], launched$start_time[waiting])
+      if (!server$local) {
+        if (Sys.time() - last_check < 0.5) return(NULL)
+        last_check <<- Sys.time()
+      }
+      st <- NULL
+      alive <- if (server$local) {
+        backend_probe(launched$pid[waiting], launched$start_time[waiting])
+      } else {
+        st <- fork_server_exit_states(server$key, launched$pid[waiting])
+        ifelse(st$state == "unknown", NA, st$state == "running")
+      }
       dead <- which(alive %in% FALSE)
       if (length(dead) == 0L) return(NULL)
       k <- waiting[dead[1L]]
-      st <- fork_server_exit_states(server$key, launched$pid[k])
+      if (is.null(st)) st <- fork_server_exit_states(server$key, launched$pid[k]) else st <- lapply(st, `[`, dead[1L])
       list(index = k, how = describe_exit(st$state[1L], st$status[1L], st$signal[1L]))
     }
   }

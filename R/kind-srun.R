@@ -337,14 +337,19 @@ node_kind_srun <- list(
   job_variable = "SLURM_JOB_ID",
   worker_is_local = srun_is_batch_host,
   reachability = srun_reachability,
-  # Job steps are started all at once; there is no fork server on a Slurm node.
-  setup_strategy = function(strategy) if (strategy == "fork") "parallel" else strategy,
+  # Workers are forked (one step runs the fork server of a node, R/kind-fork.R) when asked
+  # for; "auto" starts one step per worker.
+  setup_strategy = function(strategy, auto = FALSE) if (auto && strategy == "fork") "parallel" else strategy,
   launch_line = function(opts) {
     paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(opts$worker)), collapse = " ")
   },
-  # Proposed (not yet read by setup_batches()): all steps of a job start in one batch,
-  # whatever their nodes (8 workers on 4 nodes: ~2.4-3.6 s instead of ~4.0-4.3 s, loaded).
-  batch = function(opts) paste0("srun:", Sys.getenv("SLURM_JOB_ID")),
+  # All steps of a job start in one setup batch, whatever their nodes (8 workers on 4 nodes:
+  # ~2.4-3.6 s instead of ~4.0-4.3 s, loaded); forked workers, one batch per node (each
+  # node's fork server forks that node's workers).
+  batch = function(opts) {
+    job <- Sys.getenv("SLURM_JOB_ID")
+    if (identical(opts$setup_strategy, "fork")) paste0(job, ":", as.character(opts$worker)) else job
+  },
   # The answers come from the controller (squeue), not from this machine's process table.
   answers_locally = function(id) FALSE,
   group = function(id) {

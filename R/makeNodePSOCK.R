@@ -380,7 +380,8 @@ resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup
     stop_arg("setup_strategy", "must be \"auto\", \"fork\", \"parallel\" or \"sequential\": %s", deparse1(setup_strategy))
   }
   setup_strategy <- setup_strategy[1L]
-  if (setup_strategy == "auto") {
+  auto <- setup_strategy == "auto"
+  if (auto) {
     # Forked workers share what ran in the server: per-worker start-up code (rscript_startup,
     # or `-e` code among the R arguments) needs its own R.
     fork_ok <- identical(Sys.info()[["sysname"]], "Linux") && length(rscript_startup) == 0L &&
@@ -394,7 +395,7 @@ resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup
   parallel_ok <- !opts$manual && !opts$dryrun &&
     ((localhost && opts$homogeneous) || (!localhost && (is.null(rshcmd) || !is.null(kind))))
   if (setup_strategy %in% c("parallel", "fork") && !parallel_ok) setup_strategy <- "sequential"
-  if (!localhost && is.function(kind$setup_strategy)) setup_strategy <- kind$setup_strategy(setup_strategy)
+  if (!localhost && is.function(kind$setup_strategy)) setup_strategy <- kind$setup_strategy(setup_strategy, auto)
   # A forked worker runs the fork server's loop, not an entry code of its own.
   if (own_entry && setup_strategy == "fork") setup_strategy <- "parallel"
   setup_strategy

@@ -142,7 +142,8 @@ host_setup_stages <- list(
       mdebugf("No fork server on '%s': R internal 'R_TempDir' is not used; launching the workers the usual way", h$name)
       return(host_setup_plain(h))
     }
-    host_key <- if (local) "localhost" else h$base$ssh_key
+    # Remote hosts: the held connection, or (a scheduler's task runs the server) kind:host.
+    host_key <- if (local) "localhost" else if (is.character(h$base$ssh_key)) h$base$ssh_key else paste0(h$base$kind, ":", h$name)
     h$server_key <- fork_server_key(h$first, host_key)
     server <- get0(h$server_key, envir = .package$fork_servers, inherits = FALSE)
     if (!is.null(server)) {

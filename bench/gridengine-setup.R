@@ -8,7 +8,8 @@
 # each in a job of its own on the real single-machine Grid Engine test cluster
 # (tools/gridengine-test-cluster.sh, started and stopped here). Reports setup,
 # isNodeAlive(), one parLapply() round and stopCluster(), medians with min-max, and the
-# ratio kind/recipe.
+# ratio kind/recipe. "qrsh-fork" is the kind with setup_strategy = "fork": one task runs a
+# fork server on the host and the 8 workers are forked from it.
 #
 #   Rscript bench/gridengine-setup.R [--reps=3]
 #
@@ -42,13 +43,14 @@ job_code <- function(impl, result) {
   bench_job_code(
     prelude = c('host <- structure(Sys.info()[["nodename"]], localhost = FALSE)', "port <- freePort()",
                 'cluster <- function(nodes) structure(nodes, class = c("RichSOCKcluster", "SOCKcluster", "cluster"))'),
-    setup = sprintf('cl <- if (%s == "qrsh-kind") {
-      opts <- lapply(1:8, function(i) makeNodePSOCK(host, port = port, rshcmd = "<qrsh>", rank = i, action = "options"))
+    setup = sprintf('cl <- if (%s %%in%% c("qrsh-kind", "qrsh-fork")) {
+      strategy <- if (%s == "qrsh-fork") "fork" else "auto"
+      opts <- lapply(1:8, function(i) makeNodePSOCK(host, port = port, rshcmd = "<qrsh>", rank = i, setup_strategy = strategy, action = "options"))
       cluster(parallelly:::connect_workers(opts))
     } else {
       cluster(lapply(1:8, function(i) makeNodePSOCK(host, port = port, rank = i, revtunnel = FALSE, homogeneous = TRUE,
         rshcmd = function(rshopts, worker) sprintf("qrsh -inherit -nostdin -V %%s", worker))))
-    }', deparse(impl)),
+    }', deparse(impl), deparse(impl)),
     result = result)
 }
 
@@ -67,5 +69,5 @@ run_job <- function(impl, timeout = 180) {
   readRDS(result)
 }
 
-bench_compare(c("qrsh-kind", "qrsh-recipe"), run_job, reps, "8 workers through qrsh -inherit in one qsub job")
+bench_compare(c("qrsh-kind", "qrsh-fork", "qrsh-recipe"), run_job, reps, "8 workers through qrsh -inherit in one qsub job")
 })

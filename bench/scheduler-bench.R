@@ -24,8 +24,8 @@ bench_cluster_start <- function(name, script, env) {
 }
 
 # Run `run_job(impl)` (a named numeric vector of seconds, or NULL when the job failed) for
-# each of the two `impls`, interleaved, `reps` times; print medians with min-max and the
-# ratio of the first to the second.
+# each of `impls` (our kind first, the recipe last), interleaved, `reps` times; print
+# medians with min-max and the ratio of the first to the last.
 bench_compare <- function(impls, run_job, reps, title) {
   runs <- list()
   for (rep in seq_len(reps)) for (impl in impls) {
@@ -35,12 +35,14 @@ bench_compare <- function(impls, run_job, reps, title) {
   if (length(runs) == 0L) return(invisible())
   runs <- do.call(rbind, runs)
   cat(sprintf("\n%s (%d reps)\n", title, reps))
-  cat(sprintf("%-12s %-28s %-28s %s\n", "measure", impls[1], impls[2], "kind/recipe"))
+  cat(sprintf("%-12s %s %s\n", "measure", paste(sprintf("%-28s", impls), collapse = " "), "kind/recipe"))
   for (m in unique(runs$measure)) {
     med <- function(impl) { x <- runs$value[runs$impl == impl & runs$measure == m]; if (length(x)) c(median(x), min(x), max(x)) else NA }
-    o <- med(impls[1]); r <- med(impls[2])
     cell <- function(x) if (anyNA(x)) "-" else sprintf("%.3f s (%.3f-%.3f)", x[1], x[2], x[3])
-    cat(sprintf("%-12s %-28s %-28s %s\n", m, cell(o), cell(r), if (anyNA(r)) "-" else sprintf("%.2f", o[1] / r[1])))
+    meds <- lapply(impls, med)
+    o <- meds[[1L]]; r <- meds[[length(meds)]]
+    cat(sprintf("%-12s %s %s\n", m, paste(sprintf("%-28s", vapply(meds, cell, "")), collapse = " "),
+                if (anyNA(r)) "-" else sprintf("%.2f", o[1] / r[1])))
   }
   invisible(runs)
 }

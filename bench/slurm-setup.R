@@ -5,8 +5,9 @@
 # 1.34 cannot launch on Slurm at all (no function rshcmd; a character one passes the worker
 # command to srun as one word). Interleaved and repeated, each in a job of its own on the
 # real single-machine Slurm test cluster (tools/slurm-test-cluster.sh, started and stopped
-# here). Reports setup, isNodeAlive(), one parLapply() round and stopCluster(), medians
-# with min-max, and the ratio kind/recipe.
+# here). "srun-fork" is the kind with setup_strategy = "fork": one step per node runs a fork
+# server and the node's workers are forked from it. Reports setup, isNodeAlive(), one
+# parLapply() round and stopCluster(), medians with min-max, and the ratio kind/recipe.
 #
 #   Rscript bench/slurm-setup.R [--reps=3]
 #
@@ -36,8 +37,9 @@ job_code <- function(impl, result) {
     prelude = c('nodes <- system2("scontrol", c("show", "hostnames", Sys.getenv("SLURM_JOB_NODELIST")), stdout = TRUE)',
                 "workers <- rep(nodes, each = 2L)"),
     setup = sprintf('cl <- if (%s == "srun-kind") makeClusterPSOCK(workers, rshcmd = "<srun>") else
+      if (%s == "srun-fork") makeClusterPSOCK(workers, rshcmd = "<srun>", setup_strategy = "fork") else
       makeClusterPSOCK(workers, rshcmd = function(rshopts, worker) sprintf("srun --nodes=1 --ntasks=1 --overlap -w %%s /bin/sh -c", worker),
-                       revtunnel = FALSE, master = "127.0.0.1", homogeneous = TRUE)', deparse(impl)),
+                       revtunnel = FALSE, master = "127.0.0.1", homogeneous = TRUE)', deparse(impl), deparse(impl)),
     result = result)
 }
 
@@ -62,6 +64,6 @@ run_job <- function(impl, timeout = 180) {
   readRDS(result)
 }
 
-bench_compare(c("srun-kind", "srun-recipe"), run_job, reps,
+bench_compare(c("srun-kind", "srun-fork", "srun-recipe"), run_job, reps,
               "8 workers on 4 Slurm nodes in one sbatch job (the reference 1.34 cannot launch there)")
 })

@@ -91,6 +91,47 @@ test_that("qrsh workers: tasks of the job, killNode() and the cause of death, cl
   expect_lt(got$setup, 30)
 })
 
+test_that("setup_strategy = \"fork\": one task runs the host's fork server, its workers are forks; kill, clone, stop", {
+  skip_if_no_gridengine()
+  got <- in_job(quote({
+    cl <- qrsh_cluster(3L, setup_strategy = "fork")
+    res <- list(kinds = vapply(cl, function(n) attr(n, "process")$kind, ""),
+                jobs = unlist(parallel::clusterEvalQ(cl, Sys.getenv("JOB_ID"))), job = Sys.getenv("JOB_ID"),
+                running = leftovers(), alive = isNodeAlive(cl))
+    parallel:::sendCall(cl[[2]], Sys.sleep, list(60))
+    t1 <- Sys.time()
+    res$killed <- killNode(cl[[2]])
+    res$dead_after <- wait_for(function() identical(isNodeAlive(cl), c(TRUE, FALSE, TRUE)))
+    res$dead_secs <- as.numeric(difftime(Sys.time(), t1, units = "secs"))
+    res$exit <- summary(cl)$exit
+    res$after_kill <- leftovers()
+    cl[[2]] <- cloneNode(cl[[2]])
+    res$clone_kind <- attr(cl[[2]], "process")$kind
+    res$sum <- unlist(parallel::parLapply(cl, 1:6, function(x) x^2))
+    res$after_clone <- leftovers()
+    parallel::stopCluster(cl)
+    res$left <- wait_for(function() length(leftovers()) == 0L, timeout = 15)
+    res$left_what <- leftovers()
+    res
+  }))
+  expect_identical(unname(got$kinds), rep("fork", 3L))
+  expect_identical(unname(got$jobs), rep(got$job, 3L))
+  # One task (the fork server) for three workers.
+  expect_identical(sum(grepl("qrsh -inherit", got$running)), 1L, info = paste(got$running, collapse = "\n"))
+  expect_identical(sum(grepl("qrsh_starter", got$running)), 1L)
+  expect_identical(got$alive, rep(TRUE, 3L))
+  expect_true(got$killed)
+  expect_true(got$dead_after)
+  expect_lt(got$dead_secs, 10)
+  expect_match(got$exit[2], "SIGTERM")
+  # The kill went through the server: its task lives on, no task was started.
+  expect_identical(sum(grepl("qrsh -inherit", got$after_kill)), 1L)
+  expect_identical(got$clone_kind, "fork")
+  expect_identical(sum(grepl("qrsh -inherit", got$after_clone)), 1L)
+  expect_identical(got$sum, (1:6)^2)
+  expect_true(got$left, info = paste(got$left_what, collapse = "\n"))
+})
+
 test_that("future::plan(cluster) on qrsh workers inside a qsub job", {
   skip_if_no_gridengine()
   skip_if_not_installed("future")

@@ -141,6 +141,56 @@ test_that("killNode() of a busy step worker: scancel, no new step; isNodeAlive()
   expect_true(got$tmp_removed)
 })
 
+test_that("setup_strategy = \"fork\": one step per node runs a fork server, its workers are forks; kill, clone, stop", {
+  skip_if_no_slurm()
+  got <- in_job("sbatch", c("-p", "all", "-N3", "--ntasks-per-node=2"), bquote({
+    w <- availableWorkers()
+    cl <- makeClusterPSOCK(w, rshcmd = "<srun>", setup_strategy = "fork")
+    remote <- which(!vapply(cl, function(n) isTRUE(attr(n$host, "localhost")), NA))
+    res <- list(workers = w, remote = remote,
+                kinds = vapply(cl, function(n) attr(n, "process")$kind, ""),
+                ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
+                steps = steps_of_job(), alive = isNodeAlive(cl))
+    k <- remote[1L]
+    parallel:::sendCall(cl[[k]], Sys.sleep, list(60))
+    t0 <- Sys.time()
+    res$killed <- killNode(cl[[k]], timeout = 5)
+    res$kill_s <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+    res$dead <- wait_for(function() identical(isNodeAlive(cl[[k]], timeout = 5), FALSE))
+    res$alive_after <- isNodeAlive(cl)
+    res$exit <- summary(cl)$exit[k]
+    res$steps_after_kill <- steps_of_job()
+    cl[[k]] <- cloneNode(cl[[k]])
+    res$clone_kind <- attr(cl[[k]], "process")$kind
+    res$clone_on <- parallel::clusterEvalQ(cl[k], Sys.getenv("SLURMD_NODENAME"))[[1]]
+    res$steps_after_clone <- steps_of_job()
+    res$sum <- sum(unlist(parallel::parLapply(cl, 1:12, function(x) x^2)))
+    parallel::stopCluster(cl)
+    res$left <- wait_for(function() length(steps_of_job()) == 0L, timeout = 15)
+    res$left_steps <- steps_of_job()
+    res
+  }))
+  expect_length(got$workers, 6L)
+  expect_length(got$remote, 4L)
+  expect_identical(unname(got$kinds[got$remote]), rep("fork", 4L))
+  expect_identical(unname(got$ran_on), got$workers)
+  # Four remote workers on two nodes: two steps (the fork servers), not four.
+  expect_length(got$steps, 2L)
+  expect_identical(got$alive, rep(TRUE, 6L))
+  expect_true(got$killed)
+  expect_lt(got$kill_s, 2)
+  expect_true(got$dead)
+  expect_identical(sum(!got$alive_after), 1L)
+  expect_match(got$exit, "SIGTERM")
+  # The kill went through the fork server: its step lives on, no step was started.
+  expect_identical(got$steps_after_kill, got$steps)
+  expect_identical(got$clone_kind, "fork")
+  expect_identical(got$clone_on, got$workers[got$remote[1L]])
+  expect_identical(got$steps_after_clone, got$steps)
+  expect_identical(got$sum, sum((1:12)^2))
+  expect_true(got$left, label = paste(got$left_steps, collapse = ", "))
+})
+
 # Run a setup that is to fail inside a 2-node sbatch job: its error's class, message and
 # host, how long it took, whether the job's steps were gone afterwards, and any srun left.
 failed_setup_in_job <- function(setup) {
@@ -244,8 +294,8 @@ test_that("8 workers on 4 nodes (partition all): setup time, and no step left", 
   expect_length(unique(got$workers), 4L)
   expect_identical(unname(got$ran_on), got$workers)
   expect_identical(got$n_steps, 6L)
-  # The steps of all nodes start together: every srun was spawned before any step ran (the
-  # launch is polled with the other nodes', not waited for node by node).
+  # The steps of all nodes start together: every srun is spawned before any step is seen
+  # running (the launch is polled, never waited for node by node).
   expect_length(got$srun_started, 6L)
   expect_lt(max(got$srun_started), min(got$step_seen))
   expect_identical(got$alive, rep(TRUE, 8))
