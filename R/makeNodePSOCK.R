@@ -89,7 +89,9 @@
 #' code that may have effects outside R, such as opening a file or a database connection),
 #' else `"parallel"`; and a setup of no more local workers than [availableCores()] (and at
 #' most 4) starts them `"parallel"` while no fork server runs for them yet: started at once,
-#' each on its own core, they are ready as soon as one forking server would be.
+#' each on its own core, they are ready as soon as one forking server would be. With
+#' `rshcmd = "<srun>"` or `"<qrsh>"`, `"fork"` runs one fork server per node as a job step
+#' (a task) and forks that node's workers from it; `"auto"` starts one step (task) per worker.
 #' @param calls Add the call stack to the worker's command line.
 #' @param \dots Three further arguments, named:
 #'   * `autoRestart`: how many times a node found dead when the cluster next sends it work is
