@@ -58,6 +58,8 @@ node_kind_local <- list(
   priority = 50,
   claims = function(opts) isTRUE(attr(opts$worker, "localhost")),
   launcher = function(opts) local_launcher(),
+  # Local nodes of other code are probed and signalled as local processes.
+  adopts = function(local) local,
   answers_locally = function(id) TRUE,
   group = function(id) "localhost",
   probe = function(ids, timeout) backend_probe(ids_pids(ids), ids_starts(ids)),

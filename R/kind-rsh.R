@@ -8,6 +8,8 @@ node_kind_rsh <- list(
   priority = 90,
   claims = function(opts) TRUE,
   launcher = function(opts) external_launcher(opts),
+  # Remote nodes of other code are reached as this kind reaches its own.
+  adopts = function(local) !local,
   answers_locally = function(id) FALSE,
   group = function(id) paste0("rsh:", id$host),
   probe = function(ids, timeout) rsh_request(ids, "probe", 0L, timeout),

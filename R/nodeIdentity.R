@@ -16,7 +16,7 @@ node_identity <- function(node) {
     local <- is.character(nodename) && identical(nodename, Sys.info()[["nodename"]])
   }
   kind <- process$kind
-  if (!is.character(kind) || length(kind) != 1L) kind <- if (local) "local" else "rsh"
+  if (!is.character(kind) || length(kind) != 1L) kind <- adopting_kind(local)
   tmp <- info$tempdir
   list(pid = as.integer(pid), start_time = start_time, local = local, kind = kind,
        host = as.character(node$host), key = node_key(node), launcher_pid = process$launcher_pid,

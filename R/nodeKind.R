@@ -32,6 +32,8 @@
 #   connect(opts, timeout)         optional: submit the connection its launcher needs, a
 #                                  request polled before launcher() is asked (the built-in
 #                                  SSH client's, R/setupHosts.R)
+#   adopts(local)                  optional: TRUE when this kind takes the local (or remote)
+#                                  nodes that record no kind of their own (adopting_kind())
 #   batch(opts)                    optional: which workers start in one setup call (default:
 #                                  those of one host)
 #   stop_before_done(ids)          optional: TRUE when stop(ids, background = TRUE) only hands
@@ -91,6 +93,13 @@ node_kind <- function(name) {
   kind <- node_kinds()[[name]]
   if (is.null(kind)) stopf("Argument", "Unknown node kind '%s'", name)
   kind
+}
+
+# The kind of a node that records none (made by other code, or kept from an older version):
+# the kind whose `adopts(local)` takes such local, or remote, nodes.
+adopting_kind <- function(local) {
+  for (kind in node_kinds()) if (is.function(kind$adopts) && isTRUE(kind$adopts(local))) return(kind$name)
+  stopf("Argument", "No node kind adopts a %s node without a recorded kind", if (local) "local" else "remote")
 }
 
 # The kind selected by the rshcmd keyword `rshcmd` (such as "<srun>"), or NULL.

@@ -14,6 +14,17 @@ test_that("every node kind has the whole interface", {
   expect_identical(tail(names(kinds), 1L), "rsh")
 })
 
+test_that("a node that records no kind is adopted by the kind that says so, not by a name in the operations", {
+  expect_identical(parallelly:::adopting_kind(TRUE), "local")
+  expect_identical(parallelly:::adopting_kind(FALSE), "rsh")
+  cl <- makeClusterPSOCK(1, setup_strategy = "sequential")
+  on.exit(parallel::stopCluster(cl))
+  node <- cl[[1]]
+  attr(node, "process")$kind <- NULL
+  expect_identical(parallelly:::node_identity(node)$kind, "local")
+  expect_identical(isNodeAlive(node), TRUE)
+})
+
 test_that("nodes record their kind: local children and forked workers", {
   cl <- makeClusterPSOCK(2, setup_strategy = "sequential")
   on.exit(parallel::stopCluster(cl))
