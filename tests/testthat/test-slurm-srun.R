@@ -151,6 +151,13 @@ test_that("setup_strategy = \"fork\": one step per node runs a fork server, its 
                 kinds = vapply(cl, function(n) attr(n, "process")$kind, ""),
                 ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
                 steps = steps_of_job(), alive = isNodeAlive(cl))
+    # The fork servers' steps (one per node, each its own setup batch): when each srun
+    # started, and when its step was seen running.
+    hz <- as.numeric(system("getconf CLK_TCK", intern = TRUE))
+    btime <- as.numeric(sub("^btime ", "", grep("^btime ", readLines("/proc/stat"), value = TRUE)))
+    servers <- Filter(function(p) is.character(p$step), lapply(as.list(parallelly:::.package$fork_servers), function(s) attr(s$node, "process")))
+    res$server_srun_started <- vapply(servers, function(p) btime + parallelly:::proc_start_ticks(p$launcher_pid) / hz, 0)
+    res$server_step_seen <- vapply(servers, function(p) p$step_start, 0)
     k <- remote[1L]
     parallel:::sendCall(cl[[k]], Sys.sleep, list(60))
     t0 <- Sys.time()
@@ -176,6 +183,10 @@ test_that("setup_strategy = \"fork\": one step per node runs a fork server, its 
   expect_identical(unname(got$ran_on), got$workers)
   # Four remote workers on two nodes: two steps (the fork servers), not four.
   expect_length(got$steps, 2L)
+  # The nodes' launches are polled together: both servers' sruns were spawned before either
+  # step was seen running (a launch that waited for its step would start the next after).
+  expect_length(got$server_srun_started, 2L)
+  expect_lt(max(got$server_srun_started), min(got$server_step_seen))
   expect_identical(got$alive, rep(TRUE, 6L))
   expect_true(got$killed)
   expect_lt(got$kill_s, 2)
