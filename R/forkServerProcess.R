@@ -39,11 +39,23 @@ fork_server_do_signal <- function(args, loaded) {
   running
 }
 
-# Remove a killed forked worker's R temporary directory (only ever an R session's own).
-fork_server_do_unlink <- function(dirs, loaded) {
-  dirs <- dirs[grepl("^/[[:alnum:]_./-]*/Rtmp[[:alnum:]]+$", dirs)]
+# Remove a killed forked worker's R temporary directory (only ever an R session's own), or
+# the logs of stopped workers (only ever one of ours, remote_log_path()).
+fork_server_do_unlink <- function(paths, loaded) {
+  dirs <- paths[grepl("^/[[:alnum:]_./-]*/Rtmp[[:alnum:]]+$", paths)]
   unlink(dirs, recursive = TRUE, force = TRUE)
+  unlink(paths[fork_server_log_path(paths)])
   TRUE
+}
+
+fork_server_log_path <- function(paths) grepl("^/tmp/parallelly-worker-[0-9a-f]{16}[.]log$", paths)
+
+# The last lines of a forked worker's log (for a master that reaches this host through the
+# server alone).
+fork_server_do_tail <- function(args, loaded) {
+  path <- args$path
+  if (!is.character(path) || length(path) != 1L || !fork_server_log_path(path) || !file.exists(path)) return(character(0))
+  utils::tail(readLines(path, warn = FALSE), as.integer(args$n))
 }
 
 # The last request: exit once every worker forked here has ended and been reaped. Those
@@ -61,6 +73,8 @@ fork_server_do_linger <- function(args, loaded) {
     backend_forked_signal_all(signal)
     wait(1)
   }
+  # The logs its workers wrote here (a master without another way to this host asked for them).
+  unlink(Filter(fork_server_log_path, unlist(as.list(.package$forked_logs))))
   quit(save = "no")
 }
 
@@ -68,6 +82,7 @@ fork_server_do_linger <- function(args, loaded) {
 # ticks since boot, as the remote probes use them).
 fork_server_do_fork <- function(requests, loaded) {
   backend_forked_state(integer(0))  # reaps the workers that exited since last time
+  for (req in requests) if (isTRUE(fork_server_log_path(req$outfile))) assign(req$token, req$outfile, envir = .package$forked_logs)
   pids <- integer(length(requests))
   server_tmp <- tempdir()
   for (i in seq_along(requests)) {

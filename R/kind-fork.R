@@ -92,8 +92,11 @@ fork_server_channel <- list(
     fork_server_ask(ids, "signal", list(pids = ids_pids(ids), signal = signal), none = rep(FALSE, length(ids)), timeout = timeout)
   },
   usage = function(ids, timeout) unknown_usage(ids),
-  # Their output goes where the user's outfile says, on that host: nothing to read here.
-  last_output = function(id, n) character(0),
+  # Their logs are on that host: the server reads them.
+  last_output = function(id, n) {
+    if (!is.character(id$log) || is.na(id$log)) return(character(0))
+    tryCatch(fork_server_ask(list(id), "tail", list(path = id$log, n = n), none = character(0)), error = function(e) character(0))
+  },
   after_kill = function(id) {
     if (!is.na(id$tempdir)) try(fork_server_ask(list(id), "unlink", id$tempdir, none = NULL), silent = TRUE)
     invisible()
@@ -105,6 +108,8 @@ fork_server_channel <- list(
 # they get `grace` seconds to exit, then TERM and KILL through the server.
 fork_server_stop <- function(ids, background, grace) {
   live <- Filter(function(id) !isTRUE(id$killed) && !is.na(id$pid), ids)
+  # The server removes their logs (one that was told to end removes them as it exits).
+  on.exit(try(fork_server_ask(ids, "unlink", ids_logs(ids), none = NULL), silent = TRUE))
   if (background || length(live) == 0L) return(invisible())
   if (!wait_until(function() !any(fork_server_running(live) %in% TRUE), timeout = grace, interval = 0.05)) {
     terminate_until_gone(
@@ -151,7 +156,7 @@ fork_launcher <- function(base, opts, server) {
       # Output that would go to /dev/null goes to a log of ours instead, removed with the
       # node, so that a worker's death can be explained with what it said last.
       out <- if (is.null(o$outfile)) "" else o$outfile
-      if (identical(out, "/dev/null") && (server$local || is.character(server$ssh))) {
+      if (identical(out, "/dev/null")) {
         out <- if (server$local) tempfile("parallelly-worker-", fileext = ".log") else remote_log_path(launched$token[i])
         launched$log[i] <<- out
       }

@@ -38,6 +38,9 @@ init_package_state <- function() {
   .package$fork_refusals <- table()  # by host and launch spec: until when; expire (R/forkServer.R)
   .package$retired_fork_servers <- table()
   .package$fork_server_names <- table()  # launch spec -> short server key; one per spec, kept
+  .package$forked_logs <- table()    # in a fork server, by token: the logs its workers write on
+                                     # a host the master reaches through it alone; removed as
+                                     # it exits (R/forkServerProcess.R)
   .package$aborts <- 0L              # sends/receives left by an error or interrupt (R/nodeTraffic.R)
   .package$relaunches <- 0L          # in-place relaunches so far (R/selfHealing.R)
   .package$spin <- NULL              # the spin before a blocking read (R/spinWait.R)

@@ -159,6 +159,9 @@ test_that("setup_strategy = \"fork\": one step per node runs a fork server, its 
     res$server_srun_started <- vapply(servers, function(p) btime + parallelly:::proc_start_ticks(p$launcher_pid) / hz, 0)
     res$server_step_seen <- vapply(servers, function(p) p$step_start, 0)
     k <- remote[1L]
+    logs <- vapply(cl[remote], function(n) attr(n, "process")$log, "")
+    res$logs_there <- file.exists(logs)  # the nodes share /tmp here
+    parallel::clusterEvalQ(cl[k], cat("last words of a forked worker\n"))
     parallel:::sendCall(cl[[k]], Sys.sleep, list(60))
     t0 <- Sys.time()
     res$killed <- killNode(cl[[k]], timeout = 5)
@@ -166,6 +169,7 @@ test_that("setup_strategy = \"fork\": one step per node runs a fork server, its 
     res$dead <- wait_for(function() identical(isNodeAlive(cl[[k]], timeout = 5), FALSE))
     res$alive_after <- isNodeAlive(cl)
     res$exit <- summary(cl)$exit[k]
+    res$printed <- paste(capture.output(print(cl[[k]])), collapse = "\n")
     res$steps_after_kill <- steps_of_job()
     cl[[k]] <- cloneNode(cl[[k]])
     res$clone_kind <- attr(cl[[k]], "process")$kind
@@ -175,6 +179,7 @@ test_that("setup_strategy = \"fork\": one step per node runs a fork server, its 
     parallel::stopCluster(cl)
     res$left <- wait_for(function() length(steps_of_job()) == 0L, timeout = 15)
     res$left_steps <- steps_of_job()
+    res$logs_left <- wait_for(function() !any(file.exists(logs)), timeout = 10)
     res
   }))
   expect_length(got$workers, 6L)
@@ -193,6 +198,10 @@ test_that("setup_strategy = \"fork\": one step per node runs a fork server, its 
   expect_true(got$dead)
   expect_identical(sum(!got$alive_after), 1L)
   expect_match(got$exit, "SIGTERM")
+  # Its last words, read by its server from its log on the node; no log is left at the end.
+  expect_identical(got$logs_there, rep(TRUE, 4L))
+  expect_match(got$printed, "last words of a forked worker", fixed = TRUE)
+  expect_true(got$logs_left)
   # The kill went through the fork server: its step lives on, no step was started.
   expect_identical(got$steps_after_kill, got$steps)
   expect_identical(got$clone_kind, "fork")
