@@ -105,6 +105,8 @@ lean_worker_main <- function() {
     Sys.sleep(delay)
     delay <- 1.5 * delay
   }
+  # The loop this session put in the function's enclosure (lean_worker_entry_file()).
+  workLoop <- get("workLoop", envir = parent.env(environment()), mode = "function", inherits = FALSE)
   workLoop(structure(list(con = con), class = if (xdr) "SOCKnode" else "SOCK0node"))
 }
 
