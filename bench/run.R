@@ -174,40 +174,27 @@ dir.create(out_dir, showWarnings = FALSE)
 # A partial run (--only) does not overwrite the full run's results.
 utils::write.csv(results, file.path(out_dir, if (is.na(only)) "results.csv" else "results-partial.csv"), row.names = FALSE)
 cols <- c(ours = "firebrick", plain = "darkorange", base = "grey30", "base-tuned" = "grey65", reference = "steelblue")
-# (a) Setup time against n, log-log, one line per peer.
-setup <- results[results$measure == "setup_local" & !is.na(results$value), ]
-if (nrow(setup) > 0L && !quick) {
-  grDevices::png(file.path(out_dir, "setup-local.png"), width = 800, height = 500)
-  meds <- aggregate(value ~ impl + n, data = setup, FUN = median)
+# Setup time of `measure` against n, log-log, one line per peer.
+setup_plot <- function(measure, file, xlab, main) {
+  d <- results[results$measure == measure & !is.na(results$value), ]
+  if (nrow(d) == 0L || quick) return(invisible())
+  grDevices::png(file.path(out_dir, file), width = 800, height = 500)
+  meds <- aggregate(value ~ impl + n, data = d, FUN = median)
   peers <- intersect(names(cols), unique(meds$impl))
-  plot(NA, xlim = range(meds$n), ylim = range(meds$value), log = "xy", xlab = "local workers (n)",
-       ylab = "setup time (s, median)", main = "makeClusterPSOCK() setup time (log-log)", xaxt = "n")
+  plot(NA, xlim = range(meds$n), ylim = range(meds$value), log = "xy", xlab = xlab,
+       ylab = "setup time (s, median)", main = main, xaxt = "n")
   axis(1, at = sort(unique(meds$n)))
   for (impl in peers) {
-    d <- meds[meds$impl == impl, ]
-    lines(d$n, d$value, type = "b", col = cols[[impl]], pch = 19, lwd = 2)
+    m <- meds[meds$impl == impl, ]
+    lines(m$n, m$value, type = "b", col = cols[[impl]], pch = 19, lwd = 2)
   }
   legend("topleft", legend = peers, col = cols[peers], lwd = 2, pch = 19)
   grDevices::dev.off()
-  cat("Plot:", file.path(out_dir, "setup-local.png"), "\n")
+  cat("Plot:", file.path(out_dir, file), "\n")
 }
-# (a2) Setup time against the number of hosts (2 workers each), log-log, one line per peer.
-many <- results[results$measure == "hosts" & !is.na(results$value), ]
-if (nrow(many) > 0L && !quick) {
-  grDevices::png(file.path(out_dir, "setup-hosts.png"), width = 800, height = 500)
-  meds <- aggregate(value ~ impl + n, data = many, FUN = median)
-  peers <- intersect(names(cols), unique(meds$impl))
-  plot(NA, xlim = range(meds$n), ylim = range(meds$value), log = "xy", xlab = "SSH hosts (2 workers each)",
-       ylab = "setup time (s, median)", main = "makeClusterPSOCK() over many hosts (log-log)", xaxt = "n")
-  axis(1, at = sort(unique(meds$n)))
-  for (impl in peers) {
-    d <- meds[meds$impl == impl, ]
-    lines(d$n, d$value, type = "b", col = cols[[impl]], pch = 19, lwd = 2)
-  }
-  legend("topleft", legend = peers, col = cols[peers], lwd = 2, pch = 19)
-  grDevices::dev.off()
-  cat("Plot:", file.path(out_dir, "setup-hosts.png"), "\n")
-}
+# (a) Local workers; (a2) many hosts, 2 workers each.
+setup_plot("setup_local", "setup-local.png", "local workers (n)", "makeClusterPSOCK() setup time (log-log)")
+setup_plot("hosts", "setup-hosts.png", "SSH hosts (2 workers each)", "makeClusterPSOCK() over many hosts (log-log)")
 # (b) Per-task costs as grouped bars per peer (microseconds, medians).
 per_task <- c(roundtrip = "round trip (1 node)", parlapplylb = "parLapplyLB per task",
               clusterapply = "clusterApply per task")

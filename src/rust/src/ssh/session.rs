@@ -879,30 +879,7 @@ mod tests {
     }
 
     fn target_at(hostname: &str, port: u16, timeout: Duration) -> Target {
-        Target {
-            alias: "t".to_string(),
-            hostname: hostname.to_string(),
-            port,
-            user: "u".to_string(),
-            identity_files: Vec::new(),
-            identities_only: true,
-            use_agent: false,
-            agent_socket: None,
-            address_family: None,
-            known_hosts: Vec::new(),
-            host_keys: HostKeyPolicy::Strict,
-            hash_known_hosts: false,
-            timeout,
-            via: None,
-            method_prefs: Vec::new(),
-            host_key_algorithms: Vec::new(),
-            host_key_order: true,
-            pubkey_algorithms: Vec::new(),
-            lacking: Vec::new(),
-            compression: false,
-            keepalive: 0,
-            keepalive_count_max: 3,
-        }
+        Target { timeout, ..crate::ssh::tests::target("t", "u", hostname, port) }
     }
 
     #[test]
