@@ -60,7 +60,9 @@ gridengine_test_cluster <- function() {
   if (nzchar(why)) stop("Grid Engine test cluster unavailable: ", why, call. = FALSE)
   script <- gridengine_test_cluster_script()
   dir <- tempfile("gridengine-test-cluster-")
-  candidates <- seq(40000L, 49000L, by = 500L)
+  # Below the kernel's ephemeral range, where any connection's local end may hold a port
+  # (see helper-slurm.R), and apart from the other test services' ports.
+  candidates <- seq(30000L, 32000L, by = 500L)
   port <- as.character(parallelly::freePort(candidates, default = candidates[1]))
   # The exec hosts have a /tmp of their own: this session's (jobs' directory, results) and
   # the library paths stay shared, as a cluster's shared file systems are.

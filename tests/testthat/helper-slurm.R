@@ -63,8 +63,11 @@ slurm_test_cluster <- function() {
   # PORT + 100 ... PORT + 400.
   port <- Sys.getenv("SLURM_TEST_CLUSTER_PORT", "")
   if (!nzchar(port)) {
-    # freePort() tries them in a random order without touching .Random.seed.
-    candidates <- seq(30000L, 39000L, by = 500L)
+    # freePort() tries them in a random order without touching .Random.seed. Below the
+    # kernel's ephemeral range (32768-60999 by default): a port there may be the local end of
+    # any connection of the suite, and slurmd then fails to bind it (seen in CI); above the
+    # masters' default ports (11000-11999), below the SSH test hosts' (22000-29999).
+    candidates <- seq(14000L, 20500L, by = 500L)
     port <- as.character(parallelly::freePort(candidates, default = candidates[1]))
   }
   out <- withr::with_envvar(c(SLURM_TEST_CLUSTER_OWNER_PID = Sys.getpid(),
