@@ -108,7 +108,7 @@ srun_submit <- function(options_list, port, launched, job, pending_grace = 2, st
   cancel <- function() {
     if (!is.null(query)) slurm_command_collect(query, wait = 0)
     query <<- NULL
-    srun_stop_steps(launched$pid, launched$step, launched$log)
+    srun_stop_steps(launched$pid, launched$step, launched$log, job)
   }
   # connect_workers() only learns of the sruns once the poll answers: on failure they (and
   # any step already created) are stopped here, srun itself, never a shell.
@@ -215,12 +215,21 @@ srun_fail_shortage <- function(opts, launched, job) {
         fields = list(host = as.character(opts$worker), rank = opts$rank, job = job, pid = launched$pid))
 }
 
-# Stop the srun processes of steps (a failed setup, or workers that did not exit after DONE):
-# cancel the steps through the controller, then terminate srun itself, and remove the logs.
-srun_stop_steps <- function(pids, steps, logs, timeout = 5) {
+# Stop the srun processes of steps (a failed setup, or workers that did not exit after DONE).
+# The sruns go first: a pending one could otherwise get its step the moment a cancelled step
+# frees its CPUs. SIGTERM makes srun end its step; a step that outlived its srun (killed after
+# the grace) is cancelled through the controller: the known ones, and any step one of these
+# sruns created after the last look at the controller.
+srun_stop_steps <- function(pids, steps, logs, job = Sys.getenv("SLURM_JOB_ID"), timeout = 5) {
+  pids <- pids[!is.na(pids)]
+  terminate_processes(pids)
   steps <- steps[!is.na(steps)]
+  left <- if (length(pids) > 0L && nzchar(job)) slurm_steps(job, timeout)
+  if (!is.null(left)) {
+    ours <- left$srun_pid %in% pids & short_host(left$srun_host) == short_host(Sys.info()[["nodename"]])
+    steps <- intersect(union(steps, left$step[ours & grepl("[.][0-9]+$", left$step)]), left$step)
+  }
   if (length(steps) > 0L) slurm_run(c("scancel", steps), timeout = timeout)
-  terminate_processes(pids[!is.na(pids)])
   remove_logs(logs)
   invisible()
 }

@@ -220,6 +220,7 @@ failed_setup_in_job <- function(setup) {
     list(class = class(e), message = conditionMessage(e), host = e$host,
          secs = as.numeric(difftime(Sys.time(), t0, units = "secs")),
          left = wait_for(function() length(steps_of_job()) == 0L),
+         left_steps = steps_of_job(),
          sruns = suppressWarnings(system2("pgrep", c("-x", "srun"), stdout = TRUE)))
   }))
 }
@@ -230,7 +231,7 @@ expect_failed_setup <- function(got, host, message) {
   expect_identical(got$host, host)
   expect_match(got$message, message)
   expect_lt(got$secs, 10)
-  expect_true(got$left)
+  expect_true(got$left, label = paste("no step left; still listed:", paste(got$left_steps, collapse = ", ")))
   expect_length(got$sruns, 0L)
 }
 
