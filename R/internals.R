@@ -45,6 +45,12 @@ r_internals_list <- function() list(
     fallback = "base R's loop (parallel:::workLoop()), as remote workers use",
     check = check_work_loop
   ),
+  direct_start = list(
+    what = "R's front ends, Rscript and the shell script R_HOME/bin/R: the environment the script sets up (R_HOME, R_SHARE_DIR, R_INCLUDE_DIR, R_DOC_DIR, R's library directory on LD_LIBRARY_PATH), which this session has, and the arguments they give the binary R_HOME/bin/exec/R (R/directLaunch.R)",
+    use = "local workers of this R start its binary directly: no Rscript, shell, uname and sed processes for each worker (~20 ms)",
+    fallback = "workers start through Rscript, as base R starts them",
+    check = check_direct_start
+  ),
   wire_names = list(
     what = "a task whose function is base's eval() or lapply() (clusterEvalQ(), parLapply()) carries the name instead; the worker's do.call() in its loop finds base's function by that name (R/nodeTraffic.R)",
     use = "smaller task messages (no byte code of eval/lapply on the wire)",

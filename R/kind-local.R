@@ -10,7 +10,8 @@ local_launcher <- function() {
     launch = function(options_list, port, launched) {
       # Everything is prepared first, so that the spawns follow each other closely: each
       # worker that starts competes for the CPU with the master that launches the next.
-      specs <- lapply(options_list, worker_launch_spec, port = port)
+      # Workers of this R start its binary directly (R/directLaunch.R).
+      specs <- lapply(options_list, function(o) direct_r_spec(o, worker_launch_spec(o, port)))
       # Output that would go to /dev/null is kept in memory instead (the last 16 KiB), so
       # that a worker's death can be explained with what it said last.
       capture <- vapply(options_list, function(o) identical(o$outfile, "/dev/null"), logical(1))

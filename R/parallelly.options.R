@@ -164,7 +164,9 @@
 #'     though their checks passed (`"all"` for all of them): `"R_TempDir"` (no fork
 #'     server: `setup_strategy = "fork"` launches workers as `"parallel"` does),
 #'     `"listen_socket"` (the master's port listens on all interfaces instead of
-#'     127.0.0.1 only), `"work_loop"` (workers serve with base R's loop), `"wire_names"`
+#'     127.0.0.1 only), `"work_loop"` (workers serve with base R's loop), `"direct_start"`
+#'     (local workers of this R start through `Rscript` and R's front-end script instead of
+#'     as R's binary directly), `"wire_names"`
 #'     (the functions `eval` and `lapply` travel with each task), `"task_position"` (an
 #'     error about a crashed task does not say which task), `"transport_methods"`
 #'     (parallel's own methods send tasks and read results: no protection from stale

@@ -129,7 +129,7 @@ lean_worker_entry_file <- function() {
     enclosure$workLoop <- lean_work_loop()
     main <- lean_worker_main
     environment(main) <- enclosure
-    saveRDS(main, path)
+    saveRDS(main, path, compress = FALSE)  # read by every worker: no inflating
     .package$lean_entry_file <- path
   }
   path

@@ -1,7 +1,7 @@
 # R internals behind one door (R/internals.R): every check passes on this R, and every
 # fallback works with real workers when the internal is turned off.
 
-internal_names <- c("R_TempDir", "listen_socket", "work_loop", "wire_names", "task_position", "transport_methods", "is_child")
+internal_names <- c("R_TempDir", "listen_socket", "work_loop", "direct_start", "wire_names", "task_position", "transport_methods", "is_child")
 
 # Which worker loop serves the task that runs this (on the worker): parallel's, ours (made
 # in the base environment), or none found. The innermost one: a forked worker runs on top of
