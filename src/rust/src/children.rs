@@ -1,5 +1,5 @@
-//! The registry of worker processes this R session started itself. Holding the `Child`
-//! handles lets us reap them by PID (`waitpid(pid, WNOHANG)` through `try_wait`), so a dead
+//! The registry of worker processes this R session started itself. Holding their handles
+//! lets us reap them by PID (`waitpid(pid, WNOHANG)`), so a dead
 //! worker never lingers as a zombie that reads as alive, and lets us report how it ended.
 //! No SIGCHLD handler is installed: R's own `system()` and `mclapply()` rely on theirs.
 
@@ -23,8 +23,43 @@ pub enum State {
     Exited(Exit),
 }
 
+/// A child started by the standard library, or by spawn.rs (known by its PID only).
+enum Handle {
+    Std(Child),
+    Pid(u32),
+}
+
+impl Handle {
+    /// The exit of the child once it has ended (reaping it), `None` while it runs.
+    fn try_wait(&mut self) -> std::io::Result<Option<Exit>> {
+        match self {
+            Handle::Std(child) => Ok(child.try_wait()?.map(|status| match (status.signal(), status.code()) {
+                (Some(sig), _) => Exit::Signal(sig),
+                (None, Some(code)) => Exit::Status(code),
+                (None, None) => Exit::Unknown,
+            })),
+            Handle::Pid(pid) => {
+                let mut status = 0;
+                // SAFETY: waitpid() on one of our children writes only `status`.
+                let rc = unsafe { libc::waitpid(*pid as libc::pid_t, &mut status, libc::WNOHANG) };
+                if rc == 0 {
+                    Ok(None)
+                } else if rc < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else if libc::WIFSIGNALED(status) {
+                    Ok(Some(Exit::Signal(libc::WTERMSIG(status))))
+                } else if libc::WIFEXITED(status) {
+                    Ok(Some(Exit::Status(libc::WEXITSTATUS(status))))
+                } else {
+                    Ok(Some(Exit::Unknown))
+                }
+            }
+        }
+    }
+}
+
 struct Entry {
-    child: Child,
+    child: Handle,
     exit: Option<Exit>,
     output: Option<Output>,
     /// Launch order, to forget the oldest exited children first.
@@ -57,16 +92,25 @@ fn registry() -> MutexGuard<'static, HashMap<u32, Entry>> {
     let mut reg = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let me = std::process::id();
     if OWNER.swap(me, Ordering::Relaxed) != me {
-        // Dropping a Child closes our copies of its pipes; it neither waits nor kills.
+        // Dropping a handle closes our copies of its pipes; it neither waits nor kills.
         reg.clear();
     }
     reg
 }
 
 pub fn register(child: Child, output: Option<Output>) {
+    let pid = child.id();
+    insert(pid, Handle::Std(child), output);
+}
+
+/// Register a child started by spawn.rs.
+pub fn register_pid(pid: u32, output: Option<Output>) {
+    insert(pid, Handle::Pid(pid), output);
+}
+
+fn insert(pid: u32, child: Handle, output: Option<Output>) {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let pid = child.id();
     let mut reg = registry();
     reg.insert(pid, Entry { child, exit: None, output, seq });
     // Reap what has exited, and forget the oldest exited children beyond the cap.
@@ -95,12 +139,7 @@ fn refresh(entry: &mut Entry) -> State {
     }
     match entry.child.try_wait() {
         Ok(None) => State::Running,
-        Ok(Some(status)) => {
-            let exit = match (status.signal(), status.code()) {
-                (Some(sig), _) => Exit::Signal(sig),
-                (None, Some(code)) => Exit::Status(code),
-                (None, None) => Exit::Unknown,
-            };
+        Ok(Some(exit)) => {
             entry.exit = Some(exit);
             State::Exited(exit)
         }

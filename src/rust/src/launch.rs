@@ -2,17 +2,18 @@
 //! a Ctrl-C typed at the master's terminal does not reach the workers (as with R's
 //! `system("... &")`, whose background jobs ignore SIGINT), and each set to receive SIGTERM
 //! when the master dies, so that no worker outlives it. No descriptor of the master's
-//! above 2 reaches a worker (see fds.rs).
+//! above 2 reaches a worker (see fds.rs). The process is made without copying the master's
+//! memory map (spawn.rs).
 
-use std::fs::OpenOptions;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::fs::{File, OpenOptions};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::children;
 use crate::drain;
 use crate::error::{Error, Kind, Result};
 use crate::process;
+use crate::spawn::{self, Spawn};
 
 /// Where a worker's own stdout and stderr go (R-level output is redirected by the worker
 /// itself through its `OUT=` argument; this catches what comes before that or bypasses it).
@@ -42,53 +43,36 @@ pub struct Launched {
 }
 
 pub fn launch(spec: LaunchSpec) -> Result<Launched> {
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args).stdin(Stdio::null()).process_group(0);
-    for name in &spec.env_unset {
-        cmd.env_remove(name);
-    }
-    for (name, value) in &spec.env_set {
-        cmd.env(name, value);
-    }
-    match &spec.output {
-        Output::Inherit => {
-            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
-        }
-        Output::File(path) => {
-            let open = || OpenOptions::new().create(true).append(true).open(path);
-            let out = open().map_err(|e| {
-                Error::new(Kind::Launch, format!("cannot open worker log file '{}': {}", path, e))
-            })?;
-            let err = open().map_err(|e| {
-                Error::new(Kind::Launch, format!("cannot open worker log file '{}': {}", path, e))
-            })?;
-            cmd.stdout(out).stderr(err);
-        }
+    let open_log = |path: &str| {
+        OpenOptions::new().create(true).append(true).open(path).map(OwnedFd::from).map_err(|e| {
+            Error::new(Kind::Launch, format!("cannot open worker log file '{}': {}", path, e))
+        })
+    };
+    let null = File::open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| Error::new(Kind::Launch, format!("cannot open /dev/null: {}", e)))?;
+    // Captured output: one pipe each for stdout and stderr, read by the drain thread.
+    let mut readers = Vec::new();
+    let (stdout, stderr) = match &spec.output {
+        Output::Inherit => (None, None),
+        Output::File(path) => (Some(open_log(path)?), Some(open_log(path)?)),
         Output::Capture => {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            let (r1, w1) = pipe()?;
+            let (r2, w2) = pipe()?;
+            readers.push(r1);
+            readers.push(r2);
+            (Some(w1), Some(w2))
         }
-    }
-    let nice = spec.nice;
-    let master = std::process::id();
-    let close_on_exec = crate::fds::CloseOnExec::prepare();
-    // SAFETY: only async-signal-safe system calls run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // The worker gets SIGTERM when the master dies, even while it is busy in a long
-            // task (an idle worker would notice the closed socket, a busy one would not).
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0);
-            // The master may have died before prctl() took effect.
-            if libc::getppid() as u32 != master {
-                libc::_exit(1);
-            }
-            if nice > 0 {
-                libc::nice(nice);
-            }
-            close_on_exec.apply();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| {
+    };
+    let pid = spawn::spawn(Spawn {
+        program: spec.program.clone(),
+        args: spec.args,
+        env_set: spec.env_set,
+        env_unset: spec.env_unset,
+        stdio: [Some(null), stdout, stderr],
+        nice: spec.nice,
+    })
+    .map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
             std::io::ErrorKind::PermissionDenied => "permission denied (is it executable?)".to_string(),
@@ -96,21 +80,27 @@ pub fn launch(spec: LaunchSpec) -> Result<Launched> {
         };
         Error::new(Kind::Launch, format!("cannot run '{}': {}", spec.program, why))
     })?;
-    let pid = child.id();
     let start_time = process::start_time(pid).unwrap_or(0);
-    let output = match spec.output {
-        Output::Capture => {
-            let buffer = children::Output::default();
-            if let Some(out) = child.stdout.take() {
-                drain::add(out, Arc::clone(&buffer));
-            }
-            if let Some(err) = child.stderr.take() {
-                drain::add(err, Arc::clone(&buffer));
-            }
-            Some(buffer)
+    let output = if readers.is_empty() {
+        None
+    } else {
+        let buffer = children::Output::default();
+        for r in readers {
+            drain::add(r, Arc::clone(&buffer));
         }
-        _ => None,
+        Some(buffer)
     };
-    children::register(child, output);
+    children::register_pid(pid, output);
     Ok(Launched { pid, start_time })
+}
+
+/// A pipe (read end, write end), both close-on-exec.
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2() writes two new descriptors into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::new(Kind::Launch, format!("cannot create a pipe: {}", std::io::Error::last_os_error())));
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

@@ -20,6 +20,7 @@ mod ports;
 mod reaper;
 mod process;
 mod runqueue;
+mod spawn;
 mod ssh;
 
 use error::Error;
