@@ -397,7 +397,6 @@ resolve_setup_strategy <- function(setup_strategy, opts, rshcmd, rscript_startup
   parallel_ok <- !opts$manual && !opts$dryrun &&
     ((localhost && opts$homogeneous) || (!localhost && (is.null(rshcmd) || !is.null(kind))))
   if (setup_strategy %in% c("parallel", "fork") && !parallel_ok) setup_strategy <- "sequential"
-  if (!localhost && is.function(kind$setup_strategy)) setup_strategy <- kind$setup_strategy(setup_strategy, auto)
   # A forked worker runs the fork server's loop, not an entry code of its own.
   if (own_entry && setup_strategy == "fork") setup_strategy <- "parallel"
   setup_strategy
