@@ -27,19 +27,25 @@ fork_server_key <- function(opts, host_key) {
   key
 }
 
-# Whether the local workers of `options_list` (all of one launch) are best forked. A server
+# Whether the workers of `options_list` (all of one launch) are best forked. A server
 # costs one R start-up plus loading this package in it before its first fork; workers started
 # plain at once, each on an idle core, cost one R start-up in all. So with "auto" and no
-# server running yet for this launch specification, a setup of no more workers than this
-# machine has cores (and at most `fork_plain_max`, as plain workers share no memory) starts
-# them plain. Explicitly asked for, and on other hosts, it is "fork". The cores are the ones
-# this process may run on (affinity, cgroup quota), not availableCores(): that may run shells
-# (detectCores(), nproc), ~40 ms before the first worker is launched.
+# server running yet for this launch specification, a setup of no more local workers than
+# this machine has cores (and at most `fork_plain_max`, as plain workers share no memory)
+# starts them plain. Explicitly asked for, it is "fork". On other hosts (asked only when no
+# server runs there for this launch) the host's kind decides with its optional fork_pays(n)
+# (R/nodeKind.R; default "fork"). The cores are the ones this process may run on (affinity,
+# cgroup quota), not availableCores(): that may run shells (detectCores(), nproc), ~40 ms
+# before the first worker is launched.
 fork_plain_max <- 4L
 
 fork_server_pays <- function(options_list) {
   first <- options_list[[1L]]
-  if (!isTRUE(first$setup_auto) || !isTRUE(attr(first$worker, "localhost"))) return(TRUE)
+  if (!isTRUE(first$setup_auto)) return(TRUE)
+  if (!isTRUE(attr(first$worker, "localhost"))) {
+    pays <- kind_for_options(first)$fork_pays
+    return(!is.function(pays) || isTRUE(pays(length(options_list))))
+  }
   if (length(options_list) > fork_plain_max) return(TRUE)
   key <- fork_server_key(first, "localhost")
   if (exists(key, envir = .package$fork_servers, inherits = FALSE)) return(TRUE)

@@ -181,9 +181,9 @@ node_kind_qrsh <- list(
   job_variable = "PE_HOSTFILE",
   worker_is_local = qrsh_is_master_host,
   reachability = qrsh_reachability,
-  # Workers are forked (one task runs the fork server of a host, R/kind-fork.R) when asked
-  # for; "auto" starts one task per worker.
-  setup_strategy = function(strategy, auto = FALSE) if (auto && strategy == "fork") "parallel" else strategy,
+  # With "auto", a host's workers are forked (one task runs the host's fork server,
+  # R/kind-fork.R) when it gets two or more; a single worker is one plain task.
+  fork_pays = function(n) n >= 2L,
   launch_line = function(opts) paste("qrsh -inherit -V", as.character(opts$worker)),
   # Probes and signals are system calls and writes to a local FIFO.
   answers_locally = function(id) TRUE,

@@ -346,15 +346,16 @@ node_kind_srun <- list(
   job_variable = "SLURM_JOB_ID",
   worker_is_local = srun_is_batch_host,
   reachability = srun_reachability,
-  # Workers are forked (one step runs the fork server of a node, R/kind-fork.R) when asked
-  # for; "auto" starts one step per worker.
-  setup_strategy = function(strategy, auto = FALSE) if (auto && strategy == "fork") "parallel" else strategy,
+  # With "auto", a node's workers are forked (one step runs the node's fork server,
+  # R/kind-fork.R) when it gets two or more; a single worker is one plain step, as a server
+  # costs a step and an R start-up before its first fork.
+  fork_pays = function(n) n >= 2L,
   launch_line = function(opts) {
     paste(c("srun", "--nodes=1", "--ntasks=1", srun_options(opts$rshopts), "-w", as.character(opts$worker)), collapse = " ")
   },
   # All steps of a job start in one setup batch, whatever their nodes (8 workers on 4 nodes:
-  # ~2.4-3.6 s instead of ~4.0-4.3 s, loaded); forked workers, one batch per node (each
-  # node's fork server forks that node's workers).
+  # ~2.4-3.6 s instead of ~4.0-4.3 s, loaded); forked workers ("fork", or "auto"), one batch
+  # per node (each node's fork server forks that node's workers).
   batch = function(opts) {
     job <- Sys.getenv("SLURM_JOB_ID")
     if (identical(opts$setup_strategy, "fork")) paste0(job, ":", as.character(opts$worker)) else job

@@ -206,8 +206,9 @@ check_connection_budget <- function(n, validate, servers = 0L) {
 
 # How many fork servers a setup of `batches` (indices into `options`) starts: one per host
 # with setup_strategy = "fork" that has none running (R/forkServer.R), none for a few local
-# workers that start faster plain. A host whose server turns out unable to fork costs its
-# connection only until its workers are launched plain.
+# workers that start faster plain, nor where the host's kind says a server does not pay
+# ("auto"). A host whose server turns out unable to fork costs its connection only until
+# its workers are launched plain.
 new_fork_servers <- function(options, batches) {
   running <- vapply(mget(ls(.package$fork_servers), envir = .package$fork_servers), function(s) s$host, character(1))
   sum(vapply(batches, function(b) {
@@ -217,7 +218,7 @@ new_fork_servers <- function(options, batches) {
       key <- fork_server_key(first, "localhost")
       return(as.integer(fork_server_pays(options[b]) && !exists(key, envir = .package$fork_servers, inherits = FALSE)))
     }
-    as.integer(!(as.character(first$worker) %in% running))
+    as.integer(!(as.character(first$worker) %in% running) && fork_server_pays(options[b]))
   }, integer(1)))
 }
 

@@ -3,10 +3,11 @@
 # operations (isNodeAlive(), killNode(), stopCluster(), summary(), print(), setup) find a
 # node's kind by the name recorded in the node and never look at how the worker runs.
 # A new kind of node is one new file. Forking is not a kind's own business: with
-# setup_strategy = "fork" any kind's launcher starts a fork server on the host (one worker
-# of that kind), and the host's workers become nodes of kind "fork" (R/kind-fork.R), reached
-# as the host's kind reaches them (locally, over SSH) or, for a host reached only through the
-# server (a Slurm step, a Grid Engine task), through the server.
+# setup_strategy = "fork" (and "auto", where the kind's fork_pays() says so) any kind's
+# launcher starts a fork server on the host (one worker of that kind), and the host's
+# workers become nodes of kind "fork" (R/kind-fork.R), reached as the host's kind reaches
+# them (locally, over SSH) or, for a host reached only through the server (a Slurm step, a
+# Grid Engine task), through the server.
 #
 # Fields of a kind (ids: node identities, see node_identity(); all of one group):
 #   name, priority      a kind claims options before kinds of higher priority
@@ -39,6 +40,11 @@
 #   stop_before_done(ids)          optional: TRUE when stop(ids, background = TRUE) only hands
 #                                  the workers to a thread, so it may run before they are
 #                                  told to finish (default FALSE)
+#   fork_pays(n)                   optional: with setup_strategy = "auto", whether a new fork
+#                                  server for `n` workers of one setup batch on a remote host
+#                                  pays (default TRUE: the server stays for later setups and
+#                                  clones); FALSE launches them plain. A host whose server
+#                                  runs already forks from it either way.
 # Optional fields of a kind that a user selects by an `rshcmd` keyword (a scheduler's
 # launcher, such as "<srun>"); option resolution (R/makeNodePSOCK.R) asks the kind and never
 # names it:
@@ -49,8 +55,6 @@
 #   reachability(revtunnel, master, dryrun)  checks a remote worker's options (an error for
 #                                  what cannot work, such as a reverse tunnel) and returns the
 #                                  master address (`master` if given)
-#   setup_strategy(strategy, auto) the strategy its remote workers are started with (`auto`:
-#                                  the user left it to us)
 #   launch_line(opts)              the launcher's command line, shown by dryrun/manual
 # A group whose answer cannot be had (a host that does not answer) raises an error: the
 # operation then warns and reports NA for its nodes.

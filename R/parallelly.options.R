@@ -97,7 +97,8 @@
 #'     workers of a host from one R process per host (`"fork"`) on Linux unless there is
 #'     start-up code per worker (`rscript_startup`, `-e` in `rscript_args`), else starts them
 #'     all at once (`"parallel"`), as it does for no more local workers than cores (at
-#'     most 4) while no fork server runs for them;
+#'     most 4) while no fork server runs for them, and for a single worker on a node of a
+#'     Slurm or Grid Engine job (`rshcmd = "<srun>"`, `"<qrsh>"`);
 #'     `"sequential"` starts them one after the other (see [makeNodePSOCK()]).}
 #'   \item{`parallelly.makeNodePSOCK.validate` (env)}{If `TRUE` (default), the session
 #'     information of each worker is collected after setup.}

@@ -134,10 +134,11 @@ host_setup_stages <- list(
   # setup_strategy = "fork": the host's running server, or a new one (R/forkServer.R).
   server = function(h) {
     local <- isTRUE(attr(h$first$worker, "localhost"))
-    # A few local workers start faster plain (fork_server_pays()); R/internals.R: no server
+    # A few local workers start faster plain (fork_server_pays(); a remote host's is asked
+    # once no server of its runs: host_setup_new_server()); R/internals.R: no server
     # when the user turned R_TempDir off, or when this R's check failed and the server
     # would run here (a remote server checks its own R).
-    if (!fork_server_pays(h$options)) return(host_setup_plain(h))
+    if (local && !fork_server_pays(h$options)) return(host_setup_plain(h))
     if (internal_disabled("R_TempDir") || (local && !internal_ok("R_TempDir"))) {
       mdebugf("No fork server on '%s': R internal 'R_TempDir' is not used; launching the workers the usual way", h$name)
       return(host_setup_plain(h))
@@ -253,6 +254,8 @@ host_setup_stages <- list(
 fork_server_check_timeout <- 5
 
 host_setup_new_server <- function(h) {
+  # With "auto", a remote host's kind may find a new server not worth it for so few workers.
+  if (!isTRUE(attr(h$first$worker, "localhost")) && !fork_server_pays(h$options)) return(host_setup_plain(h))
   h$stage <- "server_start"
 }
 

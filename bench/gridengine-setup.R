@@ -1,8 +1,10 @@
 # A cluster of 8 workers through qrsh inside one qsub job (PE smp, 8 slots): our "<qrsh>"
-# node kind ("qrsh-kind": 8 tasks started together, each through a task script, no shell on
-# our side but the one that hands qrsh its control FIFO) against the recipe with an rshcmd
-# function ("qrsh-recipe": `qrsh -inherit -nostdin -V HOST` per worker, revtunnel = FALSE,
-# one after the other as for any external client). The test cluster has one host, the
+# node kind ("qrsh-kind": the default setup_strategy "auto", which forks the 8 workers from
+# one task; "qrsh-plain": setup_strategy = "parallel", 8 tasks started together, each
+# through a task script, no shell on our side but the one that hands qrsh its control FIFO)
+# against the recipe with an rshcmd function ("qrsh-recipe": `qrsh -inherit -nostdin -V
+# HOST` per worker, revtunnel = FALSE, one after the other as for any external client).
+# The test cluster has one host, the
 # master's own, which makeClusterPSOCK() would give local workers: both start their workers
 # as if the host were another (attribute `localhost = FALSE`). Interleaved and repeated,
 # each in a job of its own on the real single-machine Grid Engine test cluster
@@ -43,8 +45,8 @@ job_code <- function(impl, result) {
   bench_job_code(
     prelude = c('host <- structure(Sys.info()[["nodename"]], localhost = FALSE)', "port <- freePort()",
                 'cluster <- function(nodes) structure(nodes, class = c("RichSOCKcluster", "SOCKcluster", "cluster"))'),
-    setup = sprintf('cl <- if (%s %%in%% c("qrsh-kind", "qrsh-fork")) {
-      strategy <- if (%s == "qrsh-fork") "fork" else "auto"
+    setup = sprintf('cl <- if (%s %%in%% c("qrsh-kind", "qrsh-plain", "qrsh-fork")) {
+      strategy <- switch(%s, "qrsh-fork" = "fork", "qrsh-plain" = "parallel", "auto")
       opts <- lapply(1:8, function(i) makeNodePSOCK(host, port = port, rshcmd = "<qrsh>", rank = i, setup_strategy = strategy, action = "options"))
       cluster(parallelly:::connect_workers(opts))
     } else {
@@ -69,5 +71,5 @@ run_job <- function(impl, timeout = 180) {
   readRDS(result)
 }
 
-bench_compare(c("qrsh-kind", "qrsh-fork", "qrsh-recipe"), run_job, reps, "8 workers through qrsh -inherit in one qsub job")
+bench_compare(c("qrsh-kind", "qrsh-plain", "qrsh-fork", "qrsh-recipe"), run_job, reps, "8 workers through qrsh -inherit in one qsub job")
 })

@@ -1,7 +1,9 @@
 # A cluster of 8 workers on 4 Slurm nodes, inside one sbatch job: our "<srun>" node kind
-# ("srun-kind": steps started without a shell, the batch host's workers local) against the
-# recipe that works with an rshcmd function ("srun-recipe": `srun ... /bin/sh -c` per
-# worker, revtunnel = FALSE, as the upstream development line documents it). The reference
+# ("srun-kind": the default setup_strategy "auto", the batch host's workers local, each other
+# node's two workers forked from one step; "srun-plain": setup_strategy = "parallel", one
+# step per worker, started without a shell) against the recipe that works with an rshcmd
+# function ("srun-recipe": `srun ... /bin/sh -c` per worker, revtunnel = FALSE, as the
+# upstream development line documents it). The reference
 # 1.34 cannot launch on Slurm at all (no function rshcmd; a character one passes the worker
 # command to srun as one word). Interleaved and repeated, each in a job of its own on the
 # real single-machine Slurm test cluster (tools/slurm-test-cluster.sh, started and stopped
@@ -37,9 +39,10 @@ job_code <- function(impl, result) {
     prelude = c('nodes <- system2("scontrol", c("show", "hostnames", Sys.getenv("SLURM_JOB_NODELIST")), stdout = TRUE)',
                 "workers <- rep(nodes, each = 2L)"),
     setup = sprintf('cl <- if (%s == "srun-kind") makeClusterPSOCK(workers, rshcmd = "<srun>") else
+      if (%s == "srun-plain") makeClusterPSOCK(workers, rshcmd = "<srun>", setup_strategy = "parallel") else
       if (%s == "srun-fork") makeClusterPSOCK(workers, rshcmd = "<srun>", setup_strategy = "fork") else
       makeClusterPSOCK(workers, rshcmd = function(rshopts, worker) sprintf("srun --nodes=1 --ntasks=1 --overlap -w %%s /bin/sh -c", worker),
-                       revtunnel = FALSE, master = "127.0.0.1", homogeneous = TRUE)', deparse(impl), deparse(impl)),
+                       revtunnel = FALSE, master = "127.0.0.1", homogeneous = TRUE)', deparse(impl), deparse(impl), deparse(impl)),
     result = result)
 }
 
@@ -64,6 +67,6 @@ run_job <- function(impl, timeout = 180) {
   readRDS(result)
 }
 
-bench_compare(c("srun-kind", "srun-fork", "srun-recipe"), run_job, reps,
+bench_compare(c("srun-kind", "srun-plain", "srun-fork", "srun-recipe"), run_job, reps,
               "8 workers on 4 Slurm nodes in one sbatch job (the reference 1.34 cannot launch there)")
 })

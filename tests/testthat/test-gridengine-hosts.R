@@ -43,7 +43,7 @@ test_that("a PE spanning three hosts: qrsh workers on the others report their ow
     res <- list(host = Sys.info()[["nodename"]], workers = availableWorkers(), cores = availableCores(),
                 sge = availableCores(methods = "SGE"), hostfile = readLines(Sys.getenv("PE_HOSTFILE")))
     t0 <- Sys.time()
-    cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<qrsh>")
+    cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<qrsh>", setup_strategy = "parallel")
     res$setup <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
     res$kinds <- vapply(cl, function(n) attr(n, "process")$kind, "")
     res$info <- parallel::clusterEvalQ(cl, list(host = Sys.info()[["nodename"]], pid = Sys.getpid(),
@@ -124,7 +124,7 @@ test_that("an exec host whose sge_execd is stopped: isNodeAlive() answers within
   }
   on.exit(restart())
   got <- in_span_job(bquote({
-    cl <- makeClusterPSOCK(c("sgehost1", "sgehost2"), rshcmd = "<qrsh>")
+    cl <- makeClusterPSOCK(c("sgehost1", "sgehost2"), rshcmd = "<qrsh>", setup_strategy = "parallel")
     res <- list(before = isNodeAlive(cl, timeout = 2))
     # Stop sgehost1's execd by its PID (as the host's init recorded it), through a task there.
     # (qrsh passes its words to the host's shell: one word, quoted for the local one.)

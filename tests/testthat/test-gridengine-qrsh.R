@@ -5,14 +5,16 @@
 # every worker below is a Grid Engine task.
 
 # R code run in the job first: a cluster of `n` qrsh workers on this host, started together
-# (as makeClusterPSOCK() starts the workers of a host), and a wait with a timeout.
+# (as makeClusterPSOCK() starts the workers of a host), one task each unless another
+# setup_strategy is given ("auto" forks two or more), and a wait with a timeout.
 qrsh_setup <- quote({
   library(parallelly)
   host <- Sys.info()[["nodename"]]
-  qrsh_cluster <- function(n, ...) {
+  qrsh_cluster <- function(n, setup_strategy = "parallel", ...) {
     port <- parallelly::freePort()
     opts <- lapply(seq_len(n), function(i) makeNodePSOCK(structure(host, localhost = FALSE), port = port,
-                                                         rshcmd = "<qrsh>", rank = i, action = "options", ...))
+                                                         rshcmd = "<qrsh>", rank = i, action = "options",
+                                                         setup_strategy = setup_strategy, ...))
     structure(parallelly:::connect_workers(opts), class = c("RichSOCKcluster", "SOCKcluster", "cluster"))
   }
   wait_for <- function(f, timeout = 10) {
@@ -130,6 +132,101 @@ test_that("setup_strategy = \"fork\": one task runs the host's fork server, its 
   expect_identical(sum(grepl("qrsh -inherit", got$after_clone)), 1L)
   expect_identical(got$sum, (1:6)^2)
   expect_true(got$left, info = paste(got$left_what, collapse = "\n"))
+})
+
+test_that("setup_strategy = \"auto\": two or more workers on a host are forked from one task, a single one is a plain task", {
+  skip_if_no_gridengine()
+  got <- in_job(quote({
+    cl <- qrsh_cluster(3L, setup_strategy = "auto")
+    res <- list(kinds = vapply(cl, function(n) attr(n, "process")$kind, ""),
+                ppids = unlist(parallel::clusterEvalQ(cl, as.integer(strsplit(sub("^.*\\) ", "", readLines("/proc/self/stat")), " ")[[1]][2]))),
+                pids = unlist(parallel::clusterEvalQ(cl, Sys.getpid())),
+                running = leftovers(), alive = isNodeAlive(cl))
+    parallel:::sendCall(cl[[3]], Sys.sleep, list(60))
+    res$killed <- killNode(cl[[3]])
+    res$dead_after <- wait_for(function() identical(isNodeAlive(cl), c(TRUE, TRUE, FALSE)))
+    res$exit <- summary(cl)$exit
+    res$after_kill <- leftovers()
+    cl[[3]] <- cloneNode(cl[[3]])
+    res$clone_kind <- attr(cl[[3]], "process")$kind
+    res$after_clone <- leftovers()
+    res$sum <- unlist(parallel::parLapply(cl, 1:6, function(x) x^2))
+    parallel::stopCluster(cl)
+    res$left <- wait_for(function() length(leftovers()) == 0L, timeout = 15)
+    res$left_what <- leftovers()
+    one <- qrsh_cluster(1L, setup_strategy = "auto")
+    res$one_kind <- attr(one[[1]], "process")$kind
+    res$one_running <- leftovers()
+    res$one_alive <- isNodeAlive(one)
+    parallel::stopCluster(one)
+    res$one_left <- wait_for(function() length(leftovers()) == 0L, timeout = 15)
+    res
+  }))
+  expect_identical(unname(got$kinds), rep("fork", 3L))
+  # The three are children of one process, the fork server, which is no worker.
+  expect_identical(length(unique(got$ppids)), 1L)
+  expect_false(got$ppids[1] %in% got$pids)
+  # One task (the fork server) for three workers.
+  expect_identical(sum(grepl("qrsh -inherit", got$running)), 1L, info = paste(got$running, collapse = "\n"))
+  expect_identical(got$alive, rep(TRUE, 3L))
+  expect_true(got$killed)
+  expect_true(got$dead_after)
+  expect_match(got$exit[3], "SIGTERM")
+  expect_identical(sum(grepl("qrsh -inherit", got$after_kill)), 1L)
+  expect_identical(got$clone_kind, "fork")
+  expect_identical(sum(grepl("qrsh -inherit", got$after_clone)), 1L)
+  expect_identical(got$sum, (1:6)^2)
+  expect_true(got$left, info = paste(got$left_what, collapse = "\n"))
+  # A single worker: its own task, no server.
+  expect_identical(got$one_kind, "qrsh")
+  expect_identical(sum(grepl("qrsh -inherit", got$one_running)), 1L)
+  expect_identical(got$one_alive, TRUE)
+  expect_true(got$one_left)
+})
+
+test_that("setup_strategy = \"auto\" where the task's R has no parallelly of ours: plain tasks in the job's slots, quietly", {
+  skip_if_no_gridengine()
+  empty <- tempfile("no-parallelly-")
+  dir.create(empty)
+  on.exit(unlink(empty, recursive = TRUE))
+  # Debian's site Renviron puts /usr/local/lib/R/site-library (where ours may be) first.
+  environ <- file.path(empty, "Renviron")
+  file.create(environ)
+  got <- in_job(bquote({
+    libs <- c(R_ENVIRON = .(environ), R_LIBS = .(empty), R_LIBS_SITE = .(empty), R_LIBS_USER = .(empty))
+    rounds <- list()
+    for (round in 1:2) {
+      said <- character()
+      t0 <- Sys.time()
+      # Two workers in two slots: the fork server's task must have left its slot before the
+      # workers' tasks start.
+      cl <- withCallingHandlers(qrsh_cluster(2L, setup_strategy = "auto", rscript_envs = libs),
+        warning = function(w) { said <<- c(said, conditionMessage(w)); invokeRestart("muffleWarning") },
+        message = function(m) { said <<- c(said, conditionMessage(m)); invokeRestart("muffleMessage") })
+      r <- list(said = said, setup = as.numeric(difftime(Sys.time(), t0, units = "secs")),
+                kinds = vapply(cl, function(n) attr(n, "process")$kind, ""),
+                has = unlist(parallel::clusterEvalQ(cl, requireNamespace("parallelly", quietly = TRUE))),
+                running = leftovers(), alive = isNodeAlive(cl),
+                refusals = length(ls(parallelly:::.package$fork_refusals)))
+      parallel::stopCluster(cl)
+      r$left <- wait_for(function() length(leftovers()) == 0L, timeout = 15)
+      rounds[[round]] <- r
+    }
+    rounds
+  }), slots = 2L)
+  for (r in got) {
+    expect_length(r$said, 0L)
+    expect_identical(unname(r$kinds), c("qrsh", "qrsh"))
+    expect_identical(unname(r$has), c(FALSE, FALSE))
+    expect_identical(sum(grepl("qrsh -inherit", r$running)), 2L, info = paste(r$running, collapse = "\n"))
+    expect_identical(r$alive, c(TRUE, TRUE))
+    expect_true(r$left)
+  }
+  # The refusal is remembered: the second setup starts no server (and no second refusal).
+  expect_identical(got[[1]]$refusals, 1L)
+  expect_identical(got[[2]]$refusals, 1L)
+  message(sprintf("qrsh fallback setup of 2 workers: first %.2f s (server tried), second %.2f s",
+                  got[[1]]$setup, got[[2]]$setup))
 })
 
 test_that("future::plan(cluster) on qrsh workers inside a qsub job", {

@@ -36,7 +36,7 @@ test_that("a batch script's cluster: steps on the other nodes, local workers on 
   skip_if_no_slurm()
   got <- in_job("sbatch", c("-N2", "-n4"), bquote({
     t0 <- Sys.time()
-    cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>")
+    cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>", setup_strategy = "parallel")
     setup <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
     res <- list(
       batch_host = Sys.getenv("SLURMD_NODENAME"),
@@ -81,7 +81,7 @@ test_that("a batch script's cluster: steps on the other nodes, local workers on 
 test_that("killNode() of a busy step worker: scancel, no new step; isNodeAlive() sees it; cloneNode() starts a new step", {
   skip_if_no_slurm()
   got <- in_job("sbatch", c("-N2", "-n4"), bquote({
-    cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>")
+    cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>", setup_strategy = "parallel")
     before <- steps_of_job()
     parallel:::sendCall(cl[[1]], Sys.sleep, list(60))
     t0 <- Sys.time()
@@ -211,6 +211,118 @@ test_that("setup_strategy = \"fork\": one step per node runs a fork server, its 
   expect_true(got$left, label = paste(got$left_steps, collapse = ", "))
 })
 
+test_that("setup_strategy = \"auto\": a node with several workers forks them from one step, a node with one worker is a plain step", {
+  skip_if_no_slurm()
+  got <- in_job("sbatch", c("-p", "all", "-N3", "--ntasks-per-node=2"), bquote({
+    nodes <- unique(availableWorkers())
+    # All remote: three workers on the second node, one on the third.
+    w <- c(nodes[2], nodes[2], nodes[2], nodes[3])
+    cl <- makeClusterPSOCK(w, rshcmd = "<srun>")
+    facts <- function(cl) parallel::clusterEvalQ(cl, {
+      stat <- readLines(sprintf("/proc/%d/stat", Sys.getpid()))
+      ppid <- as.integer(strsplit(sub("^.*\\) ", "", stat), " ")[[1]][2])
+      list(node = Sys.getenv("SLURMD_NODENAME"), pid = Sys.getpid(), ppid = ppid,
+           parent = readLines(sprintf("/proc/%d/comm", ppid)))
+    })
+    res <- list(workers = w, kinds = vapply(cl, function(n) attr(n, "process")$kind, ""),
+                facts = facts(cl), steps = steps_of_job(), alive = isNodeAlive(cl))
+    parallel:::sendCall(cl[[2]], Sys.sleep, list(60))
+    res$killed <- killNode(cl[[2]], timeout = 5)
+    res$dead <- wait_for(function() identical(isNodeAlive(cl, timeout = 5), c(TRUE, FALSE, TRUE, TRUE)))
+    res$exit <- summary(cl)$exit
+    res$steps_after_kill <- steps_of_job()
+    cl[[2]] <- cloneNode(cl[[2]])
+    res$clone_kind <- attr(cl[[2]], "process")$kind
+    res$clone_facts <- facts(cl[2])[[1]]
+    res$steps_after_clone <- steps_of_job()
+    res$sum <- sum(unlist(parallel::parLapply(cl, 1:8, function(x) x^2)))
+    parallel::stopCluster(cl)
+    res$left <- wait_for(function() length(steps_of_job()) == 0L, timeout = 15)
+    res$left_steps <- steps_of_job()
+    res
+  }))
+  nodes <- unique(got$workers)
+  expect_identical(unname(got$kinds), c("fork", "fork", "fork", "srun"))
+  expect_identical(vapply(got$facts, `[[`, "", "node"), got$workers)
+  # The three workers of the second node are children of one R process, the fork server
+  # (not a worker); the single worker of the third node is started by Slurm, not by R.
+  ppids <- vapply(got$facts, `[[`, 0L, "ppid")
+  parents <- vapply(got$facts, `[[`, "", "parent")
+  expect_identical(length(unique(ppids[1:3])), 1L)
+  expect_false(ppids[1] %in% vapply(got$facts, `[[`, 0L, "pid"))
+  expect_identical(parents[1:3], rep("R", 3L))
+  expect_false(parents[4] %in% c("R", "Rscript"))
+  # Two steps for four workers: the second node's fork server and the third node's worker.
+  expect_length(got$steps, 2L)
+  expect_setequal(sub("^[^ ]+ ([^ ]+) .*$", "\\1", got$steps), nodes)
+  expect_identical(got$alive, rep(TRUE, 4L))
+  expect_true(got$killed)
+  expect_true(got$dead)
+  expect_match(got$exit[2], "SIGTERM")
+  # The kill went through the server and the clone is its fork: no step started or ended.
+  expect_identical(got$steps_after_kill, got$steps)
+  expect_identical(got$clone_kind, "fork")
+  expect_identical(got$clone_facts$ppid, ppids[1])
+  expect_identical(got$steps_after_clone, got$steps)
+  expect_identical(got$sum, sum((1:8)^2))
+  expect_true(got$left, label = paste(got$left_steps, collapse = ", "))
+})
+
+test_that("setup_strategy = \"auto\" on a node whose R has no parallelly of ours: plain steps, quietly, and no server the second time", {
+  skip_if_no_slurm()
+  empty <- tempfile("no-parallelly-")
+  dir.create(empty)
+  on.exit(unlink(empty, recursive = TRUE))
+  # Debian's site Renviron puts /usr/local/lib/R/site-library (where ours may be) first.
+  environ <- file.path(empty, "Renviron")
+  file.create(environ)
+  got <- in_job("sbatch", c("-N2", "-n4"), bquote({
+    # The workers' R libraries: none of ours, and either the reference parallelly (an older
+    # version, the system's site library) or no parallelly at all.
+    none <- c(R_ENVIRON = .(environ), R_LIBS = .(empty), R_LIBS_SITE = .(empty), R_LIBS_USER = .(empty))
+    libs <- list(older = replace(none, "R_LIBS_SITE", file.path(R.home(), "site-library")), none = none)
+    step_ids <- function() as.integer(sub("^[0-9]+[.]([0-9]+) .*$", "\\1", steps_of_job()))
+    rounds <- list()
+    for (round in c("older", "none", "none")) {
+      said <- character()
+      cl <- withCallingHandlers(
+        makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>", rscript_envs = libs[[round]]),
+        warning = function(w) { said <<- c(said, conditionMessage(w)); invokeRestart("muffleWarning") },
+        message = function(m) { said <<- c(said, conditionMessage(m)); invokeRestart("muffleMessage") })
+      r <- list(round = round, said = said, kinds = vapply(cl, function(n) attr(n, "process")$kind, ""),
+                ids = step_ids(),
+                version = parallel::clusterEvalQ(cl[1], {
+                  v <- tryCatch(as.character(utils::packageVersion("parallelly")), error = function(e) "none")
+                  parent <- as.integer(strsplit(sub("^.*\\) ", "", readLines("/proc/self/stat")), " ")[[1]][2])
+                  list(version = v, parent = readLines(sprintf("/proc/%d/comm", parent)))
+                })[[1]],
+                alive = isNodeAlive(cl),
+                sum = sum(unlist(parallel::parLapply(cl, 1:4, function(x) x^2))))
+      parallel::stopCluster(cl)
+      r$left <- wait_for(function() length(steps_of_job()) == 0L, timeout = 15)
+      rounds[[length(rounds) + 1L]] <- r
+    }
+    list(rounds = rounds, ours = as.character(utils::packageVersion("parallelly")))
+  }))
+  for (r in got$rounds) {
+    info <- r$round
+    expect_length(r$said, 0L)
+    expect_identical(unname(r$kinds), c("srun", "srun"), info = info)
+    expect_false(r$version$parent %in% c("R", "Rscript"), info = info)
+    expect_length(r$ids, 2L)
+    expect_identical(r$alive, c(TRUE, TRUE), info = info)
+    expect_identical(r$sum, 30)
+    expect_true(r$left, info = info)
+  }
+  expect_true(package_version(got$rounds[[1]]$version$version) < package_version(got$ours))
+  expect_identical(got$rounds[[2]]$version$version, "none")
+  # Steps are numbered in the order they start: each first round started a fork server's step
+  # before its workers' steps; the repeated round knew the node cannot fork and started none.
+  expect_identical(min(got$rounds[[1]]$ids), 1L)
+  expect_identical(min(got$rounds[[2]]$ids), max(got$rounds[[1]]$ids) + 2L)
+  expect_identical(min(got$rounds[[3]]$ids), max(got$rounds[[2]]$ids) + 1L)
+})
+
 # Run a setup that is to fail inside a 2-node sbatch job: its error's class, message and
 # host, how long it took, whether the job's steps were gone afterwards, and any srun left.
 failed_setup_in_job <- function(setup) {
@@ -237,7 +349,7 @@ expect_failed_setup <- function(got, host, message) {
 
 test_that("a step that would wait for CPUs (--exact, 3 workers on 2 CPUs) is an immediate error; nothing is left", {
   skip_if_no_slurm()
-  got <- failed_setup_in_job(quote(makeClusterPSOCK(rep("n4", 3), rshcmd = "<srun>", rshopts = "--exact")))
+  got <- failed_setup_in_job(quote(makeClusterPSOCK(rep("n4", 3), rshcmd = "<srun>", rshopts = "--exact", setup_strategy = "parallel")))
   expect_failed_setup(got, host = "n4", message = "no free CPU")
   expect_true("PSOCKConnectionError" %in% got$class)
 })
@@ -251,7 +363,7 @@ test_that("a node outside the allocation fails at once, naming it; its srun is g
 test_that("under salloc the master is outside the allocation: every worker is a step", {
   skip_if_no_slurm()
   got <- in_job("salloc", c("-N2", "-n4"), bquote({
-    cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>")
+    cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>", setup_strategy = "parallel")
     res <- list(ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
                 local = vapply(cl, function(n) isTRUE(attr(n$host, "localhost")), NA),
                 master = parallelly:::node_options(cl[[1]])$master,
@@ -293,7 +405,7 @@ test_that("8 workers on 4 nodes (partition all): setup time, and no step left", 
   got <- in_job("sbatch", c("-p", "all", "-N4", "--ntasks-per-node=2"), bquote({
     w <- availableWorkers()
     t0 <- Sys.time()
-    cl <- makeClusterPSOCK(w, rshcmd = "<srun>")
+    cl <- makeClusterPSOCK(w, rshcmd = "<srun>", setup_strategy = "parallel")
     setup <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
     res <- list(workers = w, setup = setup,
                 ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
@@ -351,7 +463,7 @@ test_that("rshcmd = \"<srun>\" outside an allocation, or with revtunnel = TRUE: 
 test_that("stopCluster() with a busy step worker: its step is cancelled after the 5 s grace", {
   skip_if_no_slurm()
   got <- in_job("sbatch", c("-N2", "-n4"), bquote({
-    cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>")
+    cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>", setup_strategy = "parallel")
     parallel:::sendCall(cl[[1]], Sys.sleep, list(100))
     t0 <- Sys.time()
     parallel::stopCluster(cl)
@@ -373,7 +485,7 @@ test_that("a master that dies takes its steps with it", {
     steps_file <- tempfile()
     writeLines(c(
       "library(parallelly)",
-      "cl <- makeClusterPSOCK(c('n4', 'n4'), rshcmd = '<srun>')",
+      "cl <- makeClusterPSOCK(c('n4', 'n4'), rshcmd = '<srun>', setup_strategy = 'parallel')",
       sprintf("writeLines(vapply(cl, function(n) attr(n, 'process')$step, ''), %s)", deparse(steps_file)),
       "tools::pskill(Sys.getpid(), tools::SIGKILL)"
     ), inner)
@@ -424,7 +536,7 @@ test_that("isNodeAlive() and killNode() keep to their timeouts when the controll
   got <- slurm_r("sbatch", c("-N2", "-n4"), timeout = 90, bquote({
     wait_for <- .(wait_for)
     library(parallelly)
-    cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>")
+    cl <- makeClusterPSOCK(c("n4", "n4"), rshcmd = "<srun>", setup_strategy = "parallel")
     file.create(.(ready))
     wait_for(function() file.exists(.(stopped)), timeout = 30)
     t0 <- Sys.time()
@@ -468,7 +580,7 @@ test_that("scontrol's step lines are parsed, pending steps included; srun option
 test_that("a master inside a job step of its own: its node's workers local, the others steps beside it", {
   skip_if_no_slurm()
   got <- in_job("srun", c("-N2", "-n4", "--", "-N1", "-n1"), bquote({
-    cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>")
+    cl <- makeClusterPSOCK(availableWorkers(), rshcmd = "<srun>", setup_strategy = "parallel")
     res <- list(master_step = Sys.getenv("SLURM_STEP_ID"),
                 ran_on = unlist(parallel::clusterEvalQ(cl, Sys.getenv("SLURMD_NODENAME"))),
                 local = vapply(cl, function(n) isTRUE(attr(n$host, "localhost")), NA),
