@@ -52,8 +52,9 @@ direct_r_spec <- function(opts, spec) {
 passed_r_options <- "^--(no-echo|no-restore|no-save|no-readline|quiet|silent|(max-connections|max-ppsize|min-vsize|max-vsize|min-nsize|max-nsize|encoding)=[^ ]+)$"
 
 # Rscript's arguments as the binary's: `--default-packages=` becomes R_DEFAULT_PACKAGES (as
-# Rscript does), `-e code` stays (the binary takes the code as it is; only the script's word
-# splitting needed the ~+~ escapes); NULL for anything else.
+# Rscript does), `-e code` gets the script's escapes (a space as ~+~, a newline as ~n~, which
+# the binary turns back; so commandArgs() reads as before), without its word splitting and
+# globbing; NULL for anything else.
 rscript_as_r_args <- function(args) {
   out <- character(0)
   env <- character(0)
@@ -61,7 +62,7 @@ rscript_as_r_args <- function(args) {
   while (i <= length(args)) {
     a <- args[i]
     if (identical(a, "-e") && i < length(args) && nzchar(args[i + 1L]) && !startsWith(args[i + 1L], "-")) {
-      out <- c(out, a, args[i + 1L])
+      out <- c(out, a, gsub("\n", "~n~", gsub(" ", "~+~", args[i + 1L], fixed = TRUE), fixed = TRUE))
       i <- i + 2L
     } else if (startsWith(a, "--default-packages=")) {
       env[["R_DEFAULT_PACKAGES"]] <- sub("^--default-packages=", "", a)

@@ -16,11 +16,15 @@ environment(worker_view) <- baseenv()
 test_that("a local worker of this R is its binary started directly: the session Rscript would have started", {
   skip_if_not(identical(Sys.info()[["sysname"]], "Linux"))
   expect_true(parallelly:::internal_ok("direct_start"))
-  direct <- parallel::clusterCall(local_cluster(1), worker_view)[[1]]
+  # Start-up code with spaces and a newline: commandArgs() shows it as the front end's
+  # escapes (~+~, ~n~) either way.
+  startup <- "y <- 1\nz <- 2"
+  direct <- parallel::clusterCall(local_cluster(1, rscript_startup = startup), worker_view)[[1]]
   front <- local({
     withr::local_options(parallelly.internals.disable = "direct_start")
-    parallel::clusterCall(local_cluster(1), worker_view)[[1]]
+    parallel::clusterCall(local_cluster(1, rscript_startup = startup), worker_view)[[1]]
   })
+  expect_true(any(grepl("~+~", direct$args, fixed = TRUE)))
   for (field in setdiff(names(direct), "ld")) expect_identical(direct[[field]], front[[field]], label = field)
   expect_identical(normalizePath(direct$binary), normalizePath(file.path(R.home("bin"), "exec", "R")))
   # Which way each one came: the front-end script puts R's library directories in front of
@@ -55,7 +59,8 @@ test_that("R options the front ends act on keep the front ends", {
 test_that("Rscript's arguments become the binary's, or none when a front end must act", {
   as_r <- parallelly:::rscript_as_r_args
   got <- as_r(c("--default-packages=datasets,utils", "-e", "x <- 1", "--max-connections=256", "-e", "y()"))
-  expect_identical(got$args, c("-e", "x <- 1", "--max-connections=256", "-e", "y()"))
+  expect_identical(got$args, c("-e", "x~+~<-~+~1", "--max-connections=256", "-e", "y()"))
+  expect_identical(as_r(c("-e", "a\nb c"))$args, c("-e", "a~n~b~+~c"))
   expect_identical(got$env, c(R_DEFAULT_PACKAGES = "datasets,utils"))
   expect_identical(as_r(character(0))$args, character(0))
   for (args in list("script.R", "--verbose", "--vanilla", "--no-environ", c("--arch", "x"), "-e", c("-e", ""),
