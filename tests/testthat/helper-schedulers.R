@@ -21,3 +21,15 @@ local_clean_scheduler_env <- function(opts, system = 8L, env = parent.frame()) {
   lsf$n <- NULL
   withr::defer(lsf$n <- NULL, envir = env)
 }
+
+# A library directory without parallelly and an empty Renviron (Debian's site Renviron puts
+# /usr/local/lib/R/site-library, where ours may be, first): what a worker's R needs in its
+# environment to be unable to load our package. Removed when the calling test ends.
+local_library_without_parallelly <- function(env = parent.frame()) {
+  dir <- tempfile("no-parallelly-")
+  dir.create(dir)
+  withr::defer(unlink(dir, recursive = TRUE), envir = env)
+  environ <- file.path(dir, "Renviron")
+  file.create(environ)
+  list(dir = dir, environ = environ)
+}

@@ -186,12 +186,9 @@ test_that("setup_strategy = \"auto\": two or more workers on a host are forked f
 
 test_that("setup_strategy = \"auto\" where the task's R has no parallelly of ours: plain tasks in the job's slots, quietly", {
   skip_if_no_gridengine()
-  empty <- tempfile("no-parallelly-")
-  dir.create(empty)
-  on.exit(unlink(empty, recursive = TRUE))
-  # Debian's site Renviron puts /usr/local/lib/R/site-library (where ours may be) first.
-  environ <- file.path(empty, "Renviron")
-  file.create(environ)
+  lib <- local_library_without_parallelly()
+  empty <- lib$dir
+  environ <- lib$environ
   got <- in_job(bquote({
     libs <- c(R_ENVIRON = .(environ), R_LIBS = .(empty), R_LIBS_SITE = .(empty), R_LIBS_USER = .(empty))
     rounds <- list()

@@ -270,12 +270,9 @@ test_that("setup_strategy = \"auto\": a node with several workers forks them fro
 
 test_that("setup_strategy = \"auto\" on a node whose R has no parallelly of ours: plain steps, quietly, and no server the second time", {
   skip_if_no_slurm()
-  empty <- tempfile("no-parallelly-")
-  dir.create(empty)
-  on.exit(unlink(empty, recursive = TRUE))
-  # Debian's site Renviron puts /usr/local/lib/R/site-library (where ours may be) first.
-  environ <- file.path(empty, "Renviron")
-  file.create(environ)
+  lib <- local_library_without_parallelly()
+  empty <- lib$dir
+  environ <- lib$environ
   got <- in_job("sbatch", c("-N2", "-n4"), bquote({
     # The workers' R libraries: none of ours, and either the reference parallelly (an older
     # version, the system's site library) or no parallelly at all.
