@@ -307,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn the_child_dies_with_its_parent_thread_signal_defaults() {
+    fn our_signal_handlers_are_not_the_childs() {
         // A handler installed here is not the child's: SIGUSR1 kills it as by default.
         extern "C" fn handler(_: libc::c_int) {}
         // SAFETY: installs a no-op handler for SIGUSR1 in the test process.
