@@ -79,6 +79,7 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
   cl <- structure(vector("list", n), class = c("RichSOCKcluster", "SOCKcluster", "cluster"))
   done <- FALSE
   on.exit(if (!done) stop_nodes(cl))
+  options <- plain_where_forking_does_not_pay(options)
   batches <- setup_batches(options)
   # Now that the hosts are known: their fork servers need connections too (before any launch).
   if (identical(makeNode, makeNodePSOCK)) check_connection_budget(n, validate, new_fork_servers(options, batches))
@@ -135,6 +136,28 @@ setup_batch_key <- function(o) {
   kind <- kind_for_options(o)
   if (is.function(kind$batch)) return(paste0(kind$name, ":", kind$batch(o)))
   paste(o$ssh$user, as.character(o$worker), o$ssh$port)
+}
+
+# With setup_strategy = "auto", the workers of a remote host whose kind says that a new fork
+# server does not pay for so few (its fork_pays(), R/nodeKind.R) start plain; decided before
+# the workers are batched, as a kind may batch the plain workers of many hosts together (the
+# single-worker nodes of a Slurm job: one batch, one poll of the controller, instead of one
+# batch each). A host whose server runs already keeps forking from it.
+plain_where_forking_does_not_pay <- function(options) {
+  auto <- which(vapply(options, function(o) {
+    isTRUE(o$setup_auto) && identical(o$setup_strategy, "fork") && !isTRUE(attr(o$worker, "localhost"))
+  }, logical(1)))
+  if (length(auto) == 0L) return(options)
+  running <- vapply(mget(ls(.package$fork_servers), envir = .package$fork_servers), function(s) s$host, character(1))
+  hosts <- vapply(options[auto], function(o) as.character(o$worker), character(1))
+  counts <- table(hosts)
+  for (i in seq_along(auto)) {
+    pays <- kind_for_options(options[[auto[i]]])$fork_pays
+    if (is.function(pays) && !(hosts[i] %in% running) && !isTRUE(pays(counts[[hosts[i]]]))) {
+      options[[auto[i]]]$setup_strategy <- "parallel"
+    }
+  }
+  options
 }
 
 setup_batches <- function(options) {

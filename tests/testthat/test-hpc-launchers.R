@@ -69,3 +69,26 @@ test_that("\"<pjrsh>\", and \"<hpc>\" in a PJM job, say they are not supported y
   expect_error(node_opts("<hpc>"), "not supported yet")
   expect_error(makeClusterPSOCK(1L, rshcmd = "<pjrsh>"), "not supported yet")
 })
+
+test_that("with \"auto\", a Slurm job's single-worker nodes start plain in one batch; nodes with two or more fork, a batch each", {
+  no_job()
+  withr::local_envvar(SLURM_JOB_ID = "4711", SLURMD_NODENAME = "n0")
+  workers <- c("n1", "n2", "n2", "n3", "n4", "n4", "n4")
+  options <- lapply(seq_along(workers), function(i) {
+    makeNodePSOCK(workers[i], port = 11000L, rshcmd = "<srun>", rank = i, action = "options")
+  })
+  expect_true(all(vapply(options, function(o) o$setup_strategy, "") == "fork"))
+  settled <- parallelly:::plain_where_forking_does_not_pay(options)
+  expect_identical(vapply(settled, function(o) o$setup_strategy, ""),
+                   c("parallel", "fork", "fork", "parallel", "fork", "fork", "fork"))
+  batches <- parallelly:::setup_batches(settled)
+  expect_identical(unname(batches), list(c(1L, 4L), 2:3, 5:7))
+  # Asked for explicitly, every node forks (a batch each).
+  explicit <- lapply(seq_along(workers), function(i) {
+    makeNodePSOCK(workers[i], port = 11000L, rshcmd = "<srun>", rank = i, setup_strategy = "fork", action = "options")
+  })
+  expect_identical(parallelly:::plain_where_forking_does_not_pay(explicit), explicit)
+  # SSH hosts have no such rule: one worker still gets a server.
+  ssh <- list(makeNodePSOCK("n1", port = 11000L, action = "options"))
+  expect_identical(parallelly:::plain_where_forking_does_not_pay(ssh), ssh)
+})
