@@ -1,11 +1,9 @@
-//! The registry of worker processes this R session started itself. Holding their handles
-//! lets us reap them by PID (`waitpid(pid, WNOHANG)`), so a dead
+//! The registry of worker processes this R session started itself (by PID, spawn.rs). It
+//! reaps them with `waitpid(pid, WNOHANG)`, so a dead
 //! worker never lingers as a zombie that reads as alive, and lets us report how it ended.
 //! No SIGCHLD handler is installed: R's own `system()` and `mclapply()` rely on theirs.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::process::ExitStatusExt;
-use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -23,43 +21,25 @@ pub enum State {
     Exited(Exit),
 }
 
-/// A child started by the standard library, or by spawn.rs (known by its PID only).
-enum Handle {
-    Std(Child),
-    Pid(u32),
-}
-
-impl Handle {
-    /// The exit of the child once it has ended (reaping it), `None` while it runs.
-    fn try_wait(&mut self) -> std::io::Result<Option<Exit>> {
-        match self {
-            Handle::Std(child) => Ok(child.try_wait()?.map(|status| match (status.signal(), status.code()) {
-                (Some(sig), _) => Exit::Signal(sig),
-                (None, Some(code)) => Exit::Status(code),
-                (None, None) => Exit::Unknown,
-            })),
-            Handle::Pid(pid) => {
-                let mut status = 0;
-                // SAFETY: waitpid() on one of our children writes only `status`.
-                let rc = unsafe { libc::waitpid(*pid as libc::pid_t, &mut status, libc::WNOHANG) };
-                if rc == 0 {
-                    Ok(None)
-                } else if rc < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else if libc::WIFSIGNALED(status) {
-                    Ok(Some(Exit::Signal(libc::WTERMSIG(status))))
-                } else if libc::WIFEXITED(status) {
-                    Ok(Some(Exit::Status(libc::WEXITSTATUS(status))))
-                } else {
-                    Ok(Some(Exit::Unknown))
-                }
-            }
-        }
+/// The exit of child `pid` once it has ended (reaping it), `None` while it runs.
+fn try_wait(pid: u32) -> std::io::Result<Option<Exit>> {
+    let mut status = 0;
+    // SAFETY: waitpid() on one of our children writes only `status`.
+    let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+    if rc == 0 {
+        Ok(None)
+    } else if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else if libc::WIFSIGNALED(status) {
+        Ok(Some(Exit::Signal(libc::WTERMSIG(status))))
+    } else if libc::WIFEXITED(status) {
+        Ok(Some(Exit::Status(libc::WEXITSTATUS(status))))
+    } else {
+        Ok(Some(Exit::Unknown))
     }
 }
 
 struct Entry {
-    child: Handle,
     exit: Option<Exit>,
     output: Option<Output>,
     /// Launch order, to forget the oldest exited children first.
@@ -92,30 +72,21 @@ fn registry() -> MutexGuard<'static, HashMap<u32, Entry>> {
     let mut reg = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let me = std::process::id();
     if OWNER.swap(me, Ordering::Relaxed) != me {
-        // Dropping a handle closes our copies of its pipes; it neither waits nor kills.
         reg.clear();
     }
     reg
 }
 
-pub fn register(child: Child, output: Option<Output>) {
-    let pid = child.id();
-    insert(pid, Handle::Std(child), output);
-}
-
-/// Register a child started by spawn.rs.
-pub fn register_pid(pid: u32, output: Option<Output>) {
-    insert(pid, Handle::Pid(pid), output);
-}
-
-fn insert(pid: u32, child: Handle, output: Option<Output>) {
+/// Register a child started by spawn.rs (or, in tests, by std's Command: dropping its
+/// handle neither waits for it nor kills it).
+pub fn register(pid: u32, output: Option<Output>) {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut reg = registry();
-    reg.insert(pid, Entry { child, exit: None, output, seq });
+    reg.insert(pid, Entry { exit: None, output, seq });
     // Reap what has exited, and forget the oldest exited children beyond the cap.
     let mut exited: Vec<(u64, u32)> =
-        reg.iter_mut().filter_map(|(p, e)| (refresh(e) != State::Running).then_some((e.seq, *p))).collect();
+        reg.iter_mut().filter_map(|(p, e)| (refresh(*p, e) != State::Running).then_some((e.seq, *p))).collect();
     let keep = exited_kept();
     if exited.len() > keep {
         exited.sort_unstable();
@@ -133,11 +104,11 @@ pub fn output(pid: u32) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn refresh(entry: &mut Entry) -> State {
+fn refresh(pid: u32, entry: &mut Entry) -> State {
     if let Some(exit) = entry.exit {
         return State::Exited(exit);
     }
-    match entry.child.try_wait() {
+    match try_wait(pid) {
         Ok(None) => State::Running,
         Ok(Some(exit)) => {
             entry.exit = Some(exit);
@@ -153,22 +124,22 @@ fn refresh(entry: &mut Entry) -> State {
 /// The state of one of our children, reaping it if it has exited; `None` if `pid` is not
 /// (or is no longer) a child we started.
 pub fn state(pid: u32) -> Option<State> {
-    registry().get_mut(&pid).map(refresh)
+    registry().get_mut(&pid).map(|e| refresh(pid, e))
 }
 
 /// Reap every exited child and return the PIDs of those still running.
 pub fn running() -> Vec<u32> {
     let mut reg = registry();
     reg.iter_mut()
-        .filter_map(|(pid, e)| (refresh(e) == State::Running).then_some(*pid))
+        .filter_map(|(pid, e)| (refresh(*pid, e) == State::Running).then_some(*pid))
         .collect()
 }
 
-/// Drop the handle of an exited child; a running child is kept so that it can still be reaped.
+/// Forget an exited child; a running child is kept so that it can still be reaped.
 pub fn forget(pid: u32) -> bool {
     let mut reg = registry();
     let exited = match reg.get_mut(&pid) {
-        Some(e) => refresh(e) != State::Running,
+        Some(e) => refresh(pid, e) != State::Running,
         None => return false,
     };
     if exited {
@@ -191,7 +162,7 @@ mod tests {
     fn reaps_and_reports_exit_status_and_signal() {
         let child = Command::new("sh").args(["-c", "exit 3"]).spawn().expect("sh");
         let pid = child.id();
-        register(child, None);
+        register(pid, None);
         let deadline = Instant::now() + Duration::from_secs(5);
         while state(pid) == Some(State::Running) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -202,7 +173,7 @@ mod tests {
 
         let child = Command::new("sleep").arg("30").spawn().expect("sleep");
         let pid = child.id();
-        register(child, None);
+        register(pid, None);
         assert_eq!(state(pid), Some(State::Running));
         assert!(!forget(pid), "a running child must be kept");
         // SAFETY: kill() takes no pointers; `pid` is the test's own sleeping child.

@@ -90,7 +90,7 @@ pub fn launch(spec: LaunchSpec) -> Result<Launched> {
         }
         Some(buffer)
     };
-    children::register_pid(pid, output);
+    children::register(pid, output);
     Ok(Launched { pid, start_time })
 }
 

@@ -227,8 +227,8 @@ mod tests {
         let quick = Command::new("sh").args(["-c", "sleep 0.2"]).spawn().expect("sh");
         let slow = Command::new("sleep").arg("30").spawn().expect("sleep");
         let (q, s) = (quick.id(), slow.id());
-        children::register(quick, None);
-        children::register(slow, None);
+        children::register(q, None);
+        children::register(s, None);
         let t0 = Instant::now();
         stop_in_background(vec![q, s], Duration::from_millis(500), Duration::from_millis(500));
         assert!(t0.elapsed() < Duration::from_millis(100), "the caller does not wait");
