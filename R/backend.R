@@ -315,4 +315,18 @@ backend_ssh_submit_usage <- function(key, pids, timeout = ssh_budget()) {
 # Whether more threads are runnable on this machine right now than it has cores (some wait
 # for one); NA where that cannot be read. Cheap: a few microseconds (R/spinWait.R).
 backend_cores_taken <- function() .Call(wrap__rs_cores_taken)
+
+# Task numbers on the wire (R/nodeTraffic.R, src/rust/src/task_wire.rs). These run for every
+# task and result, so they pass their arguments as they are: the callers hold exactly what
+# the Rust side takes (an external pointer made here, an integer count, TRUE/FALSE/NULL),
+# and neither returns an error. The per-message paths of sendData() and recvData() call the
+# two routines directly (the one other .Call outside this file): a closure call there costs
+# as much as the routine.
+backend_task_numbers <- function() .Call(wrap__rs_task_numbers)
+backend_task_numbers_value <- function(numbers) .Call(wrap__rs_task_numbers_value, numbers)
+backend_task_wire_functions <- function(eval, lapply) invisible(.Call(wrap__rs_task_wire_functions, eval, lapply))
+backend_number_task <- function(numbers, data, aborts, wire_ok, final_answer) {
+  .Call(wrap__rs_number_task, numbers, data, aborts, wire_ok, final_answer)
+}
+backend_accept_message <- function(numbers, msg) .Call(wrap__rs_accept_message, numbers, msg)
 backend_usable_cores <- function() .Call(wrap__rs_usable_cores)

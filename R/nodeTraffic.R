@@ -38,10 +38,9 @@ node_state <- function(node) {
   state <- .subset2(states, key)
   if (is.null(state)) {
     state <- new.env(parent = emptyenv())
-    state$sent <- 0L         # sequence number of the last task sent
-    state$read <- 0L         # sequence number of the last result read
-    state$stale_below <- 0L  # results of tasks numbered below this are stale
-    state$aborts <- 0L       # .package$aborts when the last task was sent
+    # The numbers of the last task sent and the last result read, the first number that is
+    # not stale, and .package$aborts when the last task was sent (src/rust/src/task_wire.rs).
+    state$numbers <- backend_task_numbers()
     # Read once, as they are needed for every message.
     state$healing <- healing_on(node)
     state$xdr <- node_xdr(node)
@@ -89,73 +88,43 @@ note_abort <- function() .package$aborts <- .package$aborts + 1L
 # SOCKcluster holding our nodes) still works as the job index it is; a NULL tag, which cannot
 # carry attributes, becomes FALSE numbered with the number negated. A tag of another type (an
 # environment or a function, which attributes would change in place) leaves the task
-# unnumbered.
+# unnumbered; so are messages other than EXEC.
 #
 # Also: a task that calls one of the base functions that parallel's calls send for every
 # task (eval for clusterEvalQ(), lapply for parLapply()) names it instead of carrying the
 # function. A worker's do.call() finds it by that name from the worker loop's frame, whose
 # enclosure reaches base before any global variable, so it runs the same function; neither
 # end then serializes the function's byte code (a third of a small task's message).
+#
+# Done by the Rust library (src/rust/src/task_wire.rs: in R this was a sixth of the master's
+# work for a tiny task). It asks R (NULL) only when the task names eval or lapply and the
+# wire_names check has not run yet or option parallelly.internals.disable is set.
 number_task <- function(state, data) {
-  call <- .subset2(data, "data")
-  tag <- .subset2(call, "tag")
-  if (is.null(tag)) {
-    tag <- FALSE
-    mark <- -1L
-  } else if (is.atomic(tag) || is.list(tag)) {
-    mark <- 1L
-  } else {
-    return(data)
-  }
-  seq <- state$sent + 1L
-  aborts <- .package$aborts
-  if (state$aborts != aborts) {
-    # A send or receive was abandoned since this node's last task: results not read yet are stale.
-    if (state$read < state$sent) state$stale_below <- seq
-    state$aborts <- aborts
-  }
-  state$sent <- seq
-  attr(tag, "parallellySeq") <- mark * seq
-  call$tag <- tag  # never NULL here, so the element stays
-  fun <- .subset2(call, "fun")
-  if (identical(fun, eval)) {
-    if (internal_ok("wire_names")) call$fun <- "eval"
-  } else if (identical(fun, lapply)) {
-    if (internal_ok("wire_names")) call$fun <- "lapply"
-  }
-  data$data <- call
-  data
+  numbers <- state$numbers
+  out <- backend_number_task(numbers, data, .package$aborts, .subset2(.package$internals_ok, "wire_names"), FALSE)
+  if (is.null(out)) out <- backend_number_task(numbers, data, .package$aborts, internal_ok("wire_names"), TRUE)
+  out
 }
 
-# A message read from a node, with the caller's tag as it was; NULL if it is stale.
-accept_message <- function(state, msg) {
-  tag <- .subset2(msg, "tag")
-  seq <- attr(tag, "parallellySeq", exact = TRUE)
-  if (is.null(seq)) return(msg)  # not the result of a task we numbered
-  if (seq < 0L) {
-    seq <- -seq
-    msg["tag"] <- list(NULL)
-  } else {
-    attr(tag, "parallellySeq") <- NULL
-    msg$tag <- tag
-  }
-  if (!is.null(state)) {
-    if (seq > state$read) state$read <- seq
-    if (seq < state$stale_below) return(NULL)
-  }
-  msg
-}
+# A message read from a node, with the caller's tag as it was; NULL if it is stale (Rust,
+# as number_task()).
+accept_message <- function(state, msg) backend_accept_message(if (!is.null(state)) state$numbers, msg)
 
 sendData.RichSOCKnode <- function(node, data) {
-  state <- node_state(node)
+  # The common path, kept short: it runs for every task. Every R call on it costs about as
+  # much as the work (a closure call ~4,000 instructions): node_state()'s look-up and
+  # number_task()'s first try are written out here, and the Rust routine is called
+  # directly. (`ascii = FALSE` given, serialize() need not ask the connection's summary().)
+  key <- .subset2(attr(node, "process", exact = TRUE), "key")
+  state <- if (is.character(key)) .subset2(.package$node_states, key)
+  if (is.null(state)) state <- node_state(node)
   if (is.null(state)) return(invisible(serialize(data, .subset2(node, "con"), xdr = node_xdr(node), ascii = FALSE)))
   if (state$healing) return(send_healing(node, data, state))
-  # The common path, kept short: it runs for every task. (`ascii = FALSE` given, serialize()
-  # need not ask the connection's summary() for it.)
-  if (identical(.subset2(data, "type"), "EXEC")) data <- number_task(state, data)
+  out <- .Call(wrap__rs_number_task, state$numbers, data, .package$aborts, .subset2(.package$internals_ok, "wire_names"), FALSE)
+  if (is.null(out)) out <- number_task(state, data)
   done <- FALSE
   on.exit(if (!done) note_abort())
-  serialize(data, .subset2(node, "con"), xdr = state$xdr, ascii = FALSE)
+  serialize(out, .subset2(node, "con"), xdr = state$xdr, ascii = FALSE)
   done <- TRUE
   invisible(NULL)
 }
@@ -203,15 +172,20 @@ task_done <- function(node, cur) {
 }
 
 recvData.RichSOCKnode <- function(node) {
-  state <- node_state(node)
+  # As sendData(): node_state()'s look-up written out, the Rust routine called directly.
+  key <- .subset2(attr(node, "process", exact = TRUE), "key")
+  state <- if (is.character(key)) .subset2(.package$node_states, key)
+  if (is.null(state)) state <- node_state(node)
   if (!is.null(state) && state$healing) return(recv_healing(node, state))
   con <- .subset2(node, "con")
+  numbers <- if (!is.null(state)) state$numbers
   done <- FALSE
   on.exit(if (!done) note_abort())
   # A local worker's answer is polled for briefly first (R/spinWait.R).
-  since <- if (!is.null(state) && state$local) spin_for_input(list(con))
+  local <- !is.null(state) && state$local
+  since <- if (local) spin_for_input(list(con))
   repeat {
-    msg <- accept_message(state, if (!is.null(state) && !state$local) unserialize_remote(node, con) else unserialize(con))
+    msg <- .Call(wrap__rs_accept_message, numbers, if (local || is.null(state)) unserialize(con) else unserialize_remote(node, con))
     if (!is.null(msg)) break
   }
   if (is.numeric(since)) spin_waited(since)

@@ -150,8 +150,9 @@
 #'     answers take longer than it, and is whole again once they come soon; `0` turns it
 #'     off. It stands down (for a blocking read at once) whenever more threads are runnable
 #'     on the machine than it has cores (read from `/proc/loadavg` every few polls): then a
-#'     spinning master would hold a core that a worker, or another program, needs. Workers
-#'     on other hosts are not polled. Read at every receive.}
+#'     spinning master would hold a core that a worker, or another program, needs, and the
+#'     next 32 receives do not spin at all. Workers on other hosts are not polled. Read at
+#'     every receive that spins.}
 #' }
 #'
 #' @section R internals:

@@ -53,6 +53,7 @@ init_package_state <- function() {
   .package$load_pid <- Sys.getpid()  # the process that loaded us (isForkedChild()'s fallback)
   .package$listen_socket_warned <- FALSE  # the one-time warning (R/launchNodePSOCK.R)
   .package$spin_stands_down <- TRUE  # ...gives up when every core is taken (tests of its budget turn it off)
+  .package$spin_rest <- 0L           # ...and the reads that do not spin after it stood down
   invisible()
 }
 

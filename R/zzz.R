@@ -12,6 +12,7 @@
   parallelly_debug_setup()      # R_PARALLELLY_DEBUG -> option parallelly.debug
   check_r_internals_at_load()   # R/internals.R: which R internals this R lets us use
   register_transport_methods()  # parallel's unexported generics, once checked
+  backend_task_wire_functions(base::eval, base::lapply)  # tasks calling them carry their names
   # An environment whose finalizer runs when R exits.
   .package$exit_hook <- new.env(parent = emptyenv())
   # A forked worker inherits this hook: it must not act there (see R/forkServer.R).

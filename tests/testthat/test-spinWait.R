@@ -18,6 +18,7 @@ spin_state <- function() get("spin", envir = parallelly:::.package)
 # machine while the calling test runs.
 local_spin_always <- function(env = parent.frame()) {
   assign("spin_stands_down", FALSE, envir = parallelly:::.package)
+  assign("spin_rest", 0L, envir = parallelly:::.package)  # nor rests after an earlier stand-down
   withr::defer(assign("spin_stands_down", TRUE, envir = parallelly:::.package), envir = env)
 }
 
@@ -86,10 +87,15 @@ test_that("the spin stands down while every core is taken", {
   full <- spin_state()$max
   expect_true(full >= 10L)
   local_busy_cores()
-  # An answer 0.3 s away: one poll, a look at the cores, and the blocking read at once.
-  for (i in 1:3) {
-    expect_identical(count_selects(expect_identical(parallel::clusterCall(node, function(i) { Sys.sleep(0.3); i }, i), list(i))), 1L)
-  }
+  # An answer 0.3 s away: one poll, a look at the cores, and the blocking read at once; the
+  # reads after it do not spin at all (they rest), and once rested, one poll again.
+  assign("spin_rest", 0L, envir = parallelly:::.package)
+  slow <- function(i) count_selects(expect_identical(parallel::clusterCall(node, function(i) { Sys.sleep(0.1); i }, i), list(i)))
+  expect_identical(slow(1L), 1L)
+  rest <- parallelly:::spin_rest_calls
+  expect_identical(get("spin_rest", envir = parallelly:::.package), rest)
+  expect_identical(vapply(seq_len(rest), slow, 0L), rep(0L, rest))
+  expect_identical(slow(2L), 1L)
   # The same machine, the spin told not to stand down: it polls its whole budget (which
   # takes longer than on an idle machine; the answer is further away).
   assign("spin", modifyList(spin_state(), list(polls = full)), envir = parallelly:::.package)
@@ -109,6 +115,8 @@ test_that("the spin stands down while every core is taken", {
 test_that("a bad spin option is an error naming it, and the cluster works once it is mended", {
   cl <- local_cluster(2)
   for (bad in list(-1, NA_real_, "fast", c(1e-4, 2e-4), 5)) {
+    # (At the next read that spins: not one that rests after the spin stood down.)
+    assign("spin_rest", 0L, envir = parallelly:::.package)
     withr::with_options(list(parallelly.recvData.spin = bad), {
       expect_error(parallel::clusterEvalQ(cl, 1L), "Option 'parallelly.recvData.spin' must be one number of seconds", class = "parallellyOptionError")
     })

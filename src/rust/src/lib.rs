@@ -22,6 +22,7 @@ mod process;
 mod runqueue;
 mod spawn;
 mod ssh;
+mod task_wire;
 
 use error::Error;
 use std::time::Duration;
@@ -552,6 +553,65 @@ fn rs_reapers_shutdown(timeout: f64) -> bool {
     reapers && drain
 }
 
+/// Task numbers of a node (R/nodeTraffic.R keeps them in the node's state).
+#[extendr]
+fn rs_task_numbers() -> Robj {
+    // SAFETY: on R's main thread (a .Call); the Robj protects the new pointer.
+    unsafe { Robj::from_sexp(task_wire::new_numbers()) }
+}
+
+/// The task numbers as a named integer vector (for tests and debugging); NULL for anything
+/// that does not hold them.
+#[extendr]
+fn rs_task_numbers_value(numbers: Robj) -> Robj {
+    // SAFETY: on R's main thread; the reference is dropped before `numbers`.
+    let n = match unsafe { task_wire::numbers_of(numbers.get()) } {
+        Some(n) => n.clone(),
+        None => return Robj::from(()),
+    };
+    let mut v: Robj = Robj::from(vec![n.sent, n.read, n.stale_below, n.aborts]);
+    let _ = v.set_names(["sent", "read", "stale_below", "aborts"]);
+    v
+}
+
+/// Remember base's eval() and lapply(), whose tasks may carry their names (R/nodeTraffic.R).
+#[extendr]
+fn rs_task_wire_functions(eval: Robj, lapply: Robj) {
+    // SAFETY: the SEXPs are only stored as addresses to compare with; base's functions live
+    // as long as the session.
+    unsafe { task_wire::set_wire_functions(eval.get(), lapply.get()) };
+}
+
+/// R's initialisation of the package's library (src/entrypoint.c): extendr's routines, and
+/// the two per-message routines of task_wire.rs, which take R's objects as they are.
+#[no_mangle]
+pub extern "C" fn R_init_parallelly_routines(info: *mut extendr_api::DllInfo) {
+    use extendr_api::metadata::{Arg, Func};
+    let arg = |name| Arg { name, arg_type: "SEXP", default: None };
+    let routine = |c_name, args: Vec<Arg>, func_ptr| Func {
+        doc: "",
+        rust_name: c_name,
+        mod_name: "parallelly",
+        r_name: c_name,
+        c_name,
+        args,
+        return_type: "SEXP",
+        func_ptr,
+        hidden: true,
+        invisible: None,
+    };
+    let mut metadata = get_parallelly_metadata();
+    metadata.functions.push(routine(
+        "wrap__rs_number_task",
+        ["numbers", "data", "aborts", "wire_ok", "final_answer"].map(arg).into(),
+        task_wire::number_task_call as *const u8,
+    ));
+    metadata.functions.push(routine("wrap__rs_accept_message", ["numbers", "msg"].map(arg).into(), task_wire::accept_message_call as *const u8));
+    // SAFETY: R calls this once, with its DllInfo for this library; the routines' pointers
+    // are functions of the arity registered.
+    unsafe { extendr_api::register_call_methods(info, metadata) };
+}
+
 /// Whether more threads are runnable on this machine now than it has cores online; NA where
 /// the count cannot be read (R/spinWait.R stands its spin down when TRUE).
 #[extendr]
@@ -642,6 +702,9 @@ extendr_module! {
     fn rs_can_fork;
     fn rs_r_temp_dir;
     fn rs_cores_taken;
+    fn rs_task_numbers;
+    fn rs_task_numbers_value;
+    fn rs_task_wire_functions;
     fn rs_usable_cores;
     fn rs_rebind_loopback;
     fn rs_connections_nodelay;
