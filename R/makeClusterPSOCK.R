@@ -40,6 +40,7 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
                              delay = getOption2("parallelly.makeNodePSOCK.tries.delay", 15.0),
                              validate = getOption2("parallelly.makeNodePSOCK.validate", TRUE),
                              verbose = isTRUE(getOption2("parallelly.debug", FALSE))) {
+  guard <- NULL
   if (is.numeric(workers)) {
     if (length(workers) != 1L) {
       stop_arg("workers", "must be a single number when numeric: %s", deparse1(unclass(workers)))
@@ -50,7 +51,16 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
     if (!is.finite(workers) || workers != round(workers)) {
       stop_arg("workers", "must be a whole number: %s", deparse1(unclass(workers)))
     }
-    check_local_worker_count(workers)
+    # The overuse guard asks availableCores(), which runs programs (detectCores()'s grep,
+    # nproc: ~15-20 ms before the first launch). For no more workers than this process's
+    # usable cores (the case where it only rarely objects) it runs while they start up
+    # (connect_hosts()), and an error of it stops them again.
+    if (!inherits(workers, "AsIs") && workers <= backend_usable_cores()) {
+      count <- workers
+      guard <- function() check_local_worker_count(count)
+    } else {
+      check_local_worker_count(workers)
+    }
     workers <- rep(getOption2("parallelly.localhost.hostname", "localhost"), times = workers)
   }
   if (!is.character(workers) || length(workers) == 0L || anyNA(workers) || any(!nzchar(workers))) {
@@ -58,6 +68,12 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
              deparse1(workers))
   }
   n <- length(workers)
+  # The guard runs once: while the first workers start, else before the function returns.
+  run_guard <- function() {
+    g <- guard
+    guard <<- NULL
+    if (is.function(g)) g()
+  }
   user <- check_user(user, n)
   tries <- check_count(tries, "tries", min = 1L)
   delay <- check_seconds(delay, "delay")
@@ -87,9 +103,10 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
   # All hosts at once, within one connectTimeout (R/setupHosts.R); then the sequential nodes.
   together <- batches[!sequential]
   if (length(together) > 0L) {
-    nodes <- connect_hosts(lapply(together, function(b) options[b]), verbose = verbose)
+    nodes <- connect_hosts(lapply(together, function(b) options[b]), verbose = verbose, while_starting = run_guard)
     for (k in seq_along(together)) cl[together[[k]]] <- nodes[[k]]
   }
+  run_guard()
   for (batch in batches[sequential]) {
     node <- launch_with_tries(options[[batch]], tries = tries, delay = delay, verbose = verbose)
     if (!is.null(node)) cl[[batch]] <- node

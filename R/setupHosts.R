@@ -9,7 +9,7 @@
 # Start the workers of `batches` (a list of option lists, each of one host, all with the
 # same port) and return their nodes: a list of node lists, in the order of `batches`. On
 # any failure or interrupt every launched process of every host is stopped.
-connect_hosts <- function(batches, manual = FALSE, verbose = FALSE) {
+connect_hosts <- function(batches, manual = FALSE, verbose = FALSE, while_starting = NULL) {
   port <- batches[[1L]][[1L]]$port
   if (port == 0L) stop_arg("port", "must be a port number in 1..65535 that the workers can be told: 0")
   start <- Sys.time()
@@ -28,6 +28,13 @@ connect_hosts <- function(batches, manual = FALSE, verbose = FALSE) {
   accept_timeout <- max(1, min(30, vapply(all_options, function(o) o$connectTimeout, numeric(1))))
   repeat {
     for (h in hosts) host_setup_step(h)
+    # Work of the caller's that can wait until the first workers are on their way (an error
+    # of it abandons them all, as any error here does).
+    if (is.function(while_starting)) {
+      f <- while_starting
+      while_starting <- NULL
+      f()
+    }
     if (!any(vapply(hosts, host_setup_open, logical(1)))) break
     socks <- c(list(server), lapply(pending, `[[`, "con"))
     ready <- socketSelect(socks, write = FALSE, timeout = 0.02)

@@ -127,6 +127,23 @@ test_that("the localhost overuse guard warns above 100% and fails above 300%, I(
   expect_silent(makeClusterPSOCK(I(3L * ncores + 1L), dryrun = TRUE, quiet = TRUE))
 })
 
+test_that("the overuse guard of no more workers than cores runs as they start: its error stops them, its warning keeps them", {
+  # (It waits for availableCores() while the workers start up, not before: see
+  # makeClusterPSOCK().) One core available by option mc.cores.
+  withr::local_options(mc.cores = 1L, parallelly.availableCores.fallback = NULL)
+  withr::local_envvar(R_PARALLELLY_AVAILABLECORES_SYSTEM = NA)
+  expect_identical(unname(availableCores()), 1L)
+  before <- parallelly:::backend_running_children()
+  withr::with_options(list(parallelly.maxWorkers.localhost = c(0.2, 0.5)), {
+    expect_error(makeClusterPSOCK(1L), "hard limit", class = "parallellyArgumentError")
+  })
+  expect_true(wait_for(function() length(setdiff(parallelly:::backend_running_children(), before)) == 0L, timeout = 10))
+  skip_if(parallelly:::backend_usable_cores() < 2L, "one usable core: 2 workers are checked before they start")
+  expect_warning(cl <- makeClusterPSOCK(2L), "soft limit")
+  withr::defer(parallel::stopCluster(cl))
+  expect_identical(parallel::clusterEvalQ(cl, 1L), list(1L, 1L))
+})
+
 test_that("the connection budget is checked before anything starts", {
   withr::local_options(parallelly.availableConnections = 16L)
   # An option set after the first call is not seen if the value was memoised; check the message.
