@@ -230,8 +230,10 @@ recvOneData.RichSOCKcluster <- function(cl) {
   on.exit(if (!done) note_abort())
   # Polled for briefly first (R/spinWait.R) when the first node is local (one look-up a
   # call), and the workers leave the master a core: with as many workers as cores, they are
-  # busy while it waits, and a spin only takes a core from one of them.
-  local <- isTRUE(node_state(.subset2(cl, 1L))$local) && length(cl) < spin_cores()
+  # busy while it waits, and a spin only takes a core from one of them. (As in recvData(),
+  # the Rust routine is called directly.)
+  first <- node_state(.subset2(cl, 1L))
+  local <- !is.null(first) && first$local && length(cl) < spin_cores()
   repeat {
     healed <- .package$relaunches > 0L
     curs <- if (healed) lapply(cl, current_node) else cl
@@ -246,12 +248,16 @@ recvOneData.RichSOCKcluster <- function(cl) {
     n <- which.max(ready)
     state <- node_state(.subset2(cl, n))
     healing <- !is.null(state) && state$healing
-    msg <- if (healing) tryCatch(unserialize(cons[[n]]), error = function(e) e) else unserialize(cons[[n]])
-    if (inherits(msg, "error")) {
-      recover_from_crash(cl[[n]], curs[[n]], msg)
-      next
+    if (healing) {
+      msg <- tryCatch(unserialize(cons[[n]]), error = function(e) e)
+      if (inherits(msg, "error")) {
+        recover_from_crash(cl[[n]], curs[[n]], msg)
+        next
+      }
+    } else {
+      msg <- unserialize(cons[[n]])
     }
-    msg <- accept_message(state, msg)
+    msg <- .Call(wrap__rs_accept_message, if (!is.null(state)) state$numbers, msg)
     if (is.null(msg)) next
     if (healing) task_done(cl[[n]], curs[[n]])
     done <- TRUE
