@@ -37,6 +37,17 @@ test_that("detectCores() honours option parallelly.availableCores.system", {
   expect_identical(parallelly:::detect_cores(), n)
 })
 
+test_that("detectCores()'s count and Sys.which()'s answer are found without a shell, as they find them", {
+  skip_if_not(startsWith(R.version$os, "linux"))
+  expect_identical(parallelly:::cpuinfo_processors(), parallel::detectCores())
+  expect_identical(parallelly:::cpuinfo_processors(tempfile()), NA_integer_)
+  for (name in c("nproc", "sh", "Rscript", "no-such-program-here")) {
+    expect_identical(parallelly:::find_on_path(name), unname(Sys.which(name)), info = name)
+  }
+  withr::local_envvar(PATH = "")
+  expect_identical(parallelly:::find_on_path("nproc"), "")
+})
+
 test_that("each scheduler's env vars are honoured", {
   cases <- list(
     list(method = "SGE", env = c(NSLOTS = "3"), n = 3L),
