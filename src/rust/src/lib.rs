@@ -1,7 +1,9 @@
-//! The R-facing module: the only file that uses `extendr_api`. Each function here converts
-//! plain arguments (R/backend.R has already checked and coerced them), calls one module, and
-//! returns either the value or a tagged error list that R/backend.R raises as a classed
-//! condition. Nothing here returns `Err` or panics into R.
+//! The R-facing module: the only file that uses `extendr_api`'s conversions. Each function
+//! here converts plain arguments (R/backend.R has already checked and coerced them), calls one
+//! module, and returns either the value or a tagged error list that R/backend.R raises as a
+//! classed condition. Nothing here returns `Err` or panics into R. The exception: the two
+//! per-message routines of task_wire.rs take R's objects as they are (registered below, in
+//! R_init_parallelly_routines()).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use extendr_api::prelude::*;
