@@ -100,9 +100,12 @@ if (quick) results[[1L]] <- run_quick(cases)
 for (i in seq_len(if (quick) 0L else nrow(cases))) {
   # The largest clusters take seconds per setup: fewer repetitions.
   case_reps <- if (cases$n[i] >= 64L) min(reps, 2L) else if (cases$n[i] >= 32L) min(reps, 3L) else reps
-  # Setups of 1-4 local workers take ~0.2 s and vary by +-20% here: more repetitions for a
-  # median that holds from one run to the next.
-  if (cases$measure[i] == "setup_local" && cases$n[i] <= 4L && !quick) case_reps <- 2L * reps - 1L
+  # Setups of 1-4 local workers take ~0.2 s, and the per-call measures of issue 26 (round
+  # trips and tiny load-balanced tasks, quiet and with one core busy) a few seconds; their
+  # medians vary by +-20% from one run to the next here with 5 repetitions: 9 of them.
+  small <- (cases$measure[i] == "setup_local" && cases$n[i] <= 4L) ||
+    cases$measure[i] %in% c("roundtrip", "roundtrip_load", "parlapplylb", "parlapplylb_load")
+  if (small && !quick) case_reps <- 2L * reps - 1L
   # Many hosts: the reference takes ~1 s a worker.
   if (startsWith(cases$measure[i], "hosts")) case_reps <- min(reps, 3L)
   for (rep in seq_len(case_reps)) {
