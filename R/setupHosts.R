@@ -23,11 +23,18 @@ connect_hosts <- function(batches, manual = FALSE, verbose = FALSE, while_starti
     if (!done) for (h in hosts) host_setup_abandon(h)
   })
   all_options <- unlist(batches, recursive = FALSE)
-  server <- open_server_socket(port, loopback = workers_connect_locally(all_options))
   handshake <- without_bytecode(worker_handshake, baseenv())
   accept_timeout <- max(1, min(30, vapply(all_options, function(o) o$connectTimeout, numeric(1))))
+  # The port listens once the first workers are on their way: a fresh R takes ~150 ms
+  # before it connects, and opening the socket the first time in a session (R loads its
+  # internet module) takes ~5-10 ms that their start need not wait for. (A worker that came
+  # too early would be refused and try again: both entries retry until SETUPTIMEOUT.) A
+  # running fork server's workers connect within milliseconds: then it listens first.
+  listen <- function() open_server_socket(port, loopback = workers_connect_locally(all_options))
+  if (length(ls(.package$fork_servers)) > 0L) server <- listen()
   repeat {
     for (h in hosts) host_setup_step(h)
+    if (is.null(server)) server <- listen()
     # Work of the caller's that can wait until the first workers are on their way (an error
     # of it abandons them all, as any error here does).
     if (is.function(while_starting)) {

@@ -35,8 +35,11 @@ worker_r_args <- function(opts) {
     # R's; or the user's rscript_call.
     if (!is.null(opts$rscript_call)) {
       entry <- opts$rscript_call
-    } else if (isTRUE(attr(opts$worker, "localhost")) && launcher_is_this_r(opts$launcher) && internal_ok("work_loop")) {
-      entry <- lean_worker_entry_code()
+    } else if (isTRUE(attr(opts$worker, "localhost")) && launcher_is_this_r(opts$launcher) && !internal_disabled("work_loop")) {
+      # The entry file runs our loop, or base R's should ours fail its check (decided when
+      # the launcher writes the file, right after its first launch); a command printed for
+      # the user to run gets the file at once.
+      entry <- lean_worker_entry_code(write = isTRUE(opts$manual) || isTRUE(opts$dryrun))
     } else {
       entry <- worker_entry_code
     }

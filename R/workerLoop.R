@@ -118,29 +118,66 @@ lean_work_loop <- function() {
   loop
 }
 
-# The file (in this session's temporary directory) that holds lean_worker_main(), enclosed by
-# an environment with `workLoop`, for local workers of this R to read and run; written once a
-# session (again should it go missing).
+# The file (in this session's temporary directory) that local workers of this R read and
+# run: lean_worker_main(), enclosed by an environment with `workLoop`, when our loop passed
+# its check on this R (R/internals.R, "work_loop"); else a function that runs base R's
+# entry, parallel:::.workRSOCK(). Written once a session (again should it go missing),
+# through a temporary name and a rename, so that a worker never reads half of it.
+#
+# The check takes ~5 ms the first time; a fresh worker reads the file only after R's start
+# (~150 ms). So the launcher starts the workers first and writes the file right after
+# (local_launcher()): the first cluster of a session does not wait for the check before its
+# first launch. The workers' code waits for the file (lean_worker_entry_code()).
+lean_worker_entry_path <- function() file.path(tempdir(), "parallelly-worker-entry.rds")
+
 lean_worker_entry_file <- function() {
   path <- .package$lean_entry_file
   if (is.null(path) || !file.exists(path)) {
-    path <- file.path(tempdir(), "parallelly-worker-entry.rds")
-    enclosure <- new.env(parent = baseenv())
-    enclosure$workLoop <- lean_work_loop()
-    main <- lean_worker_main
-    environment(main) <- enclosure
-    saveRDS(main, path, compress = FALSE)  # read by every worker: no inflating
+    path <- lean_worker_entry_path()
+    # (Checked with the wire names, which share its run of both loops: R/internals.R.)
+    unchecked <- setdiff(c("work_loop", "wire_names"), names(.package$internals_ok))
+    if ("work_loop" %in% unchecked) check_r_internals(unchecked)
+    main <- if (internal_ok("work_loop")) {
+      enclosure <- new.env(parent = baseenv())
+      enclosure$workLoop <- lean_work_loop()
+      main <- lean_worker_main
+      environment(main) <- enclosure
+      main
+    } else {
+      base_worker_main
+    }
+    partial <- tempfile("parallelly-worker-entry-", tmpdir = dirname(path))
+    saveRDS(main, partial, compress = FALSE)  # read by every worker: no inflating
+    if (!file.rename(partial, path)) {
+      unlink(partial)
+      stop(sprintf("could not write the local workers' entry file %s", path), call. = FALSE)
+    }
     .package$lean_entry_file <- path
   }
   path
 }
 
-# `Rscript -e` code that starts a local worker of this R with the entry above. (No glob
-# characters and no backslashes: R's front-end script passes -e code through the shell's
-# echo, partly unquoted.)
-lean_worker_entry_code <- function() {
-  sprintf("readRDS(%s)()", deparse1(lean_worker_entry_file()))
+# The entry of a local worker when our loop failed its check: base R's, as from the code
+# that other workers get (worker_entry_code).
+base_worker_main <- function() {
+  workRSOCK <- tryCatch(parallel:::.workRSOCK, error = function(e) parallel:::.slaveRSOCK)
+  workRSOCK()
 }
+environment(base_worker_main) <- baseenv()
+
+# `Rscript -e` code that starts a local worker of this R with the entry above: it waits (up
+# to a minute) for the file, which its launcher writes right after starting it. With
+# `write`, the file is written now (a command that is printed for the user to run, say). (No
+# glob characters and no backslashes: R's front-end script passes -e code through the
+# shell's echo, partly unquoted.)
+lean_worker_entry_code <- function(write = FALSE) {
+  path <- if (write) lean_worker_entry_file() else lean_worker_entry_path()
+  sprintf("local({f<-%s;t<-Sys.time()+60;while(!file.exists(f)&&Sys.time()<t)Sys.sleep(0.005);readRDS(f)})()",
+          deparse1(path))
+}
+
+# Whether the arguments `args` start a worker with the entry file above.
+uses_lean_worker_entry <- function(args) any(grepl("parallelly-worker-entry.rds", args, fixed = TRUE))
 
 # Whether a worker started by `launcher` (resolve_rscript()) runs this very R, so that it can
 # read our compiled entry: the Rscript of R.home(), without further arguments.

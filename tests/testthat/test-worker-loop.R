@@ -148,7 +148,7 @@ test_that("a worker whose connection breaks ends, as with base R's loop", {
 })
 
 test_that("the local entry code retries until SETUPTIMEOUT as parallel's does, then serves the master", {
-  code <- parallelly:::lean_worker_entry_code()
+  code <- parallelly:::lean_worker_entry_code(write = TRUE)
   rscript <- file.path(R.home("bin"), "Rscript")
   port <- parallelly::freePort()
   args <- function(setup) c("-e", shQuote(code), "MASTER=127.0.0.1", paste0("PORT=", port), "OUT=",
@@ -192,4 +192,53 @@ test_that("a local worker of another R launcher gets base R's entry code (our co
   cl <- local_cluster(1, rscript = c("MY_VAR=1", "*"))
   expect_identical(parallel::clusterEvalQ(cl, Sys.getenv("MY_VAR")), list("1"))
   expect_identical(parallel::clusterCall(cl, worker_loop_kind), list("parallel"))
+})
+
+test_that("a worker waits for the entry file its launcher writes after starting it", {
+  path <- parallelly:::lean_worker_entry_path()
+  expect_identical(path, file.path(tempdir(), "parallelly-worker-entry.rds"))
+  # Written by the launch of a first cluster, as the workers start.
+  cl <- local_cluster(1)
+  expect_true(file.exists(path))
+  # Gone: the code alone does not write it; a worker started then waits for it.
+  unlink(path)
+  code <- parallelly:::lean_worker_entry_code()
+  expect_false(file.exists(path))
+  expect_false(grepl("[][*?\\\\]", code))  # what R's front-end script can pass on
+  port <- parallelly::freePort()
+  server <- serverSocket(port)
+  on.exit(close(server), add = TRUE)
+  system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(code), "MASTER=127.0.0.1", paste0("PORT=", port), "OUT=",
+          "SETUPTIMEOUT=30", "XDR=FALSE"), wait = FALSE, stdout = FALSE, stderr = FALSE)
+  Sys.sleep(1)
+  expect_false(file.exists(path))
+  expect_false(socketSelect(list(server), timeout = 0))
+  expect_identical(parallelly:::lean_worker_entry_file(), path)
+  con <- socketAccept(server, blocking = TRUE, open = "a+b", timeout = 30)
+  on.exit(close(con), add = TRUE)
+  node <- structure(list(con = con), class = "SOCK0node")
+  parallel:::sendCall(node, worker_loop_kind, list(), tag = 1L)
+  expect_identical(parallel:::recvData(node)$value, "lean")
+  parallel:::postNode(node, "DONE")
+})
+
+test_that("a worker of this R runs base R's loop from the entry file when ours failed its check", {
+  state <- parallelly:::.package
+  old <- state$internals_ok
+  on.exit({
+    state$internals_ok <- old
+    unlink(parallelly:::lean_worker_entry_path())
+    state$lean_entry_file <- NULL
+  }, add = TRUE)
+  unlink(parallelly:::lean_worker_entry_path())
+  state$lean_entry_file <- NULL
+  # As if the check had run and failed on this R.
+  state$internals_ok$work_loop <- FALSE
+  entry <- readRDS(parallelly:::lean_worker_entry_file())
+  expect_identical(environment(entry), baseenv())
+  expect_match(paste(deparse(body(entry)), collapse = " "), "parallel:::.workRSOCK", fixed = TRUE)
+  cl <- local_cluster(1)
+  expect_match(parallelly:::node_options(cl[[1]])$cmd, "parallelly-worker-entry.rds", fixed = TRUE)
+  expect_identical(parallel::clusterCall(cl, worker_loop_kind), list("parallel"))
+  expect_identical(parallel::clusterEvalQ(cl, 1L + 1L), list(2L))
 })
