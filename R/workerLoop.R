@@ -160,7 +160,9 @@ lean_worker_entry_file <- function() {
 # The entry of a local worker when our loop failed its check: base R's, as from the code
 # that other workers get (worker_entry_code).
 base_worker_main <- function() {
-  workRSOCK <- tryCatch(parallel:::.workRSOCK, error = function(e) parallel:::.slaveRSOCK)
+  ns <- asNamespace("parallel")
+  workRSOCK <- get0(".workRSOCK", envir = ns, inherits = FALSE)
+  if (is.null(workRSOCK)) workRSOCK <- get(".slaveRSOCK", envir = ns, inherits = FALSE)
   workRSOCK()
 }
 environment(base_worker_main) <- baseenv()

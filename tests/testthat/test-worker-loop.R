@@ -236,7 +236,7 @@ test_that("a worker of this R runs base R's loop from the entry file when ours f
   state$internals_ok$work_loop <- FALSE
   entry <- readRDS(parallelly:::lean_worker_entry_file())
   expect_identical(environment(entry), baseenv())
-  expect_match(paste(deparse(body(entry)), collapse = " "), "parallel:::.workRSOCK", fixed = TRUE)
+  expect_match(paste(deparse(body(entry)), collapse = " "), ".workRSOCK", fixed = TRUE)
   cl <- local_cluster(1)
   expect_match(parallelly:::node_options(cl[[1]])$cmd, "parallelly-worker-entry.rds", fixed = TRUE)
   expect_identical(parallel::clusterCall(cl, worker_loop_kind), list("parallel"))
