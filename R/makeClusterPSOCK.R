@@ -55,11 +55,13 @@ makeClusterPSOCK <- function(workers, makeNode = makeNodePSOCK, port = c("auto",
     # nproc: ~15-20 ms before the first launch). For no more workers than this process's
     # usable cores (the case where it only rarely objects) it runs while they start up
     # (connect_hosts()), and an error of it stops them again.
-    if (!inherits(workers, "AsIs") && workers <= backend_usable_cores()) {
-      count <- workers
-      guard <- function() check_local_worker_count(count)
-    } else {
-      check_local_worker_count(workers)
+    if (!inherits(workers, "AsIs")) {
+      if (workers <= backend_usable_cores()) {
+        count <- workers
+        guard <- function() check_local_worker_count(count)
+      } else {
+        check_local_worker_count(workers)
+      }
     }
     workers <- rep(getOption2("parallelly.localhost.hostname", "localhost"), times = workers)
   }

@@ -94,9 +94,34 @@ register_node_kind <- function(kind, name = kind$name) {
 }
 
 node_kind <- function(name) {
-  kind <- node_kinds()[[name]]
+  kinds <- .package$node_kinds
+  kind <- if (!is.null(kinds)) {
+    kinds[[name]]
+  } else if (is.character(name) && length(name) == 1L && name %in% names(kind_claim_order)) {
+    get0(paste0("node_kind_", name), envir = environment(node_kind), inherits = FALSE)
+  }
   if (is.null(kind)) stopf("Argument", "Unknown node kind '%s'", name)
   kind
+}
+
+# What choosing a kind asks of each (name, priority, claims(), rshcmd), in the order they
+# claim options. Made when the package is installed: R sources its files in alphabetical
+# order, so every R/kind-<name>.R comes before this file. Choosing the kind of a launch then
+# fetches that kind alone from the lazy-load database (all kinds: ~130 KB, ~2-3 ms of a
+# session's first setup). Kinds registered at run time (register_node_kind()) are chosen
+# from the full list.
+kind_claim_order <- local({
+  ns <- parent.env(environment())
+  kinds <- mget(ls(ns, pattern = "^node_kind_[a-z]+$"), envir = ns)
+  kinds <- Filter(is.list, kinds)
+  kinds <- kinds[order(vapply(kinds, `[[`, numeric(1), "priority"))]
+  names(kinds) <- vapply(kinds, `[[`, character(1), "name")
+  lapply(kinds, function(k) k[intersect(c("name", "priority", "claims", "rshcmd"), names(k))])
+})
+
+kind_selectors <- function() {
+  kinds <- .package$node_kinds
+  if (is.null(kinds)) kind_claim_order else kinds
 }
 
 # The kind of a node that records none (made by other code, or kept from an older version):
@@ -109,7 +134,7 @@ adopting_kind <- function(local) {
 # The kind selected by the rshcmd keyword `rshcmd` (such as "<srun>"), or NULL.
 kind_for_rshcmd <- function(rshcmd) {
   if (!is.character(rshcmd) || length(rshcmd) != 1L) return(NULL)
-  for (kind in node_kinds()) if (identical(kind$rshcmd, rshcmd)) return(kind)
+  for (kind in kind_selectors()) if (identical(kind$rshcmd, rshcmd)) return(node_kind(kind$name))
   NULL
 }
 
@@ -130,7 +155,7 @@ resolve_rshcmd_keyword <- function(rshcmd, dryrun = FALSE) {
 
 # The kind that launches workers for `opts`.
 kind_for_options <- function(opts) {
-  for (kind in node_kinds()) if (isTRUE(kind$claims(opts))) return(kind)
+  for (kind in kind_selectors()) if (isTRUE(kind$claims(opts))) return(node_kind(kind$name))
   stopf("Argument", "No node kind can launch a worker on '%s'", as.character(opts$worker),
         fields = list(host = as.character(opts$worker)))
 }

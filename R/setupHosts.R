@@ -32,19 +32,24 @@ connect_hosts <- function(batches, manual = FALSE, verbose = FALSE, while_starti
   # running fork server's workers connect within milliseconds: then it listens first.
   listen <- function() open_server_socket(port, loopback = workers_connect_locally(all_options))
   if (length(ls(.package$fork_servers)) > 0L) server <- listen()
+  first_round <- TRUE
   repeat {
     for (h in hosts) host_setup_step(h)
     if (is.null(server)) server <- listen()
     # Work of the caller's that can wait until the first workers are on their way (an error
     # of it abandons them all, as any error here does).
-    if (is.function(while_starting)) {
-      f <- while_starting
-      while_starting <- NULL
-      f()
+    if (first_round) {
+      first_round <- FALSE
+      if (is.function(while_starting)) while_starting()
+      prefetch_post_connect_code()
     }
-    if (!any(vapply(hosts, host_setup_open, logical(1)))) break
+    open <- Filter(host_setup_open, hosts)
+    if (length(open) == 0L) break
     socks <- c(list(server), lapply(pending, `[[`, "con"))
-    ready <- socketSelect(socks, write = FALSE, timeout = 0.02)
+    # Hosts that only wait for their workers wake the loop by connecting; a worker that dies
+    # before it connects is noticed within 0.1 s. Other stages are polled every 20 ms.
+    waiting <- all(vapply(open, function(h) identical(h$stage, "accept"), logical(1)))
+    ready <- socketSelect(socks, write = FALSE, timeout = if (waiting) 0.1 else 0.02)
     # Every connection waiting now (many hosts' workers arrive together), not one a round.
     while (ready[1L]) {
       newcomer <- accept_newcomer(server, handshake, timeout = accept_timeout)
@@ -68,6 +73,23 @@ connect_hosts <- function(batches, manual = FALSE, verbose = FALSE, while_starti
   if (length(failed) > 0L) fail_hosts(failed, length(hosts))
   done <- TRUE
   lapply(hosts, function(h) h$nodes)
+}
+
+# The code the master runs once workers connect (their claim, their node records, the
+# session-info round trip of makeClusterPSOCK(validate = TRUE)). A fresh session fetches
+# each function from the package's lazy-load database on first use (~2-3 ms for these):
+# done while the first workers start up instead of after they connect.
+post_connect_code <- c("accept_newcomer", "read_handshake", "read_handshake_answer", "host_setup_claim",
+                       "host_setup_settle", "host_setup_release", "new_node", "worker_key", "node_key",
+                       "format_node_key", "node_options<-", "node_options", "node_entry", "set_node_entry",
+                       "node_table", "as_pid", "forget_entries_finalizer", "add_cluster_session_info",
+                       "node_session_info<-", "node_session_info", "node_state", "node_field", "current_node",
+                       "node_xdr", "$.RichSOCKnode", "spin_for_input", "spin_limit", "spin_budget", "poll_cost")
+
+prefetch_post_connect_code <- function() {
+  ns <- environment(prefetch_post_connect_code)
+  for (name in post_connect_code) get0(name, envir = ns, inherits = FALSE)
+  invisible()
 }
 
 # One host's setup: its options, tokens, launcher and stage ("connect", "server", then

@@ -223,3 +223,8 @@ test_that("the workers of one host are resolved once and get their own ranks; a 
   two <- parallelly:::node_options_for(rep("n1.remote.org", 2), makeNodePSOCK, 11562L, list("alice", "bob"), verbose = FALSE)
   expect_identical(vapply(two, function(o) o$user, ""), c("alice", "bob"))
 })
+
+test_that("the code fetched while the first workers start is the package's", {
+  ns <- asNamespace("parallelly")
+  for (name in parallelly:::post_connect_code) expect_true(is.function(get0(name, envir = ns, inherits = FALSE)), info = name)
+})

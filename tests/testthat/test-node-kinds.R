@@ -14,6 +14,25 @@ test_that("every node kind has the whole interface", {
   expect_identical(tail(names(kinds), 1L), "rsh")
 })
 
+test_that("the order in which kinds claim options, made at install, is that of the kinds themselves", {
+  kinds <- parallelly:::node_kinds()
+  order <- parallelly:::kind_claim_order
+  expect_identical(names(order), names(kinds))
+  for (name in names(kinds)) {
+    expect_identical(order[[name]]$priority, kinds[[name]]$priority)
+    expect_identical(order[[name]]$claims, kinds[[name]]$claims)
+    expect_identical(order[[name]]$rshcmd, kinds[[name]]$rshcmd)
+  }
+  # A fresh session chooses the kind of a local launch without fetching the others.
+  out <- system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(paste(
+    "ns <- asNamespace('parallelly');",
+    "k <- ns$kind_for_options(list(worker = structure('localhost', localhost = TRUE)));",
+    "cat(k$name, is.null(ns$.package$node_kinds), '\\n')"))), stdout = TRUE, stderr = TRUE)
+  expect_identical(trimws(tail(out, 1L)), "local TRUE")
+  expect_identical(parallelly:::node_kind("local"), kinds$local)
+  expect_error(parallelly:::node_kind("no-such-kind"), "Unknown node kind")
+})
+
 test_that("a node that records no kind is adopted by the kind that says so, not by a name in the operations", {
   expect_identical(parallelly:::adopting_kind(TRUE), "local")
   expect_identical(parallelly:::adopting_kind(FALSE), "rsh")
