@@ -151,6 +151,14 @@ isConnectionValid <- function(con) {
   TRUE
 }
 
+# isConnectionValid()'s answer without the reason it gives for FALSE (which describes the
+# connection, ~0.5 ms).
+connection_is_current <- function(con) {
+  index <- as.integer(con)
+  index %in% 0:2 || (index %in% getAllConnections() &&
+                       identical(attr(con, "conn_id", exact = TRUE), attr(getConnection(index), "conn_id", exact = TRUE)))
+}
+
 ## One-line description for messages; an invalid connection cannot be
 ## summarised, so its details are then left out
 connectionInfo <- function(con) {

@@ -261,11 +261,11 @@ run_loop_on <- function(loop, input, n) {
   con <- file(file, open = "a+b")  # reads from the start, writes at the end
   # At DONE, parallel's loop closes its connection up to R 4.5 and leaves it to the
   # worker's exit from R 4.6 on (closeNode() closes only the master's nodes there); ours
-  # closes it. Either way it is closed here once the loop has returned (isConnectionValid():
+  # closes it. Either way it is closed here once the loop has returned (connection_is_current():
   # not another connection that took its index).
-  on.exit(if (isTRUE(isConnectionValid(con))) close(con), add = TRUE)
+  on.exit(if (connection_is_current(con)) close(con), add = TRUE)
   loop(structure(list(con = con), class = "SOCKnode"))
-  if (isTRUE(isConnectionValid(con))) close(con)
+  if (connection_is_current(con)) close(con)
   bytes <- readBin(file, "raw", n = file.size(file))
   answers <- rawConnection(bytes[-seq_along(input)], open = "rb")
   on.exit(close(answers), add = TRUE)
