@@ -33,7 +33,7 @@ local_launcher <- function() {
         if (inherits(results[[i]], "error")) break
       }
       # Their entry file, while they start (lean_worker_entry_file()).
-      if (any(vapply(specs, function(s) uses_lean_worker_entry(s$args), logical(1)))) lean_worker_entry_file()
+      if (uses_lean_worker_entry(unlist(lapply(specs, `[[`, "args")))) lean_worker_entry_file()
       for (i in seq_along(results)) {
         res <- results[[i]]
         if (is.null(res)) next

@@ -73,11 +73,9 @@ kind_interface_fields <- c("name", "priority", "claims", "launcher", "answers_lo
 node_kinds <- function() {
   kinds <- .package$node_kinds
   if (is.null(kinds)) {
-    ns <- asNamespace("parallelly")
-    kinds <- mget(ls(ns, pattern = "^node_kind_[a-z]+$"), envir = ns)
-    kinds <- Filter(is.list, kinds)
-    kinds <- kinds[order(vapply(kinds, `[[`, numeric(1), "priority"))]
-    names(kinds) <- vapply(kinds, `[[`, character(1), "name")
+    # The kinds' files and their order were found when the package was installed.
+    kinds <- mget(paste0("node_kind_", names(kind_claim_order)), envir = environment(node_kinds))
+    names(kinds) <- names(kind_claim_order)
     .package$node_kinds <- kinds
   }
   kinds
@@ -115,7 +113,9 @@ kind_claim_order <- local({
   kinds <- mget(ls(ns, pattern = "^node_kind_[a-z]+$"), envir = ns)
   kinds <- Filter(is.list, kinds)
   kinds <- kinds[order(vapply(kinds, `[[`, numeric(1), "priority"))]
-  names(kinds) <- vapply(kinds, `[[`, character(1), "name")
+  # node_kinds() and node_kind() fetch a kind by its name: `node_kind_<name>`.
+  stopifnot(identical(sub("^node_kind_", "", names(kinds)), unname(vapply(kinds, `[[`, character(1), "name"))))
+  names(kinds) <- sub("^node_kind_", "", names(kinds))
   lapply(kinds, function(k) k[intersect(c("name", "priority", "claims", "rshcmd"), names(k))])
 })
 

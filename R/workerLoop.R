@@ -179,7 +179,7 @@ lean_worker_entry_code <- function(write = FALSE) {
 }
 
 # Whether the arguments `args` start a worker with the entry file above.
-uses_lean_worker_entry <- function(args) any(grepl("parallelly-worker-entry.rds", args, fixed = TRUE))
+uses_lean_worker_entry <- function(args) any(grepl(lean_worker_entry_path(), args, fixed = TRUE))
 
 # Whether a worker started by `launcher` (resolve_rscript()) runs this very R, so that it can
 # read our compiled entry: the Rscript of R.home(), without further arguments.

@@ -18,6 +18,9 @@ test_that("the order in which kinds claim options, made at install, is that of t
   kinds <- parallelly:::node_kinds()
   order <- parallelly:::kind_claim_order
   expect_identical(names(order), names(kinds))
+  # Every kind's file is in it, found independently of it.
+  files <- ls(asNamespace("parallelly"), pattern = "^node_kind_[a-z]+$")
+  expect_setequal(paste0("node_kind_", names(order)), files)
   for (name in names(kinds)) {
     expect_identical(order[[name]]$priority, kinds[[name]]$priority)
     expect_identical(order[[name]]$claims, kinds[[name]]$claims)
