@@ -72,6 +72,36 @@ test_that("VALUE messages are base R's: value, success, time, tag; errors as sno
   }
 })
 
+test_that("tasks of eval and lapply (called directly by our loop) answer as on base R's workers", {
+  cl <- local_cluster(2)
+  base <- parallel::makePSOCKcluster(2)
+  on.exit(parallel::stopCluster(base), add = TRUE)
+  both <- function(f) {
+    ours <- tryCatch(f(cl), error = conditionMessage)
+    theirs <- tryCatch(f(base), error = conditionMessage)
+    expect_identical(ours, theirs)
+    ours
+  }
+  # clusterEvalQ(): an expression evaluated in the global environment.
+  both(function(cl) parallel::clusterEvalQ(cl, { x <- 20; y <- quote(z); list(x + 1, y) }))
+  expect_identical(both(function(cl) parallel::clusterEvalQ(cl, x)), list(20, 20))
+  expect_match(both(function(cl) parallel::clusterEvalQ(cl, stop("failed: ", x))), "first error: failed: 20", fixed = TRUE)
+  # eval() with a list as the environment, positional or named, a third argument, or the
+  # expression named: each as do.call() would call it.
+  both(function(cl) parallel::clusterCall(cl, eval, quote(a + b), list(a = 1, b = 2)))
+  both(function(cl) parallel::clusterCall(cl, eval, quote(a + b), envir = list(a = 1, b = 2)))
+  both(function(cl) parallel::clusterCall(cl, eval, quote(a * b), list(a = 2), list(b = 5)))
+  both(function(cl) parallel::clusterCall(cl, eval, envir = list(a = 3), expr = quote(a)))
+  both(function(cl) parallel::clusterCall(cl, eval, quote(class(sys.function()))))
+  # parLapply(): a chunk and a function; a language object in the data stays data; extra
+  # arguments; the function named by a string; an error.
+  both(function(cl) parallel::parLapply(cl, 1:7, function(v) v * 2))
+  both(function(cl) parallel::parLapplyLB(cl, list(quote(f(x)), as.name("y"), NULL), function(e) class(e)))
+  both(function(cl) parallel::parLapply(cl, 1:4, function(v, add) v + add, add = 10))
+  both(function(cl) parallel::clusterCall(cl, lapply, list(4, 9), "sqrt"))
+  both(function(cl) parallel::parLapply(cl, 1:4, function(v) if (v == 3) stop("three") else v))
+})
+
 test_that("a task cannot shadow what the loop calls", {
   cl <- local_cluster(1)
   parallel::clusterEvalQ(cl, { unserialize <- function(...) stop("shadowed"); serialize <- unserialize; NULL })
