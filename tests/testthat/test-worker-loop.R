@@ -100,6 +100,17 @@ test_that("tasks of eval and lapply (called directly by our loop) answer as on b
   both(function(cl) parallel::parLapply(cl, 1:4, function(v, add) v + add, add = 10))
   both(function(cl) parallel::clusterCall(cl, lapply, list(4, 9), "sqrt"))
   both(function(cl) parallel::parLapply(cl, 1:4, function(v) if (v == 3) stop("three") else v))
+  # Shapes parallel does not send go through do.call(), as on base R's workers.
+  task <- function(cl, fun, args) {
+    parallel:::sendCall(cl[[1]], fun, args)
+    parallel:::recvResult(cl[[1]])
+  }
+  both(function(cl) task(cl, "eval", structure(list(quote(1 + 1), globalenv()), names = c(NA, "envir"))))
+  both(function(cl) task(cl, "eval", list(quote(1 + 1), envir = globalenv(), enclos = baseenv())))
+  both(function(cl) task(cl, NA_character_, list(1, 2)))
+  both(function(cl) task(cl, c("eval", "lapply"), list(1, 2)))
+  both(function(cl) task(cl, "lapply", list(1:3, FUN = function(v) -v)))
+  both(function(cl) task(cl, "lapply", list(X = 1:3, FUN = function(v) -v)))
 })
 
 test_that("a task cannot shadow what the loop calls", {
