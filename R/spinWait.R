@@ -77,7 +77,7 @@ spin_cores <- function() .package$spin_cores %||% (.package$spin_cores <- backen
 # not spin: the budget is no polls at all, it rests, or it stood down as every core is taken.
 # A resting spin returns first, before it reads its option: under load it costs a few
 # hundred instructions, not ~18,000 (a bad option value is an error at the next read that
-# spins).
+# spins). recvData() makes that test itself before it calls this (a call is ~4,000).
 spin_for_input <- function(cons) {
   rest <- .package$spin_rest
   if (rest > 0L) {

@@ -55,14 +55,15 @@ lean_worker_loop <- function(master) {
         # directly: the same function on the same values as do.call(quote = TRUE), without
         # quoting each argument first (an lapply() and two closure calls an argument: ~3 us
         # of a tiny task's ~40 us here). Any other shape goes through do.call().
-        value <- if (is.character(fun) && length(fun) == 1L && !is.na(fun) && is.list(args) && length(args) == 2L &&
-                     (is.null(nm) || (!anyNA(nm) && nm[1L] == ""))) {
-          if (fun == "eval" && (is.null(nm) || nm[2L] == "env" || nm[2L] == "envir" || nm[2L] == "")) {
-            eval(args[[1L]], args[[2L]])
-          } else if (fun == "lapply" && (is.null(nm) || nm[2L] == "FUN" || nm[2L] == "")) {
-            lapply(args[[1L]], args[[2L]])
-          } else do.call(fun, args, quote = TRUE)
-        } else do.call(fun, args, quote = TRUE)
+        two <- is.character(fun) && length(fun) == 1L && !is.na(fun) && is.list(args) && length(args) == 2L &&
+          (is.null(nm) || (!anyNA(nm) && nm[1L] == ""))
+        value <- if (two && fun == "eval" && (is.null(nm) || nm[2L] == "env" || nm[2L] == "envir" || nm[2L] == "")) {
+          eval(args[[1L]], args[[2L]])
+        } else if (two && fun == "lapply" && (is.null(nm) || nm[2L] == "FUN" || nm[2L] == "")) {
+          lapply(args[[1L]], args[[2L]])
+        } else {
+          do.call(fun, args, quote = TRUE)
+        }
         fun <- args <- nm <- NULL
         task <- FALSE
         t2 <- proc.time()
